@@ -1,0 +1,36 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Kernels need FMA/F16C (an explicit CPU target) and no bounds checks to run at memory speed.
+let fast: [SwiftSetting] = [
+    .unsafeFlags(["-Ounchecked", "-target-cpu", "x86-64-v3"], .when(configuration: .release)),
+    .unsafeFlags(["-target-cpu", "x86-64-v3"], .when(configuration: .debug)),
+]
+
+let package = Package(
+    name: "FlexServe",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "FlexServe", targets: ["FlexServe"]),
+        .executable(name: "flexserve", targets: ["flexserve"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .target(name: "FlexServeTensor", swiftSettings: fast),
+        .target(name: "FlexServeCUDA", dependencies: ["FlexServeTensor"], swiftSettings: fast),
+        .target(name: "FlexServeModels", dependencies: ["FlexServeTensor"], swiftSettings: fast),
+        .target(name: "FlexServeTokenizers", dependencies: ["FlexServeModels"], swiftSettings: fast),
+        .target(name: "FlexServe", dependencies: ["FlexServeTensor", "FlexServeCUDA", "FlexServeModels", "FlexServeTokenizers"], swiftSettings: fast),
+        .executableTarget(name: "flexserve", dependencies: [
+            "FlexServe",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: fast),
+        .testTarget(name: "FlexServeTensorTests", dependencies: ["FlexServeTensor"], swiftSettings: fast),
+        .testTarget(name: "FlexServeModelsTests", dependencies: ["FlexServeModels"], swiftSettings: fast),
+        .testTarget(name: "FlexServeTokenizersTests", dependencies: ["FlexServeTokenizers"], swiftSettings: fast),
+        .testTarget(name: "FlexServeTests", dependencies: ["FlexServe"], swiftSettings: fast),
+    ],
+    swiftLanguageModes: [.v5]
+)
