@@ -1,0 +1,39 @@
+import FlexServeTensor
+
+/// A decoder-only language model: one forward over a `Batch` reading and writing a paged KV cache.
+public protocol CausalLM: AnyObject, Sendable {
+    var config: ModelConfig { get }
+    /// Logits of the batch's tokens that asked for them, in batch order: `[rows][config.vocabSize]`.
+    func forward(_ batch: Batch, cache: PagedKVCache) throws -> Logits
+}
+
+extension CausalLM {
+    public func makeCache(capacityTokens: Int, blockSize: Int = 16) -> PagedKVCache {
+        PagedKVCache(layers: config.numLayers, kvHeads: config.numKVHeads, headDim: config.headDim,
+                     capacityTokens: capacityTokens, blockSize: blockSize)
+    }
+}
+
+/// Rows of logits over the vocabulary.
+public struct Logits: @unchecked Sendable {
+    public let storage: FloatBuffer
+    public let rows: Int
+    public let vocabSize: Int
+
+    public init(rows: Int, vocabSize: Int) {
+        storage = FloatBuffer(rows * vocabSize)
+        self.rows = rows
+        self.vocabSize = vocabSize
+    }
+
+    public func row(_ r: Int) -> UnsafeBufferPointer<Float> {
+        UnsafeBufferPointer(start: storage.pointer + r * vocabSize, count: vocabSize)
+    }
+
+    public func rowArray(_ r: Int) -> [Float] { Array(row(r)) }
+}
+
+public struct ModelError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,155 @@
+import FlexServeTensor
+
+/// LLaMA (1/2/3), SmolLM2, Mistral and Qwen2: pre-norm decoder layers of RMSNorm → grouped-query
+/// attention with RoPE → residual → RMSNorm → SwiGLU MLP → residual.
+public final class LlamaModel: CausalLM, @unchecked Sendable {
+    public let config: ModelConfig
+    let embedding: Embedding
+    let layers: [LlamaLayer]
+    let finalNorm: [Float]
+    let lmHead: TensorView
+    let rope: RotaryEmbedding
+
+    struct LlamaLayer {
+        let attentionNorm: [Float]
+        let wq, wk, wv, wo: TensorView
+        let bq, bk, bv: [Float]?
+        let mlpNorm: [Float]
+        let gate, up, down: TensorView
+    }
+
+    public init(config: ModelConfig, weights: WeightStore) throws {
+        self.config = config
+        let c = config
+        let src = weights.source
+        func matrix(_ name: String, _ rows: Int, _ cols: Int) throws -> TensorView {
+            try weights.tensor(name).expecting([rows, cols], name, in: src)
+        }
+        func vector(_ name: String, _ n: Int) throws -> [Float] {
+            try weights.tensor(name).expecting([n], name, in: src).floats()
+        }
+        func optionalVector(_ name: String, _ n: Int) throws -> [Float]? {
+            weights.contains(name) ? try vector(name, n) : nil
+        }
+        let qDim = c.numHeads * c.headDim, kvDim = c.numKVHeads * c.headDim
+        embedding = Embedding(try matrix("model.embed_tokens.weight", c.vocabSize, c.hiddenSize))
+        layers = try (0..<c.numLayers).map { l in
+            let p = "model.layers.\(l)."
+            return LlamaLayer(
+                attentionNorm: try vector(p + "input_layernorm.weight", c.hiddenSize),
+                wq: try matrix(p + "self_attn.q_proj.weight", qDim, c.hiddenSize),
+                wk: try matrix(p + "self_attn.k_proj.weight", kvDim, c.hiddenSize),
+                wv: try matrix(p + "self_attn.v_proj.weight", kvDim, c.hiddenSize),
+                wo: try matrix(p + "self_attn.o_proj.weight", c.hiddenSize, qDim),
+                bq: try optionalVector(p + "self_attn.q_proj.bias", qDim),
+                bk: try optionalVector(p + "self_attn.k_proj.bias", kvDim),
+                bv: try optionalVector(p + "self_attn.v_proj.bias", kvDim),
+                mlpNorm: try vector(p + "post_attention_layernorm.weight", c.hiddenSize),
+                gate: try matrix(p + "mlp.gate_proj.weight", c.intermediateSize, c.hiddenSize),
+                up: try matrix(p + "mlp.up_proj.weight", c.intermediateSize, c.hiddenSize),
+                down: try matrix(p + "mlp.down_proj.weight", c.hiddenSize, c.intermediateSize))
+        }
+        finalNorm = try vector("model.norm.weight", c.hiddenSize)
+        if !c.tieWordEmbeddings, weights.contains("lm_head.weight") {
+            lmHead = try matrix("lm_head.weight", c.vocabSize, c.hiddenSize)
+        } else {
+            lmHead = embedding.table
+        }
+        rope = RotaryEmbedding(rotaryDim: c.headDim, theta: c.ropeTheta,
+                               inverseFrequencies: RotaryEmbedding.scaledFrequencies(config: c))
+    }
+
+    public func forward(_ batch: Batch, cache: PagedKVCache) throws -> Logits {
+        let c = config
+        let T = batch.count
+        let H = c.hiddenSize, qDim = c.numHeads * c.headDim, kvDim = c.numKVHeads * c.headDim
+        let addressing = try cache.addressing(for: batch)
+        let (cosTable, sinTable) = rope.tables(positions: batch.tokens.map { Int32($0.position) })
+        let half = c.headDim / 2
+
+        let x = FloatBuffer(T * H), h = FloatBuffer(T * H)
+        let q = FloatBuffer(T * qDim), k = FloatBuffer(T * kvDim), v = FloatBuffer(T * kvDim)
+        let attended = FloatBuffer(T * qDim)
+        let gate = FloatBuffer(T * c.intermediateSize), up = FloatBuffer(T * c.intermediateSize)
+        try embedding.lookup(batch.tokens.map(\.id), into: x.pointer)
+        let scale = 1 / Float(c.headDim).squareRoot()
+
+        for (l, layer) in layers.enumerated() {
+            // Attention block.
+            Normalization.rms(x.pointer, rows: T, dim: H, weight: layer.attentionNorm, eps: c.rmsNormEps, out: h.pointer)
+            Linear.forward(x: h.pointer, tokens: T, weight: layer.wq, bias: layer.bq, out: q.pointer)
+            Linear.forward(x: h.pointer, tokens: T, weight: layer.wk, bias: layer.bk, out: k.pointer)
+            Linear.forward(x: h.pointer, tokens: T, weight: layer.wv, bias: layer.bv, out: v.pointer)
+            cosTable.withUnsafeBufferPointer { cosines in
+                sinTable.withUnsafeBufferPointer { sines in
+                    for t in 0..<T {
+                        rope.apply(q.pointer + t * qDim, heads: c.numHeads, headDim: c.headDim,
+                                   cos: cosines.baseAddress! + t * half, sin: sines.baseAddress! + t * half)
+                        rope.apply(k.pointer + t * kvDim, heads: c.numKVHeads, headDim: c.headDim,
+                                   cos: cosines.baseAddress! + t * half, sin: sines.baseAddress! + t * half)
+                    }
+                }
+            }
+            let keys = cache.keys(layer: l), values = cache.values(layer: l)
+            for t in 0..<T {
+                let s = Int(addressing.write[t]) * kvDim
+                (keys + s).update(from: k.pointer + t * kvDim, count: kvDim)
+                (values + s).update(from: v.pointer + t * kvDim, count: kvDim)
+            }
+            Attention.forward(q: q.pointer, tokens: T, numHeads: c.numHeads, numKVHeads: c.numKVHeads, headDim: c.headDim,
+                              keys: keys, values: values, slotStart: addressing.slotStart, slots: addressing.slots,
+                              scale: scale, out: attended.pointer)
+            Linear.forward(x: attended.pointer, tokens: T, weight: layer.wo, out: h.pointer)
+            axpy(1, h.pointer, x.pointer, T * H)
+
+            // MLP block.
+            Normalization.rms(x.pointer, rows: T, dim: H, weight: layer.mlpNorm, eps: c.rmsNormEps, out: h.pointer)
+            Linear.forward(x: h.pointer, tokens: T, weight: layer.gate, out: gate.pointer)
+            Linear.forward(x: h.pointer, tokens: T, weight: layer.up, out: up.pointer)
+            Activation.siluMultiply(gate.pointer, up.pointer, count: T * c.intermediateSize)
+            Linear.forward(x: gate.pointer, tokens: T, weight: layer.down, out: h.pointer)
+            axpy(1, h.pointer, x.pointer, T * H)
+        }
+        return projectToVocabulary(x, batch: batch, norm: { rows, src, dst in
+            Normalization.rms(src, rows: rows, dim: H, weight: finalNorm, eps: c.rmsNormEps, out: dst)
+        }, head: lmHead)
+    }
+
+    /// Final norm and vocabulary head for the tokens that want logits only.
+    func projectToVocabulary(_ x: FloatBuffer, batch: Batch,
+                             norm: (Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void,
+                             head: TensorView) -> Logits {
+        let H = config.hiddenSize
+        let picked = batch.tokens.indices.filter { batch.tokens[$0].wantsLogits }
+        let rows = FloatBuffer(max(1, picked.count) * H)
+        for (r, t) in picked.enumerated() { (rows.pointer + r * H).update(from: x.pointer + t * H, count: H) }
+        let normed = FloatBuffer(max(1, picked.count) * H)
+        norm(picked.count, rows.pointer, normed.pointer)
+        let logits = Logits(rows: picked.count, vocabSize: config.vocabSize)
+        if !picked.isEmpty {
+            Linear.forward(x: normed.pointer, tokens: picked.count, weight: head, out: logits.storage.pointer)
+        }
+        return logits
+    }
+}
+
+extension RotaryEmbedding {
+    /// Inverse frequencies with the config's rope scaling applied (linear or LLaMA-3), in fp32 as transformers computes them.
+    public static func scaledFrequencies(config c: ModelConfig) -> [Float] {
+        let base = RotaryEmbedding(rotaryDim: c.headDim, theta: c.ropeTheta).inverseFrequencies
+        switch c.ropeScaling {
+        case .none: return base
+        case .linear(let factor): return base.map { $0 / Float(factor) }
+        case let .llama3(factor, low, high, original):
+            let lowWavelength = Float(original) / Float(low)
+            let highWavelength = Float(original) / Float(high)
+            return base.map { f in
+                let wavelength = 2 * Float.pi / f
+                if wavelength < highWavelength { return f }
+                if wavelength > lowWavelength { return f / Float(factor) }
+                let smooth = (Float(original) / wavelength - Float(low)) / (Float(high) - Float(low))
+                return (1 - smooth) * f / Float(factor) + smooth * f
+            }
+        }
+    }
+}

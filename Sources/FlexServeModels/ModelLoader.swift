@@ -1,0 +1,40 @@
+import Foundation
+import FlexServeTensor
+
+/// Opens a model from a HuggingFace folder (config.json + safetensors) or a GGUF file and builds
+/// the architecture its config names.
+public enum ModelLoader {
+    public struct Loaded: Sendable {
+        public let model: any CausalLM
+        public let weights: any WeightStore
+        /// The GGUF file, when the model came from one (it also carries the tokenizer).
+        public let gguf: GGUFFile?
+        public let folder: String?
+    }
+
+    public static func load(path: String) throws -> Loaded {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw ModelError("model not found: \(path) is neither a folder nor a .gguf file")
+        }
+        if isDirectory.boolValue {
+            let configPath = (path as NSString).appendingPathComponent("config.json")
+            let config = try ModelConfig(configJSON: configPath)
+            let weights = try SafetensorsStore(folder: path)
+            return Loaded(model: try build(config: config, weights: weights), weights: weights, gguf: nil, folder: path)
+        }
+        let gguf = try GGUFFile(path: path)
+        let config = try ModelConfig(gguf: gguf)
+        let weights = GGUFStore(gguf)
+        return Loaded(model: try build(config: config, weights: weights), weights: weights, gguf: gguf, folder: nil)
+    }
+
+    public static func build(config: ModelConfig, weights: WeightStore) throws -> any CausalLM {
+        switch config.architecture {
+        case "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "llama", "mistral", "qwen2":
+            return try LlamaModel(config: config, weights: weights)
+        default:
+            throw ModelError("unsupported architecture '\(config.architecture)' in \(weights.source)")
+        }
+    }
+}

@@ -1,0 +1,107 @@
+import FlexServeTensor
+
+public struct KVCacheError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+}
+
+/// Keys and values of every sequence in fixed-size blocks drawn from one free list, so memory
+/// is taken as sequences grow rather than reserved for the longest one. A sequence's block table
+/// maps its logical entry i to slot `table[i / blockSize] * blockSize + i % blockSize`.
+public final class PagedKVCache: @unchecked Sendable {
+    public let layers: Int
+    public let kvHeads: Int
+    public let headDim: Int
+    public let blockSize: Int
+    public let blockCount: Int
+    let keys: [OwnedBuffer]
+    let values: [OwnedBuffer]
+    private var freeBlocks: [Int32]
+    private var tables: [Int: [Int32]] = [:]
+
+    public init(layers: Int, kvHeads: Int, headDim: Int, capacityTokens: Int, blockSize: Int = 16) {
+        self.layers = layers
+        self.kvHeads = kvHeads
+        self.headDim = headDim
+        self.blockSize = blockSize
+        blockCount = max(1, (capacityTokens + blockSize - 1) / blockSize)
+        let bytes = blockCount * blockSize * kvHeads * headDim * 4
+        keys = (0..<layers).map { _ in OwnedBuffer(byteCount: bytes) }
+        values = (0..<layers).map { _ in OwnedBuffer(byteCount: bytes) }
+        freeBlocks = (0..<Int32(blockCount)).reversed()
+    }
+
+    public var freeBlockCount: Int { freeBlocks.count }
+    public var capacityTokens: Int { blockCount * blockSize }
+    public var bytes: Int { 2 * layers * blockCount * blockSize * kvHeads * headDim * 4 }
+
+    /// Entries the sequence can hold without taking more blocks.
+    public func capacity(of sequence: Int) -> Int { (tables[sequence]?.count ?? 0) * blockSize }
+
+    public func blocksNeeded(sequence: Int, length: Int) -> Int {
+        max(0, (length + blockSize - 1) / blockSize - (tables[sequence]?.count ?? 0))
+    }
+
+    /// Makes logical entries `0..<length` of `sequence` addressable, taking blocks from the free list.
+    public func reserve(sequence: Int, length: Int) throws {
+        let need = blocksNeeded(sequence: sequence, length: length)
+        guard need <= freeBlocks.count else {
+            throw KVCacheError(description: "KV cache full: sequence \(sequence) needs \(need) more blocks of \(blockSize) tokens, \(freeBlocks.count) free of \(blockCount)")
+        }
+        var table = tables[sequence] ?? []
+        for _ in 0..<need { table.append(freeBlocks.removeLast()) }
+        tables[sequence] = table
+    }
+
+    /// Keeps entries `0..<length` and returns the blocks past them to the free list.
+    public func truncate(sequence: Int, length: Int) {
+        guard var table = tables[sequence] else { return }
+        let keep = (length + blockSize - 1) / blockSize
+        while table.count > keep { freeBlocks.append(table.removeLast()) }
+        tables[sequence] = table
+    }
+
+    public func release(sequence: Int) {
+        if let table = tables.removeValue(forKey: sequence) { freeBlocks.append(contentsOf: table) }
+    }
+
+    @inline(__always)
+    public func slot(sequence: Int, index: Int) -> Int32 {
+        let table = tables[sequence]!
+        return table[index / blockSize] * Int32(blockSize) + Int32(index % blockSize)
+    }
+
+    /// Copies entry `from` to entry `to` of a sequence in every layer (compacting accepted tree nodes).
+    public func move(sequence: Int, from: Int, to: Int) {
+        if from == to { return }
+        let src = Int(slot(sequence: sequence, index: from)), dst = Int(slot(sequence: sequence, index: to))
+        let stride = kvHeads * headDim
+        for l in 0..<layers {
+            let k = keys[l].pointer.assumingMemoryBound(to: Float.self)
+            let v = values[l].pointer.assumingMemoryBound(to: Float.self)
+            (k + dst * stride).update(from: k + src * stride, count: stride)
+            (v + dst * stride).update(from: v + src * stride, count: stride)
+        }
+    }
+
+    public func keys(layer: Int) -> UnsafeMutablePointer<Float> { keys[layer].pointer.assumingMemoryBound(to: Float.self) }
+    public func values(layer: Int) -> UnsafeMutablePointer<Float> { values[layer].pointer.assumingMemoryBound(to: Float.self) }
+
+    /// Physical slots for a batch: where each token writes, and the flattened list of slots each token reads.
+    public func addressing(for batch: Batch) throws -> (write: [Int32], slotStart: [Int32], slots: [Int32]) {
+        var write: [Int32] = []
+        var slotStart: [Int32] = [0]
+        var slots: [Int32] = []
+        write.reserveCapacity(batch.count)
+        for t in batch.tokens {
+            let cap = capacity(of: t.sequence)
+            guard t.cacheIndex < cap, t.visiblePrefix <= cap, t.visibleExtra.allSatisfy({ $0 < cap }) else {
+                throw KVCacheError(description: "sequence \(t.sequence): entry \(t.cacheIndex) is beyond its reserved \(cap) entries")
+            }
+            write.append(slot(sequence: t.sequence, index: t.cacheIndex))
+            for i in 0..<t.visiblePrefix { slots.append(slot(sequence: t.sequence, index: i)) }
+            for i in t.visibleExtra { slots.append(slot(sequence: t.sequence, index: i)) }
+            slotStart.append(Int32(slots.count))
+        }
+        return (write, slotStart, slots)
+    }
+}

@@ -1,0 +1,123 @@
+/// The projection every model layer is made of: `out[t, o] = Σ_i x[t, i] · W[o, i] (+ bias[o])`,
+/// with W stored `[outFeatures, inFeatures]` in any `DType`.
+///
+/// Rows of W are taken four at a time, dequantized once into a per-task scratch (a no-op for f32),
+/// and dotted with a tile of tokens, so quantized weights are decoded once per token tile and the
+/// activations stay in cache.
+public enum Linear {
+    static let tokenTile = 64
+
+    public static func forward(x: UnsafePointer<Float>, tokens: Int, weight: TensorView,
+                               bias: UnsafePointer<Float>? = nil, out: UnsafeMutablePointer<Float>,
+                               pool: ThreadPool = .shared) {
+        let rows = weight.shape[0]
+        let cols = weight.shape[weight.shape.count - 1]
+        let rowBytes = weight.dtype.byteCount(values: cols)!
+        let dtype = weight.dtype
+        let base = weight.data
+        let blocks = (rows + 3) / 4
+        // Enough tasks to balance the threads, few enough that each streams a long run of rows.
+        let minBlocks = max(1, 64 / max(1, tokens))
+        pool.parallelChunks(blocks, minChunk: minBlocks) { blockRange in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: dtype == .f32 ? 1 : 4 * cols) { scratch in
+                var tile = 0
+                while tile < tokens {
+                    let tileEnd = min(tokens, tile + tokenTile)
+                    for block in blockRange {
+                        let r0 = block * 4
+                        let n = min(4, rows - r0)
+                        var w = (UnsafePointer<Float>(bitPattern: 0x10)!, UnsafePointer<Float>(bitPattern: 0x10)!,
+                                 UnsafePointer<Float>(bitPattern: 0x10)!, UnsafePointer<Float>(bitPattern: 0x10)!)
+                        for k in 0..<n {
+                            let p: UnsafePointer<Float>
+                            if dtype == .f32 {
+                                p = (base + (r0 + k) * rowBytes).assumingMemoryBound(to: Float.self)
+                            } else {
+                                let dst = scratch.baseAddress! + k * cols
+                                Dequantize.row(dtype, base + (r0 + k) * rowBytes, count: cols, into: dst)
+                                p = UnsafePointer(dst)
+                            }
+                            switch k {
+                            case 0: w.0 = p
+                            case 1: w.1 = p
+                            case 2: w.2 = p
+                            default: w.3 = p
+                            }
+                        }
+                        if n < 4 {
+                            // Repeat the last real row; its duplicate results are not stored.
+                            if n < 2 { w.1 = w.0 }
+                            if n < 3 { w.2 = w.1 }
+                            w.3 = w.2
+                        }
+                        for t in tile..<tileEnd {
+                            let d = dot4(x + t * cols, w.0, w.1, w.2, w.3, cols)
+                            let o = out + t * rows + r0
+                            o[0] = d.0 + (bias?[r0] ?? 0)
+                            if n > 1 { o[1] = d.1 + (bias?[r0 + 1] ?? 0) }
+                            if n > 2 { o[2] = d.2 + (bias?[r0 + 2] ?? 0) }
+                            if n > 3 { o[3] = d.3 + (bias?[r0 + 3] ?? 0) }
+                        }
+                    }
+                    tile = tileEnd
+                }
+            }
+        }
+    }
+}
+
+/// Four dot products sharing one vector: the inner loop of `Linear`.
+@inline(__always)
+public func dot4(_ x: UnsafePointer<Float>, _ w0: UnsafePointer<Float>, _ w1: UnsafePointer<Float>,
+                 _ w2: UnsafePointer<Float>, _ w3: UnsafePointer<Float>, _ n: Int) -> (Float, Float, Float, Float) {
+    var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+    let xr = UnsafeRawPointer(x)
+    let r0 = UnsafeRawPointer(w0), r1 = UnsafeRawPointer(w1), r2 = UnsafeRawPointer(w2), r3 = UnsafeRawPointer(w3)
+    var i = 0
+    while i + 16 <= n {
+        let xv = xr.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+        a0 = a0.addingProduct(xv, r0.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self))
+        a1 = a1.addingProduct(xv, r1.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self))
+        a2 = a2.addingProduct(xv, r2.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self))
+        a3 = a3.addingProduct(xv, r3.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self))
+        i += 16
+    }
+    var s = (a0.sum(), a1.sum(), a2.sum(), a3.sum())
+    while i < n {
+        let xv = x[i]
+        s.0 += xv * w0[i]; s.1 += xv * w1[i]; s.2 += xv * w2[i]; s.3 += xv * w3[i]
+        i += 1
+    }
+    return s
+}
+
+/// One dot product with a SIMD accumulator.
+@inline(__always)
+public func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+    var acc = SIMD16<Float>()
+    let ar = UnsafeRawPointer(a), br = UnsafeRawPointer(b)
+    var i = 0
+    while i + 16 <= n {
+        acc = acc.addingProduct(ar.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self),
+                                br.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self))
+        i += 16
+    }
+    var s = acc.sum()
+    while i < n { s += a[i] * b[i]; i += 1 }
+    return s
+}
+
+/// y += a · x, vectorised.
+@inline(__always)
+public func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    let xr = UnsafeRawPointer(x), yr = UnsafeMutableRawPointer(y)
+    let av = SIMD16<Float>(repeating: a)
+    var i = 0
+    while i + 16 <= n {
+        let v = yr.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+            .addingProduct(av, xr.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self))
+        yr.storeBytes(of: v, toByteOffset: i * 4, as: SIMD16<Float>.self)
+        i += 16
+    }
+    while i < n { y[i] += a * x[i]; i += 1 }
+}

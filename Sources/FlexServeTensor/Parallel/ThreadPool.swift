@@ -1,0 +1,106 @@
+import Foundation
+import Synchronization
+
+/// A fixed pool of worker threads for data-parallel kernels. `parallelFor` hands out indices
+/// through one atomic counter; idle workers spin briefly before sleeping, so back-to-back
+/// kernel launches (hundreds per forward pass) cost microseconds, not a thread wake-up each.
+public final class ThreadPool: @unchecked Sendable {
+    public static let shared = ThreadPool(threads: ProcessInfo.processInfo.activeProcessorCount)
+
+    public let threadCount: Int
+    private let generation = Atomic<Int>(0)
+    private let nextIndex = Atomic<Int>(0)
+    private let finished = Atomic<Int>(0)
+    /// Workers that have finished with the current generation. The caller waits for all of them,
+    /// so no worker can hold a stale job when the next call starts.
+    private let checkedOut = Atomic<Int>(0)
+    private var job: ((Int) -> Void)?
+    private var jobCount = 0
+    private let sleepLock = NSCondition()
+    private var sleeping = 0
+    private let callerLock = NSLock()
+
+    public init(threads: Int) {
+        threadCount = max(1, threads)
+        for _ in 1..<threadCount {
+            let t = Thread { [unowned self] in self.workerLoop() }
+            t.stackSize = 1 << 20
+            t.start()
+        }
+    }
+
+    /// Runs `body(i)` for i in 0..<count over all threads, the caller included; returns when all are done.
+    public func parallelFor(_ count: Int, _ body: (Int) -> Void) {
+        if count <= 0 { return }
+        if count == 1 || threadCount == 1 {
+            for i in 0..<count { body(i) }
+            return
+        }
+        callerLock.lock()
+        defer { callerLock.unlock() }
+        withoutActuallyEscaping(body) { escaping in
+            job = escaping
+            jobCount = count
+            nextIndex.store(0, ordering: .relaxed)
+            finished.store(0, ordering: .relaxed)
+            checkedOut.store(0, ordering: .relaxed)
+            generation.add(1, ordering: .releasing)
+            sleepLock.lock()
+            if sleeping > 0 { sleepLock.broadcast() }
+            sleepLock.unlock()
+            drain(escaping, count: count)
+            while finished.load(ordering: .acquiring) < count { spinPause() }
+            while checkedOut.load(ordering: .acquiring) < threadCount - 1 { spinPause() }
+            job = nil
+        }
+    }
+
+    /// Splits 0..<total into about `threadCount * 4` chunks of at least `minChunk` and runs `body(range)` on each.
+    public func parallelChunks(_ total: Int, minChunk: Int = 1, _ body: (Range<Int>) -> Void) {
+        let chunks = max(1, min(threadCount * 4, total / max(1, minChunk)))
+        let size = (total + chunks - 1) / chunks
+        parallelFor(chunks) { c in
+            let lo = c * size
+            let hi = min(total, lo + size)
+            if lo < hi { body(lo..<hi) }
+        }
+    }
+
+    private func drain(_ body: (Int) -> Void, count: Int) {
+        while true {
+            let i = nextIndex.add(1, ordering: .relaxed).oldValue
+            if i >= count { return }
+            body(i)
+            finished.add(1, ordering: .releasing)
+        }
+    }
+
+    private func workerLoop() {
+        var seen = 0
+        while true {
+            var spins = 0
+            while generation.load(ordering: .acquiring) == seen {
+                spins += 1
+                if spins < 20_000 {
+                    spinPause()
+                } else {
+                    sleepLock.lock()
+                    sleeping += 1
+                    while generation.load(ordering: .acquiring) == seen { sleepLock.wait() }
+                    sleeping -= 1
+                    sleepLock.unlock()
+                }
+            }
+            seen = generation.load(ordering: .acquiring)
+            if let job { drain(job, count: jobCount) }
+            checkedOut.add(1, ordering: .releasing)
+        }
+    }
+}
+
+@inline(__always)
+func spinPause() {
+    #if arch(x86_64)
+    _ = 0 // the loop's own atomic load keeps the core busy; sched_yield would cost a syscall
+    #endif
+}

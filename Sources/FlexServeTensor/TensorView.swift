@@ -1,0 +1,46 @@
+/// A tensor's bytes in some storage format, with its shape in PyTorch order (outermost first).
+/// `owner` keeps the memory (a file map or an owned buffer) alive.
+public struct TensorView: @unchecked Sendable {
+    public let dtype: DType
+    public let shape: [Int]
+    public let data: UnsafeRawPointer
+    public let owner: AnyObject?
+
+    public init(dtype: DType, shape: [Int], data: UnsafeRawPointer, owner: AnyObject?) {
+        self.dtype = dtype
+        self.shape = shape
+        self.data = data
+        self.owner = owner
+    }
+
+    public var count: Int { shape.reduce(1, *) }
+    public var byteCount: Int { dtype.byteCount(values: count) ?? 0 }
+
+    /// All values as fp32.
+    public func floats() -> [Float] {
+        [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+            Dequantize.row(dtype, data, count: count, into: buffer.baseAddress!)
+            initialized = count
+        }
+    }
+
+    /// A tensor holding `values` as f32 in memory it owns.
+    public static func owned(_ values: [Float], shape: [Int]) -> TensorView {
+        let storage = OwnedBuffer(byteCount: values.count * 4)
+        values.withUnsafeBytes { storage.pointer.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        return TensorView(dtype: .f32, shape: shape, data: UnsafeRawPointer(storage.pointer), owner: storage)
+    }
+}
+
+/// 64-byte aligned heap memory with a lifetime tied to the object.
+public final class OwnedBuffer: @unchecked Sendable {
+    public let pointer: UnsafeMutableRawPointer
+    public let byteCount: Int
+
+    public init(byteCount: Int) {
+        self.byteCount = byteCount
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+    }
+
+    deinit { pointer.deallocate() }
+}
