@@ -31,12 +31,8 @@ let package = Package(
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: fast),
-        .target(name: "FlexServeServer", dependencies: [
-            "FlexServe",
-            .product(name: "Hummingbird", package: "hummingbird"),
-        ], swiftSettings: fast),
         .executableTarget(name: "flexserve", dependencies: [
-            "FlexServe", "FlexServeHub", "FlexServeServer",
+            "FlexServe", "FlexServeHub",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
         .testTarget(name: "FlexServeTensorTests", dependencies: ["FlexServeTensor"], swiftSettings: fast),
@@ -44,7 +40,6 @@ let package = Package(
         .testTarget(name: "FlexServeTokenizersTests", dependencies: ["FlexServeTokenizers"], swiftSettings: fast),
         .testTarget(name: "FlexServeTests", dependencies: ["FlexServe"], swiftSettings: fast),
         .testTarget(name: "FlexServeHubTests", dependencies: ["FlexServeHub", .product(name: "Hummingbird", package: "hummingbird")], swiftSettings: fast),
-        .testTarget(name: "FlexServeServerTests", dependencies: ["FlexServeServer"], swiftSettings: fast),
     ],
     swiftLanguageModes: [.v5]
 )

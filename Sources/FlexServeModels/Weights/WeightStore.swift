@@ -17,13 +17,28 @@ public struct SafetensorsStore: WeightStore {
 
     public init(folder: String) throws {
         source = folder
+        files = try Self.checkpointFiles(in: folder).map {
+            try SafetensorsFile(path: (folder as NSString).appendingPathComponent($0))
+        }
+    }
+
+    /// The files of the checkpoint: those the index names, else `model.safetensors`, else every `.safetensors` file.
+    static func checkpointFiles(in folder: String) throws -> [String] {
         let fm = FileManager.default
-        let names = (try? fm.contentsOfDirectory(atPath: folder)) ?? []
-        let shards = names.filter { $0.hasSuffix(".safetensors") }.sorted()
-        guard !shards.isEmpty else {
+        let indexPath = (folder as NSString).appendingPathComponent("model.safetensors.index.json")
+        if let data = fm.contents(atPath: indexPath) {
+            guard let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+                  let map = json["weight_map"] as? [String: String] else {
+                throw WeightFileError(file: indexPath, tensor: nil, problem: "not a valid index (no weight_map)")
+            }
+            return Set(map.values).sorted()
+        }
+        if fm.fileExists(atPath: (folder as NSString).appendingPathComponent("model.safetensors")) { return ["model.safetensors"] }
+        let names = ((try? fm.contentsOfDirectory(atPath: folder)) ?? []).filter { $0.hasSuffix(".safetensors") }.sorted()
+        guard !names.isEmpty else {
             throw WeightFileError(file: folder, tensor: nil, problem: "no .safetensors files in the folder")
         }
-        files = try shards.map { try SafetensorsFile(path: (folder as NSString).appendingPathComponent($0)) }
+        return names
     }
 
     public init(files: [SafetensorsFile]) {
