@@ -10,6 +10,10 @@ public enum Linear {
     public static func forward(x: UnsafePointer<Float>, tokens: Int, weight: TensorView,
                                bias: UnsafePointer<Float>? = nil, out: UnsafeMutablePointer<Float>,
                                pool: ThreadPool = .shared) {
+        if tokens <= 4 && weight.dtype != .f32 {
+            fusedRows(x: x, tokens: tokens, weight: weight, bias: bias, out: out, pool: pool)
+            return
+        }
         let rows = weight.shape[0]
         let cols = weight.shape[weight.shape.count - 1]
         let rowBytes = weight.dtype.byteCount(values: cols)!
@@ -60,6 +64,31 @@ public enum Linear {
                         }
                     }
                     tile = tileEnd
+                }
+            }
+        }
+    }
+}
+
+extension Linear {
+    /// Few tokens (decoding): each row is decoded in registers while it streams from memory.
+    static func fusedRows(x: UnsafePointer<Float>, tokens: Int, weight: TensorView,
+                          bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>, pool: ThreadPool) {
+        let rows = weight.shape[0]
+        let cols = weight.shape[weight.shape.count - 1]
+        let rowBytes = weight.dtype.byteCount(values: cols)!
+        let dtype = weight.dtype
+        let base = weight.data
+        let blocks = cols / 32
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, tokens * blocks)) { sums in
+            for t in 0..<tokens { QuantizedDot.blockSums(x + t * cols, cols, into: sums.baseAddress! + t * blocks) }
+            let blockSums = UnsafePointer(sums.baseAddress!)
+            pool.parallelChunks(rows, minChunk: 16) { range in
+                for r in range {
+                    let w = base + r * rowBytes
+                    for t in 0..<tokens {
+                        out[t * rows + r] = QuantizedDot.row(dtype, x + t * cols, blockSums + t * blocks, w, cols) + (bias?[r] ?? 0)
+                    }
                 }
             }
         }

@@ -4,16 +4,21 @@ import Synchronization
 /// A fixed pool of worker threads for data-parallel kernels. `parallelFor` hands out indices
 /// through one atomic counter; idle workers spin briefly before sleeping, so back-to-back
 /// kernel launches (hundreds per forward pass) cost microseconds, not a thread wake-up each.
+///
+/// The caller never waits for a worker that has not started: it does all unclaimed work itself,
+/// then closes the job. A worker may only touch the job between raising `active` and seeing the
+/// job still open (a Dekker-style handshake with sequentially consistent atomics), so a late
+/// worker cannot run a job whose caller has returned. This keeps the pool fast when the machine
+/// is oversubscribed and some workers are descheduled.
 public final class ThreadPool: @unchecked Sendable {
     public static let shared = ThreadPool(threads: ProcessInfo.processInfo.activeProcessorCount)
 
     public let threadCount: Int
     private let generation = Atomic<Int>(0)
+    private let open = Atomic<Bool>(false)
+    private let active = Atomic<Int>(0)
     private let nextIndex = Atomic<Int>(0)
     private let finished = Atomic<Int>(0)
-    /// Workers that have finished with the current generation. The caller waits for all of them,
-    /// so no worker can hold a stale job when the next call starts.
-    private let checkedOut = Atomic<Int>(0)
     private var job: ((Int) -> Void)?
     private var jobCount = 0
     private let sleepLock = NSCondition()
@@ -41,16 +46,17 @@ public final class ThreadPool: @unchecked Sendable {
         withoutActuallyEscaping(body) { escaping in
             job = escaping
             jobCount = count
-            nextIndex.store(0, ordering: .relaxed)
-            finished.store(0, ordering: .relaxed)
-            checkedOut.store(0, ordering: .relaxed)
-            generation.add(1, ordering: .releasing)
+            nextIndex.store(0, ordering: .sequentiallyConsistent)
+            finished.store(0, ordering: .sequentiallyConsistent)
+            open.store(true, ordering: .sequentiallyConsistent)
+            generation.add(1, ordering: .sequentiallyConsistent)
             sleepLock.lock()
             if sleeping > 0 { sleepLock.broadcast() }
             sleepLock.unlock()
             drain(escaping, count: count)
-            while finished.load(ordering: .acquiring) < count { spinPause() }
-            while checkedOut.load(ordering: .acquiring) < threadCount - 1 { spinPause() }
+            while finished.load(ordering: .acquiring) < count { sched_yield() }
+            open.store(false, ordering: .sequentiallyConsistent)
+            while active.load(ordering: .sequentiallyConsistent) > 0 { sched_yield() }
             job = nil
         }
     }
@@ -81,8 +87,10 @@ public final class ThreadPool: @unchecked Sendable {
             var spins = 0
             while generation.load(ordering: .acquiring) == seen {
                 spins += 1
-                if spins < 20_000 {
-                    spinPause()
+                if spins < 2_000 {
+                    continue
+                } else if spins < 4_000 {
+                    sched_yield()
                 } else {
                     sleepLock.lock()
                     sleeping += 1
@@ -91,16 +99,14 @@ public final class ThreadPool: @unchecked Sendable {
                     sleepLock.unlock()
                 }
             }
-            seen = generation.load(ordering: .acquiring)
-            if let job { drain(job, count: jobCount) }
-            checkedOut.add(1, ordering: .releasing)
+            let current = generation.load(ordering: .sequentiallyConsistent)
+            seen = current
+            active.add(1, ordering: .sequentiallyConsistent)
+            if open.load(ordering: .sequentiallyConsistent), generation.load(ordering: .sequentiallyConsistent) == current,
+               let job {
+                drain(job, count: jobCount)
+            }
+            active.subtract(1, ordering: .sequentiallyConsistent)
         }
     }
-}
-
-@inline(__always)
-func spinPause() {
-    #if arch(x86_64)
-    _ = 0 // the loop's own atomic load keeps the core busy; sched_yield would cost a syscall
-    #endif
 }
