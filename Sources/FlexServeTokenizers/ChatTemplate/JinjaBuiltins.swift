@@ -140,9 +140,9 @@ enum JinjaBuiltins {
         // Integer arithmetic (bool is an int in Python).
         if let a = l.integer, let b = r.integer {
             switch op {
-            case .add: return try checked(a.addingReportingOverflow(b))
-            case .sub: return try checked(a.subtractingReportingOverflow(b))
-            case .mul: return try checked(a.multipliedReportingOverflow(by: b))
+            case .add: if let v = try checked(a.addingReportingOverflow(b)) { return v }
+            case .sub: if let v = try checked(a.subtractingReportingOverflow(b)) { return v }
+            case .mul: if let v = try checked(a.multipliedReportingOverflow(by: b)) { return v }
             case .div:
                 if b == 0 { throw JinjaRuntimeError("division by zero") }
                 return .double(Double(a) / Double(b))
@@ -157,12 +157,21 @@ enum JinjaBuiltins {
             case .pow:
                 if b < 0 { return .double(pow(Double(a), Double(b))) }
                 var result = 1, base = a, e = b
-                while e > 0 {
-                    if e & 1 == 1 { result = try checkedInt(result.multipliedReportingOverflow(by: base)) }
+                var overflow = false
+                while e > 0 && !overflow {
+                    if e & 1 == 1 {
+                        let r = result.multipliedReportingOverflow(by: base)
+                        result = r.partialValue
+                        overflow = r.overflow
+                    }
                     e >>= 1
-                    if e > 0 { base = try checkedInt(base.multipliedReportingOverflow(by: base)) }
+                    if e > 0 {
+                        let r = base.multipliedReportingOverflow(by: base)
+                        base = r.partialValue
+                        overflow = overflow || r.overflow
+                    }
                 }
-                return .int(result)
+                if !overflow { return .int(result) }
             case .concat: break
             }
         }
@@ -199,8 +208,9 @@ enum JinjaBuiltins {
         }
     }
 
-    private static func checked(_ r: (partialValue: Int, overflow: Bool)) throws -> JinjaValue {
-        .int(try checkedInt(r))
+    /// Python ints are unbounded; beyond 64 bits we continue in floating point.
+    private static func checked(_ r: (partialValue: Int, overflow: Bool)) throws -> JinjaValue? {
+        r.overflow ? nil : .int(r.partialValue)
     }
     private static func checkedInt(_ r: (partialValue: Int, overflow: Bool)) throws -> Int {
         if r.overflow { throw JinjaRuntimeError("integer overflow (values beyond 64 bits are not supported)") }
@@ -292,7 +302,7 @@ enum JinjaBuiltins {
         case "filter": if case .string(let s) = v { return filterNames.contains(s) } else { return false }
         case "test": if case .string(let s) = v { return testNames.contains(s) } else { return false }
         case "escaped": return false
-        default: throw JinjaRuntimeError("No test named '\(name)'.")
+        default: throw JinjaRuntimeError("No test named '\(name)' found.")
         }
     }
 
@@ -516,7 +526,7 @@ enum JinjaBuiltins {
             guard let n = a.get(0, "name") else { throw JinjaRuntimeError("attr() needs a name") }
             return try getattr(value, n.str)
         case "map":
-            let items = try iterate(value)
+            let items = value.truthy ? try iterate(value) : []
             if positional.isEmpty, let attribute = a.keyword.first(where: { $0.0 == "attribute" })?.1 {
                 let dflt = a.keyword.first(where: { $0.0 == "default" })?.1
                 return .list(try items.map { item in
@@ -530,20 +540,20 @@ enum JinjaBuiltins {
             return .list(try items.map { try filter(f, $0, Array(positional.dropFirst()), keyword) })
         case "select", "reject":
             let keep = name == "select"
-            return .list(try iterate(value).filter { item in
+            return .list(try (value.truthy ? iterate(value) : []).filter { item in
                 let ok = try positional.isEmpty ? item.truthy : test(positional[0].str, item, Array(positional.dropFirst()))
                 return ok == keep
             })
         case "selectattr", "rejectattr":
             let keep = name == "selectattr"
             guard let attribute = positional.first else { throw JinjaRuntimeError("\(name)() needs an attribute name") }
-            return .list(try iterate(value).filter { item in
+            return .list(try (value.truthy ? iterate(value) : []).filter { item in
                 let v = try attrPath(item, attribute)
                 let ok = try positional.count < 2 ? v.truthy : test(positional[1].str, v, Array(positional.dropFirst(2)))
                 return ok == keep
             })
         default:
-            throw JinjaRuntimeError("No filter named '\(name)'.")
+            throw JinjaRuntimeError("No filter named '\(name)' found.")
         }
     }
 
@@ -708,6 +718,42 @@ enum JinjaBuiltins {
         return out
     }
 
+    /// Python `str.format` for plain fields: `{}`, `{0}`, `{name}`, `{name.attr}`, `{{`/`}}`; format specs
+    /// and conversions are not supported.
+    static func pyFormat(_ s: String, _ args: [JinjaValue], _ kwargs: [(String, JinjaValue)]) throws -> String {
+        let sc = s.scalars
+        var out = ""
+        var auto = 0
+        var i = 0
+        while i < sc.count {
+            let c = sc[i]
+            if c == "{" && i + 1 < sc.count && sc[i + 1] == "{" { out += "{"; i += 2; continue }
+            if c == "}" && i + 1 < sc.count && sc[i + 1] == "}" { out += "}"; i += 2; continue }
+            if c == "}" { throw JinjaRuntimeError("Single '}' encountered in format string") }
+            if c != "{" { out.unicodeScalars.append(c); i += 1; continue }
+            guard let close = sc[(i + 1)...].firstIndex(of: "}") else { throw JinjaRuntimeError("Single '{' encountered in format string") }
+            let field = String(scalars: sc[(i + 1)..<close])
+            if field.contains(":") || field.contains("!") { throw JinjaRuntimeError("format specs and conversions in str.format are not supported") }
+            let path = field.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+            var value: JinjaValue
+            if path[0].isEmpty {
+                guard auto < args.count else { throw JinjaRuntimeError("Replacement index \(auto) out of range for positional args tuple") }
+                value = args[auto]
+                auto += 1
+            } else if let n = Int(path[0]) {
+                guard n < args.count else { throw JinjaRuntimeError("Replacement index \(n) out of range for positional args tuple") }
+                value = args[n]
+            } else {
+                guard let v = kwargs.first(where: { $0.0 == path[0] })?.1 else { throw JinjaRuntimeError("KeyError: '\(path[0])'") }
+                value = v
+            }
+            for attr in path.dropFirst() { value = try getattr(value, attr) }
+            out += value.str
+            i = close + 1
+        }
+        return out
+    }
+
     // MARK: methods
 
     private static func stringMethod(_ s: String, _ name: String) -> JinjaValue? {
@@ -795,6 +841,8 @@ enum JinjaBuiltins {
                 }
                 return .string(items.map(\.str).joined(separator: s))
             }
+        case "format":
+            return bound(name) { args, kwargs in .string(try pyFormat(s, args, kwargs)) }
         case "removeprefix", "removesuffix":
             return bound(name) { args, _ in
                 let x = (sarg(args, 0) ?? "").scalars

@@ -55,7 +55,90 @@ struct JinjaParser {
 
     mutating func parseTemplate() throws -> JinjaProgram {
         let body = try parseBody(until: [])
+        try JinjaParser.checkNames(body, soft: false)
         return JinjaProgram(body: body)
+    }
+
+    // MARK: compile-time checks
+
+    /// Jinja rejects unknown filters and tests when it compiles the template, except inside
+    /// `{% if %}` blocks and inline if-expressions ("soft" frames), where the error waits until
+    /// the filter is actually used. This walk reproduces that.
+    private static func checkNames(_ nodes: [JinjaNode], soft: Bool) throws {
+        for node in nodes {
+            switch node.kind {
+            case .text, .breakLoop, .continueLoop: break
+            case .output(let exprs): for e in exprs { try checkNames(e, soft: soft) }
+            case .forLoop(let f):
+                try checkNames(f.iterable, soft: soft)
+                if let filter = f.filter { try checkNames(filter, soft: false) }
+                try checkNames(f.body, soft: false)
+                try checkNames(f.elseBody, soft: false)
+            case .ifBlock(let branches, let elseBody):
+                for b in branches {
+                    try checkNames(b.test, soft: true)
+                    try checkNames(b.body, soft: true)
+                }
+                try checkNames(elseBody, soft: true)
+            case .set(_, let e): try checkNames(e, soft: soft)
+            case .setBlock(_, let body, let filters):
+                try checkNames(body, soft: false)
+                for f in filters { try checkNames(f, soft: soft) }
+            case .macro(let m):
+                for p in m.params { if let d = p.defaultValue { try checkNames(d, soft: false) } }
+                try checkNames(m.body, soft: false)
+            case .callBlock(let e, let body):
+                try checkNames(e, soft: soft)
+                try checkNames(body, soft: false)
+            case .filterBlock(let filters, let body):
+                for f in filters { try checkNames(f, soft: soft) }
+                try checkNames(body, soft: false)
+            case .scope(let body): try checkNames(body, soft: soft)
+            }
+        }
+    }
+
+    private static func checkNames(_ args: JinjaCallArgs, soft: Bool) throws {
+        for a in args.positional { try checkNames(a, soft: soft) }
+        for k in args.keyword { try checkNames(k.value, soft: soft) }
+    }
+
+    private static func checkNames(_ expr: JinjaExpr, soft: Bool) throws {
+        func fail(_ message: String) -> ChatTemplateError {
+            ChatTemplateError(kind: .syntax, message: message, line: expr.pos.line, column: expr.pos.column)
+        }
+        switch expr.kind {
+        case .constant, .name: break
+        case .list(let items), .tuple(let items): for i in items { try checkNames(i, soft: soft) }
+        case .dict(let entries):
+            for e in entries { try checkNames(e.key, soft: soft); try checkNames(e.value, soft: soft) }
+        case .getattr(let o, _): try checkNames(o, soft: soft)
+        case .getitem(let o, let k): try checkNames(o, soft: soft); try checkNames(k, soft: soft)
+        case .slice(let o, let a, let b, let c):
+            try checkNames(o, soft: soft)
+            for x in [a, b, c] { if let x { try checkNames(x, soft: soft) } }
+        case .call(let callee, let args):
+            try checkNames(callee, soft: soft)
+            try checkNames(args, soft: soft)
+        case .filter(let input, let name, let args):
+            if !soft && !JinjaBuiltins.filterNames.contains(name) { throw fail("No filter named '\(name)'.") }
+            if let input { try checkNames(input, soft: soft) }
+            try checkNames(args, soft: soft)
+        case .test(let subject, let name, let args):
+            if !soft && !JinjaBuiltins.testNames.contains(name) { throw fail("No test named '\(name)'.") }
+            try checkNames(subject, soft: soft)
+            try checkNames(args, soft: soft)
+        case .neg(let e), .pos(let e), .not(let e): try checkNames(e, soft: soft)
+        case .and(let l, let r), .or(let l, let r), .binary(_, let l, let r):
+            try checkNames(l, soft: soft); try checkNames(r, soft: soft)
+        case .compare(let first, let ops):
+            try checkNames(first, soft: soft)
+            for o in ops { try checkNames(o.expr, soft: soft) }
+        case .conditional(let test, let then, let otherwise):
+            try checkNames(test, soft: true)
+            try checkNames(then, soft: true)
+            if let otherwise { try checkNames(otherwise, soft: true) }
+        }
     }
 
     /// Parses nodes until a `{% name %}` block whose name is in `endTags`; leaves `current` on that name.
@@ -609,9 +692,6 @@ struct JinjaParser {
             _ = advance()
             name += "." + (try expectName())
         }
-        guard JinjaBuiltins.filterNames.contains(name) else {
-            throw error("No filter named '\(name)'.", at: pos)
-        }
         let args = isOp("(") ? try parseCallArgs() : JinjaCallArgs()
         return JinjaExpr(kind: .filter(input, name: name, args), pos: pos)
     }
@@ -629,9 +709,6 @@ struct JinjaParser {
             _ = advance()
             name += "." + (try expectName())
         }
-        guard JinjaBuiltins.testNames.contains(name) else {
-            throw error("No test named '\(name)'.", at: namePos)
-        }
         var args = JinjaCallArgs()
         if isOp("(") {
             args = try parseCallArgs()
@@ -648,7 +725,7 @@ struct JinjaParser {
                 args.positional = [try parsePostfix(try parsePrimary())]
             }
         }
-        let test = JinjaExpr(kind: .test(node, name: name, args), pos: isPos)
+        let test = JinjaExpr(kind: .test(node, name: name, args), pos: namePos)
         return negated ? JinjaExpr(kind: .not(test), pos: isPos) : test
     }
 }

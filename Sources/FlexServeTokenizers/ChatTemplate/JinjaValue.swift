@@ -19,27 +19,29 @@ final class JinjaNamespace {
 
 /// An insertion-ordered dict (Python 3.7+ order), keyed by Jinja values (strings in practice).
 struct JinjaDict {
-    private(set) var entries: [(key: JinjaValue, value: JinjaValue)] = []
+    // Two parallel arrays (not an array of tuples: that layout trips the compiler's
+    // circular-reference check between JinjaValue and JinjaDict in incremental builds).
+    private(set) var keys: [JinjaValue] = []
+    private(set) var values: [JinjaValue] = []
 
     init() {}
     init(_ entries: [(JinjaValue, JinjaValue)]) {
         for (k, v) in entries { self[k] = v }
     }
 
-    var count: Int { entries.count }
-    var keys: [JinjaValue] { entries.map(\.key) }
-    var values: [JinjaValue] { entries.map(\.value) }
+    var count: Int { keys.count }
+    var entries: [(key: JinjaValue, value: JinjaValue)] { zip(keys, values).map { (key: $0, value: $1) } }
+
+    private func index(of key: JinjaValue) -> Int? { keys.firstIndex { $0.pyEquals(key) } }
 
     subscript(key: JinjaValue) -> JinjaValue? {
-        get {
-            for entry in entries where entry.key.pyEquals(key) { return entry.value }
-            return nil
-        }
+        get { index(of: key).map { values[$0] } }
         set {
-            if let index = entries.firstIndex(where: { $0.key.pyEquals(key) }) {
-                if let newValue { entries[index].value = newValue } else { entries.remove(at: index) }
+            if let i = index(of: key) {
+                if let newValue { values[i] = newValue } else { keys.remove(at: i); values.remove(at: i) }
             } else if let newValue {
-                entries.append((key, newValue))
+                keys.append(key)
+                values.append(newValue)
             }
         }
     }
