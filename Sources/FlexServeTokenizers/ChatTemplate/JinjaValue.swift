@@ -188,15 +188,23 @@ func pyIsSpace(_ c: Unicode.Scalar) -> Bool {
 }
 
 func pyStrip(_ s: String, chars: String? = nil, left: Bool = true, right: Bool = true) -> String {
-    let scalars = Array(s.unicodeScalars)
     let set = chars.map { Set($0.unicodeScalars) }
-    func strip(_ c: Unicode.Scalar) -> Bool { set.map { $0.contains(c) } ?? pyIsSpace(c) }
-    var start = 0, end = scalars.count
-    if left { while start < end && strip(scalars[start]) { start += 1 } }
-    if right { while end > start && strip(scalars[end - 1]) { end -= 1 } }
-    var out = String.UnicodeScalarView()
-    out.append(contentsOf: scalars[start..<end])
-    return String(out)
+    func strip(_ c: Unicode.Scalar) -> Bool {
+        if let set { return set.contains(c) }
+        return pyIsSpace(c)
+    }
+    let v = s.unicodeScalars
+    var start = v.startIndex, end = v.endIndex
+    if left { while start < end && strip(v[start]) { v.formIndex(after: &start) } }
+    if right {
+        while end > start {
+            let p = v.index(before: end)
+            guard strip(v[p]) else { break }
+            end = p
+        }
+    }
+    if start == v.startIndex && end == v.endIndex { return s }
+    return String(v[start..<end])
 }
 
 /// Python `repr(float)`: shortest round-trip digits, scientific notation outside 1e-4 ..< 1e16.
