@@ -14,7 +14,7 @@ final class ChatTemplateTests: XCTestCase {
 
     static let reference: [String: JinjaValue] = {
         let data = try! Data(contentsOf: fixtures.appendingPathComponent("reference.json"))
-        var parser = OrderedJSONParser(String(decoding: data, as: UTF8.self))
+        var parser = ChatTemplateJSONParser(String(decoding: data, as: UTF8.self))
         guard case .dict(let d) = try! parser.parse() else { fatalError("reference.json is not an object") }
         var out: [String: JinjaValue] = [:]
         for (k, v) in d.entries { out[k.str] = v }
@@ -234,7 +234,7 @@ final class ChatTemplateTests: XCTestCase {
 }
 
 /// A JSON parser that keeps object key order (JSONSerialization does not), producing Jinja values.
-struct OrderedJSONParser {
+struct ChatTemplateJSONParser {
     private let s: [UInt8]
     private var i = 0
     init(_ text: String) { s = Array(text.utf8) }

@@ -8,11 +8,11 @@ import Glibc
 import Darwin
 #endif
 
-typealias Scalars = [Unicode.Scalar]
+typealias JinjaScalars = [Unicode.Scalar]
 
 extension String {
-    var scalars: Scalars { Array(unicodeScalars) }
-    init(scalars: some Sequence<Unicode.Scalar>) {
+    var jinjaScalars: JinjaScalars { Array(unicodeScalars) }
+    init(jinjaScalars scalars: some Sequence<Unicode.Scalar>) {
         var v = String.UnicodeScalarView()
         v.append(contentsOf: scalars)
         self = String(v)
@@ -80,7 +80,7 @@ enum JinjaBuiltins {
             }
         case .string(let s):
             if let i = key.integer, !(key.isBool) {
-                let sc = s.scalars
+                let sc = s.jinjaScalars
                 let idx = i < 0 ? sc.count + i : i
                 if idx >= 0 && idx < sc.count { return .string(String(sc[idx])) }
                 return .undefined(hint: "str object has no element \(i)")
@@ -121,8 +121,8 @@ enum JinjaBuiltins {
         case .list(let l): return .list(try indices(l.count).map { l[$0] })
         case .tuple(let l): return .tuple(try indices(l.count).map { l[$0] })
         case .string(let s):
-            let sc = s.scalars
-            return .string(String(scalars: try indices(sc.count).map { sc[$0] }))
+            let sc = s.jinjaScalars
+            return .string(String(jinjaScalars: try indices(sc.count).map { sc[$0] }))
         default:
             throw JinjaRuntimeError("'\(obj.typeName)' object is not subscriptable")
         }
@@ -224,7 +224,7 @@ enum JinjaBuiltins {
             guard case .string(let needle) = item else {
                 throw JinjaRuntimeError("'in <string>' requires string as left operand, not \(item.typeName)")
             }
-            return find(s.scalars, needle.scalars, from: 0) != nil
+            return find(s.jinjaScalars, needle.jinjaScalars, from: 0) != nil
         case .list(let l), .tuple(let l): return l.contains { $0.pyEquals(item) }
         case .dict(let d): return d[item] != nil
         default: throw JinjaRuntimeError("argument of type '\(container.typeName)' is not iterable")
@@ -363,7 +363,7 @@ enum JinjaBuiltins {
             let count = a.get(2, "count").flatMap { $0.isNone ? nil : $0.integer } ?? -1
             return .string(pyReplace(value.str, old.str, new.str, count: count))
         case "tojson":
-            var dumper = JSONDumper()
+            var dumper = JinjaJSONDumper()
             dumper.ensureASCII = a.get(0, "ensure_ascii")?.truthy ?? false
             if let indent = a.get(1, "indent"), !indent.isNone {
                 if case .string(let s) = indent { dumper.indent = s } else if let n = indent.integer { dumper.indent = String(repeating: " ", count: max(0, n)) }
@@ -418,7 +418,7 @@ enum JinjaBuiltins {
             case .bool(let b): return .int(b ? 1 : 0)
             case .double(let d): return d.isFinite && abs(d) < 9.2e18 ? .int(Int(d)) : dflt
             case .string(let s):
-                let t = pyStrip(s).replacingOccurrences("_", "")
+                let t = pyStrip(s).jinjaReplacingAll("_", "")
                 if let i = Int(t, radix: base) { return .int(i) }
                 if let d = Double(t), d.isFinite, abs(d) < 9.2e18 { return .int(Int(d)) }
                 return dflt
@@ -449,7 +449,7 @@ enum JinjaBuiltins {
             return .double((d * scale).rounded(rule) / scale)
         case "reverse":
             switch value {
-            case .string(let s): return .string(String(scalars: s.scalars.reversed()))
+            case .string(let s): return .string(String(jinjaScalars: s.jinjaScalars.reversed()))
             default: return .list(try iterate(value).reversed())
             }
         case "sort":
@@ -591,7 +591,7 @@ enum JinjaBuiltins {
 
     // MARK: Python string helpers
 
-    static func find(_ hay: Scalars, _ needle: Scalars, from start: Int) -> Int? {
+    static func find(_ hay: JinjaScalars, _ needle: JinjaScalars, from start: Int) -> Int? {
         if needle.isEmpty { return start <= hay.count ? start : nil }
         guard hay.count >= needle.count, start <= hay.count - needle.count else { return nil }
         var i = max(0, start)
@@ -603,8 +603,8 @@ enum JinjaBuiltins {
     }
 
     static func pyReplace(_ s: String, _ old: String, _ new: String, count: Int) -> String {
-        let hay = s.scalars, needle = old.scalars, repl = new.scalars
-        var out: Scalars = []
+        let hay = s.jinjaScalars, needle = old.jinjaScalars, repl = new.jinjaScalars
+        var out: JinjaScalars = []
         var done = 0
         if needle.isEmpty {
             for (i, c) in hay.enumerated() {
@@ -613,7 +613,7 @@ enum JinjaBuiltins {
                 _ = i
             }
             if count < 0 || done < count { out += repl }
-            return String(scalars: out)
+            return String(jinjaScalars: out)
         }
         var i = 0
         while i < hay.count {
@@ -627,20 +627,20 @@ enum JinjaBuiltins {
                 break
             }
         }
-        return String(scalars: out)
+        return String(jinjaScalars: out)
     }
 
     static func pySplit(_ s: String, sep: String?, maxsplit: Int) -> [String] {
-        let sc = s.scalars
+        let sc = s.jinjaScalars
         var parts: [String] = []
         if let sep {
-            let n = sep.scalars
+            let n = sep.jinjaScalars
             var i = 0
             while maxsplit < 0 || parts.count < maxsplit, let j = find(sc, n, from: i) {
-                parts.append(String(scalars: sc[i..<j]))
+                parts.append(String(jinjaScalars: sc[i..<j]))
                 i = j + n.count
             }
-            parts.append(String(scalars: sc[i...]))
+            parts.append(String(jinjaScalars: sc[i...]))
             return parts
         }
         var i = 0
@@ -650,18 +650,18 @@ enum JinjaBuiltins {
             if maxsplit >= 0 && parts.count >= maxsplit {
                 var end = sc.count
                 while end > i && pyIsSpace(sc[end - 1]) { end -= 1 }
-                parts.append(String(scalars: sc[i..<end]))
+                parts.append(String(jinjaScalars: sc[i..<end]))
                 return parts
             }
             let start = i
             while i < sc.count && !pyIsSpace(sc[i]) { i += 1 }
-            parts.append(String(scalars: sc[start..<i]))
+            parts.append(String(jinjaScalars: sc[start..<i]))
         }
         return parts
     }
 
     static func pySplitLines(_ s: String, keepEnds: Bool = false) -> [String] {
-        let sc = s.scalars
+        let sc = s.jinjaScalars
         var lines: [String] = []
         var start = 0, i = 0
         while i < sc.count {
@@ -670,20 +670,20 @@ enum JinjaBuiltins {
             if isBreak {
                 var end = i + 1
                 if c == "\r" && end < sc.count && sc[end] == "\n" { end += 1 }
-                lines.append(String(scalars: sc[start..<(keepEnds ? end : i)]))
+                lines.append(String(jinjaScalars: sc[start..<(keepEnds ? end : i)]))
                 start = end
                 i = end
             } else {
                 i += 1
             }
         }
-        if start < sc.count { lines.append(String(scalars: sc[start...])) }
+        if start < sc.count { lines.append(String(jinjaScalars: sc[start...])) }
         return lines
     }
 
     static func pyCapitalize(_ s: String) -> String {
         guard let first = s.unicodeScalars.first else { return s }
-        return String(first).uppercased() + String(scalars: s.unicodeScalars.dropFirst()).lowercased()
+        return String(first).uppercased() + String(jinjaScalars: s.unicodeScalars.dropFirst()).lowercased()
     }
 
     private static func isCased(_ c: Unicode.Scalar) -> Bool {
@@ -721,7 +721,7 @@ enum JinjaBuiltins {
     /// Python `str.format` for plain fields: `{}`, `{0}`, `{name}`, `{name.attr}`, `{{`/`}}`; format specs
     /// and conversions are not supported.
     static func pyFormat(_ s: String, _ args: [JinjaValue], _ kwargs: [(String, JinjaValue)]) throws -> String {
-        let sc = s.scalars
+        let sc = s.jinjaScalars
         var out = ""
         var auto = 0
         var i = 0
@@ -732,7 +732,7 @@ enum JinjaBuiltins {
             if c == "}" { throw JinjaRuntimeError("Single '}' encountered in format string") }
             if c != "{" { out.unicodeScalars.append(c); i += 1; continue }
             guard let close = sc[(i + 1)...].firstIndex(of: "}") else { throw JinjaRuntimeError("Single '{' encountered in format string") }
-            let field = String(scalars: sc[(i + 1)..<close])
+            let field = String(jinjaScalars: sc[(i + 1)..<close])
             if field.contains(":") || field.contains("!") { throw JinjaRuntimeError("format specs and conversions in str.format are not supported") }
             let path = field.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
             var value: JinjaValue
@@ -773,9 +773,9 @@ enum JinjaBuiltins {
                 if sep == "" { throw JinjaRuntimeError("empty separator") }
                 if name == "rsplit" && maxsplit >= 0 {
                     // rsplit with a limit: split the reversed string.
-                    let rev = String(scalars: s.scalars.reversed())
-                    let parts = pySplit(rev, sep: sep.map { String(scalars: $0.scalars.reversed()) }, maxsplit: maxsplit)
-                    return .list(parts.reversed().map { .string(String(scalars: $0.scalars.reversed())) })
+                    let rev = String(jinjaScalars: s.jinjaScalars.reversed())
+                    let parts = pySplit(rev, sep: sep.map { String(jinjaScalars: $0.jinjaScalars.reversed()) }, maxsplit: maxsplit)
+                    return .list(parts.reversed().map { .string(String(jinjaScalars: $0.jinjaScalars.reversed())) })
                 }
                 return .list(pySplit(s, sep: sep, maxsplit: maxsplit).map { .string($0) })
             }
@@ -786,10 +786,10 @@ enum JinjaBuiltins {
                 guard let p = args.first else { throw JinjaRuntimeError("\(name)() takes at least 1 argument") }
                 let prefixes: [JinjaValue]
                 if case .tuple(let t) = p { prefixes = t } else { prefixes = [p] }
-                let sc = s.scalars
+                let sc = s.jinjaScalars
                 for prefix in prefixes {
                     guard case .string(let x) = prefix else { throw JinjaRuntimeError("\(name) first arg must be str or a tuple of str, not \(prefix.typeName)") }
-                    let xs = x.scalars
+                    let xs = x.jinjaScalars
                     if name == "startswith" ? sc.starts(with: xs) : sc.reversed().starts(with: xs.reversed()) { return .bool(true) }
                 }
                 return .bool(false)
@@ -812,7 +812,7 @@ enum JinjaBuiltins {
         case "find", "rfind", "index", "rindex":
             return bound(name) { args, _ in
                 guard let n = sarg(args, 0) else { throw JinjaRuntimeError("\(name)() takes at least 1 argument") }
-                let hay = s.scalars, needle = n.scalars
+                let hay = s.jinjaScalars, needle = n.jinjaScalars
                 var result: Int? = nil
                 if name.hasPrefix("r") {
                     var i = hay.count - needle.count
@@ -826,7 +826,7 @@ enum JinjaBuiltins {
         case "count":
             return bound(name) { args, _ in
                 guard let n = sarg(args, 0) else { throw JinjaRuntimeError("count() takes at least 1 argument") }
-                let hay = s.scalars, needle = n.scalars
+                let hay = s.jinjaScalars, needle = n.jinjaScalars
                 if needle.isEmpty { return .int(hay.count + 1) }
                 var count = 0, i = 0
                 while let j = find(hay, needle, from: i) { count += 1; i = j + needle.count }
@@ -845,10 +845,10 @@ enum JinjaBuiltins {
             return bound(name) { args, kwargs in .string(try pyFormat(s, args, kwargs)) }
         case "removeprefix", "removesuffix":
             return bound(name) { args, _ in
-                let x = (sarg(args, 0) ?? "").scalars
-                let sc = s.scalars
-                if name == "removeprefix" { return .string(sc.starts(with: x) ? String(scalars: sc.dropFirst(x.count)) : s) }
-                return .string(sc.reversed().starts(with: x.reversed()) ? String(scalars: sc.dropLast(x.count)) : s)
+                let x = (sarg(args, 0) ?? "").jinjaScalars
+                let sc = s.jinjaScalars
+                if name == "removeprefix" { return .string(sc.starts(with: x) ? String(jinjaScalars: sc.dropFirst(x.count)) : s) }
+                return .string(sc.reversed().starts(with: x.reversed()) ? String(jinjaScalars: sc.dropLast(x.count)) : s)
             }
         case "isdigit", "isnumeric", "isdecimal":
             return bound(name) { _, _ in .bool(!s.isEmpty && s.unicodeScalars.allSatisfy { $0.properties.numericType != nil }) }
@@ -896,7 +896,7 @@ extension JinjaValue {
 }
 
 extension String {
-    func replacingOccurrences(_ old: String, _ new: String) -> String {
+    func jinjaReplacingAll(_ old: String, _ new: String) -> String {
         JinjaBuiltins.pyReplace(self, old, new, count: -1)
     }
 }

@@ -260,11 +260,11 @@ func pyStringRepr(_ s: String) -> String {
             if Character(c) == quote {
                 out += "\\" + String(quote)
             } else if c.value < 0x20 || c.value == 0x7F {
-                out += "\\x" + hex(c.value, width: 2)
+                out += "\\x" + jinjaHex(c.value, width: 2)
             } else if !pyIsPrintable(c) {
-                if c.value <= 0xFF { out += "\\x" + hex(c.value, width: 2) }
-                else if c.value <= 0xFFFF { out += "\\u" + hex(c.value, width: 4) }
-                else { out += "\\U" + hex(c.value, width: 8) }
+                if c.value <= 0xFF { out += "\\x" + jinjaHex(c.value, width: 2) }
+                else if c.value <= 0xFFFF { out += "\\u" + jinjaHex(c.value, width: 4) }
+                else { out += "\\U" + jinjaHex(c.value, width: 8) }
             } else {
                 out.unicodeScalars.append(c)
             }
@@ -286,13 +286,13 @@ private func pyIsPrintable(_ c: Unicode.Scalar) -> Bool {
     }
 }
 
-func hex(_ v: UInt32, width: Int) -> String {
+func jinjaHex(_ v: UInt32, width: Int) -> String {
     let s = String(v, radix: 16)
     return String(repeating: "0", count: max(0, width - s.count)) + s
 }
 
 /// `json.dumps(value, ensure_ascii=..., indent=..., separators=..., sort_keys=...)`.
-struct JSONDumper {
+struct JinjaJSONDumper {
     var ensureASCII = false
     var indent: String? = nil
     var itemSeparator = ", "
@@ -373,9 +373,9 @@ struct JSONDumper {
                 if c.value < 0x20 || (ensureASCII && c.value > 0x7F) {
                     if c.value > 0xFFFF {
                         let v = c.value - 0x10000
-                        out += "\\u" + hex(0xD800 + (v >> 10), width: 4) + "\\u" + hex(0xDC00 + (v & 0x3FF), width: 4)
+                        out += "\\u" + jinjaHex(0xD800 + (v >> 10), width: 4) + "\\u" + jinjaHex(0xDC00 + (v & 0x3FF), width: 4)
                     } else {
-                        out += "\\u" + hex(c.value, width: 4)
+                        out += "\\u" + jinjaHex(c.value, width: 4)
                     }
                 } else {
                     out.unicodeScalars.append(c)
