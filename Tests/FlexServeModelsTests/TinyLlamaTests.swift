@@ -64,6 +64,7 @@ final class TinyLlamaTests: XCTestCase {
             let logits = try prefillLogits(model, c.promptIDs)
             XCTAssertEqual(logits.rows, c.promptIDs.count, file: file, line: line)
             var worst: Float = 0
+            defer { withExtendedLifetime(logits) {} }
             for (t, expected) in c.logits.enumerated() {
                 let got = logits.row(t)
                 let scale = max(1, expected.map(abs).max()!)

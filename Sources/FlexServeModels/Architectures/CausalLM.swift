@@ -26,8 +26,14 @@ public struct Logits: @unchecked Sendable {
         self.vocabSize = vocabSize
     }
 
+    /// Row `r` in place. The pointer is valid only while this value is alive: callers that keep
+    /// it beyond one expression hold the value with `withExtendedLifetime`, or use `withRow`.
     public func row(_ r: Int) -> UnsafeBufferPointer<Float> {
         UnsafeBufferPointer(start: storage.pointer + r * vocabSize, count: vocabSize)
+    }
+
+    public func withRow<R>(_ r: Int, _ body: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        try withExtendedLifetime(storage) { try body(row(r)) }
     }
 
     public func rowArray(_ r: Int) -> [Float] { Array(row(r)) }

@@ -1,0 +1,141 @@
+import Foundation
+import FlexServeModels
+import FlexServeTokenizers
+
+/// A large language model to serve, as `flexflow.serve.LLM`: load, `compile` with serving limits
+/// (and SSMs for speculative inference), then `generate` or `stream`.
+public final class LLM: @unchecked Sendable {
+    public let path: String
+    public let model: any CausalLM
+    public let tokenizer: Tokenizer
+    public private(set) var defaults = GenerationConfig()
+    private var manager: RequestManager?
+
+    /// Loads a model from a HuggingFace folder, a `.gguf` file, or an id already in the HuggingFace cache.
+    public init(_ model: String) throws {
+        let path = try ModelLocator.resolve(model)
+        let loaded = try ModelLoader.load(path: path)
+        self.path = path
+        self.model = loaded.model
+        if let gguf = loaded.gguf {
+            tokenizer = try Tokenizer(gguf: gguf)
+        } else {
+            tokenizer = try Tokenizer(tokenizerJSON: (path as NSString).appendingPathComponent("tokenizer.json"))
+        }
+    }
+
+    public var config: ModelConfig { model.config }
+
+    /// Tokens that end generation: the tokenizer's and the model config's.
+    public var eosTokenIDs: Set<Int> { tokenizer.eosTokenIDs.union(model.config.eosTokenIDs) }
+
+    /// Fixes the default generation settings and the serving limits, and starts the engine.
+    public func compile(_ config: GenerationConfig = GenerationConfig(), ssms: [SSM] = [],
+                        maxRequestsPerBatch: Int = 16, maxSeqLength: Int = 1024, maxTokensPerBatch: Int = 256,
+                        kvCacheTokens: Int? = nil, tree: TreeShape = TreeShape()) throws {
+        try compile(config, ssms: ssms, options: EngineOptions(
+            maxRequestsPerBatch: maxRequestsPerBatch, maxSeqLength: maxSeqLength, maxTokensPerBatch: maxTokensPerBatch,
+            kvCacheTokens: kvCacheTokens, tree: tree))
+    }
+
+    public func compile(_ config: GenerationConfig, ssms: [SSM], options: EngineOptions) throws {
+        try config.validate()
+        try options.validate()
+        for ssm in ssms where ssm.model.config.vocabSize > model.config.vocabSize {
+            throw GenerationError.invalidSetting("SSM \(ssm.path) has a larger vocabulary (\(ssm.model.config.vocabSize)) than the LLM (\(model.config.vocabSize))")
+        }
+        manager?.shutdown()
+        defaults = config
+        manager = RequestManager(llm: model, ssms: ssms.map(\.model), tokenizer: tokenizer, eos: eosTokenIDs, options: options)
+    }
+
+    public var metrics: EngineMetrics { manager?.snapshotMetrics() ?? EngineMetrics() }
+
+    /// Generates a completion of `prompt`; per-call settings override the compiled defaults.
+    public func generate(_ prompt: String, maxNewTokens: Int? = nil, config: GenerationConfig? = nil) async throws -> GenerationResult {
+        try await generate(tokens: tokenizer.encode(prompt), text: prompt, maxNewTokens: maxNewTokens, config: config)
+    }
+
+    /// Generates completions of several prompts, batched together by the engine; results in prompt order.
+    public func generate(_ prompts: [String], maxNewTokens: Int? = nil, config: GenerationConfig? = nil) async throws -> [GenerationResult] {
+        try await withThrowingTaskGroup(of: (Int, GenerationResult).self) { group in
+            for (i, p) in prompts.enumerated() {
+                group.addTask { (i, try await self.generate(p, maxNewTokens: maxNewTokens, config: config)) }
+            }
+            var results = [GenerationResult?](repeating: nil, count: prompts.count)
+            for try await (i, r) in group { results[i] = r }
+            return results.map { $0! }
+        }
+    }
+
+    /// Generates from token ids (the prompt is not re-tokenized).
+    public func generate(tokens: [Int], text: String = "", maxNewTokens: Int? = nil, config: GenerationConfig? = nil) async throws -> GenerationResult {
+        var final: GenerationResult?
+        for try await event in events(tokens: tokens, text: text, maxNewTokens: maxNewTokens, config: config) {
+            if case .finished(let r) = event { final = r }
+        }
+        guard let final else { throw GenerationError.cancelled }
+        return final
+    }
+
+    /// Streams the completion piece by piece as tokens are accepted. Ending the iteration early cancels the request.
+    public func stream(_ prompt: String, maxNewTokens: Int? = nil, config: GenerationConfig? = nil) -> AsyncThrowingStream<GenerationPiece, Error> {
+        let upstream = events(tokens: tokenizer.encode(prompt), text: prompt, maxNewTokens: maxNewTokens, config: config)
+        return AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    for try await event in upstream {
+                        if case .piece(let p) = event { continuation.yield(p) }
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    /// The engine's events for one request, as an async sequence: pieces, then the result.
+    public func events(tokens: [Int], text: String = "", maxNewTokens: Int? = nil, config: GenerationConfig? = nil) -> AsyncThrowingStream<GenerationEvent, Error> {
+        AsyncThrowingStream { continuation in
+            guard let manager else {
+                continuation.finish(throwing: GenerationError.notCompiled)
+                return
+            }
+            var settings = config ?? defaults
+            if let maxNewTokens { settings.maxNewTokens = maxNewTokens }
+            do {
+                let request = try manager.submit(text: text, promptIDs: tokens, config: settings) { event in
+                    switch event {
+                    case .piece(let p): continuation.yield(.piece(p))
+                    case .finished(let r): continuation.yield(.finished(r)); continuation.finish()
+                    case .failed(let e): continuation.finish(throwing: e)
+                    }
+                }
+                continuation.onTermination = { _ in request.cancel() }
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+    }
+
+    deinit { manager?.shutdown() }
+}
+
+/// What the engine reports for a request: text pieces as they are accepted, then the result.
+public enum GenerationEvent: Sendable {
+    case piece(GenerationPiece)
+    case finished(GenerationResult)
+}
+
+/// A small speculative model that drafts tokens for an `LLM` (same tokenizer; its vocabulary may be a prefix of the LLM's).
+public final class SSM: @unchecked Sendable {
+    public let path: String
+    public let model: any CausalLM
+
+    public init(_ model: String) throws {
+        path = try ModelLocator.resolve(model)
+        self.model = try ModelLoader.load(path: path).model
+    }
+}

@@ -1,0 +1,102 @@
+import ArgumentParser
+import FlexServe
+import Foundation
+
+/// FlexFlow's `incr_decoding`: plain incremental decoding over a prompt file.
+struct IncrDecodingCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "incr-decoding", abstract: "Incremental decoding (no speculation) over a prompt file.")
+
+    @OptionGroup var options: ServingOptions
+
+    mutating func run() async throws {
+        try await runDecoding(options: options, ssmModels: [], tree: TreeShape(depth: 0))
+    }
+}
+
+/// FlexFlow's `spec_infer`: speculative inference with one or more SSMs.
+struct SpecInferCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "spec-infer", abstract: "Speculative inference: SSMs draft token trees, the LLM verifies them.")
+
+    @OptionGroup var options: ServingOptions
+
+    @Option(name: [.customLong("ssm-model"), .customLong("ssm-model", withSingleDash: true)], help: "SSM (repeatable).")
+    var ssmModels: [String] = []
+
+    @Option(name: .customLong("expansion-degree"), help: "Children at the third tree level (FlexFlow's schedule 1,1,k,1,...).")
+    var expansionDegree = 3
+
+    @Option(name: .customLong("max-tree-width"), help: "Beam width: children per node and frontier nodes kept per depth (overrides --expansion-degree).")
+    var maxTreeWidth: Int?
+
+    @Option(name: .customLong("max-tree-depth")) var maxTreeDepth = 8
+
+    mutating func run() async throws {
+        guard !ssmModels.isEmpty else { throw ValidationError("spec-infer needs at least one --ssm-model") }
+        let tree: TreeShape
+        if let w = maxTreeWidth {
+            tree = TreeShape(depth: maxTreeDepth, expansion: Array(repeating: w, count: max(1, maxTreeDepth)), maxWidth: w)
+        } else {
+            tree = TreeShape(depth: maxTreeDepth, expansion: TreeShape.flexFlow(depth: max(1, maxTreeDepth), expansionDegree: expansionDegree),
+                             maxWidth: max(16, expansionDegree))
+        }
+        try await runDecoding(options: options, ssmModels: ssmModels, tree: tree)
+    }
+}
+
+func runDecoding(options: ServingOptions, ssmModels: [String], tree: TreeShape) async throws {
+    try options.checkSupported()
+    guard let promptPath = options.prompt else { throw ValidationError("--prompt FILE is required") }
+    let prompts = try PromptFile.load(promptPath)
+    let status = LoadingStatus()
+    status.begin(options.llmModel)
+    let llm = try LLM(options.llmModel)
+    let ssms = try ssmModels.map { try SSM($0) }
+    status.done(([options.llmModel] + ssmModels).joined(separator: ", "))
+    try llm.compile(options.generationConfig, ssms: ssms, options: EngineOptions(
+        maxRequestsPerBatch: options.maxRequestsPerBatch, maxSeqLength: options.maxSequenceLength,
+        maxTokensPerBatch: options.maxTokensPerBatch, tree: tree))
+
+    let start = Date()
+    let results = try await withThrowingTaskGroup(of: (Int, GenerationResult).self) { group in
+        for (i, p) in prompts.enumerated() {
+            var config = options.generationConfig
+            if let n = p.maxNewTokens { config.maxNewTokens = n }
+            let c = config
+            group.addTask { (i, try await llm.generate(p.text, config: c)) }
+        }
+        var out = [GenerationResult?](repeating: nil, count: prompts.count)
+        for try await (i, r) in group { out[i] = r }
+        return out.map { $0! }
+    }
+    let seconds = Date().timeIntervalSince(start)
+
+    var report = ""
+    for r in results {
+        report += OutputFile.entry(r)
+        print("--- guid \(r.guid): \(r.outputTokens.count) tokens in \(r.llmDecodingSteps) LLM steps")
+        print(r.inputText + r.outputText)
+    }
+    if let path = options.outputFile {
+        try report.write(toFile: path, atomically: true, encoding: .utf8)
+    }
+    let tokens = results.reduce(0) { $0 + $1.outputTokens.count }
+    let steps = results.reduce(0) { $0 + $1.llmDecodingSteps }
+    var summary = String(format: "\n%d requests, %d new tokens in %.2f s: %.1f tokens/s, %.2f tokens per LLM step",
+                         results.count, tokens, seconds, Double(tokens) / seconds, Double(tokens) / Double(max(1, steps)))
+    var spec = SpeculationStats()
+    results.forEach { spec.add($0.speculation) }
+    if spec.verifySteps > 0 {
+        summary += String(format: "; drafting %.2f s, verifying %.2f s", spec.draftingSeconds, spec.verifyingSeconds)
+    }
+    print(summary)
+}
+
+/// FlexFlow's output file format.
+enum OutputFile {
+    static func entry(_ r: GenerationResult) -> String {
+        let latency = Int(r.latencySeconds * 1e6), ttft = Int(r.timeToFirstTokenSeconds * 1e6)
+        let ids = (r.promptTokens + r.outputTokens).map(String.init).joined(separator: ",")
+        return "[Profile] guid(\(r.guid)) llm_decoding_steps(\(r.llmDecodingSteps)) latency(\(latency)) ttft(\(ttft))\n"
+            + "token IDs: \(ids)\n" + r.inputText + r.outputText + "\n"
+    }
+}

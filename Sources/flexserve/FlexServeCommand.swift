@@ -1,0 +1,12 @@
+import ArgumentParser
+
+@main
+struct FlexServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "flexserve",
+        abstract: "A low-latency LLM serving engine with speculative inference (SpecInfer).",
+        subcommands: [
+            SpecInferCommand.self, IncrDecodingCommand.self, GenerateCommand.self, TokenizeCommand.self,
+            DownloadCommand.self, DatasetsCommand.self,
+        ])
+}

@@ -1,0 +1,97 @@
+import ArgumentParser
+import FlexServe
+import Foundation
+
+/// The options FlexFlow's `spec_infer` and `incr_decoding` take, with FlexFlow's single-dash spellings accepted too.
+struct ServingOptions: ParsableArguments {
+    @Option(name: [.customLong("llm-model"), .customLong("llm-model", withSingleDash: true), .customLong("model")],
+            help: "LLM: a HuggingFace folder, a .gguf file, or a hub id in the cache.")
+    var llmModel: String
+
+    @Option(name: [.customLong("prompt"), .customLong("prompt", withSingleDash: true)],
+            help: "JSON file: an array of prompt strings (or of {prompt, max_new_tokens} objects).")
+    var prompt: String?
+
+    @Option(name: [.customLong("output-file"), .customLong("output-file", withSingleDash: true)],
+            help: "Write FlexFlow-style results here.")
+    var outputFile: String?
+
+    @Option(name: .customLong("max-requests-per-batch")) var maxRequestsPerBatch = 16
+    @Option(name: .customLong("max-tokens-per-batch")) var maxTokensPerBatch = 256
+    @Option(name: [.customLong("max-sequence-length"), .customLong("max-seq-length")]) var maxSequenceLength = 1024
+    @Option(name: .customLong("max-new-tokens"), help: "New tokens per request (default: up to max-length or the sequence limit).")
+    var maxNewTokens: Int?
+    @Option(name: .customLong("max-length"), help: "Prompt plus new tokens at most.")
+    var maxLength: Int?
+
+    @Flag(name: .customLong("do-sample")) var doSample = false
+    @Option var temperature: Float = 0.9
+    @Option(name: .customLong("topp")) var topP: Float = 0.8
+    @Option(name: .customLong("topk")) var topK = 0
+    @Option var seed: UInt64?
+    @Option(name: .customLong("stop"), help: "Stop string (repeatable).") var stop: [String] = []
+
+    @Flag(name: .customLong("4bit-quantization")) var int4 = false
+    @Flag(name: .customLong("8bit-quantization")) var int8 = false
+    @Flag var offload = false
+    @Option var device = "cpu"
+    @Option(name: .customLong("tensor-parallelism-degree")) var tensorParallelism = 1
+    @Option(name: .customLong("pipeline-parallelism-degree")) var pipelineParallelism = 1
+    @Option(name: .customLong("cache-folder"), help: "HuggingFace cache folder for hub ids.") var cacheFolder: String?
+
+    var generationConfig: GenerationConfig {
+        GenerationConfig(doSample: doSample, temperature: temperature, topP: topP, topK: topK,
+                         maxNewTokens: maxNewTokens, maxLength: maxLength, stop: stop, seed: seed)
+    }
+
+    func checkSupported() throws {
+        if device != "cpu" { throw ValidationError("--device \(device): only the CPU backend is available in this build") }
+        if tensorParallelism != 1 || pipelineParallelism != 1 {
+            throw ValidationError("tensor/pipeline parallelism degrees other than 1 are not supported yet")
+        }
+        if offload { throw ValidationError("--offload is not supported on the CPU backend (weights are already in host memory)") }
+        if int4 || int8 { throw ValidationError("--4bit-quantization/--8bit-quantization are not supported yet") }
+        if let cacheFolder { setenv("HF_HUB_CACHE", cacheFolder, 1) }
+    }
+}
+
+/// One prompt of a prompt file.
+struct PromptEntry {
+    var text: String
+    var maxNewTokens: Int?
+}
+
+enum PromptFile {
+    static func load(_ path: String) throws -> [PromptEntry] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ValidationError("cannot read prompt file \(path)")
+        }
+        guard let array = (try? JSONSerialization.jsonObject(with: data)) as? [Any] else {
+            throw ValidationError("prompt file \(path) is not a JSON array")
+        }
+        return try array.enumerated().map { i, item in
+            if let s = item as? String { return PromptEntry(text: s) }
+            if let o = item as? [String: Any], let s = o["prompt"] as? String {
+                return PromptEntry(text: s, maxNewTokens: (o["max_new_tokens"] as? NSNumber)?.intValue)
+            }
+            throw ValidationError("prompt file \(path): item \(i) is neither a string nor an object with \"prompt\"")
+        }
+    }
+}
+
+/// Shows what is loading on a terminal; silent when stderr is not one.
+struct LoadingStatus {
+    let start = Date()
+    let interactive = isatty(2) != 0
+
+    func begin(_ what: String) {
+        if interactive { FileHandle.standardError.write("⏳ loading \(what)…".data(using: .utf8)!) }
+    }
+
+    func done(_ what: String) {
+        let seconds = String(format: "%.2f", Date().timeIntervalSince(start))
+        if interactive {
+            FileHandle.standardError.write("\r✓ loaded \(what) in \(seconds) s\u{1B}[K\n".data(using: .utf8)!)
+        }
+    }
+}
