@@ -293,6 +293,8 @@ extension Tokenizer {
             return ([gpt2], false)
         case "qwen2", "deepseek-r1-qwen", "stablelm2", "hunyuan", "kormo", "f2llmv2", "solar-open", "grok-2":
             return ([qwen2], false)
+        case "qwen35":
+            return ([contractions + "|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|\\p{N}| ?[^\\s\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"], false)
         case "poro-chat", "bloom", "gpt3-finnish": return ([bloom], false)
         case "viking": return ([bloom, "\\p{N}"], false)
         case "tekken": return ([tekken], false)
@@ -303,8 +305,37 @@ extension Tokenizer {
         }
     }
 
-    /// Builds the tokenizer stored in a GGUF file's `tokenizer.ggml.*` metadata.
+    /// transformers' GGUF converter (transformers 5.x `gguf_tokenizer_mapping.py`): a Split regex only
+    /// for these pre types, plain GPT-2 ByteLevel otherwise (it drops e.g. "smollm"'s digit split).
+    static func transformersGGUFPreTokenizer(_ pre: String) -> (regexes: [String], ignoreMerges: Bool) {
+        switch pre {
+        case "llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", "jina-v5-nano",
+             "dbrx", "smaug-bpe", "tekken", "qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "qwen35", "gpt-4o",
+             "llama4", "kanana2", "talkie":
+            return (ggufPreTokenizer(pre)?.regexes ?? [PreTokenizer.gpt2Pattern], false)
+        default:
+            return ([PreTokenizer.gpt2Pattern], false)
+        }
+    }
+
+    /// Builds the tokenizer stored in a GGUF file's `tokenizer.ggml.*` metadata, pre-tokenizing as
+    /// llama.cpp does for `tokenizer.ggml.pre` (for SmolLM2, "smollm": digits one by one, which is also
+    /// what SmolLM2's own tokenizer.json does).
     public convenience init(gguf: GGUFFile) throws {
+        try self.init(gguf: gguf, preTokenizer: .llamaCpp)
+    }
+
+    /// How a GGUF byte-level vocabulary is pre-tokenized.
+    public enum GGUFPreTokenization: Sendable {
+        /// llama.cpp's regexes for `tokenizer.ggml.pre` (the model's real tokenizer).
+        case llamaCpp
+        /// What `transformers` builds when it loads the GGUF (`AutoTokenizer.from_pretrained(gguf_file:)`):
+        /// only some pre types get their split regex; others (e.g. SmolLM2's "smollm") get plain GPT-2
+        /// ByteLevel, so multi-digit numbers stay together. Use it to reproduce transformers' prompt ids.
+        case transformers
+    }
+
+    public convenience init(gguf: GGUFFile, preTokenizer mode: GGUFPreTokenization) throws {
         let md = gguf.metadata
         let name = gguf.path
         guard let modelType = md["tokenizer.ggml.model"]?.string else {
@@ -337,7 +368,8 @@ extension Tokenizer {
         switch modelType {
         case "gpt2":
             let pre = md["tokenizer.ggml.pre"]?.string ?? "default"
-            guard let (regexes, ignoreMerges) = Tokenizer.ggufPreTokenizer(pre) else {
+            let table = mode == .llamaCpp ? Tokenizer.ggufPreTokenizer(pre) : Tokenizer.transformersGGUFPreTokenizer(pre)
+            guard let (regexes, ignoreMerges) = table else {
                 throw TokenizerError("\(name): tokenizer.ggml.pre \"\(pre)\" is not supported")
             }
             var steps: [PreTokenizer] = []

@@ -114,6 +114,29 @@ final class TokenizerReferenceTests: XCTestCase {
         for id in [0, 1, 2, 17, 100, 1000, 49151] { XCTAssertEqual(tok.token(id), json.token(id)) }
     }
 
+    /// The GGUF pre-tokenized as transformers' GGUF loader does (no digit split) matches the
+    /// tokenizer.json that transformers writes from the same GGUF.
+    func testSmolLM2GGUFTransformersModeMatchesHF() throws {
+        let tok = try Tokenizer(gguf: GGUFFile(path: TokFixtures.smolGGUFPath()), preTokenizer: .transformers)
+        checkRefs(tok, try TokFixtures.refs("smollm2"), label: "smollm2 GGUF (transformers mode)")
+    }
+
+    /// The reference sets differ where the pre-tokenizers differ (digit runs, newlines, contractions),
+    /// and a tokenizer with the wrong pre-tokenizer fails them: the comparisons above can fail.
+    func testReferenceSetsDiscriminate() throws {
+        let plain = try TokFixtures.refs("smollm2"), digits = try TokFixtures.refs("smollm2-digits")
+        let llama3 = try TokFixtures.refs("smollm2-llama3")
+        XCTAssertEqual(plain.map(\.text), digits.map(\.text))
+        let dDigits = zip(plain, digits).filter { $0.ids != $1.ids }.count
+        let dLlama3 = zip(plain, llama3).filter { $0.ids != $1.ids }.count
+        print("[discriminate] smollm2 vs digits: \(dDigits) strings differ; vs llama3: \(dLlama3)")
+        XCTAssertGreaterThan(dDigits, 100)
+        XCTAssertGreaterThan(dLlama3, 100)
+        let json = try TokFixtures.smolJSON()
+        let wrong = digits.filter { json.encode($0.text, addSpecialTokens: false) != $0.ids }.count
+        XCTAssertEqual(wrong, dDigits)
+    }
+
     func testMistralSentencePieceMatchesHF() throws {
         checkRefs(try TokFixtures.mistral(), try TokFixtures.refs("mistral"), label: "mistral sentencepiece")
     }
@@ -310,5 +333,20 @@ final class TokenizerBehaviourTests: XCTestCase {
                      text.utf8.count, ids.count, Double(n0) / coldSeconds, Double(ids.count) / warmSeconds))
         print(String(format: "[speed] mistral sentencepiece BPE: %d tokens, %.0f tokens/s", mids.count, Double(mids.count) / mSeconds))
         XCTAssertGreaterThan(Double(ids.count) / warmSeconds, 50_000, "encoding is too slow")
+
+        // Long runs (one huge pre-token / whitespace run) stay fast: no quadratic merging or backtracking.
+        for (label, s) in [("200k letters", String(repeating: "ab", count: 100_000)),
+                           ("100k spaces", "x" + String(repeating: " ", count: 100_000) + "x"),
+                           ("100k newlines", String(repeating: "\n", count: 100_000) + "x"),
+                           ("100k digits", String(repeating: "1234567890", count: 10_000))] {
+            for (name, t) in [("smollm2", tok), ("mistral", mistral), ("llama3 regex", try Tokenizer(
+                tokenizerJSON: TokFixtures.path("smollm2/tokenizer.json"), preTokenizerJSON: try TokFixtures.variant("smollm2-llama3")))] {
+                let t0 = Date()
+                let ids = t.encode(s, addSpecialTokens: false)
+                let dt = Date().timeIntervalSince(t0)
+                XCTAssertLessThan(dt, 5, "\(name): \(label) took \(dt) s")
+                XCTAssertEqual(t.decode(ids).count, s.count, "\(name): \(label)")
+            }
+        }
     }
 }
