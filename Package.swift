@@ -31,14 +31,19 @@ let package = Package(
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "Crypto", package: "swift-crypto"),
         ], swiftSettings: fast),
+        .target(name: "FlexServeServer", dependencies: [
+            "FlexServe",
+            .product(name: "Hummingbird", package: "hummingbird"),
+        ], swiftSettings: fast),
         .executableTarget(name: "flexserve", dependencies: [
-            "FlexServe", "FlexServeHub",
+            "FlexServe", "FlexServeHub", "FlexServeServer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
         .testTarget(name: "FlexServeTensorTests", dependencies: ["FlexServeTensor"], swiftSettings: fast),
         .testTarget(name: "FlexServeModelsTests", dependencies: ["FlexServeModels"], swiftSettings: fast),
         .testTarget(name: "FlexServeTokenizersTests", dependencies: ["FlexServeTokenizers"], swiftSettings: fast),
         .testTarget(name: "FlexServeTests", dependencies: ["FlexServe"], swiftSettings: fast),
+        .testTarget(name: "FlexServeServerTests", dependencies: ["FlexServeServer"], swiftSettings: fast),
         .testTarget(name: "FlexServeHubTests", dependencies: ["FlexServeHub", .product(name: "Hummingbird", package: "hummingbird")], swiftSettings: fast),
     ],
     swiftLanguageModes: [.v5]

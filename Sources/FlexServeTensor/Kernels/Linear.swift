@@ -10,7 +10,7 @@ public enum Linear {
     public static func forward(x: UnsafePointer<Float>, tokens: Int, weight: TensorView,
                                bias: UnsafePointer<Float>? = nil, out: UnsafeMutablePointer<Float>,
                                pool: ThreadPool = .shared) {
-        if tokens <= 4 && weight.dtype != .f32 {
+        if weight.dtype != .f32 {
             fusedRows(x: x, tokens: tokens, weight: weight, bias: bias, out: out, pool: pool)
             return
         }
@@ -71,7 +71,8 @@ public enum Linear {
 }
 
 extension Linear {
-    /// Few tokens (decoding): each row is decoded in registers while it streams from memory.
+    /// Packed formats: each row is decoded in registers once per tile of up to `QuantizedDot.maxTile`
+    /// tokens while it streams from memory. Results do not depend on the batch's size.
     static func fusedRows(x: UnsafePointer<Float>, tokens: Int, weight: TensorView,
                           bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>, pool: ThreadPool) {
         let rows = weight.shape[0]
@@ -80,15 +81,21 @@ extension Linear {
         let dtype = weight.dtype
         let base = weight.data
         let blocks = cols / 32
+        let tile = QuantizedDot.maxTile
         withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, tokens * blocks)) { sums in
             for t in 0..<tokens { QuantizedDot.blockSums(x + t * cols, cols, into: sums.baseAddress! + t * blocks) }
             let blockSums = UnsafePointer(sums.baseAddress!)
-            pool.parallelChunks(rows, minChunk: 16) { range in
+            pool.parallelChunks(rows, minChunk: max(4, 64 / max(1, tokens))) { range in
                 for r in range {
                     let w = base + r * rowBytes
-                    for t in 0..<tokens {
-                        out[t * rows + r] = QuantizedDot.row(dtype, x + t * cols, blockSums + t * blocks, w, cols) + (bias?[r] ?? 0)
+                    var t = 0
+                    while t < tokens {
+                        let n = min(tile, tokens - t)
+                        QuantizedDot.rows(dtype, x: x + t * cols, tokens: n, blockSums: blockSums + t * blocks,
+                                          w: w, n: cols, out: out + t * rows + r, outStride: rows)
+                        t += n
                     }
+                    if let bias { for t in 0..<tokens { out[t * rows + r] += bias[r] } }
                 }
             }
         }

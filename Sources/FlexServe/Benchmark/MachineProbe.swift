@@ -1,0 +1,87 @@
+import Foundation
+import FlexServeTensor
+
+/// Measures this machine's ceilings so benchmark results can be reported as fractions of them:
+/// memory read bandwidth (all threads streaming a buffer far larger than the caches) and fp32
+/// FMA throughput (independent SIMD fused multiply-adds in registers).
+public struct MachineProbe: Codable, Sendable {
+    public var threads: Int
+    public var readBandwidthGBs: Double
+    public var fmaGFLOPsPerCore: Double
+    public var fmaGFLOPsAllCores: Double
+    public var cpu: String
+
+    public static func measure(pool: ThreadPool = .shared) -> MachineProbe {
+        let threads = pool.threadCount
+        return MachineProbe(threads: threads, readBandwidthGBs: readBandwidth(pool: pool),
+                            fmaGFLOPsPerCore: fmaPeak(pool: ThreadPool(threads: 1)),
+                            fmaGFLOPsAllCores: fmaPeak(pool: pool), cpu: cpuName())
+    }
+
+    static func cpuName() -> String {
+        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let line = info.split(separator: "\n").first(where: { $0.hasPrefix("model name") }) else { return "unknown" }
+        return line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
+    }
+
+    /// Best of several passes summing 512 MiB with every thread.
+    static func readBandwidth(pool: ThreadPool) -> Double {
+        let count = 128 << 20
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count)
+        defer { buffer.deallocate() }
+        pool.parallelChunks(count, minChunk: 1 << 16) { r in (buffer + r.lowerBound).initialize(repeating: 1, count: r.count) }
+        var best = 0.0
+        for _ in 0..<5 {
+            let start = Date()
+            let sinks = UnsafeMutablePointer<Float>.allocate(capacity: 64)
+            sinks.initialize(repeating: 0, count: 64)
+            let chunks = pool.threadCount * 4
+            let size = count / chunks
+            pool.parallelFor(chunks) { c in
+                let p = UnsafeRawPointer(buffer + c * size)
+                var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+                var i = 0
+                while i < size * 4 {
+                    a0 += p.loadUnaligned(fromByteOffset: i, as: SIMD16<Float>.self)
+                    a1 += p.loadUnaligned(fromByteOffset: i + 64, as: SIMD16<Float>.self)
+                    a2 += p.loadUnaligned(fromByteOffset: i + 128, as: SIMD16<Float>.self)
+                    a3 += p.loadUnaligned(fromByteOffset: i + 192, as: SIMD16<Float>.self)
+                    i += 256
+                }
+                sinks[c % 64] += (a0 + a1 + a2 + a3).sum()
+            }
+            let seconds = Date().timeIntervalSince(start)
+            sinks.deallocate()
+            best = max(best, Double(count * 4) / seconds / 1e9)
+        }
+        return best
+    }
+
+    /// GFLOP/s of independent fp32 FMAs (two flops each) across the pool's threads.
+    static func fmaPeak(pool: ThreadPool) -> Double {
+        let iterations = 20_000_000
+        var best = 0.0
+        for _ in 0..<3 {
+            let start = Date()
+            let sinks = UnsafeMutablePointer<Float>.allocate(capacity: pool.threadCount)
+            pool.parallelFor(pool.threadCount) { t in
+                var a = (SIMD8<Float>(repeating: 1), SIMD8<Float>(repeating: 2), SIMD8<Float>(repeating: 3), SIMD8<Float>(repeating: 4),
+                         SIMD8<Float>(repeating: 5), SIMD8<Float>(repeating: 6), SIMD8<Float>(repeating: 7), SIMD8<Float>(repeating: 8),
+                         SIMD8<Float>(repeating: 9), SIMD8<Float>(repeating: 10))
+                let m = SIMD8<Float>(repeating: 0.999999), c = SIMD8<Float>(repeating: 1e-7)
+                for _ in 0..<(iterations / 10) {
+                    a.0 = a.0.addingProduct(a.0, m); a.1 = a.1.addingProduct(a.1, m); a.2 = a.2.addingProduct(a.2, m)
+                    a.3 = a.3.addingProduct(a.3, m); a.4 = a.4.addingProduct(a.4, m); a.5 = a.5.addingProduct(a.5, m)
+                    a.6 = a.6.addingProduct(a.6, m); a.7 = a.7.addingProduct(a.7, m); a.8 = a.8.addingProduct(a.8, m)
+                    a.9 = a.9.addingProduct(a.9, c)
+                }
+                sinks[t] = (a.0 + a.1 + a.2 + a.3 + a.4 + a.5 + a.6 + a.7 + a.8 + a.9).sum()
+            }
+            let seconds = Date().timeIntervalSince(start)
+            sinks.deallocate()
+            // Each addingProduct on SIMD8 is 8 FMAs = 16 flops; 10 per iteration.
+            best = max(best, Double(pool.threadCount) * Double(iterations / 10) * 10 * 16 / seconds / 1e9)
+        }
+        return best
+    }
+}
