@@ -65,7 +65,7 @@ final class HubDownloadTests: XCTestCase {
         let repo = FakeHub.tinyModel
         XCTAssertFalse(r.fromCache)
         XCTAssertEqual(r.commit, repo.commit)
-        XCTAssertEqual(r.folder.standardizedFileURL, repoDir.appendingPathComponent("snapshots/\(repo.commit)").standardizedFileURL)
+        XCTAssertEqual(r.folder.standardizedFileURL.path, repoDir.appendingPathComponent("snapshots/\(repo.commit)").standardizedFileURL.path)
         XCTAssertEqual(r.modelPath, r.folder)
         // only what serving needs
         XCTAssertEqual(HubCache.files(in: r.folder), ["config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"])
@@ -96,7 +96,7 @@ final class HubDownloadTests: XCTestCase {
 
         // the core library finds it by id
         let resolved = try HubCache.resolveModel("flex-test/tiny-model", cacheFolder: cacheDir.path)
-        XCTAssertEqual(resolved.standardizedFileURL, r.folder.standardizedFileURL)
+        XCTAssertEqual(resolved.standardizedFileURL.path, r.folder.standardizedFileURL.path)
     }
 
     func testResumeAfterConnectionCut() async throws {
@@ -209,15 +209,15 @@ final class HubDownloadTests: XCTestCase {
         let r = try await withDownloader(config()) { try await $0.download("other-org/cached-model") }
         XCTAssertTrue(r.fromCache)
         XCTAssertEqual(r.commit, commit)
-        XCTAssertEqual(r.folder.standardizedFileURL, snap.standardizedFileURL)
+        XCTAssertEqual(r.folder.standardizedFileURL.path, snap.standardizedFileURL.path)
         XCTAssertTrue(hub.log.isEmpty, "a cached model made \(hub.log.count) request(s)")
         // by commit hash too
         let byCommit = try await withDownloader(config()) { try await $0.download("other-org/cached-model", revision: commit) }
         XCTAssertTrue(byCommit.fromCache)
         XCTAssertTrue(hub.log.isEmpty)
         // and the core library's lookup
-        XCTAssertEqual(try HubCache.resolveModel("other-org/cached-model", cacheFolder: cacheDir.path).standardizedFileURL, snap.standardizedFileURL)
-        XCTAssertEqual(try HubCache.resolveModel("other-org/cached-model", revision: commit, cacheFolder: cacheDir.path).standardizedFileURL, snap.standardizedFileURL)
+        XCTAssertEqual(try HubCache.resolveModel("other-org/cached-model", cacheFolder: cacheDir.path).standardizedFileURL.path, snap.standardizedFileURL.path)
+        XCTAssertEqual(try HubCache.resolveModel("other-org/cached-model", revision: commit, cacheFolder: cacheDir.path).standardizedFileURL.path, snap.standardizedFileURL.path)
 
         // a second download of a model we fetched makes no request either
         _ = try await withDownloader(config()) { try await $0.download("flex-test/tiny-model") }
