@@ -78,8 +78,8 @@ final class DatasetsTests: XCTestCase {
         let sg = try PromptDatasetBuilder.shareGPT(data: Data(DatasetsTests.truncatedShareGPT.utf8))
         XCTAssertEqual(sg.salvaged, 4)
         XCTAssertFalse(sg.fileWasComplete)
-        // a_0 (first turn), not a_1 (starts with gpt), not b_0 (starts with system), not c_0 (duplicate)
-        XCTAssertEqual(sg.prompts, ["Hello, \"world\"!\nSecond line é 😀 tab\there"])
+        // the first human turn of a_0, a_1 (after a gpt turn) and b_0 (after a system turn); c_0 repeats a_0's
+        XCTAssertEqual(sg.prompts, ["Hello, \"world\"!\nSecond line é 😀 tab\there", "not a first turn", "What is 2+2?"])
         XCTAssertEqual(sg.conversations.count, 1)
         XCTAssertEqual(sg.conversations[0].map(\.role), ["user", "assistant", "user", "assistant"])
         XCTAssertEqual(sg.conversations[0][3].content, "Sure: [1, 2, {\"x\": 3}]")
@@ -167,14 +167,14 @@ final class DatasetsTests: XCTestCase {
             XCTAssertNoThrow(try JSONSerialization.jsonObject(with: d1), b.name)
         }
         let counts = Dictionary(uniqueKeysWithValues: b1.map { ($0.name, $0.count) })
-        XCTAssertEqual(counts["sharegpt"], 1)
-        XCTAssertEqual(counts["sharegpt-eval"]! + counts["sharegpt-train"]!, 1)
+        XCTAssertEqual(counts["sharegpt"], 3)
+        XCTAssertEqual(counts["sharegpt-eval"]! + counts["sharegpt-train"]!, 3)
         XCTAssertEqual(counts["sharegpt-chat"], 1)
         XCTAssertEqual(counts["humaneval"], 3)
 
         // the reader
         let share = try PromptDataset.load(path: out1.appendingPathComponent("sharegpt.json").path)
-        XCTAssertEqual(share, ["Hello, \"world\"!\nSecond line é 😀 tab\there"])
+        XCTAssertEqual(share, ["Hello, \"world\"!\nSecond line é 😀 tab\there", "not a first turn", "What is 2+2?"])
         let he = try PromptDataset.load(path: out1.appendingPathComponent("humaneval.json").path)
         XCTAssertEqual(he.count, 3)
         XCTAssertEqual(he[1], "def f1(x):\n    \"\"\"Return x plus 1. é\"\"\"\n")
@@ -184,7 +184,7 @@ final class DatasetsTests: XCTestCase {
         XCTAssertFalse(sh.contains { $0.contains("FOLIO") || $0.contains("metadata") })
         let chats = try PromptDataset.loadConversations(path: out1.appendingPathComponent("sharegpt-chat.json").path)
         XCTAssertEqual(chats[0].first, PromptDataset.ChatTurn(role: "user", content: share[0]))
-        XCTAssertEqual(try PromptDataset.load(path: out1.appendingPathComponent("sharegpt-chat.json").path), share)
+        XCTAssertEqual(try PromptDataset.load(path: out1.appendingPathComponent("sharegpt-chat.json").path), [share[0]])
     }
 
     func testMissingSourceIsAClearError() {

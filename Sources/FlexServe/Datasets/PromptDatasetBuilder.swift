@@ -5,7 +5,7 @@ import Foundation
 ///
 /// | file | content |
 /// |---|---|
-/// | `sharegpt.json` | first user turn of every complete ShareGPT conversation that starts with a user turn (exact duplicates dropped) |
+/// | `sharegpt.json` | the first `human` turn of every complete ShareGPT conversation (blank ones and exact duplicates dropped) |
 /// | `sharegpt-eval.json` | the held-out part of `sharegpt.json`: prompts whose `sha256(utf8)[0] < 26` (about 10%) |
 /// | `sharegpt-train.json` | the rest, which the draft-model distillation trains on |
 /// | `sharegpt-chat.json` | multi-turn conversations (2+ user turns), arrays of `{"role", "content"}` |
@@ -187,10 +187,13 @@ public struct PromptDatasetBuilder {
             r = try PromptDataset.IncrementalJSONParser.forEachElement(of: data) { conv in
                 guard let turns = conv["conversations"]?.arrayValue else { return }
                 let messages: [(String?, String)] = turns.map { (userRole($0["from"]?.stringValue), $0["value"]?.stringValue ?? "") }
-                if let first = messages.first, first.0 == "user",
-                   !first.1.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty,
-                   seen.insert(first.1).inserted {
-                    prompts.append(first.1)
+                // The first "human" turn (the rule tools/distill/prepare_data.py uses too, so that
+                // both sides hold out exactly the same prompts).
+                if let first = turns.first(where: { $0["from"]?.stringValue == "human" }),
+                   let text = first["value"]?.stringValue,
+                   !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty,
+                   seen.insert(text).inserted {
+                    prompts.append(text)
                 }
                 if let chat = multiTurn(messages) { chats.append(chat) }
             }
