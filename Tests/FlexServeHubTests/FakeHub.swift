@@ -180,7 +180,10 @@ final class FakeHub: @unchecked Sendable {
                 }
                 if let cut = r.cutAfter {
                     let buf = context.channel.allocator.buffer(bytes: r.body.prefix(cut))
-                    context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buf)))).whenComplete { _ in context.close(promise: nil) }
+                    // close a little later, so that the client has read what was sent (as when a network drops)
+                    context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buf)))).whenComplete { _ in
+                        context.eventLoop.scheduleTask(in: .milliseconds(200)) { context.close(promise: nil) }
+                    }
                     return
                 }
                 let buf = context.channel.allocator.buffer(bytes: r.body)
