@@ -33,6 +33,14 @@ public enum ModelLoader {
         switch config.architecture {
         case "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "llama", "mistral", "qwen2":
             return try LlamaModel(config: config, weights: weights)
+        case "OPTForCausalLM", "opt":
+            return try OPTModel(config: config, weights: weights)
+        case "FalconForCausalLM", "RWForCausalLM", "falcon":
+            return try FalconModel(config: config, weights: weights)
+        case "GPTBigCodeForCausalLM", "starcoder":
+            return try GPTBigCodeModel(config: config, weights: weights)
+        case "MPTForCausalLM", "MptForCausalLM", "mpt":
+            return try MPTModel(config: config, weights: weights)
         default:
             throw ModelError("unsupported architecture '\(config.architecture)' in \(weights.source)")
         }

@@ -63,7 +63,11 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
         let c = config
         let T = batch.count
         let H = c.hiddenSize, qDim = c.numHeads * c.headDim, kvDim = c.numKVHeads * c.headDim
-        let addressing = try cache.addressing(for: batch)
+        // Mistral's sliding window drops the keys more than `slidingWindow - 1` positions back.
+        let addressing = try c.slidingWindow.map { window in
+            let a = try cache.positionedAddressing(for: batch, slidingWindow: window)
+            return (write: a.write, slotStart: a.slotStart, slots: a.slots)
+        } ?? cache.addressing(for: batch)
         let (cosTable, sinTable) = rope.tables(positions: batch.tokens.map { Int32($0.position) })
         let half = c.headDim / 2
 

@@ -27,6 +27,12 @@ public struct ModelConfig: Sendable, Equatable {
     public var eosTokenIDs: [Int]
     /// The dtype the checkpoint was saved in (`torch_dtype` or `dtype`), informational.
     public var dtype: String?
+    /// Mistral's sliding-window attention: a token sees the keys of the last `slidingWindow` positions (itself included).
+    public var slidingWindow: Int? = nil
+    /// Every key of config.json as read, for the architecture-specific settings (OPT's `do_layer_norm_before`,
+    /// Falcon's `new_decoder_architecture`, MPT's `attn_config`...); for GGUF, the metadata those architectures
+    /// need under their config.json names.
+    public var raw: [String: ConfigValue] = [:]
 
     public init(architecture: String, vocabSize: Int, hiddenSize: Int, intermediateSize: Int, numLayers: Int,
                 numHeads: Int, numKVHeads: Int, headDim: Int? = nil, rmsNormEps: Float = 1e-5,
@@ -70,7 +76,20 @@ extension ModelConfig {
         try self.init(json: json, source: path)
     }
 
-    public init(json: [String: Any], source: String) throws {
+    public init(json original: [String: Any], source: String) throws {
+        // GPT-2-style and MPT configs name the common hyper-parameters differently.
+        var json = original
+        func alias(_ key: String, _ alternatives: [String]) {
+            guard json[key] == nil || json[key] is NSNull,
+                  let other = alternatives.first(where: { json[$0] is NSNumber }) else { return }
+            json[key] = json[other]
+        }
+        alias("hidden_size", ["n_embd", "d_model"])
+        alias("num_attention_heads", ["n_head", "n_heads"])
+        alias("num_hidden_layers", ["n_layer", "n_layers"])
+        alias("max_position_embeddings", ["n_positions", "max_seq_len"])
+        alias("intermediate_size", ["ffn_dim", "n_inner", "ffn_hidden_size"])
+        alias("num_key_value_heads", ["num_kv_heads", "n_head_kv"])
         func int(_ key: String) -> Int? { (json[key] as? NSNumber)?.intValue }
         func double(_ key: String) -> Double? { (json[key] as? NSNumber)?.doubleValue }
         func require(_ key: String) throws -> Int {
@@ -121,6 +140,10 @@ extension ModelConfig {
             bosTokenID: int("bos_token_id"),
             eosTokenIDs: eos,
             dtype: (json["torch_dtype"] as? String) ?? (json["dtype"] as? String))
+        raw = original.mapValues(ConfigValue.init)
+        if let window = int("sliding_window"), window > 0, json["use_sliding_window"] as? Bool ?? true {
+            slidingWindow = window
+        }
         guard hidden % heads == 0 || int("head_dim") != nil else {
             throw ModelConfigError(source: source, problem: "hidden_size \(hidden) is not divisible by num_attention_heads \(heads)")
         }
@@ -171,6 +194,7 @@ extension ModelConfig {
             bosTokenID: m["tokenizer.ggml.bos_token_id"]?.int,
             eosTokenIDs: eos,
             dtype: nil)
+        raw = Self.ggufArchitectureSettings(arch, gguf)
     }
 
     static func hfArchitecture(gguf arch: String) -> String {
@@ -183,5 +207,68 @@ extension ModelConfig {
         case "mpt": return "MPTForCausalLM"
         default: return arch
         }
+    }
+}
+
+/// A config.json value, kept for the settings only some architectures have.
+public enum ConfigValue: Sendable, Equatable {
+    case number(Double), bool(Bool), string(String), array([ConfigValue]), object([String: ConfigValue]), null
+
+    public init(_ any: Any) {
+        switch any {
+        case let s as String: self = .string(s)
+        case let n as NSNumber:
+            #if canImport(Darwin)
+            if CFGetTypeID(n) == CFBooleanGetTypeID() { self = .bool(n.boolValue); return }
+            #endif
+            self = .number(n.doubleValue)
+        case let b as Bool: self = .bool(b)
+        case let a as [Any]: self = .array(a.map(ConfigValue.init))
+        case let o as [String: Any]: self = .object(o.mapValues(ConfigValue.init))
+        default: self = .null
+        }
+    }
+
+    public var double: Double? {
+        switch self {
+        case .number(let d): return d
+        case .bool(let b): return b ? 1 : 0
+        default: return nil
+        }
+    }
+    public var int: Int? { double.map { Int($0) } }
+    /// JSON true/false (numbers count as true when non-zero: Foundation may read booleans as numbers).
+    public var bool: Bool? { double.map { $0 != 0 } }
+    public var string: String? { if case .string(let s) = self { return s } else { return nil } }
+    public var object: [String: ConfigValue]? { if case .object(let o) = self { return o } else { return nil } }
+}
+
+extension ModelConfig {
+    /// The config.json settings of Falcon, StarCoder and MPT that llama.cpp keeps in GGUF metadata or implies.
+    static func ggufArchitectureSettings(_ arch: String, _ gguf: GGUFFile) -> [String: ConfigValue] {
+        let m = gguf.metadata
+        let heads = m["\(arch).attention.head_count"]?.int ?? 1
+        let kvHeads = m["\(arch).attention.head_count_kv"]?.int ?? heads
+        var raw: [String: ConfigValue] = [:]
+        if let eps = m["\(arch).attention.layer_norm_epsilon"]?.double { raw["layer_norm_epsilon"] = .number(eps) }
+        if let ffn = m["\(arch).feed_forward_length"]?.int { raw["ffn_hidden_size"] = .number(Double(ffn)); raw["n_inner"] = .number(Double(ffn)) }
+        switch arch {
+        case "falcon":
+            // llama.cpp's Falcon is always parallel with RoPE; the 40B layout is told by its second norm.
+            raw["new_decoder_architecture"] = .bool(gguf.hasTensor("blk.0.attn_norm_2.weight"))
+            raw["num_kv_heads"] = .number(Double(kvHeads))
+            raw["multi_query"] = .bool(kvHeads == 1)
+            raw["parallel_attn"] = .bool(true)
+            raw["alibi"] = .bool(false)
+        case "starcoder":
+            raw["multi_query"] = .bool(kvHeads == 1)
+        case "mpt":
+            var attention: [String: ConfigValue] = ["alibi": .bool(true)]
+            if let b = m["mpt.attention.max_alibi_bias"]?.double { attention["alibi_bias_max"] = .number(b) }
+            if let c = m["mpt.attention.clamp_kqv"]?.double, c > 0 { attention["clip_qkv"] = .number(c) }
+            raw["attn_config"] = .object(attention)
+        default: break
+        }
+        return raw
     }
 }

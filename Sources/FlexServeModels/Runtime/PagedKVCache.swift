@@ -16,6 +16,10 @@ public final class PagedKVCache: @unchecked Sendable {
     let keys: [OwnedBuffer]
     let values: [OwnedBuffer]
     private var freeBlocks: [Int32]
+    /// The position (as `Batch.Token.position`) of the token whose K/V each physical slot holds, recorded
+    /// by `positionedAddressing` at write time: ALiBi and sliding windows need keys' positions, which differ
+    /// from their cache index for token-tree nodes.
+    private var slotPositions: [Int32]
     private var tables: [Int: [Int32]] = [:]
 
     public init(layers: Int, kvHeads: Int, headDim: Int, capacityTokens: Int, blockSize: Int = 16) {
@@ -28,6 +32,7 @@ public final class PagedKVCache: @unchecked Sendable {
         keys = (0..<layers).map { _ in OwnedBuffer(byteCount: bytes) }
         values = (0..<layers).map { _ in OwnedBuffer(byteCount: bytes) }
         freeBlocks = (0..<Int32(blockCount)).reversed()
+        slotPositions = [Int32](repeating: 0, count: blockCount * blockSize)
     }
 
     public var freeBlockCount: Int { freeBlocks.count }
@@ -81,6 +86,7 @@ public final class PagedKVCache: @unchecked Sendable {
             (k + dst * stride).update(from: k + src * stride, count: stride)
             (v + dst * stride).update(from: v + src * stride, count: stride)
         }
+        slotPositions[dst] = slotPositions[src]
     }
 
     public func keys(layer: Int) -> UnsafeMutablePointer<Float> { keys[layer].pointer.assumingMemoryBound(to: Float.self) }
@@ -103,5 +109,51 @@ public final class PagedKVCache: @unchecked Sendable {
             slotStart.append(Int32(slots.count))
         }
         return (write, slotStart, slots)
+    }
+
+    /// `addressing(for:)` plus the position of every visible slot, in the order of `slots`.
+    public struct PositionedAddressing: Sendable {
+        public var write: [Int32]
+        public var slotStart: [Int32]
+        public var slots: [Int32]
+        /// Position of the key in each entry of `slots`.
+        public var slotPositions: [Int32]
+        /// Each batch token's position.
+        public var queryPositions: [Int32]
+    }
+
+    /// Records the positions of the batch's tokens at their write slots and returns, with each visible slot,
+    /// the position of its key. With `slidingWindow` W, a token at position p sees only keys at positions
+    /// p-W+1...p (Mistral's window, as transformers masks it).
+    public func positionedAddressing(for batch: Batch, slidingWindow: Int? = nil) throws -> PositionedAddressing {
+        var write: [Int32] = []
+        write.reserveCapacity(batch.count)
+        for t in batch.tokens {
+            let cap = capacity(of: t.sequence)
+            guard t.cacheIndex < cap, t.visiblePrefix <= cap, t.visibleExtra.allSatisfy({ $0 < cap }) else {
+                throw KVCacheError(description: "sequence \(t.sequence): entry \(t.cacheIndex) is beyond its reserved \(cap) entries")
+            }
+            let s = slot(sequence: t.sequence, index: t.cacheIndex)
+            write.append(s)
+            slotPositions[Int(s)] = Int32(t.position)
+        }
+        var slotStart: [Int32] = [0]
+        var slots: [Int32] = [], positions: [Int32] = []
+        for t in batch.tokens {
+            let oldest = slidingWindow.map { Int32(t.position - $0 + 1) } ?? Int32.min
+            func see(_ i: Int) {
+                let s = slot(sequence: t.sequence, index: i)
+                let p = slotPositions[Int(s)]
+                if p >= oldest {
+                    slots.append(s)
+                    positions.append(p)
+                }
+            }
+            for i in 0..<t.visiblePrefix { see(i) }
+            for i in t.visibleExtra { see(i) }
+            slotStart.append(Int32(slots.count))
+        }
+        return PositionedAddressing(write: write, slotStart: slotStart, slots: slots, slotPositions: positions,
+                                    queryPositions: batch.tokens.map { Int32($0.position) })
     }
 }

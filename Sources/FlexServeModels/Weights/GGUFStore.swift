@@ -27,6 +27,9 @@ public struct GGUFStore: WeightStore {
             throw WeightFileError(file: source, tensor: name, problem: "no GGUF name known for this tensor")
         }
         let t = try gguf.tensor(g)
+        if name.hasSuffix("self_attention.query_key_value.weight") || name.hasSuffix("self_attention.query_key_value.bias") {
+            return try falconGroupedQKV(t, name: g)
+        }
         if permutedQK, name.hasSuffix("self_attn.q_proj.weight") {
             return try unpermute(t, heads: headCount, name: g)
         }
@@ -59,6 +62,7 @@ public struct GGUFStore: WeightStore {
     }
 
     static func ggufName(_ hf: String) -> String? {
+        if hf.hasPrefix("transformer.") { return transformerGGUFName(hf) }
         switch hf {
         case "model.embed_tokens.weight": return "token_embd.weight"
         case "model.norm.weight": return "output_norm.weight"
@@ -84,5 +88,62 @@ public struct GGUFStore: WeightStore {
         ]
         guard let g = table[rest] else { return nil }
         return "blk.\(layer).\(g)"
+    }
+}
+
+// Falcon, StarCoder (GPTBigCode) and MPT: their HF names all start with "transformer.".
+extension GGUFStore {
+    /// llama.cpp's names (gguf-py's TensorNameMap) for Falcon's, GPTBigCode's and MPT's HF tensors.
+    static func transformerGGUFName(_ hf: String) -> String? {
+        let global: [String: String] = [
+            "transformer.word_embeddings.weight": "token_embd.weight",  // Falcon
+            "transformer.wte.weight": "token_embd.weight",              // GPTBigCode, MPT
+            "transformer.wpe.weight": "position_embd.weight",           // GPTBigCode
+            "transformer.ln_f.weight": "output_norm.weight", "transformer.ln_f.bias": "output_norm.bias",
+            "transformer.norm_f.weight": "output_norm.weight",          // MPT
+        ]
+        if let g = global[hf] { return g }
+        let parts = hf.split(separator: ".")
+        guard parts.count >= 5, parts[1] == "h" || parts[1] == "blocks", let layer = Int(parts[2]) else { return nil }
+        let leaf = parts[3..<(parts.count - 1)].joined(separator: ".")
+        let suffix = parts.last!
+        let table: [String: String] = [
+            // Falcon: the 40B layout's ln_attn normalises attention's input, ln_mlp the MLP's (and llama.cpp's attn_norm).
+            "input_layernorm": "attn_norm", "ln_attn": "attn_norm_2", "ln_mlp": "attn_norm",
+            "post_attention_layernorm": "ffn_norm",
+            "self_attention.query_key_value": "attn_qkv", "self_attention.dense": "attn_output",
+            "mlp.dense_h_to_4h": "ffn_up", "mlp.dense_4h_to_h": "ffn_down",
+            // GPTBigCode
+            "ln_1": "attn_norm", "attn.c_attn": "attn_qkv", "attn.c_proj": "attn_output",
+            "ln_2": "ffn_norm", "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down",
+            // MPT
+            "norm_1": "attn_norm", "attn.Wqkv": "attn_qkv", "attn.out_proj": "attn_output",
+            "norm_2": "ffn_norm", "ffn.up_proj": "ffn_up", "ffn.down_proj": "ffn_down",
+        ]
+        guard let g = table[leaf] else { return nil }
+        return "blk.\(layer).\(g).\(suffix)"
+    }
+
+    /// llama.cpp's converter stores Falcon's fused QKV as [all queries | all keys | all values]; HF groups it
+    /// per KV head (the group's queries, its key, its value). Puts the rows back in HF's order.
+    func falconGroupedQKV(_ t: TensorView, name: String) throws -> TensorView {
+        let rows = t.shape[0]
+        let headDim = rows / (headCount + 2 * kvHeadCount)
+        guard kvHeadCount > 0, headCount % kvHeadCount == 0, headDim * (headCount + 2 * kvHeadCount) == rows else {
+            throw WeightFileError(file: source, tensor: name, problem: "shape \(t.shape) does not split into \(headCount) query and 2×\(kvHeadCount) KV heads")
+        }
+        let rowBytes = t.byteCount / rows
+        let perGroup = headCount / kvHeadCount
+        let out = OwnedBuffer(byteCount: t.byteCount)
+        func copy(_ hfRow: Int, _ ggufRow: Int, _ count: Int) {
+            (out.pointer + hfRow * rowBytes).copyMemory(from: t.data + ggufRow * rowBytes, byteCount: count * rowBytes)
+        }
+        for g in 0..<kvHeadCount {
+            let base = g * (perGroup + 2) * headDim
+            copy(base, g * perGroup * headDim, perGroup * headDim)
+            copy(base + perGroup * headDim, headCount * headDim + g * headDim, headDim)
+            copy(base + (perGroup + 1) * headDim, (headCount + kvHeadCount) * headDim + g * headDim, headDim)
+        }
+        return TensorView(dtype: t.dtype, shape: t.shape, data: UnsafeRawPointer(out.pointer), owner: out)
     }
 }

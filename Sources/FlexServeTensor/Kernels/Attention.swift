@@ -8,10 +8,14 @@ public enum Attention {
     /// - q: `[tokens][numHeads][headDim]`; keys/values: `[slot][numKVHeads][headDim]`.
     /// - visible: slots of token t are `slots[slotStart[t]..<slotStart[t+1]]`.
     /// - out: `[tokens][numHeads][headDim]`.
+    /// - alibiSlopes: ALiBi (`[numHeads]`): head h's score gets `slope[h] · (keyPosition − queryPosition)`, with the
+    ///   query positions `[tokens]` and the key position of each entry of `slots` (`slotPositions`, parallel to `slots`).
     public static func forward(q: UnsafePointer<Float>, tokens: Int, numHeads: Int, numKVHeads: Int, headDim: Int,
                                keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
                                slotStart: UnsafePointer<Int32>, slots: UnsafePointer<Int32>,
-                               scale: Float, out: UnsafeMutablePointer<Float>, pool: ThreadPool = .shared) {
+                               scale: Float, out: UnsafeMutablePointer<Float>, pool: ThreadPool = .shared,
+                               alibiSlopes: UnsafePointer<Float>? = nil, queryPositions: UnsafePointer<Int32>? = nil,
+                               slotPositions: UnsafePointer<Int32>? = nil) {
         let group = numHeads / numKVHeads
         let kvStride = numKVHeads * headDim
         pool.parallelFor(tokens * numKVHeads) { task in
@@ -26,7 +30,10 @@ public enum Attention {
                     var maxScore = -Float.infinity
                     for j in 0..<n {
                         let k = keys + Int(slots[lo + j]) * kvStride + kvHead * headDim
-                        let s = dot(qv, k, headDim) * scale
+                        var s = dot(qv, k, headDim) * scale
+                        if let alibiSlopes {
+                            s += alibiSlopes[h] * Float(slotPositions![lo + j] - queryPositions![t])
+                        }
                         scores[j] = s
                         if s > maxScore { maxScore = s }
                     }
