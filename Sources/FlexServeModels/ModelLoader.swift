@@ -12,7 +12,8 @@ public enum ModelLoader {
         public let folder: String?
     }
 
-    public static func load(path: String) throws -> Loaded {
+    /// - weightFormat: convert projection matrices to this format at load (nil keeps the file's).
+    public static func load(path: String, weightFormat: DType? = nil) throws -> Loaded {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw ModelError("model not found: \(path) is neither a folder nor a .gguf file")
@@ -20,13 +21,18 @@ public enum ModelLoader {
         if isDirectory.boolValue {
             let configPath = (path as NSString).appendingPathComponent("config.json")
             let config = try ModelConfig(configJSON: configPath)
-            let weights = try SafetensorsStore(folder: path)
+            let weights = converting(try SafetensorsStore(folder: path), to: weightFormat)
             return Loaded(model: try build(config: config, weights: weights), weights: weights, gguf: nil, folder: path)
         }
         let gguf = try GGUFFile(path: path)
         let config = try ModelConfig(gguf: gguf)
-        let weights = GGUFStore(gguf)
+        let weights = converting(GGUFStore(gguf), to: weightFormat)
         return Loaded(model: try build(config: config, weights: weights), weights: weights, gguf: gguf, folder: nil)
+    }
+
+    static func converting(_ store: any WeightStore, to format: DType?) -> any WeightStore {
+        guard let format else { return store }
+        return ConvertingStore(store, to: format)
     }
 
     public static func build(config: ModelConfig, weights: WeightStore) throws -> any CausalLM {

@@ -2,10 +2,19 @@ import ArgumentParser
 import FlexServe
 import Foundation
 
-/// `flexserve bench`: speculative vs incremental decoding on a prompt dataset, in one run.
+/// `flexserve bench`: speculative vs incremental decoding (default), or raw throughput per weight format.
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
+        abstract: "Benchmarks: speculative vs incremental decoding, throughput per weight format.",
+        subcommands: [SpeculativeBenchCommand.self, ThroughputBenchCommand.self],
+        defaultSubcommand: SpeculativeBenchCommand.self)
+}
+
+/// `flexserve bench speculative`: speculative vs incremental decoding on a prompt dataset, in one run.
+struct SpeculativeBenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "speculative",
         abstract: "Benchmark speculative inference against incremental decoding on a prompt dataset (batch 1, greedy).",
         discussion: "Prints a table and writes JSON. Prompts are wrapped in the model's chat template. Datasets come from `flexserve datasets build`.")
 
@@ -54,5 +63,83 @@ struct BenchCommand: AsyncParsableCommand {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(report).write(to: URL(fileURLWithPath: output))
         print("wrote \(output)")
+    }
+}
+
+/// `flexserve bench throughput`: prefill and decode speed per weight format, against the measured machine.
+struct ThroughputBenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "throughput",
+        abstract: "Prefill (512 tokens) and decode tokens/s per weight format, as fractions of measured bandwidth and FMA peak.")
+
+    @Option(name: [.customLong("model"), .customLong("llm-model")]) var model: String
+    @Option(help: "Comma-separated formats: stored, f32, f16, bf16, q8_0, q4_0, q4_1, int8, int4.") var formats = "stored,f32,q8_0,q4_1,int8,int4"
+    @Option(name: .customLong("prefill-tokens")) var prefillTokens = 512
+    @Option(name: .customLong("decode-tokens")) var decodeTokens = 64
+    @Option var output = "bench-throughput.json"
+
+    struct Report: Codable {
+        var model: String
+        var machine: MachineProbe
+        var rows: [ThroughputBenchmark.Row]
+    }
+
+    mutating func run() async throws {
+        let machine = MachineProbe.measure()
+        print(String(format: "machine: %@, %d threads, read %.1f GB/s, fp32 FMA %.0f GFLOP/s per core, %.0f all cores",
+                     machine.cpu as NSString, machine.threads, machine.readBandwidthGBs, machine.fmaGFLOPsPerCore, machine.fmaGFLOPsAllCores))
+        var rows: [ThroughputBenchmark.Row] = []
+        print("format     | weight MB | prefill tok/s | prefill GFLOP/s | of FMA peak | decode tok/s | decode GB/s | of bandwidth")
+        for name in formats.split(separator: ",").map(String.init) {
+            let format = try WeightFormat.parse(name)
+            let row = try ThroughputBenchmark.run(path: model, format: format, machine: machine, prefillTokens: prefillTokens, decodeTokens: decodeTokens)
+            rows.append(row)
+            print(String(format: "%-10@ | %9.1f | %13.1f | %15.1f | %10.0f%% | %12.1f | %11.2f | %11.0f%%", name as NSString,
+                         Double(row.weightBytes) / 1e6, row.prefillTokensPerSecond, row.prefillGFLOPs, row.prefillFractionOfFMAPeak * 100,
+                         row.decodeTokensPerSecond, row.decodeGBs, row.decodeFractionOfBandwidth * 100))
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(Report(model: model, machine: machine, rows: rows)).write(to: URL(fileURLWithPath: output))
+        print("wrote \(output)")
+    }
+}
+
+/// `flexserve perplexity --model M FILE`: sliding-window perplexity of a text file.
+struct PerplexityCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "perplexity", abstract: "Sliding-window perplexity of a text file.")
+
+    @Option(name: [.customLong("model"), .customLong("llm-model")]) var model: String
+    @Option(help: "Weight format: stored, f32, f16, bf16, q8_0, q4_0, q4_1, int8, int4.") var format = "stored"
+    @Option var context = 512
+    @Option var stride = 256
+    @Option(name: .customLong("max-tokens"), help: "Score at most this many tokens of the file.") var maxTokens: Int?
+    @Argument var file: String
+
+    mutating func run() async throws {
+        let text = try String(contentsOfFile: file, encoding: .utf8)
+        let llm = try LLM(model, weightFormat: try WeightFormat.parse(format))
+        var tokens = llm.tokenizer.encode(text)
+        if let maxTokens { tokens = Array(tokens.prefix(maxTokens)) }
+        let start = Date()
+        let result = try Perplexity.evaluate(model: llm.model, tokens: tokens, context: context, stride: stride)
+        print(String(format: "perplexity %.4f over %d tokens (format %@, context %d, stride %d, %.1f s)",
+                     result.perplexity, result.tokens, format as NSString, context, stride, Date().timeIntervalSince(start)))
+    }
+}
+
+extension WeightFormat {
+    /// Parses a command-line format name; "stored" means the file's own formats.
+    static func parse(_ name: String) throws -> WeightFormat? {
+        switch name.lowercased() {
+        case "stored", "": return nil
+        case "int8": return .int8Group
+        case "int4": return .int4Group
+        default:
+            guard let f = WeightFormat(rawValue: name.lowercased()) else {
+                throw ValidationError("unknown weight format '\(name)' (stored, f32, f16, bf16, q8_0, q4_0, q4_1, int8, int4)")
+            }
+            return f
+        }
     }
 }

@@ -49,8 +49,8 @@ func runDecoding(options: ServingOptions, ssmModels: [String], tree: TreeShape) 
     let prompts = try PromptFile.load(promptPath)
     let status = LoadingStatus()
     status.begin(options.llmModel)
-    let llm = try LLM(options.llmModel)
-    let ssms = try ssmModels.map { try SSM($0) }
+    let llm = try LLM(options.llmModel, weightFormat: options.weightFormat)
+    let ssms = try ssmModels.map { try SSM($0, weightFormat: options.weightFormat) }
     status.done(([options.llmModel] + ssmModels).joined(separator: ", "))
     try llm.compile(options.generationConfig, ssms: ssms, options: EngineOptions(
         maxRequestsPerBatch: options.maxRequestsPerBatch, maxSeqLength: options.maxSequenceLength,

@@ -39,6 +39,9 @@ struct ServingOptions: ParsableArguments {
     @Option(name: .customLong("pipeline-parallelism-degree")) var pipelineParallelism = 1
     @Option(name: .customLong("cache-folder"), help: "HuggingFace cache folder for hub ids.") var cacheFolder: String?
 
+    /// FlexFlow's quantization flags: asymmetric groups of 32, applied at load time.
+    var weightFormat: WeightFormat? { int8 ? .int8Group : int4 ? .int4Group : nil }
+
     var generationConfig: GenerationConfig {
         GenerationConfig(doSample: doSample, temperature: temperature, topP: topP, topK: topK,
                          maxNewTokens: maxNewTokens, maxLength: maxLength, stop: stop, seed: seed)
@@ -50,7 +53,7 @@ struct ServingOptions: ParsableArguments {
             throw ValidationError("tensor/pipeline parallelism degrees other than 1 are not supported yet")
         }
         if offload { throw ValidationError("--offload is not supported on the CPU backend (weights are already in host memory)") }
-        if int4 || int8 { throw ValidationError("--4bit-quantization/--8bit-quantization are not supported yet") }
+        if int4 && int8 { throw ValidationError("choose one of --4bit-quantization and --8bit-quantization") }
         if let cacheFolder { setenv("HF_HUB_CACHE", cacheFolder, 1) }
     }
 }

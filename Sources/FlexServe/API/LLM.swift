@@ -12,9 +12,11 @@ public final class LLM: @unchecked Sendable {
     private var manager: RequestManager?
 
     /// Loads a model from a HuggingFace folder, a `.gguf` file, or an id already in the HuggingFace cache.
-    public init(_ model: String) throws {
+    /// `weightFormat` converts the projection matrices at load (e.g. `.int8Group`, `.int4Group`: FlexFlow's
+    /// 8- and 4-bit quantization).
+    public init(_ model: String, weightFormat: WeightFormat? = nil) throws {
         let path = try ModelLocator.resolve(model)
-        let loaded = try ModelLoader.load(path: path)
+        let loaded = try ModelLoader.load(path: path, weightFormat: weightFormat)
         self.path = path
         self.model = loaded.model
         if let gguf = loaded.gguf {
@@ -134,8 +136,8 @@ public final class SSM: @unchecked Sendable {
     public let path: String
     public let model: any CausalLM
 
-    public init(_ model: String) throws {
+    public init(_ model: String, weightFormat: WeightFormat? = nil) throws {
         path = try ModelLocator.resolve(model)
-        self.model = try ModelLoader.load(path: path).model
+        self.model = try ModelLoader.load(path: path, weightFormat: weightFormat).model
     }
 }

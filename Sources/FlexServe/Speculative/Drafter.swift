@@ -35,9 +35,10 @@ final class Drafter {
         for r in requests {
             try cache.reserve(sequence: r.guid, length: r.tokens.count + shape.maxNodes)
             let start = r.ssmCommitted[s]
-            // An SSM with a trimmed vocabulary cannot embed the LLM's rarer tokens: it sees token 0 there.
-            let vocab = model.config.vocabSize
-            let ids = r.tokens[start...].map { $0 < vocab ? $0 : 0 }
+            // An SSM with a trimmed vocabulary cannot embed the LLM's rarer tokens: it reads the id its
+            // config names instead (token 0 if it names none).
+            let vocab = model.config.vocabSize, oov = model.config.draftOOVTokenID ?? 0
+            let ids = r.tokens[start...].map { $0 < vocab ? $0 : oov }
             batch.appendCausal(ids, sequence: r.guid, start: start, logits: .last)
         }
         var logits = try model.forward(batch, cache: cache)

@@ -27,6 +27,9 @@ public struct ModelConfig: Sendable, Equatable {
     public var eosTokenIDs: [Int]
     /// The dtype the checkpoint was saved in (`torch_dtype` or `dtype`), informational.
     public var dtype: String?
+    /// For a draft model whose vocabulary is a prefix of its LLM's: the id it reads in place of
+    /// the LLM's tokens it has no embedding for (`flexserve_draft.oov_input_token_id`).
+    public var draftOOVTokenID: Int?
     /// Mistral's sliding-window attention: a token sees the keys of the last `slidingWindow` positions (itself included).
     public var slidingWindow: Int? = nil
     /// Every key of config.json as read, for the architecture-specific settings (OPT's `do_layer_norm_before`,
@@ -144,6 +147,7 @@ extension ModelConfig {
         if let window = int("sliding_window"), window > 0, json["use_sliding_window"] as? Bool ?? true {
             slidingWindow = window
         }
+        draftOOVTokenID = ((json["flexserve_draft"] as? [String: Any])?["oov_input_token_id"] as? NSNumber)?.intValue
         guard hidden % heads == 0 || int("head_dim") != nil else {
             throw ModelConfigError(source: source, problem: "hidden_size \(hidden) is not divisible by num_attention_heads \(heads)")
         }

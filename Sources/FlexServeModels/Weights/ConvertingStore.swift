@@ -1,0 +1,27 @@
+import FlexServeTensor
+
+/// Another store's weights with every projection matrix converted to one format at load time:
+/// FlexFlow's `--8bit-quantization`/`--4bit-quantization` (asymmetric, groups of 32) and the
+/// benchmark's per-format runs. Norms, biases and embedding tables keep their format.
+public struct ConvertingStore: WeightStore {
+    public let base: any WeightStore
+    public let dtype: DType
+    public var source: String { base.source }
+
+    public init(_ base: any WeightStore, to dtype: DType) {
+        self.base = base
+        self.dtype = dtype
+    }
+
+    public func contains(_ name: String) -> Bool { base.contains(name) }
+
+    public func tensor(_ name: String) throws -> TensorView {
+        let t = try base.tensor(name)
+        let isEmbedding = name.contains("embed") || name.hasSuffix("wte.weight") || name.hasSuffix("wpe.weight")
+        guard t.shape.count == 2, !isEmbedding, name.hasSuffix(".weight"), t.shape[1] % dtype.blockValues == 0 else { return t }
+        guard let converted = t.converted(to: dtype) else {
+            throw WeightFileError(file: source, tensor: name, problem: "cannot be stored as \(dtype)")
+        }
+        return converted
+    }
+}
