@@ -9,11 +9,17 @@
 public enum QuantizedDot {
     public static let maxTile = 8
 
+    /// Unsigned bytes convert slowly (LLVM takes a scalar path); signed ones vectorise. Flipping
+    /// the top bit maps 0...255 onto -128...127 exactly.
     @inline(__always)
     static func widen(_ v: SIMD16<UInt8>) -> SIMD16<Float> {
-        var r = SIMD16<Float>()
-        for i in 0..<16 { r[i] = Float(v[i]) }
-        return r
+        widen(unsafeBitCast(v ^ 0x80, to: SIMD16<Int8>.self)) + 128
+    }
+
+    /// Nibbles (0...15) are already valid signed bytes.
+    @inline(__always)
+    static func widenNibbles(_ v: SIMD16<UInt8>) -> SIMD16<Float> {
+        widen(unsafeBitCast(v, to: SIMD16<Int8>.self))
     }
 
     @inline(__always)
@@ -100,7 +106,7 @@ public enum QuantizedDot {
                     let dScalar = f16ToFloat(block.loadUnaligned(as: UInt16.self))
                     let d = SIMD16<Float>(repeating: dScalar)
                     let packed = (block + dataOffset).loadUnaligned(as: SIMD16<UInt8>.self)
-                    let lo = widen(packed & 0x0F), hi = widen(packed &>> 4)
+                    let lo = widenNibbles(packed & 0x0F), hi = widenNibbles(packed &>> 4)
                     // Q4_1: value = q·d + m; Q4_0: value = (q − 8)·d.
                     let o = hasMin ? f16ToFloat((block + 2).loadUnaligned(as: UInt16.self)) : -8 * dScalar
                     for t in 0..<tokens {
@@ -120,8 +126,8 @@ public enum QuantizedDot {
                         q1 = widen((block + 24).loadUnaligned(as: SIMD16<UInt8>.self))
                     } else {
                         let packed = (block + 8).loadUnaligned(as: SIMD16<UInt8>.self)
-                        q0 = widen(packed & 0x0F)
-                        q1 = widen(packed &>> 4)
+                        q0 = widenNibbles(packed & 0x0F)
+                        q1 = widenNibbles(packed &>> 4)
                     }
                     for t in 0..<tokens {
                         a[t] = a[t].addingProduct(d, (q0 * xv(t, b * 128)).addingProduct(q1, xv(t, b * 128 + 64)))
