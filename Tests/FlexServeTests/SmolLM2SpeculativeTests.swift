@@ -1,0 +1,41 @@
+import XCTest
+@testable import FlexServe
+
+/// SmolLM2 with our distilled SSMs: greedy speculative output equals transformers' greedy tokens
+/// (which incremental decoding reproduces, see SmolLM2Tests) on 32 prompts, as batches, with one
+/// SSM and with two SSMs merged.
+final class SmolLM2SpeculativeTests: XCTestCase {
+    static let newTokens = 24
+
+    func run(ssms: [String], tree: TreeShape) async throws {
+        let json = try Fixtures.json("smollm2/greedy.json")
+        let items = (json["items"] as! [[String: Any]]).prefix(32)
+        let llm = try LLM(try Fixtures.smolLM2)
+        try llm.compile(GenerationConfig(), ssms: try ssms.map { try SSM(Fixtures.packageRoot.appendingPathComponent($0).path) },
+                        maxRequestsPerBatch: 16, maxSeqLength: 512, maxTokensPerBatch: 512, tree: tree)
+        let results = try await withThrowingTaskGroup(of: (Int, GenerationResult).self) { group in
+            for (i, item) in items.enumerated() {
+                let ids = item["prompt_ids"] as! [Int]
+                group.addTask { (i, try await llm.generate(tokens: ids, maxNewTokens: Self.newTokens)) }
+            }
+            var out = [GenerationResult?](repeating: nil, count: items.count)
+            for try await (i, r) in group { out[i] = r }
+            return out.map { $0! }
+        }
+        var stats = SpeculationStats()
+        for (item, r) in zip(items, results) {
+            let expected = Array((item["output_ids"] as! [Int]).prefix(Self.newTokens))
+            XCTAssertEqual(r.outputTokens, expected, "\(item["kind"]!) '\((item["text"] as! String).prefix(40))'")
+            stats.add(r.speculation)
+        }
+        XCTAssertGreaterThan(stats.tokensPerStep, 1.2, "the distilled SSMs should get drafts accepted")
+    }
+
+    func testOneSSM() async throws {
+        try await run(ssms: ["ssms/smollm2-draft-a"], tree: TreeShape(depth: 4, expansion: [1, 1, 2, 1], maxWidth: 4))
+    }
+
+    func testTwoSSMsMerged() async throws {
+        try await run(ssms: ["ssms/smollm2-draft-a", "ssms/smollm2-draft-b"], tree: TreeShape(depth: 3, expansion: [1, 1, 1], maxWidth: 2))
+    }
+}
