@@ -1,0 +1,69 @@
+import XCTest
+@testable import FlexServeTensor
+
+final class KernelTests: XCTestCase {
+    /// ggml's block layouts, decoded by hand.
+    func testDequantizeKnownBlocks() {
+        var q8 = [UInt8](repeating: 0, count: 34)
+        withUnsafeBytes(of: Float16(0.5).bitPattern) { q8[0] = $0[0]; q8[1] = $0[1] }
+        for i in 0..<32 { q8[2 + i] = UInt8(bitPattern: Int8(i - 16)) }
+        var q41 = [UInt8](repeating: 0, count: 20)
+        withUnsafeBytes(of: Float16(2).bitPattern) { q41[0] = $0[0]; q41[1] = $0[1] }
+        withUnsafeBytes(of: Float16(-1).bitPattern) { q41[2] = $0[0]; q41[3] = $0[1] }
+        for i in 0..<16 { q41[4 + i] = UInt8(i) | UInt8(15 - i) << 4 }
+        var out = [Float](repeating: 0, count: 32)
+        q8.withUnsafeBytes { Dequantize.row(.q8_0, $0.baseAddress!, count: 32, into: &out) }
+        XCTAssertEqual(out, (0..<32).map { Float($0 - 16) * 0.5 })
+        q41.withUnsafeBytes { Dequantize.row(.q4_1, $0.baseAddress!, count: 32, into: &out) }
+        XCTAssertEqual(Array(out[0..<16]), (0..<16).map { Float($0) * 2 - 1 })
+        XCTAssertEqual(Array(out[16..<32]), (0..<16).map { Float(15 - $0) * 2 - 1 })
+    }
+
+    func testQuantizeRoundTripError() {
+        var rng = SystemRandomNumberGenerator()
+        let values = (0..<256).map { _ in Float.random(in: -1...1, using: &rng) }
+        let bounds: [(DType, Float)] = [(.f16, 1e-3), (.bf16, 1e-2), (.q8_0, 1e-2), (.q4_0, 0.15), (.q4_1, 0.07), (.int8Group, 5e-3), (.int4Group, 0.07)]
+        for (dtype, bound) in bounds {
+            var packed = [UInt8](repeating: 0, count: dtype.byteCount(values: 256)!)
+            var back = [Float](repeating: 0, count: 256)
+            values.withUnsafeBufferPointer { src in packed.withUnsafeMutableBytes { Quantize.row(src.baseAddress!, count: 256, to: dtype, into: $0.baseAddress!) } }
+            packed.withUnsafeBytes { Dequantize.row(dtype, $0.baseAddress!, count: 256, into: &back) }
+            let worst = zip(values, back).map { abs($0 - $1) }.max()!
+            XCTAssertLessThan(worst, bound, "\(dtype)")
+        }
+    }
+
+    /// Every format against a plain dequantize-then-dot, and each token's result independent of
+    /// how many tokens share the call (speculative verification relies on it).
+    func testLinearMatchesReferenceAndIsBatchInvariant() {
+        let rows = 37, cols = 96, tokens = 11
+        let weights = (0..<(rows * cols)).map { Float(sin(Double($0) * 0.37)) }
+        let x = (0..<(tokens * cols)).map { Float(cos(Double($0) * 0.11)) }
+        for dtype in DType.allCases {
+            let tensor = TensorView.owned(weights, shape: [rows, cols]).converted(to: dtype)!
+            let dense = tensor.floats()
+            var all = [Float](repeating: 0, count: tokens * rows)
+            x.withUnsafeBufferPointer { Linear.forward(x: $0.baseAddress!, tokens: tokens, weight: tensor, out: &all) }
+            for t in 0..<tokens {
+                var one = [Float](repeating: 0, count: rows)
+                x.withUnsafeBufferPointer { Linear.forward(x: $0.baseAddress! + t * cols, tokens: 1, weight: tensor, out: &one) }
+                XCTAssertEqual(Array(all[(t * rows)..<((t + 1) * rows)]), one, "\(dtype): token \(t) depends on the batch")
+                for r in 0..<rows {
+                    let expected = (0..<cols).reduce(Float(0)) { $0 + dense[r * cols + $1] * x[t * cols + $1] }
+                    XCTAssertEqual(one[r], expected, accuracy: 1e-3 * max(1, abs(expected)), "\(dtype) row \(r)")
+                }
+            }
+        }
+    }
+
+    func testThreadPoolRunsEveryIndexOnce() {
+        let pool = ThreadPool(threads: 3)
+        for count in [1, 2, 7, 100, 1000] {
+            let hits = UnsafeMutablePointer<Int>.allocate(capacity: count)
+            hits.initialize(repeating: 0, count: count)
+            for _ in 0..<50 { pool.parallelFor(count) { hits[$0] += 1 } }
+            XCTAssertTrue((0..<count).allSatisfy { hits[$0] == 50 }, "count \(count)")
+            hits.deallocate()
+        }
+    }
+}
