@@ -101,6 +101,7 @@ struct ChatCommand: AsyncParsableCommand {
                 }
             }
             print("")
+            fflush(stdout)
             messages.append(ChatMessage(role: "assistant", content: result?.outputText ?? reply))
             if stats, let r = result {
                 FileHandle.standardError.write(String(format: "[%d tokens, %.1f tokens/s, first token after %.0f ms]\n",
