@@ -92,6 +92,10 @@ def save_gen(path, seqs, plens, flags):
 
 
 def load_gen(path):
+    """path: an .npz from generate.py, or several joined by commas (concatenated)."""
+    if "," in path:
+        parts = [load_gen(p) for p in path.split(",")]
+        return [s for p in parts for s in p[0]], [x for p in parts for x in p[1]], [x for p in parts for x in p[2]]
     z = np.load(path)
     t, o = z["tokens"].astype(np.int64), z["offsets"]
     seqs = [t[o[i]:o[i + 1]] for i in range(len(o) - 1)]

@@ -144,6 +144,8 @@ def main():
         res["results"][label] = r
         print(f"{label:>14}: {r['tokens_per_step']:.3f} tokens/step  mean accepted {r['mean_accepted']:.3f}  "
               f"P(acc>=d) {r['p_accept_ge_depth']}", file=sys.stderr, flush=True)
+        if a.out:  # after every configuration: a run cut short keeps what it measured
+            json.dump(res, open(a.out, "w"), indent=1)
     if a.out:
         json.dump(res, open(a.out, "w"), indent=1)
     print(json.dumps({k: round(v["tokens_per_step"], 3) for k, v in res["results"].items()}))

@@ -23,6 +23,7 @@ def main():
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--greedy-first", action="store_true", help="run all greedy batches before the sampled ones")
     ap.add_argument("--time-budget", type=float, default=0, help="stop starting batches after this many seconds")
     a = ap.parse_args()
     dev = "cuda" if torch.cuda.is_available() else "cpu"
@@ -41,6 +42,8 @@ def main():
         idx.sort(key=lambda i: len(items[i]["ids"]))
         plan += [(sample, idx[b:b + a.batch]) for b in range(0, len(idx), a.batch)]
     random.Random(a.seed).shuffle(plan)
+    if a.greedy_first:
+        plan.sort(key=lambda p: p[0])  # stable: greedy (False) batches first, each group still shuffled
     done = []
     for bn, (sample, chunk) in enumerate(plan):
         if a.time_budget and time.time() - t0 > a.time_budget:
