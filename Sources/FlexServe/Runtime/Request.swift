@@ -74,28 +74,29 @@ enum RequestEvent: Sendable {
 /// Builds the output text as tokens arrive: emits only complete UTF-8, and holds back text that
 /// could still turn into a stop string.
 final class TextAssembler {
-    let tokenizer: Tokenizer
     let stops: [String]
-    private var ids: [Int] = []
+    private var decoder: StreamingDecoder
     private(set) var text = ""
     private var emittedCount = 0
+    private var stopped = false
 
     init(tokenizer: Tokenizer, stops: [String]) {
-        self.tokenizer = tokenizer
+        decoder = tokenizer.streamingDecoder()
         self.stops = stops.filter { !$0.isEmpty }
     }
 
     /// Adds a token. Returns the newly releasable text and whether a stop string was hit
     /// (the text is then cut before it).
     func append(_ id: Int, visible: Bool) -> (piece: String, hitStop: Bool) {
-        if visible { ids.append(id) }
-        let decoded = tokenizer.decode(ids)
-        // A byte-level token can end inside a character: wait for the rest.
-        if decoded.hasSuffix("\u{FFFD}") { return ("", false) }
-        text = decoded
+        guard visible, !stopped else { return ("", false) }
+        // The decoder holds back a token that ends inside a character until the rest arrives.
+        let added = decoder.append(id)
+        if added.isEmpty { return ("", false) }
+        text += added
         for stop in stops {
             if let range = text.range(of: stop) {
                 text = String(text[..<range.lowerBound])
+                stopped = true
                 return (release(upTo: text.count), true)
             }
         }
@@ -112,7 +113,10 @@ final class TextAssembler {
     }
 
     /// Everything not yet emitted (at the end of a request).
-    func flush() -> String { release(upTo: text.count) }
+    func flush() -> String {
+        if !stopped { text += decoder.finish() }
+        return release(upTo: text.count)
+    }
 
     private func release(upTo end: Int) -> String {
         guard end > emittedCount else { return "" }

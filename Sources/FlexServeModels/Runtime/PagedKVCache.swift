@@ -103,9 +103,13 @@ public final class PagedKVCache: @unchecked Sendable {
             guard t.cacheIndex < cap, t.visiblePrefix <= cap, t.visibleExtra.allSatisfy({ $0 < cap }) else {
                 throw KVCacheError(description: "sequence \(t.sequence): entry \(t.cacheIndex) is beyond its reserved \(cap) entries")
             }
-            write.append(slot(sequence: t.sequence, index: t.cacheIndex))
-            for i in 0..<t.visiblePrefix { slots.append(slot(sequence: t.sequence, index: i)) }
-            for i in t.visibleExtra { slots.append(slot(sequence: t.sequence, index: i)) }
+            // One table lookup per token, not per visible entry: prefill lists O(tokens²) entries.
+            let table = tables[t.sequence]!
+            let size = Int32(blockSize)
+            func slotOf(_ i: Int) -> Int32 { table[i / blockSize] * size + Int32(i % blockSize) }
+            write.append(slotOf(t.cacheIndex))
+            for i in 0..<t.visiblePrefix { slots.append(slotOf(i)) }
+            for i in t.visibleExtra { slots.append(slotOf(i)) }
             slotStart.append(Int32(slots.count))
         }
         return (write, slotStart, slots)

@@ -1,9 +1,8 @@
 /// The projection every model layer is made of: `out[t, o] = Σ_i x[t, i] · W[o, i] (+ bias[o])`,
 /// with W stored `[outFeatures, inFeatures]` in any `DType`.
 ///
-/// Rows of W are taken four at a time, dequantized once into a per-task scratch (a no-op for f32),
-/// and dotted with a tile of tokens, so quantized weights are decoded once per token tile and the
-/// activations stay in cache.
+/// fp32 weights: rows are taken four at a time and dotted with a tile of tokens, so the activations
+/// stay in cache. Packed formats go through `fusedRows`, which decodes blocks in registers.
 public enum Linear {
     static let tokenTile = 64
 
@@ -16,55 +15,30 @@ public enum Linear {
         }
         let rows = weight.shape[0]
         let cols = weight.shape[weight.shape.count - 1]
-        let rowBytes = weight.dtype.byteCount(values: cols)!
-        let dtype = weight.dtype
-        let base = weight.data
+        let base = weight.data.assumingMemoryBound(to: Float.self)
         let blocks = (rows + 3) / 4
         // Enough tasks to balance the threads, few enough that each streams a long run of rows.
         let minBlocks = max(1, 64 / max(1, tokens))
         pool.parallelChunks(blocks, minChunk: minBlocks) { blockRange in
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: dtype == .f32 ? 1 : 4 * cols) { scratch in
-                var tile = 0
-                while tile < tokens {
-                    let tileEnd = min(tokens, tile + tokenTile)
-                    for block in blockRange {
-                        let r0 = block * 4
-                        let n = min(4, rows - r0)
-                        var w = (UnsafePointer<Float>(bitPattern: 0x10)!, UnsafePointer<Float>(bitPattern: 0x10)!,
-                                 UnsafePointer<Float>(bitPattern: 0x10)!, UnsafePointer<Float>(bitPattern: 0x10)!)
-                        for k in 0..<n {
-                            let p: UnsafePointer<Float>
-                            if dtype == .f32 {
-                                p = (base + (r0 + k) * rowBytes).assumingMemoryBound(to: Float.self)
-                            } else {
-                                let dst = scratch.baseAddress! + k * cols
-                                Dequantize.row(dtype, base + (r0 + k) * rowBytes, count: cols, into: dst)
-                                p = UnsafePointer(dst)
-                            }
-                            switch k {
-                            case 0: w.0 = p
-                            case 1: w.1 = p
-                            case 2: w.2 = p
-                            default: w.3 = p
-                            }
-                        }
-                        if n < 4 {
-                            // Repeat the last real row; its duplicate results are not stored.
-                            if n < 2 { w.1 = w.0 }
-                            if n < 3 { w.2 = w.1 }
-                            w.3 = w.2
-                        }
-                        for t in tile..<tileEnd {
-                            let d = dot4(x + t * cols, w.0, w.1, w.2, w.3, cols)
-                            let o = out + t * rows + r0
-                            o[0] = d.0 + (bias?[r0] ?? 0)
-                            if n > 1 { o[1] = d.1 + (bias?[r0 + 1] ?? 0) }
-                            if n > 2 { o[2] = d.2 + (bias?[r0 + 2] ?? 0) }
-                            if n > 3 { o[3] = d.3 + (bias?[r0 + 3] ?? 0) }
-                        }
+            var tile = 0
+            while tile < tokens {
+                let tileEnd = min(tokens, tile + tokenTile)
+                for block in blockRange {
+                    let r0 = block * 4
+                    let n = min(4, rows - r0)
+                    // Rows past the end repeat the last real row; their results are not stored.
+                    func row(_ k: Int) -> UnsafePointer<Float> { base + (r0 + min(k, n - 1)) * cols }
+                    let w = (row(0), row(1), row(2), row(3))
+                    for t in tile..<tileEnd {
+                        let d = dot4(x + t * cols, w.0, w.1, w.2, w.3, cols)
+                        let o = out + t * rows + r0
+                        o[0] = d.0 + (bias?[r0] ?? 0)
+                        if n > 1 { o[1] = d.1 + (bias?[r0 + 1] ?? 0) }
+                        if n > 2 { o[2] = d.2 + (bias?[r0 + 2] ?? 0) }
+                        if n > 3 { o[3] = d.3 + (bias?[r0 + 3] ?? 0) }
                     }
-                    tile = tileEnd
                 }
+                tile = tileEnd
             }
         }
     }
