@@ -22,7 +22,7 @@ let package = Package(
     ],
     targets: [
         .target(name: "FlexServeTensor", swiftSettings: fast),
-        .target(name: "FlexServeCUDA", dependencies: ["FlexServeTensor"], swiftSettings: fast),
+        .target(name: "FlexServeCUDA", dependencies: ["FlexServeTensor", "FlexServeModels"], swiftSettings: fast),
         .target(name: "FlexServeModels", dependencies: ["FlexServeTensor"], swiftSettings: fast),
         .target(name: "FlexServeTokenizers", dependencies: ["FlexServeModels"], swiftSettings: fast),
         .target(name: "FlexServe", dependencies: ["FlexServeTensor", "FlexServeCUDA", "FlexServeModels", "FlexServeTokenizers"], swiftSettings: fast),
@@ -40,6 +40,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: fast),
         .testTarget(name: "FlexServeTensorTests", dependencies: ["FlexServeTensor"], swiftSettings: fast),
+        .testTarget(name: "FlexServeCUDATests", dependencies: ["FlexServeCUDA"], swiftSettings: fast),
         .testTarget(name: "FlexServeModelsTests", dependencies: ["FlexServeModels"], swiftSettings: fast),
         .testTarget(name: "FlexServeTokenizersTests", dependencies: ["FlexServeTokenizers"], swiftSettings: fast),
         .testTarget(name: "FlexServeTests", dependencies: ["FlexServe"], swiftSettings: fast),

@@ -3,45 +3,115 @@ import Glibc
 #endif
 import Foundation
 
-/// The NVIDIA driver, opened at run time with `dlopen` so that nothing CUDA is linked at build
-/// time and machines without a GPU run everything else.
-public final class CUDADriver: @unchecked Sendable {
-    public struct Failure: Error, CustomStringConvertible, Sendable {
-        public let description: String
-    }
+/// Device memory address (`CUdeviceptr`).
+public typealias DevicePointer = UInt64
 
-    public let deviceCount: Int
-    public let deviceNames: [String]
-    private let handle: UnsafeMutableRawPointer
+/// The NVIDIA driver API, opened at run time with `dlopen`. Every call goes through `check`, which
+/// turns a failure into a `CUDAError.driver` with the driver's own name and message for the code.
+public final class CUDADriver: @unchecked Sendable {
+    typealias Result = Int32
+    typealias Handle = OpaquePointer?
+
+    let library: DynamicLibrary
+    let cuInit: @convention(c) (UInt32) -> Result
+    let cuDeviceGetCount: @convention(c) (UnsafeMutablePointer<Int32>) -> Result
+    let cuDeviceGet: @convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Result
+    let cuDeviceGetName: @convention(c) (UnsafeMutablePointer<CChar>, Int32, Int32) -> Result
+    let cuDeviceGetAttribute: @convention(c) (UnsafeMutablePointer<Int32>, Int32, Int32) -> Result
+    let cuDeviceTotalMem: @convention(c) (UnsafeMutablePointer<Int>, Int32) -> Result
+    let cuDevicePrimaryCtxRetain: @convention(c) (UnsafeMutablePointer<Handle>, Int32) -> Result
+    let cuCtxSetCurrent: @convention(c) (Handle) -> Result
+    let cuCtxSynchronize: @convention(c) () -> Result
+    let cuMemAlloc: @convention(c) (UnsafeMutablePointer<DevicePointer>, Int) -> Result
+    let cuMemFree: @convention(c) (DevicePointer) -> Result
+    let cuMemGetInfo: @convention(c) (UnsafeMutablePointer<Int>, UnsafeMutablePointer<Int>) -> Result
+    let cuMemcpyHtoDAsync: @convention(c) (DevicePointer, UnsafeRawPointer, Int, Handle) -> Result
+    let cuMemcpyDtoHAsync: @convention(c) (UnsafeMutableRawPointer, DevicePointer, Int, Handle) -> Result
+    let cuMemcpyDtoDAsync: @convention(c) (DevicePointer, DevicePointer, Int, Handle) -> Result
+    let cuMemsetD8Async: @convention(c) (DevicePointer, UInt8, Int, Handle) -> Result
+    let cuStreamCreate: @convention(c) (UnsafeMutablePointer<Handle>, UInt32) -> Result
+    let cuStreamSynchronize: @convention(c) (Handle) -> Result
+    let cuEventCreate: @convention(c) (UnsafeMutablePointer<Handle>, UInt32) -> Result
+    let cuEventRecord: @convention(c) (Handle, Handle) -> Result
+    let cuEventSynchronize: @convention(c) (Handle) -> Result
+    let cuEventElapsedTime: @convention(c) (UnsafeMutablePointer<Float>, Handle, Handle) -> Result
+    let cuEventDestroy: @convention(c) (Handle) -> Result
+    let cuModuleLoadData: @convention(c) (UnsafeMutablePointer<Handle>, UnsafeRawPointer) -> Result
+    let cuModuleGetFunction: @convention(c) (UnsafeMutablePointer<Handle>, Handle, UnsafePointer<CChar>) -> Result
+    let cuFuncSetAttribute: @convention(c) (Handle, Int32, Int32) -> Result
+    let cuLaunchKernel: @convention(c) (Handle, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, Handle,
+                                        UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Result
+    let cuGetErrorName: @convention(c) (Result, UnsafeMutablePointer<UnsafePointer<CChar>?>) -> Result
+    let cuGetErrorString: @convention(c) (Result, UnsafeMutablePointer<UnsafePointer<CChar>?>) -> Result
 
     /// Loads libcuda and initialises it; throws a clear error when there is no driver or no GPU.
     public init() throws {
-        guard let h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_GLOBAL) ?? dlopen("libcuda.so", RTLD_NOW | RTLD_GLOBAL) else {
-            throw Failure(description: "no CUDA driver: libcuda.so.1 cannot be loaded (\(String(cString: dlerror()))); is this a machine with an NVIDIA GPU and its driver?")
-        }
-        handle = h
-        typealias Init = @convention(c) (UInt32) -> Int32
-        typealias Count = @convention(c) (UnsafeMutablePointer<Int32>) -> Int32
-        typealias Get = @convention(c) (UnsafeMutablePointer<Int32>, Int32) -> Int32
-        typealias Name = @convention(c) (UnsafeMutablePointer<CChar>, Int32, Int32) -> Int32
-        func symbol<T>(_ name: String, _: T.Type) throws -> T {
-            guard let p = dlsym(h, name) else { throw Failure(description: "CUDA driver lacks \(name)") }
-            return unsafeBitCast(p, to: T.self)
-        }
-        let cuInit = try symbol("cuInit", Init.self)
-        let cuDeviceGetCount = try symbol("cuDeviceGetCount", Count.self)
-        let cuDeviceGet = try symbol("cuDeviceGet", Get.self)
-        let cuDeviceGetName = try symbol("cuDeviceGetName", Name.self)
+        let l = try DynamicLibrary("the CUDA driver (libcuda)", candidates: ["libcuda.so.1", "libcuda.so"])
+        library = l
+        cuInit = try l.function("cuInit")
+        cuDeviceGetCount = try l.function("cuDeviceGetCount")
+        cuDeviceGet = try l.function("cuDeviceGet")
+        cuDeviceGetName = try l.function("cuDeviceGetName")
+        cuDeviceGetAttribute = try l.function("cuDeviceGetAttribute")
+        cuDeviceTotalMem = try l.function("cuDeviceTotalMem_v2")
+        cuDevicePrimaryCtxRetain = try l.function("cuDevicePrimaryCtxRetain")
+        cuCtxSetCurrent = try l.function("cuCtxSetCurrent")
+        cuCtxSynchronize = try l.function("cuCtxSynchronize")
+        cuMemAlloc = try l.function("cuMemAlloc_v2")
+        cuMemFree = try l.function("cuMemFree_v2")
+        cuMemGetInfo = try l.function("cuMemGetInfo_v2")
+        cuMemcpyHtoDAsync = try l.function("cuMemcpyHtoDAsync_v2")
+        cuMemcpyDtoHAsync = try l.function("cuMemcpyDtoHAsync_v2")
+        cuMemcpyDtoDAsync = try l.function("cuMemcpyDtoDAsync_v2")
+        cuMemsetD8Async = try l.function("cuMemsetD8Async")
+        cuStreamCreate = try l.function("cuStreamCreate")
+        cuStreamSynchronize = try l.function("cuStreamSynchronize")
+        cuEventCreate = try l.function("cuEventCreate")
+        cuEventRecord = try l.function("cuEventRecord")
+        cuEventSynchronize = try l.function("cuEventSynchronize")
+        cuEventElapsedTime = try l.function("cuEventElapsedTime_v2", or: "cuEventElapsedTime", in: l)
+        cuEventDestroy = try l.function("cuEventDestroy_v2")
+        cuModuleLoadData = try l.function("cuModuleLoadData")
+        cuModuleGetFunction = try l.function("cuModuleGetFunction")
+        cuFuncSetAttribute = try l.function("cuFuncSetAttribute")
+        cuLaunchKernel = try l.function("cuLaunchKernel")
+        cuGetErrorName = try l.function("cuGetErrorName")
+        cuGetErrorString = try l.function("cuGetErrorString")
         let rc = cuInit(0)
-        guard rc == 0 else { throw Failure(description: "cuInit failed with CUDA error \(rc): no usable GPU") }
-        var count: Int32 = 0
-        guard cuDeviceGetCount(&count) == 0, count > 0 else { throw Failure(description: "the CUDA driver sees no GPU") }
-        deviceCount = Int(count)
-        deviceNames = (0..<count).map { i in
-            var device: Int32 = 0
-            var name = [CChar](repeating: 0, count: 256)
-            guard cuDeviceGet(&device, i) == 0, cuDeviceGetName(&name, 256, device) == 0 else { return "GPU \(i)" }
-            return String(cString: name)
+        if rc != 0 {
+            throw CUDAError.noDevice("cuInit: \(errorName(rc)): \(errorMessage(rc))")
         }
+    }
+
+    /// Throws `CUDAError.driver` with CUDA's name and message when `result` is not CUDA_SUCCESS.
+    @inline(__always)
+    func check(_ result: Result, _ call: @autoclosure () -> String) throws {
+        if result != 0 {
+            throw CUDAError.driver(call: call(), code: result, name: errorName(result), message: errorMessage(result))
+        }
+    }
+
+    func errorName(_ code: Result) -> String {
+        var p: UnsafePointer<CChar>?
+        return cuGetErrorName(code, &p) == 0 && p != nil ? String(cString: p!) : "CUresult \(code)"
+    }
+
+    func errorMessage(_ code: Result) -> String {
+        var p: UnsafePointer<CChar>?
+        return cuGetErrorString(code, &p) == 0 && p != nil ? String(cString: p!) : "unknown error"
+    }
+
+    public func deviceCount() throws -> Int {
+        var count: Int32 = 0
+        try check(cuDeviceGetCount(&count), "cuDeviceGetCount")
+        return Int(count)
+    }
+}
+
+extension DynamicLibrary {
+    /// `primary` if the library has it, else `fallback` (symbols renamed across CUDA versions).
+    func function<T>(_ primary: String, or fallback: String, in _: DynamicLibrary) throws -> T {
+        if let p = dlsym(handle, primary) { return unsafeBitCast(p, to: T.self) }
+        return try function(fallback)
     }
 }

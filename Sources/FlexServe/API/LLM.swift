@@ -13,12 +13,12 @@ public final class LLM: @unchecked Sendable {
 
     /// Loads a model from a HuggingFace folder, a `.gguf` file, or an id already in the HuggingFace cache.
     /// `weightFormat` converts the projection matrices at load (e.g. `.int8Group`, `.int4Group`: FlexFlow's
-    /// 8- and 4-bit quantization).
-    public init(_ model: String, weightFormat: WeightFormat? = nil) throws {
+    /// 8- and 4-bit quantization). `device` chooses the CPU backend or a GPU.
+    public init(_ model: String, weightFormat: WeightFormat? = nil, device: ComputeDevice = .cpu) throws {
         let path = try ModelLocator.resolve(model)
         let loaded = try ModelLoader.load(path: path, weightFormat: weightFormat)
         self.path = path
-        self.model = loaded.model
+        self.model = try device.place(loaded, weightFormat: weightFormat)
         if let gguf = loaded.gguf {
             tokenizer = try Tokenizer(gguf: gguf)
         } else {
@@ -136,8 +136,8 @@ public final class SSM: @unchecked Sendable {
     public let path: String
     public let model: any CausalLM
 
-    public init(_ model: String, weightFormat: WeightFormat? = nil) throws {
+    public init(_ model: String, weightFormat: WeightFormat? = nil, device: ComputeDevice = .cpu) throws {
         path = try ModelLocator.resolve(model)
-        self.model = try ModelLoader.load(path: path, weightFormat: weightFormat).model
+        self.model = try device.place(ModelLoader.load(path: path, weightFormat: weightFormat), weightFormat: weightFormat)
     }
 }

@@ -21,6 +21,9 @@ public final class PagedKVCache: @unchecked Sendable {
     /// from their cache index for token-tree nodes.
     private var slotPositions: [Int32]
     private var tables: [Int: [Int32]] = [:]
+    /// Told of every `move` as (source slot, destination slot), so a backend that keeps K/V in its own
+    /// memory (the GPU) can copy them too; CPU models leave it nil.
+    public var moveObserver: ((_ from: Int32, _ to: Int32) -> Void)?
 
     public init(layers: Int, kvHeads: Int, headDim: Int, capacityTokens: Int, blockSize: Int = 16) {
         self.layers = layers
@@ -87,6 +90,7 @@ public final class PagedKVCache: @unchecked Sendable {
             (v + dst * stride).update(from: v + src * stride, count: stride)
         }
         slotPositions[dst] = slotPositions[src]
+        moveObserver?(Int32(src), Int32(dst))
     }
 
     public func keys(layer: Int) -> UnsafeMutablePointer<Float> { keys[layer].pointer.assumingMemoryBound(to: Float.self) }

@@ -1,0 +1,179 @@
+/// CUDA C for the decoder kernels, compiled by NVRTC at run time (no headers: fp16/bf16 are
+/// converted with PTX `cvt`, so no toolkit include path is needed). Each kernel exists for fp32,
+/// fp16 and bf16 storage (suffix `_f32`, `_f16`, `_bf16`); arithmetic is fp32 throughout.
+enum LlamaKernelSource {
+    static let moduleName = "flexserve_llama"
+
+    static let code = #"""
+struct f16 { unsigned short bits; };
+struct bf16 { unsigned short bits; };
+
+__device__ __forceinline__ float load(const float* p, long i) { return p[i]; }
+__device__ __forceinline__ float load(const f16* p, long i) {
+  float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(p[i].bits)); return f;
+}
+__device__ __forceinline__ float load(const bf16* p, long i) { return __uint_as_float(((unsigned)p[i].bits) << 16); }
+__device__ __forceinline__ void store(float* p, long i, float v) { p[i] = v; }
+__device__ __forceinline__ void store(f16* p, long i, float v) {
+  unsigned short b; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(b) : "f"(v)); p[i].bits = b;
+}
+__device__ __forceinline__ void store(bf16* p, long i, float v) {
+  unsigned short b; asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(b) : "f"(v)); p[i].bits = b;
+}
+
+// Block-wide reductions; blockDim.x is a multiple of 32. `scratch` holds 32 floats.
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+__device__ float block_sum(float v, float* scratch) {
+  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+  v = warp_sum(v);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : 0.f;
+  return warp_sum(v);
+}
+__device__ float block_max(float v, float* scratch) {
+  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+  v = warp_max(v);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : __int_as_float(0xff800000);
+  return warp_max(v);
+}
+
+// x[t] = table[ids[t]] (fp32 residual stream). Grid: tokens.
+template <typename T> __device__ void embed(const int* ids, const T* table, float* x, int dim) {
+  long t = blockIdx.x, row = ids[t];
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) x[t * dim + i] = load(table, row * dim + i);
+}
+
+// out[r] = x[rows ? rows[r] : r] / rms · w, as the CPU's Normalization.rms. Grid: output rows.
+template <typename T> __device__ void rmsnorm(const float* x, const int* rows, const float* w, T* out, int dim, float eps) {
+  __shared__ float scratch[32];
+  long r = blockIdx.x, src = rows ? rows[r] : r;
+  const float* row = x + src * dim;
+  float s = 0.f;
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) s += row[i] * row[i];
+  s = block_sum(s, scratch);
+  float scale = 1.f / sqrtf(s / dim + eps);
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) store(out, r * dim + i, row[i] * scale * w[i]);
+}
+
+// qkv rows are [q | k | v] (fp32, from one GEMM). Adds the optional bias, rotates q in place and
+// k ("rotate half" pairs i, i+d/2), and writes k and v to the cache slot write[t]. Grid: tokens.
+template <typename T> __device__ void rope_store(float* qkv, const float* bias, const float* cosines, const float* sines,
+                                                 const int* write, T* kc, T* vc, int nh, int nkv, int hd) {
+  int t = blockIdx.x, qDim = nh * hd, kvDim = nkv * hd, half = hd / 2;
+  float* row = qkv + (long)t * (qDim + 2 * kvDim);
+  const float* c = cosines + (long)t * half;
+  const float* s = sines + (long)t * half;
+  long slot = write[t];
+  for (int p = threadIdx.x; p < (nh + nkv) * half; p += blockDim.x) {
+    int head = p / half, i = p % half, base = head * hd;  // k heads follow q heads in the row
+    float a = row[base + i], b = row[base + i + half];
+    if (bias) { a += bias[base + i]; b += bias[base + i + half]; }
+    float ra = a * c[i] - b * s[i], rb = b * c[i] + a * s[i];
+    if (head < nh) {
+      row[base + i] = ra;
+      row[base + i + half] = rb;
+    } else {
+      long o = slot * kvDim + (base - qDim);
+      store(kc, o + i, ra);
+      store(kc, o + i + half, rb);
+    }
+  }
+  for (int i = threadIdx.x; i < kvDim; i += blockDim.x) {
+    float v = row[qDim + kvDim + i];
+    if (bias) v += bias[qDim + kvDim + i];
+    store(vc, slot * kvDim + i, v);
+  }
+}
+
+// One query head of one token over the slots it may see, slots[slotStart[t]..<slotStart[t+1]]:
+// that list is the tree mask, so prefill, decoding and tree verification share this kernel.
+// Grid: (tokens, heads). Dynamic shared memory: (hd + max visible) floats.
+template <typename T> __device__ void attention(const float* qkv, const T* kc, const T* vc, const int* slotStart,
+                                                const int* slots, T* out, int nh, int nkv, int hd, float scale) {
+  extern __shared__ float shared[];
+  __shared__ float scratch[32];
+  int t = blockIdx.x, h = blockIdx.y, kvh = h / (nh / nkv);
+  int qDim = nh * hd, kvDim = nkv * hd;
+  int lo = slotStart[t], n = slotStart[t + 1] - lo;
+  float* q = shared;
+  float* scores = shared + hd;
+  for (int i = threadIdx.x; i < hd; i += blockDim.x) q[i] = qkv[(long)t * (qDim + 2 * kvDim) + h * hd + i];
+  __syncthreads();
+  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+  for (int j = warp; j < n; j += warps) {
+    const T* k = kc + (long)slots[lo + j] * kvDim + kvh * hd;
+    float d = 0.f;
+    for (int i = lane; i < hd; i += 32) d += q[i] * load(k, i);
+    d = warp_sum(d);
+    if (lane == 0) scores[j] = d * scale;
+  }
+  __syncthreads();
+  float m = __int_as_float(0xff800000);
+  for (int j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, scores[j]);
+  m = block_max(m, scratch);
+  float sum = 0.f;
+  for (int j = threadIdx.x; j < n; j += blockDim.x) {
+    float e = expf(scores[j] - m);
+    scores[j] = e;
+    sum += e;
+  }
+  sum = block_sum(sum, scratch);  // its barriers also publish the exponentials
+  float inv = 1.f / sum;
+  for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+    float acc = 0.f;
+    for (int j = 0; j < n; j++) acc += scores[j] * load(vc, (long)slots[lo + j] * kvDim + kvh * hd + i);
+    store(out, (long)t * qDim + h * hd + i, acc * inv);
+  }
+}
+
+// out[t][i] = silu(gate) · up, reading the fused [gate | up] GEMM rows.
+template <typename T> __device__ void silu_mul(const float* gateUp, T* out, int inner, long total) {
+  for (long e = blockIdx.x * (long)blockDim.x + threadIdx.x; e < total; e += (long)gridDim.x * blockDim.x) {
+    long t = e / inner, i = e % inner;
+    float g = gateUp[t * 2 * inner + i], u = gateUp[t * 2 * inner + inner + i];
+    store(out, e, g / (1.f + expf(-g)) * u);
+  }
+}
+
+// Applies PagedKVCache.move's (from, to) slot copies, in order, to every layer's K and V.
+// cache is [planes = layers·2][slots][kvDim]; one thread per (plane, element).
+template <typename T> __device__ void kv_move(T* cache, const int* moves, int count, long slots, int kvDim, int planes) {
+  long e = blockIdx.x * (long)blockDim.x + threadIdx.x;
+  if (e >= (long)planes * kvDim) return;
+  long plane = e / kvDim, d = e % kvDim;
+  T* p = cache + plane * slots * kvDim + d;
+  for (int m = 0; m < count; m++) p[(long)moves[2 * m + 1] * kvDim] = p[(long)moves[2 * m] * kvDim];
+}
+
+#define INSTANTIATE(T, S) \
+extern "C" __global__ void embed_##S(const int* ids, const T* table, float* x, int dim) { embed<T>(ids, table, x, dim); } \
+extern "C" __global__ void rmsnorm_##S(const float* x, const int* rows, const float* w, T* out, int dim, float eps) { \
+  rmsnorm<T>(x, rows, w, out, dim, eps); } \
+extern "C" __global__ void rope_store_##S(float* qkv, const float* bias, const float* c, const float* s, const int* write, \
+                                          T* kc, T* vc, int nh, int nkv, int hd) { \
+  rope_store<T>(qkv, bias, c, s, write, kc, vc, nh, nkv, hd); } \
+extern "C" __global__ void attention_##S(const float* qkv, const T* kc, const T* vc, const int* slotStart, const int* slots, \
+                                         T* out, int nh, int nkv, int hd, float scale) { \
+  attention<T>(qkv, kc, vc, slotStart, slots, out, nh, nkv, hd, scale); } \
+extern "C" __global__ void silu_mul_##S(const float* gateUp, T* out, int inner, long total) { silu_mul<T>(gateUp, out, inner, total); } \
+extern "C" __global__ void kv_move_##S(T* cache, const int* moves, int count, long slots, int kvDim, int planes) { \
+  kv_move<T>(cache, moves, count, slots, kvDim, planes); }
+
+INSTANTIATE(float, f32)
+INSTANTIATE(f16, f16)
+INSTANTIATE(bf16, bf16)
+
+"""#
+}

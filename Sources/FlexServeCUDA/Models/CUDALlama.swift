@@ -1,0 +1,230 @@
+import Foundation
+import FlexServeModels
+import FlexServeTensor
+
+/// LLaMA-family decoder (LLaMA 1/2/3, SmolLM2, Mistral, Qwen2) on one NVIDIA GPU, as `LlamaModel` computes it
+/// on the CPU: weights uploaded once in `dataType`, GEMMs through cuBLAS with fp32 accumulation, and the
+/// package's own kernels for the rest. It conforms to `CausalLM`, so the request manager's continuous batching
+/// and speculative decoding drive it unchanged; its K/V live on the GPU at the host cache's slots.
+public final class CUDALlama: CausalLM, @unchecked Sendable {
+    public let config: ModelConfig
+    public let device: CUDADevice
+    public let dataType: CUDADataType
+    /// Bytes of weights on the GPU.
+    public let weightBytes: Int
+    let kernels: LlamaKernels
+    let blas: CUBLAS
+    let rope: RotaryEmbedding
+    let embedding: DeviceBuffer
+    let finalNorm: DeviceBuffer
+    let lmHead: DeviceBuffer
+    let layers: [Layer]
+    private var scratch: Scratch?
+    private var caches: [ObjectIdentifier: DeviceKVCache] = [:]
+    private let lock = NSLock()
+
+    struct Layer {
+        let attentionNorm: DeviceBuffer
+        /// q, k and v projections stacked: one GEMM.
+        let qkv: DeviceBuffer
+        let qkvBias: DeviceBuffer?
+        let wo: DeviceBuffer
+        let mlpNorm: DeviceBuffer
+        /// gate and up projections stacked: one GEMM.
+        let gateUp: DeviceBuffer
+        let down: DeviceBuffer
+    }
+
+    public static let architectures: Set<String> = [
+        "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "llama", "mistral", "qwen2",
+    ]
+
+    public init(config: ModelConfig, weights: WeightStore, dataType: CUDADataType = .fp16, device: CUDADevice? = nil) throws {
+        guard Self.architectures.contains(config.architecture) else {
+            throw CUDAError.unsupported("architecture '\(config.architecture)' has no GPU implementation (LLaMA-family only); use --device cpu")
+        }
+        let device = try device ?? CUDADevice.shared()
+        try device.makeCurrent()
+        self.config = config
+        self.device = device
+        self.dataType = dataType
+        kernels = try LlamaKernels(device: device, type: dataType)
+        blas = try device.cublas()
+        let c = config, src = weights.source
+        let qDim = c.numHeads * c.headDim, kvDim = c.numKVHeads * c.headDim
+        func matrix(_ name: String, _ rows: Int, _ cols: Int) throws -> TensorView {
+            try weights.tensor(name).expecting([rows, cols], name, in: src)
+        }
+        func vector(_ name: String, _ n: Int) throws -> [Float] {
+            try weights.tensor(name).expecting([n], name, in: src).floats()
+        }
+        var upload = DeviceWeights(device: device, type: dataType)
+        embedding = try upload.matrix([matrix("model.embed_tokens.weight", c.vocabSize, c.hiddenSize)])
+        layers = try (0..<c.numLayers).map { l in
+            let p = "model.layers.\(l)."
+            let biasNames = ["q_proj", "k_proj", "v_proj"].map { p + "self_attn.\($0).bias" }
+            var bias: DeviceBuffer?
+            if biasNames.contains(where: weights.contains) {
+                let sizes = [qDim, kvDim, kvDim]
+                let values = try zip(biasNames, sizes).flatMap { name, n in
+                    weights.contains(name) ? try vector(name, n) : [Float](repeating: 0, count: n)
+                }
+                bias = try upload.floats(values)
+            }
+            return Layer(
+                attentionNorm: try upload.floats(vector(p + "input_layernorm.weight", c.hiddenSize)),
+                qkv: try upload.matrix([matrix(p + "self_attn.q_proj.weight", qDim, c.hiddenSize),
+                                        matrix(p + "self_attn.k_proj.weight", kvDim, c.hiddenSize),
+                                        matrix(p + "self_attn.v_proj.weight", kvDim, c.hiddenSize)]),
+                qkvBias: bias,
+                wo: try upload.matrix([matrix(p + "self_attn.o_proj.weight", c.hiddenSize, qDim)]),
+                mlpNorm: try upload.floats(vector(p + "post_attention_layernorm.weight", c.hiddenSize)),
+                gateUp: try upload.matrix([matrix(p + "mlp.gate_proj.weight", c.intermediateSize, c.hiddenSize),
+                                           matrix(p + "mlp.up_proj.weight", c.intermediateSize, c.hiddenSize)]),
+                down: try upload.matrix([matrix(p + "mlp.down_proj.weight", c.hiddenSize, c.intermediateSize)]))
+        }
+        finalNorm = try upload.floats(vector("model.norm.weight", c.hiddenSize))
+        if !c.tieWordEmbeddings, weights.contains("lm_head.weight") {
+            lmHead = try upload.matrix([matrix("lm_head.weight", c.vocabSize, c.hiddenSize)])
+        } else {
+            lmHead = embedding
+        }
+        weightBytes = upload.uploadedBytes
+        rope = RotaryEmbedding(rotaryDim: c.headDim, theta: c.ropeTheta,
+                               inverseFrequencies: RotaryEmbedding.scaledFrequencies(config: c))
+        try device.synchronize()
+    }
+
+    /// The device K/V for a host cache, made on first use.
+    private func deviceCache(for cache: PagedKVCache) throws -> DeviceKVCache {
+        let id = ObjectIdentifier(cache)
+        if let existing = caches[id], existing.owner === cache { return existing }
+        caches = caches.filter { $0.value.owner != nil }
+        let made = try DeviceKVCache(device: device, cache: cache, type: dataType)
+        caches[id] = made
+        return made
+    }
+
+    public func forward(_ batch: Batch, cache: PagedKVCache) throws -> Logits {
+        lock.lock(); defer { lock.unlock() }
+        try device.makeCurrent()
+        let c = config
+        let T = batch.count
+        guard T > 0 else { return Logits(rows: 0, vocabSize: c.vocabSize) }
+        let H = c.hiddenSize, qDim = c.numHeads * c.headDim, kvDim = c.numKVHeads * c.headDim
+        let I = c.intermediateSize, V = c.vocabSize, half = c.headDim / 2
+        let kv = try deviceCache(for: cache)
+        guard kv.slots == cache.capacityTokens, kv.kvDim == kvDim else {
+            throw CUDAError.unsupported("KV cache shape does not match the model")
+        }
+        // Mistral's sliding window drops keys more than `slidingWindow - 1` positions back, as on the CPU.
+        let addressing = try c.slidingWindow.map { window in
+            let a = try cache.positionedAddressing(for: batch, slidingWindow: window)
+            return (write: a.write, slotStart: a.slotStart, slots: a.slots)
+        } ?? cache.addressing(for: batch)
+        let picked = batch.tokens.indices.filter { batch.tokens[$0].wantsLogits }.map { Int32($0) }
+        let R = picked.count
+        let (cosines, sines) = rope.tables(positions: batch.tokens.map { Int32($0.position) })
+        let moves = kv.takeMoves()
+        var maxVisible = 1
+        for t in 0..<T { maxVisible = max(maxVisible, Int(addressing.slotStart[t + 1] - addressing.slotStart[t])) }
+
+        // Everything the step needs from the host goes up in one copy.
+        var step = StepLayout()
+        var packed: [Int32] = []
+        packed.reserveCapacity(4 * T + addressing.slots.count + R + moves.count + 2 * T * half + 1)
+        step.ids = packed.count; packed.append(contentsOf: batch.tokens.map { Int32($0.id) })
+        step.write = packed.count; packed.append(contentsOf: addressing.write)
+        step.slotStart = packed.count; packed.append(contentsOf: addressing.slotStart)
+        step.slots = packed.count; packed.append(contentsOf: addressing.slots)
+        step.picked = packed.count; packed.append(contentsOf: picked)
+        step.moves = packed.count; packed.append(contentsOf: moves)
+        step.cos = packed.count; packed.append(contentsOf: cosines.map { Int32(bitPattern: $0.bitPattern) })
+        step.sin = packed.count; packed.append(contentsOf: sines.map { Int32(bitPattern: $0.bitPattern) })
+        for t in batch.tokens where t.id < 0 || t.id >= V {
+            throw ModelError("token id \(t.id) is outside the vocabulary (0..<\(V))")
+        }
+
+        let s = try scratch(tokens: T, logitRows: R, stepInts: packed.count)
+        try packed.withUnsafeBytes { try device.copy(toDevice: s.step.pointer, from: $0.baseAddress!, bytes: $0.count) }
+        func at(_ index: Int) -> DevicePointer { s.step.offset(index * 4) }
+
+        try kernels.moveSlots(cache: kv.storage.pointer, moves: at(step.moves), count: moves.count / 2,
+                              slots: kv.slots, kvDim: kvDim, planes: 2 * c.numLayers)
+        try kernels.embed(ids: at(step.ids), table: embedding.pointer, out: s.x.pointer, tokens: T, dim: H)
+        let scale = 1 / Float(c.headDim).squareRoot()
+        let type = dataType.blasType
+        for (l, layer) in layers.enumerated() {
+            // Attention block: x += Wo · attention(rope(Wqkv · norm(x))).
+            try kernels.rmsNorm(x: s.x.pointer, rows: 0, count: T, weight: layer.attentionNorm.pointer, out: s.act.pointer,
+                                dim: H, eps: c.rmsNormEps)
+            try blas.linear(x: s.act.pointer, w: layer.qkv.pointer, inputType: type, out: s.qkv.pointer,
+                            tokens: T, n: qDim + 2 * kvDim, k: H)
+            try kernels.ropeAndStore(qkv: s.qkv.pointer, bias: layer.qkvBias?.pointer ?? 0, cos: at(step.cos), sin: at(step.sin),
+                                     write: at(step.write), keys: kv.keys(layer: l), values: kv.values(layer: l),
+                                     tokens: T, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim)
+            try kernels.attention(qkv: s.qkv.pointer, keys: kv.keys(layer: l), values: kv.values(layer: l),
+                                  slotStart: at(step.slotStart), slots: at(step.slots), out: s.act.pointer,
+                                  tokens: T, maxVisible: maxVisible, heads: c.numHeads, kvHeads: c.numKVHeads,
+                                  headDim: c.headDim, scale: scale)
+            try blas.linear(x: s.act.pointer, w: layer.wo.pointer, inputType: type, out: s.x.pointer,
+                            tokens: T, n: H, k: qDim, accumulate: true)
+            // MLP block: x += Wdown · (silu(Wgate · h) ⊙ Wup · h), h = norm(x).
+            try kernels.rmsNorm(x: s.x.pointer, rows: 0, count: T, weight: layer.mlpNorm.pointer, out: s.act.pointer,
+                                dim: H, eps: c.rmsNormEps)
+            try blas.linear(x: s.act.pointer, w: layer.gateUp.pointer, inputType: type, out: s.gateUp.pointer,
+                            tokens: T, n: 2 * I, k: H)
+            try kernels.siluMultiply(gateUp: s.gateUp.pointer, out: s.act.pointer, tokens: T, inner: I)
+            try blas.linear(x: s.act.pointer, w: layer.down.pointer, inputType: type, out: s.x.pointer,
+                            tokens: T, n: H, k: I, accumulate: true)
+        }
+        let logits = Logits(rows: R, vocabSize: V)
+        if R > 0 {
+            // Final norm and vocabulary head only for the rows that asked for logits.
+            try kernels.rmsNorm(x: s.x.pointer, rows: at(step.picked), count: R, weight: finalNorm.pointer, out: s.act.pointer,
+                                dim: H, eps: c.rmsNormEps)
+            try blas.linear(x: s.act.pointer, w: lmHead.pointer, inputType: type, out: s.logits.pointer, tokens: R, n: V, k: H)
+            try device.copy(toHost: logits.storage.pointer, from: s.logits.pointer, bytes: R * V * 4)
+        } else {
+            try device.synchronize()
+        }
+        return logits
+    }
+
+    /// Offsets (in 4-byte words) of the step's host-provided arrays in the step buffer.
+    struct StepLayout {
+        var ids = 0, write = 0, slotStart = 0, slots = 0, picked = 0, moves = 0, cos = 0, sin = 0
+    }
+
+    /// Activation buffers sized for the largest step so far.
+    final class Scratch {
+        let tokens: Int, logitRows: Int, stepInts: Int
+        let x, act, qkv, gateUp, logits, step: DeviceBuffer
+
+        init(model: CUDALlama, tokens: Int, logitRows: Int, stepInts: Int) throws {
+            let c = model.config, d = model.device
+            let qDim = c.numHeads * c.headDim, kvDim = c.numKVHeads * c.headDim
+            self.tokens = tokens
+            self.logitRows = logitRows
+            self.stepInts = stepInts
+            x = try d.allocate(bytes: tokens * c.hiddenSize * 4)
+            act = try d.allocate(bytes: tokens * max(c.hiddenSize, qDim, c.intermediateSize) * model.dataType.bytes)
+            qkv = try d.allocate(bytes: tokens * (qDim + 2 * kvDim) * 4)
+            gateUp = try d.allocate(bytes: tokens * 2 * c.intermediateSize * 4)
+            logits = try d.allocate(bytes: logitRows * c.vocabSize * 4)
+            step = try d.allocate(bytes: stepInts * 4)
+        }
+    }
+
+    private func scratch(tokens: Int, logitRows: Int, stepInts: Int) throws -> Scratch {
+        if let s = scratch, s.tokens >= tokens, s.logitRows >= logitRows, s.stepInts >= stepInts { return s }
+        let old = scratch
+        scratch = nil
+        // Grow geometrically so a run of slowly growing steps does not reallocate each time.
+        let made = try Scratch(model: self, tokens: max(tokens, 2 * (old?.tokens ?? 0), 16),
+                               logitRows: max(logitRows, old?.logitRows ?? 0, 1),
+                               stepInts: max(stepInts, 2 * (old?.stepInts ?? 0), 4096))
+        scratch = made
+        return made
+    }
+}

@@ -1,0 +1,31 @@
+import XCTest
+import FlexServeCUDA
+
+/// GPU tests: they skip (in microseconds) where no CUDA driver loads, as on CI.
+final class CUDABackendTests: XCTestCase {
+    func testMissingDriverGivesAClearError() throws {
+        do {
+            _ = try CUDADevice()
+        } catch let error as CUDAError {
+            let text = error.description
+            XCTAssertTrue(text.contains("CUDA"), text)
+            return
+        }
+        // A GPU is present: nothing to check here, the tests below run.
+    }
+
+    func testSmallLlamaMatchesCPUThroughTreeVerifyAndMove() throws {
+        guard let device = try? CUDADevice.shared() else { throw XCTSkip("no CUDA driver or GPU") }
+        let fp32 = try CUDASelfTest.run(device: device, dataType: .fp32)
+        for e in fp32.maxAbsError { XCTAssertLessThan(e, 1e-3) }
+        let fp16 = try CUDASelfTest.run(device: device, dataType: .fp16)
+        for e in fp16.maxAbsError { XCTAssertLessThan(e, 5e-2) }
+    }
+
+    func testDataTypeNames() {
+        XCTAssertEqual(CUDADataType(name: "half"), .fp16)
+        XCTAssertEqual(CUDADataType(name: "bfloat16"), .bf16)
+        XCTAssertEqual(CUDADataType(name: "F32"), .fp32)
+        XCTAssertNil(CUDADataType(name: "int3"))
+    }
+}
