@@ -49,7 +49,7 @@ func runDecoding(options: ServingOptions, ssmModels: [String], tree: TreeShape) 
     let prompts = try PromptFile.load(promptPath)
     let status = LoadingStatus()
     status.begin(options.llmModel)
-    let llm = try LLM(options.llmModel, weightFormat: options.weightFormat)
+    let llm = try LLM(options.llmModel, weightFormat: options.weightFormat, device: options.computeDevice())
     let ssms = try ssmModels.map { try SSM($0, weightFormat: options.weightFormat) }
     status.done(([options.llmModel] + ssmModels).joined(separator: ", "))
     try llm.compile(options.generationConfig, ssms: ssms, options: EngineOptions(

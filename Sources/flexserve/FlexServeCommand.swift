@@ -7,6 +7,6 @@ struct FlexServeCommand: AsyncParsableCommand {
         abstract: "A low-latency LLM serving engine with speculative inference (SpecInfer).",
         subcommands: [
             SpecInferCommand.self, IncrDecodingCommand.self, GenerateCommand.self, TokenizeCommand.self, BenchCommand.self, PerplexityCommand.self,
-            DownloadCommand.self, DatasetsCommand.self, ServeCommand.self, ChatCommand.self,
+            DownloadCommand.self, DatasetsCommand.self, ServeCommand.self, ChatCommand.self, GPUCheckCommand.self,
         ])
 }

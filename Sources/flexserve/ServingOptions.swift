@@ -34,10 +34,15 @@ struct ServingOptions: ParsableArguments {
     @Flag(name: .customLong("4bit-quantization")) var int4 = false
     @Flag(name: .customLong("8bit-quantization")) var int8 = false
     @Flag var offload = false
-    @Option var device = "cpu"
+    @Option(help: "cpu or cuda (an NVIDIA GPU, LLaMA-family models; SSMs stay on the CPU).") var device = "cpu"
+    @Option(name: .customLong("data-type"), help: "GPU storage type: fp16 (default), bf16 or fp32.") var dataType: String?
     @Option(name: .customLong("tensor-parallelism-degree")) var tensorParallelism = 1
     @Option(name: .customLong("pipeline-parallelism-degree")) var pipelineParallelism = 1
     @Option(name: .customLong("cache-folder"), help: "HuggingFace cache folder for hub ids.") var cacheFolder: String?
+
+    func computeDevice() throws -> ComputeDevice {
+        do { return try ComputeDevice(device: device, dataType: dataType) } catch { throw ValidationError("\(error)") }
+    }
 
     /// FlexFlow's quantization flags: asymmetric groups of 32, applied at load time.
     var weightFormat: WeightFormat? { int8 ? .int8Group : int4 ? .int4Group : nil }
@@ -48,11 +53,14 @@ struct ServingOptions: ParsableArguments {
     }
 
     func checkSupported() throws {
-        if device != "cpu" { throw ValidationError("--device \(device): only the CPU backend is available in this build") }
+        let placement = try computeDevice()
         if tensorParallelism != 1 || pipelineParallelism != 1 {
             throw ValidationError("tensor/pipeline parallelism degrees other than 1 are not supported yet")
         }
-        if offload { throw ValidationError("--offload is not supported on the CPU backend (weights are already in host memory)") }
+        if offload {
+            throw ValidationError(placement == .cpu ? "--offload is not supported on the CPU backend (weights are already in host memory)"
+                                                    : "--offload is not implemented on the GPU backend yet")
+        }
         if int4 && int8 { throw ValidationError("choose one of --4bit-quantization and --8bit-quantization") }
         if let cacheFolder { setenv("HF_HUB_CACHE", cacheFolder, 1) }
     }

@@ -1,0 +1,89 @@
+import ArgumentParser
+import FlexServe
+import FlexServeCUDA
+import Foundation
+
+/// `flexserve gpu-check`: the GPU backend's checks on a GPU machine (bench/gpu_check.sh runs them).
+struct GPUCheckCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gpu-check", abstract: "GPU backend checks: correctness against the CPU, speed against the roofline.",
+        subcommands: [GPUSelfTestCommand.self, GPUCorrectnessCommand.self, GPUSpeedCommand.self])
+}
+
+/// Greedy tokens and logits of the GPU backend against the CPU backend.
+struct GPUCorrectnessCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "correctness", abstract: "Greedy decoding on the GPU vs the CPU (fp32 weights) over a prompt file.")
+
+    @Option(name: [.customLong("model"), .customLong("llm-model")]) var model: String
+    @Option(help: "JSON array of prompt strings.") var prompts: String
+    @Option(name: .customLong("new-tokens")) var newTokens = 32
+    @Option(name: .customLong("data-types"), help: "Comma-separated: fp32,fp16,bf16.") var dataTypes = "fp32,fp16,bf16"
+    @Option var output = "gpu-correctness.json"
+
+    mutating func run() async throws {
+        let texts = try PromptFile.load(prompts).map(\.text)
+        let types = try dataTypes.split(separator: ",").map { name in
+            guard let t = CUDADataType(name: String(name)) else { throw ValidationError("unknown data type \(name)") }
+            return t
+        }
+        let reports = try GPUCheck.correctness(model: model, prompts: texts, newTokens: newTokens, dataTypes: types) {
+            FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!)
+        }
+        print("type | prompts fully identical | min identical prefix | max |Δlogit| | max |logit|")
+        for r in reports {
+            print(String(format: "%-4@ | %d/%d | %d/%d | %.5f | %.2f", r.dataType as NSString, r.promptsFullyIdentical, r.prompts,
+                         r.minIdenticalPrefix, r.newTokens, r.maxAbsLogitError, r.maxAbsLogit))
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(reports).write(to: URL(fileURLWithPath: output))
+    }
+}
+
+/// Batch-1 decode speed and tree-verification cost on the GPU.
+struct GPUSpeedCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "speed", abstract: "Decode steps/s vs the copy-bandwidth roofline, and verify cost per tree size.")
+
+    @Option(name: [.customLong("model"), .customLong("llm-model")]) var model: String
+    @Option(name: .customLong("data-type")) var dataType = "fp16"
+    @Option(name: .customLong("prompt-tokens")) var promptTokens = 128
+    @Option(name: .customLong("decode-steps")) var decodeSteps = 128
+    @Option(name: .customLong("tree-sizes")) var treeSizes = "1,8,16,32,64"
+    @Option var output = "gpu-speed.json"
+
+    mutating func run() async throws {
+        guard let type = CUDADataType(name: dataType) else { throw ValidationError("unknown data type \(dataType)") }
+        let sizes = treeSizes.split(separator: ",").compactMap { Int($0) }
+        let r = try GPUCheck.speed(model: model, dataType: type, promptTokens: promptTokens, decodeSteps: decodeSteps,
+                                   treeSizes: sizes) { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }
+        print(String(format: "%@ %@: copy %.0f GB/s, weights %.2f GB, roofline %.1f steps/s, decode %.1f steps/s (%.0f%%)",
+                     r.device as NSString, r.dataType as NSString, r.copyBytesPerSecond / 1e9, Double(r.weightBytes) / 1e9,
+                     r.rooflineStepsPerSecond, r.decodeStepsPerSecond, 100 * r.fractionOfRoofline))
+        let base = r.verify.first { $0.treeTokens == 1 }?.milliseconds
+        for v in r.verify {
+            print(String(format: "verify %3d tree tokens: %.2f ms%@", v.treeTokens, v.milliseconds,
+                         base.map { String(format: " (%.2fx a 1-token step)", v.milliseconds / $0) as NSString } ?? ""))
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try encoder.encode(r).write(to: URL(fileURLWithPath: output))
+    }
+}
+
+/// A random small LLaMA on CPU and GPU through prefill, tree verification, `move` and decode.
+struct GPUSelfTestCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "selftest", abstract: "Random small LLaMA: GPU vs CPU logits through batching, tree verify and KV move.")
+
+    mutating func run() async throws {
+        let device = try CUDADevice.shared()
+        print("device: \(device.name) (\(device.architecture), \(device.totalMemory >> 20) MiB)")
+        for type in CUDADataType.allCases {
+            let r = try CUDASelfTest.run(device: device, dataType: type)
+            print("\(type.rawValue): max |GPU - CPU| logit per step (prefill, tree, decode after move):",
+                  r.maxAbsError.map { String(format: "%.2e", $0) }.joined(separator: " "))
+        }
+    }
+}
