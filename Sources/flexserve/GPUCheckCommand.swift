@@ -80,10 +80,16 @@ struct GPUSelfTestCommand: AsyncParsableCommand {
     mutating func run() async throws {
         let device = try CUDADevice.shared()
         print("device: \(device.name) (\(device.architecture), \(device.totalMemory >> 20) MiB)")
+        // Tolerances: fp32 rounding only; fp16/bf16 storage of weights, activations and K/V.
+        let tolerance: [CUDADataType: Float] = [.fp32: 1e-3, .fp16: 2e-2, .bf16: 1e-1]
+        var failed = false
         for type in CUDADataType.allCases {
             let r = try CUDASelfTest.run(device: device, dataType: type)
+            let ok = r.maxAbsError.allSatisfy { $0 <= tolerance[type]! }
+            failed = failed || !ok
             print("\(type.rawValue): max |GPU - CPU| logit per step (prefill, tree, decode after move):",
-                  r.maxAbsError.map { String(format: "%.2e", $0) }.joined(separator: " "))
+                  r.maxAbsError.map { String(format: "%.2e", $0) }.joined(separator: " "), ok ? "ok" : "FAILED (tolerance \(tolerance[type]!))")
         }
+        if failed { throw ExitCode.failure }
     }
 }

@@ -7,7 +7,8 @@ def load(name):
     return json.load(open(path)) if os.path.exists(path) else None
 
 correctness, speed, hf = load("correctness.json"), load("speed.json"), load("hf.json")
-summary = {"correctness": correctness, "speed": speed, "hf_transformers": hf}
+speed_gemv = load("speed-gemv.json")
+summary = {"correctness": correctness, "speed": speed, "speed_gemv": speed_gemv, "hf_transformers": hf}
 print("\n=== FlexServe GPU check ===")
 if correctness:
     print("(a) SmolLM2-135M greedy decoding, GPU vs CPU (fp32 weights)")
@@ -31,6 +32,10 @@ if speed:
     for v in speed["verify"]:
         rel = v["milliseconds"] / base if base else float("nan")
         print(f"{v['treeTokens']:11} | {v['milliseconds']:7.2f} | {rel:.2f}x")
+if speed_gemv:
+    print(f"with FLEXSERVE_CUDA_GEMV=1: decode {speed_gemv['decodeStepsPerSecond']:.1f} tokens/s = "
+          f"{100 * speed_gemv['fractionOfRoofline']:.1f}% of the roofline; verify ms "
+          + ", ".join(f"{v['treeTokens']}: {v['milliseconds']:.2f}" for v in speed_gemv["verify"]))
 out = os.path.join(folder, "gpu_check.json")
 json.dump(summary, open(out, "w"), indent=2)
 print(f"wrote {out}")

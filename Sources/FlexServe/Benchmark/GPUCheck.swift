@@ -45,6 +45,8 @@ public enum GPUCheck {
     public struct Speed: Codable, Sendable {
         public var device: String
         public var dataType: String
+        /// Matrix products of few-token steps: "cublas", or "gemv" (FLEXSERVE_CUDA_GEMV=1).
+        public var smallStepKernel: String
         public var weightBytes: Int
         /// Device-to-device copy bandwidth, bytes read plus written per second.
         public var copyBytesPerSecond: Double
@@ -69,7 +71,7 @@ public enum GPUCheck {
         let roofline = bandwidth / Double(gpu.weightBytes)
         log(String(format: "decode %.1f steps/s (roofline %.1f)", decode.stepsPerSecond, roofline))
         let verify = try DecodeSpeed.verify(gpu, prefix: promptTokens, sizes: treeSizes)
-        return Speed(device: device.name, dataType: dataType.rawValue, weightBytes: gpu.weightBytes,
+        return Speed(device: device.name, dataType: dataType.rawValue, smallStepKernel: gpu.smallStepKernel, weightBytes: gpu.weightBytes,
                      copyBytesPerSecond: bandwidth, rooflineStepsPerSecond: roofline, decode: decode,
                      decodeStepsPerSecond: decode.stepsPerSecond, fractionOfRoofline: decode.stepsPerSecond / roofline,
                      verify: verify)

@@ -14,6 +14,8 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
     public let weightBytes: Int
     let kernels: LlamaKernels
     let blas: CUBLAS
+    /// The weight-streaming GEMV for steps of few tokens, when enabled (`FLEXSERVE_CUDA_GEMV=1`); cuBLAS otherwise.
+    let gemv: GEMVKernel?
     let rope: RotaryEmbedding
     let embedding: DeviceBuffer
     let finalNorm: DeviceBuffer
@@ -50,6 +52,7 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
         self.dataType = dataType
         kernels = try LlamaKernels(device: device, type: dataType)
         blas = try device.cublas()
+        gemv = ProcessInfo.processInfo.environment["FLEXSERVE_CUDA_GEMV"] == "1" ? try GEMVKernel(device: device, type: dataType) : nil
         let c = config, src = weights.source
         let qDim = c.numHeads * c.headDim, kvDim = c.numKVHeads * c.headDim
         func matrix(_ name: String, _ rows: Int, _ cols: Int) throws -> TensorView {
@@ -153,12 +156,11 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
                               slots: kv.slots, kvDim: kvDim, planes: 2 * c.numLayers)
         try kernels.embed(ids: at(step.ids), table: embedding.pointer, out: s.x.pointer, tokens: T, dim: H)
         let scale = 1 / Float(c.headDim).squareRoot()
-        let type = dataType.blasType
         for (l, layer) in layers.enumerated() {
             // Attention block: x += Wo · attention(rope(Wqkv · norm(x))).
             try kernels.rmsNorm(x: s.x.pointer, rows: 0, count: T, weight: layer.attentionNorm.pointer, out: s.act.pointer,
                                 dim: H, eps: c.rmsNormEps)
-            try blas.linear(x: s.act.pointer, w: layer.qkv.pointer, inputType: type, out: s.qkv.pointer,
+            try linear(x: s.act.pointer, w: layer.qkv.pointer, out: s.qkv.pointer,
                             tokens: T, n: qDim + 2 * kvDim, k: H)
             try kernels.ropeAndStore(qkv: s.qkv.pointer, bias: layer.qkvBias?.pointer ?? 0, cos: at(step.cos), sin: at(step.sin),
                                      write: at(step.write), keys: kv.keys(layer: l), values: kv.values(layer: l),
@@ -167,15 +169,15 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
                                   slotStart: at(step.slotStart), slots: at(step.slots), out: s.act.pointer,
                                   tokens: T, maxVisible: maxVisible, heads: c.numHeads, kvHeads: c.numKVHeads,
                                   headDim: c.headDim, scale: scale)
-            try blas.linear(x: s.act.pointer, w: layer.wo.pointer, inputType: type, out: s.x.pointer,
+            try linear(x: s.act.pointer, w: layer.wo.pointer, out: s.x.pointer,
                             tokens: T, n: H, k: qDim, accumulate: true)
             // MLP block: x += Wdown · (silu(Wgate · h) ⊙ Wup · h), h = norm(x).
             try kernels.rmsNorm(x: s.x.pointer, rows: 0, count: T, weight: layer.mlpNorm.pointer, out: s.act.pointer,
                                 dim: H, eps: c.rmsNormEps)
-            try blas.linear(x: s.act.pointer, w: layer.gateUp.pointer, inputType: type, out: s.gateUp.pointer,
+            try linear(x: s.act.pointer, w: layer.gateUp.pointer, out: s.gateUp.pointer,
                             tokens: T, n: 2 * I, k: H)
             try kernels.siluMultiply(gateUp: s.gateUp.pointer, out: s.act.pointer, tokens: T, inner: I)
-            try blas.linear(x: s.act.pointer, w: layer.down.pointer, inputType: type, out: s.x.pointer,
+            try linear(x: s.act.pointer, w: layer.down.pointer, out: s.x.pointer,
                             tokens: T, n: H, k: I, accumulate: true)
         }
         let logits = Logits(rows: R, vocabSize: V)
@@ -183,12 +185,25 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
             // Final norm and vocabulary head only for the rows that asked for logits.
             try kernels.rmsNorm(x: s.x.pointer, rows: at(step.picked), count: R, weight: finalNorm.pointer, out: s.act.pointer,
                                 dim: H, eps: c.rmsNormEps)
-            try blas.linear(x: s.act.pointer, w: lmHead.pointer, inputType: type, out: s.logits.pointer, tokens: R, n: V, k: H)
+            try linear(x: s.act.pointer, w: lmHead.pointer, out: s.logits.pointer, tokens: R, n: V, k: H)
             try device.copy(toHost: logits.storage.pointer, from: s.logits.pointer, bytes: R * V * 4)
         } else {
             try device.synchronize()
         }
         return logits
+    }
+
+    /// Which matrix-product path few-token steps take: "gemv" or "cublas".
+    public var smallStepKernel: String { gemv == nil ? "cublas" : "gemv" }
+
+    /// `out[tokens][n] (+)= x[tokens][k] · w[n][k]ᵀ`, fp32 out, through the GEMV kernel when it applies.
+    private func linear(x: DevicePointer, w: DevicePointer, out: DevicePointer, tokens: Int, n: Int, k: Int,
+                        accumulate: Bool = false) throws {
+        if let gemv, gemv.handles(tokens: tokens, k: k) {
+            try gemv.linear(x: x, w: w, out: out, tokens: tokens, n: n, k: k, accumulate: accumulate)
+        } else {
+            try blas.linear(x: x, w: w, inputType: dataType.blasType, out: out, tokens: tokens, n: n, k: k, accumulate: accumulate)
+        }
     }
 
     /// Offsets (in 4-byte words) of the step's host-provided arrays in the step buffer.
