@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import FlexServeTensor
 
@@ -36,10 +37,16 @@ final class KernelTests: XCTestCase {
     /// Every format against a plain dequantize-then-dot, and each token's result independent of
     /// how many tokens share the call (speculative verification relies on it).
     func testLinearMatchesReferenceAndIsBatchInvariant() {
-        let rows = 37, cols = 96, tokens = 11
+        // The second shape has a row length that is no multiple of 8 and more tokens than one tile.
+        for (rows, cols, tokens) in [(37, 96, 11), (9, 100, 70)] {
+            checkLinear(rows: rows, cols: cols, tokens: tokens)
+        }
+    }
+
+    func checkLinear(rows: Int, cols: Int, tokens: Int) {
         let weights = (0..<(rows * cols)).map { Float(sin(Double($0) * 0.37)) }
         let x = (0..<(tokens * cols)).map { Float(cos(Double($0) * 0.11)) }
-        for dtype in DType.allCases {
+        for dtype in DType.allCases where cols % 32 == 0 || [.f32, .f16, .bf16].contains(dtype) {
             let tensor = TensorView.owned(weights, shape: [rows, cols]).converted(to: dtype)!
             let dense = tensor.floats()
             var all = [Float](repeating: 0, count: tokens * rows)
@@ -53,6 +60,43 @@ final class KernelTests: XCTestCase {
                     XCTAssertEqual(one[r], expected, accuracy: 1e-3 * max(1, abs(expected)), "\(dtype) row \(r)")
                 }
             }
+        }
+    }
+
+    func testVectorExpMatchesTheCLibrary() {
+        var worst: Float = 0
+        for i in 0..<20_000 {
+            let x = Float(-87 + 175 * Double(i) / 20_000)
+            let expected = Foundation.exp(Double(x))
+            worst = max(worst, Float(abs(Double(VectorMath.exp(x)) - expected) / expected))
+        }
+        XCTAssertLessThan(worst, 5e-7)
+        XCTAssertGreaterThan(VectorMath.exp(-1000), 0)
+        XCTAssertTrue(VectorMath.exp(1000).isFinite)
+    }
+
+    func testSiluMultiplyAndSoftmaxMatchScalarFormulas() {
+        let count = 1_000
+        var gate = (0..<count).map { Float(sin(Double($0))) * 12 }
+        let up = (0..<count).map { Float(cos(Double($0) * 0.3)) }
+        let expected = zip(gate, up).map { g, u in Double(g) / (1 + Foundation.exp(-Double(g))) * Double(u) }
+        gate.withUnsafeMutableBufferPointer { Activation.siluMultiply($0.baseAddress!, up, count: count) }
+        for i in 0..<count { XCTAssertEqual(Double(gate[i]), expected[i], accuracy: 1e-6 * max(1, abs(expected[i]))) }
+
+        // One query over 13 keys (a tail after the vector lanes), against the textbook formula.
+        let headDim = 16, n = 13
+        let q = (0..<headDim).map { Float(sin(Double($0) + 1)) }
+        let keys = (0..<(n * headDim)).map { Float(cos(Double($0) * 0.7)) }
+        let values = (0..<(n * headDim)).map { Float(sin(Double($0) * 0.2)) }
+        let slots = (0..<n).map { Int32(n - 1 - $0) }, starts: [Int32] = [0, Int32(n)]
+        var out = [Float](repeating: 0, count: headDim)
+        Attention.forward(q: q, tokens: 1, numHeads: 1, numKVHeads: 1, headDim: headDim, keys: keys, values: values,
+                          slotStart: starts, slots: slots, scale: 0.25, out: &out)
+        let scores = (0..<n).map { j in 0.25 * (0..<headDim).reduce(0.0) { $0 + Double(q[$1] * keys[j * headDim + $1]) } }
+        let weights = scores.map { Foundation.exp($0 - scores.max()!) }
+        for d in 0..<headDim {
+            let reference = (0..<n).reduce(0.0) { $0 + weights[$1] * Double(values[$1 * headDim + d]) } / weights.reduce(0, +)
+            XCTAssertEqual(Double(out[d]), reference, accuracy: 1e-5)
         }
     }
 

@@ -75,4 +75,25 @@ final class GenerationSettingsTests: XCTestCase {
         let whole = try await llm.generate("Hello", maxNewTokens: 12)
         XCTAssertEqual(text, whole.outputText)
     }
+
+    /// A piece that starts with a combining mark joins the previous piece's last Character; the
+    /// stream must still carry every byte (CI once lost a U+0734 that followed a stray lead byte).
+    func testStreamedPiecesKeepCombiningMarks() throws {
+        let tokenizer = try LLM(Fixtures.path("tiny-llama")).tokenizer
+        // The fixture's vocabulary is one token per byte: the first token of "’" is the lone lead byte 0xE2.
+        let strayLeadByte = tokenizer.encode("\u{2019}", addSpecialTokens: false)[0]
+        let cases: [(ids: [Int], stops: [String], expected: String)] = [
+            ([strayLeadByte] + tokenizer.encode("\u{0734}b", addSpecialTokens: false), [], "\u{FFFD}\u{0734}b"),
+            (tokenizer.encode("e\u{0301}\u{0301}xy\u{0301}z", addSpecialTokens: false), ["y\u{0301}z"], "e\u{0301}\u{0301}x"),
+            (tokenizer.encode("a\u{0301}stop", addSpecialTokens: false), ["\u{0301}s"], "a"),
+        ]
+        for (ids, stops, expected) in cases {
+            let assembler = TextAssembler(tokenizer: tokenizer, stops: stops)
+            var streamed = ""
+            for id in ids { streamed += assembler.append(id, visible: true).piece }
+            streamed += assembler.flush()
+            XCTAssertEqual(Array(streamed.unicodeScalars), Array(expected.unicodeScalars))
+            XCTAssertEqual(Array(assembler.text.unicodeScalars), Array(expected.unicodeScalars))
+        }
+    }
 }

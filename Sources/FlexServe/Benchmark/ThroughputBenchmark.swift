@@ -19,7 +19,7 @@ public enum ThroughputBenchmark {
     }
 
     /// Bytes of the matrices a decode step streams (every projection and the vocabulary head).
-    static func streamed(_ store: any WeightStore, config: ModelConfig) -> (bytes: Int, parameters: Int) {
+    static func streamed(_ store: any WeightStore, config: ModelConfig) -> (bytes: Int, parameters: Int, headParameters: Int) {
         var names = ["lm_head.weight"]
         if !store.contains("lm_head.weight") { names = ["model.embed_tokens.weight"] }
         for l in 0..<config.numLayers {
@@ -28,14 +28,14 @@ public enum ThroughputBenchmark {
             }
         }
         let tensors = names.compactMap { try? store.tensor($0) }
-        return (tensors.reduce(0) { $0 + $1.byteCount }, tensors.reduce(0) { $0 + $1.count })
+        return (tensors.reduce(0) { $0 + $1.byteCount }, tensors.reduce(0) { $0 + $1.count }, tensors.first?.count ?? 0)
     }
 
     public static func run(path: String, format: DType?, machine: MachineProbe, prefillTokens: Int = 512, decodeTokens: Int = 64) throws -> Row {
         let loaded = try ModelLoader.load(path: path, weightFormat: format)
         let model = loaded.model
         let config = model.config
-        let (bytes, params) = streamed(loaded.weights, config: config)
+        let (bytes, params, headParams) = streamed(loaded.weights, config: config)
         let cache = model.makeCache(capacityTokens: prefillTokens + decodeTokens + 1)
         try cache.reserve(sequence: 0, length: prefillTokens + decodeTokens + 1)
         let prompt = (0..<prefillTokens).map { ($0 * 7919 + 13) % config.vocabSize }
@@ -55,9 +55,10 @@ public enum ThroughputBenchmark {
             next = logits.withRow(0) { Sampler.argmax($0) }
         }
         let decodeSeconds = Date().timeIntervalSince(t1)
-        // 2 flops per weight per token for the projections; attention adds ~4·layers·hidden·position.
+        // 2 flops per weight per token for the projections (the vocabulary head runs for the last
+        // token only); attention adds ~4·layers·hidden·position.
         let attentionFlops = 4.0 * Double(config.numLayers * config.numHeads * config.headDim) * Double(prefillTokens) * Double(prefillTokens) / 2
-        let prefillFlops = 2 * Double(params) * Double(prefillTokens) + attentionFlops
+        let prefillFlops = 2 * Double(params - headParams) * Double(prefillTokens) + 2 * Double(headParams) + attentionFlops
         let decodeRate = Double(decodeTokens) / decodeSeconds
         return Row(format: format?.rawValue ?? "as stored", weightBytes: bytes, prefillTokens: prefillTokens,
                    prefillTokensPerSecond: Double(prefillTokens) / prefillSeconds,

@@ -73,17 +73,22 @@ enum RequestEvent: Sendable {
 
 /// Builds the output text as tokens arrive: emits only complete UTF-8, and holds back text that
 /// could still turn into a stop string.
+///
+/// Works on UTF-8 bytes, not `Character`s: a piece that begins with a combining mark joins the
+/// previous piece's last Character, so counting Characters would lose or repeat text in a stream.
 final class TextAssembler {
-    let stops: [String]
+    let stops: [[UInt8]]
     private var decoder: StreamingDecoder
-    private(set) var text = ""
+    private var bytes: [UInt8] = []
     private var emittedCount = 0
     private var stopped = false
 
     init(tokenizer: Tokenizer, stops: [String]) {
         decoder = tokenizer.streamingDecoder()
-        self.stops = stops.filter { !$0.isEmpty }
+        self.stops = stops.filter { !$0.isEmpty }.map { Array($0.utf8) }
     }
+
+    var text: String { String(decoding: bytes, as: UTF8.self) }
 
     /// Adds a token. Returns the newly releasable text and whether a stop string was hit
     /// (the text is then cut before it).
@@ -92,20 +97,20 @@ final class TextAssembler {
         // The decoder holds back a token that ends inside a character until the rest arrives.
         let added = decoder.append(id)
         if added.isEmpty { return ("", false) }
-        text += added
-        for stop in stops {
-            if let range = text.range(of: stop) {
-                text = String(text[..<range.lowerBound])
-                stopped = true
-                return (release(upTo: text.count), true)
-            }
+        // A stop string can only newly appear in a window reaching back one stop length.
+        let searchFrom = max(0, bytes.count - (stops.map(\.count).max() ?? 0))
+        bytes.append(contentsOf: added.utf8)
+        if let cut = stops.compactMap({ firstOccurrence(of: $0, from: searchFrom) }).min() {
+            bytes.removeSubrange(cut...)
+            stopped = true
+            return (release(upTo: bytes.count), true)
         }
-        var safe = text.count
+        var safe = bytes.count
         for stop in stops {
             // Longest suffix of the text that is a proper prefix of the stop string.
-            var n = min(stop.count - 1, text.count)
+            var n = min(stop.count - 1, bytes.count)
             while n > 0 {
-                if stop.hasPrefix(text.suffix(n)) { safe = min(safe, text.count - n); break }
+                if bytes[(bytes.count - n)...].elementsEqual(stop[..<n]) { safe = min(safe, bytes.count - n); break }
                 n -= 1
             }
         }
@@ -114,15 +119,25 @@ final class TextAssembler {
 
     /// Everything not yet emitted (at the end of a request).
     func flush() -> String {
-        if !stopped { text += decoder.finish() }
-        return release(upTo: text.count)
+        if !stopped { bytes.append(contentsOf: decoder.finish().utf8) }
+        return release(upTo: bytes.count)
     }
 
+    private func firstOccurrence(of needle: [UInt8], from start: Int) -> Int? {
+        guard bytes.count >= needle.count else { return nil }
+        var i = start
+        while i + needle.count <= bytes.count {
+            if bytes[i..<(i + needle.count)].elementsEqual(needle) { return i }
+            i += 1
+        }
+        return nil
+    }
+
+    /// Cuts always fall on character boundaries: the decoder hands out whole UTF-8 sequences and a
+    /// stop string (valid UTF-8) can only match starting at a lead byte.
     private func release(upTo end: Int) -> String {
         guard end > emittedCount else { return "" }
-        let start = text.index(text.startIndex, offsetBy: emittedCount)
-        let stop = text.index(text.startIndex, offsetBy: end)
-        emittedCount = end
-        return String(text[start..<stop])
+        defer { emittedCount = end }
+        return String(decoding: bytes[emittedCount..<end], as: UTF8.self)
     }
 }

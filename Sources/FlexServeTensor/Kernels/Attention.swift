@@ -27,22 +27,22 @@ public enum Attention {
                 for g in 0..<group {
                     let h = kvHead * group + g
                     let qv = q + (t * numHeads + h) * headDim
-                    var maxScore = -Float.infinity
-                    for j in 0..<n {
-                        let k = keys + Int(slots[lo + j]) * kvStride + kvHead * headDim
-                        var s = dot(qv, k, headDim) * scale
-                        if let alibiSlopes {
-                            s += alibiSlopes[h] * Float(slotPositions![lo + j] - queryPositions![t])
+                    // Scores four keys at a time: the query is loaded once for all four.
+                    var j = 0
+                    while j < n {
+                        func key(_ k: Int) -> UnsafePointer<Float> {
+                            keys + Int(slots[lo + min(j + k, n - 1)]) * kvStride + kvHead * headDim
                         }
-                        scores[j] = s
-                        if s > maxScore { maxScore = s }
+                        let s4 = RowDot.oneToken(qv, (key(0), key(1), key(2), key(3)), headDim) * scale
+                        for k in 0..<min(4, n - j) { scores[j + k] = s4[k] }
+                        j += 4
                     }
-                    var sum: Float = 0
-                    for j in 0..<n {
-                        let e = Foundation.exp(scores[j] - maxScore)
-                        scores[j] = e
-                        sum += e
+                    if let alibiSlopes {
+                        for j in 0..<n { scores[j] += alibiSlopes[h] * Float(slotPositions![lo + j] - queryPositions![t]) }
                     }
+                    var maxScore = -Float.infinity
+                    for j in 0..<n where scores[j] > maxScore { maxScore = scores[j] }
+                    let sum = softmaxNumerators(scores.baseAddress!, n, maxScore: maxScore)
                     let o = out + (t * numHeads + h) * headDim
                     o.initialize(repeating: 0, count: headDim)
                     let inv = 1 / sum
@@ -53,5 +53,26 @@ public enum Attention {
                 }
             }
         }
+    }
+
+    /// scores[j] ← exp(scores[j] − maxScore); returns their sum (lane sums, then a fixed tree).
+    @inline(__always)
+    static func softmaxNumerators(_ scores: UnsafeMutablePointer<Float>, _ n: Int, maxScore: Float) -> Float {
+        let p = UnsafeMutableRawPointer(scores)
+        var acc = SIMD8<Float>()
+        var j = 0
+        while j + 8 <= n {
+            let e = VectorMath.exp(p.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) - maxScore)
+            p.storeBytes(of: e, toByteOffset: j * 4, as: SIMD8<Float>.self)
+            acc += e
+            j += 8
+        }
+        var sum = RowDot.horizontalSum(acc)
+        while j < n {
+            scores[j] = VectorMath.exp(scores[j] - maxScore)
+            sum += scores[j]
+            j += 1
+        }
+        return sum
     }
 }

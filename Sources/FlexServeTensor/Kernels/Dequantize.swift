@@ -2,61 +2,33 @@
 public enum Dequantize {
     public static func row(_ dtype: DType, _ src: UnsafeRawPointer, count: Int, into dst: UnsafeMutablePointer<Float>) {
         switch dtype {
-        case .f32:
-            dst.update(from: src.assumingMemoryBound(to: Float.self), count: count)
-        case .f16:
-            let s = src.assumingMemoryBound(to: UInt16.self)
-            for i in 0..<count { dst[i] = f16ToFloat(s[i]) }
-        case .bf16:
-            let s = src.assumingMemoryBound(to: UInt16.self)
-            for i in 0..<count { dst[i] = bf16ToFloat(s[i]) }
-        case .q8_0:
-            for b in 0..<(count / 32) {
-                let block = src + b * 34
-                let d = f16ToFloat(block.loadUnaligned(as: UInt16.self))
-                let q = (block + 2).assumingMemoryBound(to: Int8.self)
-                for i in 0..<32 { dst[b * 32 + i] = Float(q[i]) * d }
-            }
-        case .q4_0:
-            for b in 0..<(count / 32) {
-                let block = src + b * 18
-                let d = f16ToFloat(block.loadUnaligned(as: UInt16.self))
-                let q = (block + 2).assumingMemoryBound(to: UInt8.self)
-                for i in 0..<16 {
-                    dst[b * 32 + i] = Float(Int(q[i] & 0x0F) - 8) * d
-                    dst[b * 32 + i + 16] = Float(Int(q[i] >> 4) - 8) * d
-                }
-            }
-        case .q4_1:
-            for b in 0..<(count / 32) {
-                let block = src + b * 20
-                let d = f16ToFloat(block.loadUnaligned(as: UInt16.self))
-                let m = f16ToFloat((block + 2).loadUnaligned(as: UInt16.self))
-                let q = (block + 4).assumingMemoryBound(to: UInt8.self)
-                for i in 0..<16 {
-                    dst[b * 32 + i] = Float(q[i] & 0x0F) * d + m
-                    dst[b * 32 + i + 16] = Float(q[i] >> 4) * d + m
-                }
-            }
-        case .int8Group:
-            for b in 0..<(count / 32) {
-                let block = src + b * 40
-                let d = block.loadUnaligned(as: Float.self)
-                let m = (block + 4).loadUnaligned(as: Float.self)
-                let q = (block + 8).assumingMemoryBound(to: UInt8.self)
-                for i in 0..<32 { dst[b * 32 + i] = Float(q[i]) * d + m }
-            }
-        case .int4Group:
-            for b in 0..<(count / 32) {
-                let block = src + b * 24
-                let d = block.loadUnaligned(as: Float.self)
-                let m = (block + 4).loadUnaligned(as: Float.self)
-                let q = (block + 8).assumingMemoryBound(to: UInt8.self)
-                for i in 0..<16 {
-                    dst[b * 32 + i] = Float(q[i] & 0x0F) * d + m
-                    dst[b * 32 + i + 16] = Float(q[i] >> 4) * d + m
-                }
-            }
+        case .f32: dst.update(from: src.assumingMemoryBound(to: Float.self), count: count)
+        case .f16: halfRow(F16Blocks.self, src, count: count, into: dst) { f16ToFloat($0) }
+        case .bf16: halfRow(BF16Blocks.self, src, count: count, into: dst) { bf16ToFloat($0) }
+        case .q8_0: blockRow(Q8_0Blocks.self, src, blocks: count / 32, into: dst)
+        case .q4_0: blockRow(Q4_0Blocks.self, src, blocks: count / 32, into: dst)
+        case .q4_1: blockRow(Q4_1Blocks.self, src, blocks: count / 32, into: dst)
+        case .int8Group: blockRow(Int8GroupBlocks.self, src, blocks: count / 32, into: dst)
+        case .int4Group: blockRow(Int4GroupBlocks.self, src, blocks: count / 32, into: dst)
         }
+    }
+
+    @inline(__always)
+    static func blockRow<F: BlockFormat>(_: F.Type, _ src: UnsafeRawPointer, blocks: Int, into dst: UnsafeMutablePointer<Float>) {
+        let out = UnsafeMutableRawPointer(dst)
+        for b in 0..<blocks {
+            let (lo, hi) = F.decode(src + b * F.blockBytes)
+            out.storeBytes(of: lo, toByteOffset: b * 128, as: SIMD16<Float>.self)
+            out.storeBytes(of: hi, toByteOffset: b * 128 + 64, as: SIMD16<Float>.self)
+        }
+    }
+
+    /// fp16/bf16 rows need not be whole blocks: the rest is converted one value at a time.
+    @inline(__always)
+    static func halfRow<F: BlockFormat>(_: F.Type, _ src: UnsafeRawPointer, count: Int, into dst: UnsafeMutablePointer<Float>,
+                                        _ convert: (UInt16) -> Float) {
+        blockRow(F.self, src, blocks: count / 32, into: dst)
+        let s = src.assumingMemoryBound(to: UInt16.self)
+        for i in (count / 32 * 32)..<count { dst[i] = convert(s[i]) }
     }
 }

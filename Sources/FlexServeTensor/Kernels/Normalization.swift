@@ -3,13 +3,15 @@ import Foundation
 public enum Normalization {
     /// RMSNorm (LLaMA): `y = x / sqrt(mean(x²) + eps) · weight`, row by row.
     public static func rms(_ x: UnsafePointer<Float>, rows: Int, dim: Int, weight: UnsafePointer<Float>,
-                           eps: Float, out: UnsafeMutablePointer<Float>) {
-        for r in 0..<rows {
-            let row = x + r * dim
-            let meanSquare = dot(row, row, dim) / Float(dim)
-            let scale = 1 / (meanSquare + eps).squareRoot()
-            let o = out + r * dim
-            for i in 0..<dim { o[i] = row[i] * scale * weight[i] }
+                           eps: Float, out: UnsafeMutablePointer<Float>, pool: ThreadPool = .shared) {
+        pool.parallelChunks(rows, minChunk: max(1, 16_384 / max(1, dim))) { range in
+            for r in range {
+                let row = x + r * dim
+                let meanSquare = dot(row, row, dim) / Float(dim)
+                let scale = 1 / (meanSquare + eps).squareRoot()
+                let o = out + r * dim
+                for i in 0..<dim { o[i] = row[i] * scale * weight[i] }
+            }
         }
     }
 
@@ -35,10 +37,21 @@ public enum Normalization {
 
 public enum Activation {
     /// SwiGLU's gate: `gate[i] = silu(gate[i]) · up[i]`.
-    public static func siluMultiply(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int) {
-        for i in 0..<count {
-            let g = gate[i]
-            gate[i] = g / (1 + Foundation.exp(-g)) * up[i]
+    public static func siluMultiply(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int,
+                                    pool: ThreadPool = .shared) {
+        pool.parallelChunks((count + 7) / 8, minChunk: 4096) { range in
+            let g = UnsafeMutableRawPointer(gate), u = UnsafeRawPointer(up)
+            for c in range {
+                let i = c * 8
+                if i + 8 <= count {
+                    let x = g.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                    let silu = x / (1 + VectorMath.exp(-x))
+                    g.storeBytes(of: silu * u.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self),
+                                 toByteOffset: i * 4, as: SIMD8<Float>.self)
+                } else {
+                    for j in i..<count { gate[j] = gate[j] / (1 + VectorMath.exp(-gate[j])) * up[j] }
+                }
+            }
         }
     }
 

@@ -27,8 +27,10 @@ public final class ThreadPool: @unchecked Sendable {
 
     public init(threads: Int) {
         threadCount = max(1, threads)
+        // Workers hold the pool strongly and run for the life of the process: a pool is made once
+        // (`shared`, or one per test), and a freed pool under a spinning worker would crash.
         for _ in 1..<threadCount {
-            let t = Thread { [unowned self] in self.workerLoop() }
+            let t = Thread { self.workerLoop() }
             t.stackSize = 1 << 20
             t.start()
         }

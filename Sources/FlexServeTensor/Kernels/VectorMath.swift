@@ -1,0 +1,29 @@
+/// Elementary functions on eight lanes at once (the C library's are scalar calls, which made
+/// softmax and SiLU cost more than the matrix products around them).
+public enum VectorMath {
+    /// e^x within a few ulp over [-87.3, 88.7] (Cephes' expf polynomial); inputs beyond are
+    /// clamped, so the result is never 0 or infinity, which softmax and SiLU tolerate.
+    @inline(__always)
+    public static func exp(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        let v = x.clamped(lowerBound: SIMD8(repeating: -87.3), upperBound: SIMD8(repeating: 88.7))
+        // Adding 1.5·2^23 rounds v·log2(e) to an integer n and leaves n in the low mantissa bits.
+        let magic = SIMD8<Float>(repeating: 12_582_912)
+        let shifted = v * 1.442_695_04 + magic
+        let n = shifted - magic
+        // r = v − n·ln 2, with ln 2 split in two so that the product is exact.
+        let r = v.addingProduct(n, SIMD8(repeating: -0.693_359_375)).addingProduct(n, SIMD8(repeating: 2.121_944_4e-4))
+        var p = SIMD8<Float>(repeating: 1.987_569_15e-4)
+        p = SIMD8(repeating: 1.398_199_950_7e-3).addingProduct(p, r)
+        p = SIMD8(repeating: 8.333_451_907_3e-3).addingProduct(p, r)
+        p = SIMD8(repeating: 4.166_579_589_4e-2).addingProduct(p, r)
+        p = SIMD8(repeating: 1.666_666_545_9e-1).addingProduct(p, r)
+        p = SIMD8(repeating: 5.000_000_120_1e-1).addingProduct(p, r)
+        p = (r + 1).addingProduct(p, r * r)
+        let n32 = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- unsafeBitCast(magic, to: SIMD8<Int32>.self)
+        return p * unsafeBitCast((n32 &+ 127) &<< 23, to: SIMD8<Float>.self)
+    }
+
+    /// `exp` of a scalar through the same polynomial (tails of vector loops stay consistent).
+    @inline(__always)
+    public static func exp(_ x: Float) -> Float { exp(SIMD8(repeating: x))[0] }
+}
