@@ -1,11 +1,11 @@
 /// Elementary functions on eight lanes at once (the C library's are scalar calls, which made
 /// softmax and SiLU cost more than the matrix products around them).
 public enum VectorMath {
-    /// e^x within a few ulp over [-87.3, 88.7] (Cephes' expf polynomial); inputs beyond are
+    /// e^x within a few ulp over [-87.3, 88.3] (Cephes' expf polynomial); inputs beyond are
     /// clamped, so the result is never 0 or infinity, which softmax and SiLU tolerate.
     @inline(__always)
     public static func exp(_ x: SIMD8<Float>) -> SIMD8<Float> {
-        let v = x.clamped(lowerBound: SIMD8(repeating: -87.3), upperBound: SIMD8(repeating: 88.7))
+        let v = x.clamped(lowerBound: SIMD8(repeating: -87.3), upperBound: SIMD8(repeating: 88.3))
         // Adding 1.5·2^23 rounds v·log2(e) to an integer n and leaves n in the low mantissa bits.
         let magic = SIMD8<Float>(repeating: 12_582_912)
         let shifted = v * 1.442_695_04 + magic
