@@ -51,8 +51,9 @@ def hf_speed(model_path: Path, threads: int, prefill_tokens: int, decode_tokens:
             past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
             steps.append(time.perf_counter() - t0)
         decode = len(steps[1:]) / sum(steps[1:])
+    import transformers
     return {"prefillTokensPerSecond": prefill, "decodeTokensPerSecond": decode,
-            "torch": torch.__version__, "threads": threads}
+            "torch": torch.__version__, "transformers": transformers.__version__, "threads": threads}
 
 
 def flexserve_speed(binary: str, model_path: Path, formats: str, prefill_tokens: int, decode_tokens: int) -> dict:
@@ -87,7 +88,7 @@ def main():
                      "prefillVsHF": r["prefillTokensPerSecond"] / hf["prefillTokensPerSecond"],
                      "decodeVsHF": r["decodeTokensPerSecond"] / hf["decodeTokensPerSecond"]})
     print(f"machine: {fs['machine'].get('cpu', platform.processor())}, {args.threads} threads; "
-          f"HF transformers {hf['torch']} fp32")
+          f"HF transformers {hf['transformers']} (torch {hf['torch']}) fp32")
     print(f"{'engine':<28} {'prefill tok/s':>14} {'decode tok/s':>13} {'prefill ×HF':>12} {'decode ×HF':>11}")
     print(f"{'HF transformers (fp32)':<28} {hf['prefillTokensPerSecond']:>14.1f} {hf['decodeTokensPerSecond']:>13.1f} {1:>12.2f} {1:>11.2f}")
     for r in rows:
