@@ -75,7 +75,7 @@ final class KernelTests: XCTestCase {
         XCTAssertTrue(VectorMath.exp(1000).isFinite)
     }
 
-    func testSiluMultiplyAndSoftmaxMatchScalarFormulas() {
+    func testSiluMultiplyAndAttentionMatchScalarFormulas() {
         let count = 1_000
         var gate = (0..<count).map { Float(sin(Double($0))) * 12 }
         let up = (0..<count).map { Float(cos(Double($0) * 0.3)) }
@@ -84,7 +84,10 @@ final class KernelTests: XCTestCase {
         for i in 0..<count { XCTAssertEqual(Double(gate[i]), expected[i], accuracy: 1e-6 * max(1, abs(expected[i]))) }
 
         // One query over 13 keys (a tail after the vector lanes), against the textbook formula.
-        let headDim = 16, n = 13
+        for headDim in [16, 64, 80] { checkAttention(headDim: headDim, n: 13) }
+    }
+
+    func checkAttention(headDim: Int, n: Int) {
         let q = (0..<headDim).map { Float(sin(Double($0) + 1)) }
         let keys = (0..<(n * headDim)).map { Float(cos(Double($0) * 0.7)) }
         let values = (0..<(n * headDim)).map { Float(sin(Double($0) * 0.2)) }

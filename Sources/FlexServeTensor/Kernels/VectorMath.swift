@@ -5,7 +5,9 @@ public enum VectorMath {
     /// clamped, so the result is never 0 or infinity, which softmax and SiLU tolerate.
     @inline(__always)
     public static func exp(_ x: SIMD8<Float>) -> SIMD8<Float> {
-        let v = x.clamped(lowerBound: SIMD8(repeating: -87.3), upperBound: SIMD8(repeating: 88.3))
+        // An element loop: `clamped` is a generic call per vector.
+        var v = x
+        for i in 0..<8 { v[i] = Swift.min(Swift.max(x[i], -87.3), 88.3) }
         // Adding 1.5·2^23 rounds v·log2(e) to an integer n and leaves n in the low mantissa bits.
         let magic = SIMD8<Float>(repeating: 12_582_912)
         let shifted = v * 1.442_695_04 + magic
