@@ -1,9 +1,10 @@
 /// The projection every model layer is made of: `out[t, o] = Σ_i x[t, i] · W[o, i] (+ bias[o])`,
 /// with W stored `[outFeatures, inFeatures]` in any `DType`.
 ///
-/// Rows are taken four at a time (packed formats are first decoded into an fp32 scratch that
-/// stays in L1) and dotted with a tile of tokens, two tokens per step, so that both the decoded
-/// rows and the activations are reused from registers and cache.
+/// Several tokens: rows are taken four at a time (packed formats are first decoded into an fp32
+/// scratch that stays in L1) and dotted with a tile of tokens, two tokens per step, so that both
+/// the decoded rows and the activations are reused from registers and cache. One token against
+/// packed rows (decoding): each row is decoded in registers as it streams from memory.
 ///
 /// Every output is the same sequence of operations whatever the batch: `RowDot`'s lane order,
 /// then its fixed horizontal sum. A token's logits therefore do not depend on what else is in
@@ -87,13 +88,9 @@ public enum Linear {
         let cols = weight.shape[weight.shape.count - 1]
         let rowBytes = weight.dtype.byteCount(values: cols)!
         let base = weight.data
-        pool.parallelChunks((rows + 3) / 4, minChunk: 16) { blockRange in
-            for block in blockRange {
-                let r0 = block * 4
-                let n = min(4, rows - r0)
-                func row(_ k: Int) -> UnsafeRawPointer { base + (r0 + min(k, n - 1)) * rowBytes }
-                let d = RowDot.oneToken(x, packed: (row(0), row(1), row(2), row(3)), F.self, blocks: cols / 32)
-                for k in 0..<n { out[r0 + k] = d[k] + (bias?[r0 + k] ?? 0) }
+        pool.parallelChunks(rows, minChunk: 64) { range in
+            for r in range {
+                out[r] = RowDot.oneToken(x, packedRow: base + r * rowBytes, F.self, blocks: cols / 32) + (bias?[r] ?? 0)
             }
         }
     }
