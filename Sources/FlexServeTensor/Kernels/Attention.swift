@@ -18,14 +18,15 @@ public enum Attention {
                                slotPositions: UnsafePointer<Int32>? = nil) {
         let group = numHeads / numKVHeads
         let kvStride = numKVHeads * headDim
-        pool.parallelFor(tokens * numKVHeads) { task in
-            let t = task / numKVHeads
-            let kvHead = task % numKVHeads
+        // One task per (token, query head): a decoding step has only a few KV heads to share out.
+        pool.parallelFor(tokens * numHeads) { task in
+            let t = task / numHeads
+            let h = task % numHeads
+            let kvHead = h / group
             let lo = Int(slotStart[t]), hi = Int(slotStart[t + 1])
             let n = hi - lo
             withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, n)) { scores in
-                for g in 0..<group {
-                    let h = kvHead * group + g
+                do {
                     let qv = q + (t * numHeads + h) * headDim
                     // Scores four keys at a time: the query is loaded once for all four.
                     var j = 0
