@@ -26,28 +26,26 @@ public enum Attention {
             let lo = Int(slotStart[t]), hi = Int(slotStart[t + 1])
             let n = hi - lo
             withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, n)) { scores in
-                do {
-                    let qv = q + (t * numHeads + h) * headDim
-                    // Scores four keys at a time: the query is loaded once for all four.
-                    var j = 0
-                    while j < n {
-                        func key(_ k: Int) -> UnsafePointer<Float> {
-                            keys + Int(slots[lo + min(j + k, n - 1)]) * kvStride + kvHead * headDim
-                        }
-                        let s4 = RowDot.oneToken(qv, (key(0), key(1), key(2), key(3)), headDim) * scale
-                        for k in 0..<min(4, n - j) { scores[j + k] = s4[k] }
-                        j += 4
+                let qv = q + (t * numHeads + h) * headDim
+                // Scores four keys at a time: the query is loaded once for all four.
+                var j = 0
+                while j < n {
+                    func key(_ k: Int) -> UnsafePointer<Float> {
+                        keys + Int(slots[lo + min(j + k, n - 1)]) * kvStride + kvHead * headDim
                     }
-                    if let alibiSlopes {
-                        for j in 0..<n { scores[j] += alibiSlopes[h] * Float(slotPositions![lo + j] - queryPositions![t]) }
-                    }
-                    var maxScore = -Float.infinity
-                    for j in 0..<n where scores[j] > maxScore { maxScore = scores[j] }
-                    let sum = softmaxNumerators(scores.baseAddress!, n, maxScore: maxScore)
-                    let inv = 1 / sum
-                    weightedValues(scores.baseAddress!, inv, n: n, values: values + kvHead * headDim, slots: slots + lo,
-                                   kvStride: kvStride, headDim: headDim, out: out + (t * numHeads + h) * headDim)
+                    let s4 = RowDot.oneToken(qv, (key(0), key(1), key(2), key(3)), headDim) * scale
+                    for k in 0..<min(4, n - j) { scores[j + k] = s4[k] }
+                    j += 4
                 }
+                if let alibiSlopes {
+                    for j in 0..<n { scores[j] += alibiSlopes[h] * Float(slotPositions![lo + j] - queryPositions![t]) }
+                }
+                var maxScore = -Float.infinity
+                for j in 0..<n where scores[j] > maxScore { maxScore = scores[j] }
+                let sum = softmaxNumerators(scores.baseAddress!, n, maxScore: maxScore)
+                let inv = 1 / sum
+                weightedValues(scores.baseAddress!, inv, n: n, values: values + kvHead * headDim, slots: slots + lo,
+                               kvStride: kvStride, headDim: headDim, out: out + (t * numHeads + h) * headDim)
             }
         }
     }
