@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# The main job: speculative generation with SmolLM2-135M-Instruct and our distilled SSMs on a few prompts.
+# The main job: speculative generation with SmolLM2-135M-Instruct and our distilled SSM on a few prompts.
+# On a CPU verifying a token costs a good part of a decode step, so a short chain of drafts (one SSM,
+# depth 4) is the fastest tree here (bench/results-speculative-chain.json); on a GPU use the FlexFlow
+# tree and both SSMs (drop the last two flags, add --ssm-model ssms/smollm2-draft-b).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-ssms=()
-for s in ssms/smollm2-draft-a ssms/smollm2-draft-b; do [[ -d $s ]] && ssms+=(--ssm-model "$s"); done
-if [[ ${#ssms[@]} -eq 0 ]]; then
+if [[ ! -d ssms/smollm2-draft-a ]]; then
     echo "no SSMs in ssms/: running incremental decoding" >&2
     exec .build/release/flexserve incr-decoding --llm-model models/SmolLM2-135M-Instruct.Q4_1.gguf \
         --prompt bench/prompts/demo.json --max-new-tokens 128 --output-file demo-output.txt
 fi
-exec .build/release/flexserve spec-infer --llm-model models/SmolLM2-135M-Instruct.Q4_1.gguf "${ssms[@]}" \
-    --prompt bench/prompts/demo.json --max-new-tokens 128 --output-file demo-output.txt
+exec .build/release/flexserve spec-infer --llm-model models/SmolLM2-135M-Instruct.Q4_1.gguf \
+    --ssm-model ssms/smollm2-draft-a --prompt bench/prompts/demo.json --max-new-tokens 128 \
+    --output-file demo-output.txt --expansion-degree 1 --max-tree-depth 4
