@@ -1,7 +1,8 @@
-/// Dot products of activation vectors with four weight rows: the inner loops of `Linear`.
+/// Dot products of activation vectors with weight rows: the inner loops of `Linear` (and of
+/// attention's scores).
 ///
 /// Each result is accumulated in eight lanes (lane j sums the products at i ≡ j mod 8, in order),
-/// reduced by `horizontalSum`, then the tail (n mod 8) is added in order. Both kernels follow
+/// reduced by `horizontalSum`, then the tail (n mod 8) is added in order. Every kernel here follows
 /// exactly this sequence per (token, row), which is what makes `Linear` batch-invariant.
 public enum RowDot {
     public typealias Rows = (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>)
