@@ -93,6 +93,8 @@ def main():
     ap.add_argument("--bin", default=str(ROOT / ".build" / "release" / "flexserve"))
     ap.add_argument("--model", default=str(ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
     ap.add_argument("--ssm-model", action="append", default=[], help="SSM for the speculative configuration (repeatable)")
+    ap.add_argument("--speculative-args", default="",
+                    help="more serve flags for the speculative configuration, e.g. '--expansion-degree 1 --max-tree-depth 4'")
     ap.add_argument("--concurrency", default="1,4,16")
     ap.add_argument("--requests", type=int, default=0, help="requests per level (default: max(4, 2 x concurrency))")
     ap.add_argument("--max-tokens", type=int, default=64)
@@ -102,8 +104,9 @@ def main():
     levels = [int(c) for c in args.concurrency.split(",")]
     configs = [("incremental", [])]
     if args.ssm_model:
-        configs.append(("speculative", [a for s in args.ssm_model for a in ("--ssm-model", s)]))
-    report = {"machine": machine(), "model": args.model, "ssm_models": args.ssm_model, "max_tokens": args.max_tokens, "runs": []}
+        configs.append(("speculative", [a for s in args.ssm_model for a in ("--ssm-model", s)] + args.speculative_args.split()))
+    report = {"machine": machine(), "model": args.model, "ssm_models": args.ssm_model,
+              "speculative_args": args.speculative_args, "max_tokens": args.max_tokens, "runs": []}
     for name, extra in configs:
         server = Server(args.model, "--max-requests-per-batch", max(levels), *extra)
         try:
