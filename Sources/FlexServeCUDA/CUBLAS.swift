@@ -19,10 +19,7 @@ public final class CUBLAS: @unchecked Sendable {
 
     init(device: CUDADevice) throws {
         self.device = device
-        let l = try DynamicLibrary("cuBLAS (libcublas)", candidates: [
-            "libcublas.so.13", "libcublas.so.12", "libcublas.so",
-            "/usr/local/cuda/lib64/libcublas.so.13", "/usr/local/cuda/lib64/libcublas.so.12", "/usr/local/cuda/lib64/libcublas.so",
-        ])
+        let l = try DynamicLibrary(toolkit: "libcublas", describedAs: "cuBLAS (libcublas)")
         library = l
         let create: @convention(c) (UnsafeMutablePointer<OpaquePointer?>) -> Status = try l.function("cublasCreate_v2")
         let setStream: @convention(c) (OpaquePointer?, OpaquePointer?) -> Status = try l.function("cublasSetStream_v2")

@@ -28,4 +28,11 @@ final class DynamicLibrary: @unchecked Sendable {
         guard let p = dlsym(handle, symbol) else { throw CUDAError.symbolMissing(library: name, symbol: symbol) }
         return unsafeBitCast(p, to: T.self)
     }
+
+    /// A CUDA toolkit library (`libcublas`, `libnvrtc`): by soname for each major version, newest
+    /// first, then in `/usr/local/cuda/lib64` where the loader path may not reach.
+    convenience init(toolkit base: String, describedAs name: String, majorVersions: [Int] = [13, 12]) throws {
+        let sonames = majorVersions.map { "\(base).so.\($0)" } + ["\(base).so"]
+        try self.init(name, candidates: sonames + sonames.map { "/usr/local/cuda/lib64/" + $0 })
+    }
 }

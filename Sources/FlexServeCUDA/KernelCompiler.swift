@@ -25,10 +25,7 @@ public final class KernelCompiler: @unchecked Sendable {
 
     init(device: CUDADevice) throws {
         self.device = device
-        let l = try DynamicLibrary("NVRTC (libnvrtc)", candidates: [
-            "libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so",
-            "/usr/local/cuda/lib64/libnvrtc.so.13", "/usr/local/cuda/lib64/libnvrtc.so.12", "/usr/local/cuda/lib64/libnvrtc.so",
-        ])
+        let l = try DynamicLibrary(toolkit: "libnvrtc", describedAs: "NVRTC (libnvrtc)")
         library = l
         nvrtcCreateProgram = try l.function("nvrtcCreateProgram")
         nvrtcCompileProgram = try l.function("nvrtcCompileProgram")

@@ -61,9 +61,7 @@ struct SpeculativeBenchCommand: AsyncParsableCommand {
             print(String(format: "machine: %@, %d threads, read %.1f GB/s, fp32 FMA %.0f GFLOP/s per core, %.0f all cores",
                          m.cpu as NSString, m.threads, m.readBandwidthGBs, m.fmaGFLOPsPerCore, m.fmaGFLOPsAllCores))
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(report).write(to: URL(fileURLWithPath: output))
+        try writeJSON(report, to: output)
         print("wrote \(output)")
     }
 }
@@ -100,9 +98,7 @@ struct ThroughputBenchCommand: AsyncParsableCommand {
                          Double(row.weightBytes) / 1e6, row.prefillTokensPerSecond, row.prefillGFLOPs, row.prefillFractionOfFMAPeak * 100,
                          row.decodeTokensPerSecond, row.decodeGBs, row.decodeFractionOfBandwidth * 100))
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(Report(model: model, machine: machine, rows: rows)).write(to: URL(fileURLWithPath: output))
+        try writeJSON(Report(model: model, machine: machine, rows: rows), to: output)
         print("wrote \(output)")
     }
 }

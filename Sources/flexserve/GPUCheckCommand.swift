@@ -27,17 +27,13 @@ struct GPUCorrectnessCommand: AsyncParsableCommand {
             guard let t = CUDADataType(name: String(name)) else { throw ValidationError("unknown data type \(name)") }
             return t
         }
-        let reports = try GPUCheck.correctness(model: model, prompts: texts, newTokens: newTokens, dataTypes: types) {
-            FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!)
-        }
+        let reports = try GPUCheck.correctness(model: model, prompts: texts, newTokens: newTokens, dataTypes: types, log: logProgress)
         print("type | prompts fully identical | min identical prefix | max |Δlogit| | max |logit|")
         for r in reports {
             print(String(format: "%-4@ | %d/%d | %d/%d | %.5f | %.2f", r.dataType as NSString, r.promptsFullyIdentical, r.prompts,
                          r.minIdenticalPrefix, r.newTokens, r.maxAbsLogitError, r.maxAbsLogit))
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(reports).write(to: URL(fileURLWithPath: output))
+        try writeJSON(reports, to: output)
     }
 }
 
@@ -57,7 +53,7 @@ struct GPUSpeedCommand: AsyncParsableCommand {
         guard let type = CUDADataType(name: dataType) else { throw ValidationError("unknown data type \(dataType)") }
         let sizes = treeSizes.split(separator: ",").compactMap { Int($0) }
         let r = try GPUCheck.speed(model: model, dataType: type, promptTokens: promptTokens, decodeSteps: decodeSteps,
-                                   treeSizes: sizes) { FileHandle.standardError.write(($0 + "\n").data(using: .utf8)!) }
+                                   treeSizes: sizes, log: logProgress)
         print(String(format: "%@ %@: copy %.0f GB/s, weights %.2f GB, roofline %.1f steps/s, decode %.1f steps/s (%.0f%%)",
                      r.device as NSString, r.dataType as NSString, r.copyBytesPerSecond / 1e9, Double(r.weightBytes) / 1e9,
                      r.rooflineStepsPerSecond, r.decodeStepsPerSecond, 100 * r.fractionOfRoofline))
@@ -66,9 +62,7 @@ struct GPUSpeedCommand: AsyncParsableCommand {
             print(String(format: "verify %3d tree tokens: %.2f ms%@", v.treeTokens, v.milliseconds,
                          base.map { String(format: " (%.2fx a 1-token step)", v.milliseconds / $0) as NSString } ?? ""))
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(r).write(to: URL(fileURLWithPath: output))
+        try writeJSON(r, to: output)
     }
 }
 

@@ -28,7 +28,8 @@ public enum ThroughputBenchmark {
             }
         }
         let tensors = names.compactMap { try? store.tensor($0) }
-        return (tensors.reduce(0) { $0 + $1.byteCount }, tensors.reduce(0) { $0 + $1.count }, tensors.first?.count ?? 0)
+        let head = (try? store.tensor(names[0]))?.count ?? 0
+        return (tensors.reduce(0) { $0 + $1.byteCount }, tensors.reduce(0) { $0 + $1.count }, head)
     }
 
     public static func run(path: String, format: DType?, machine: MachineProbe, prefillTokens: Int = 512, decodeTokens: Int = 64) throws -> Row {
