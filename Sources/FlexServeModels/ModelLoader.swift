@@ -18,6 +18,9 @@ public enum ModelLoader {
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw ModelError("model not found: \(path) is neither a folder nor a .gguf file")
         }
+        if isDirectory.boolValue, let file = try ggufOnly(folder: path) {
+            return try load(path: file, weightFormat: weightFormat)
+        }
         if isDirectory.boolValue {
             let configPath = (path as NSString).appendingPathComponent("config.json")
             let config = try ModelConfig(configJSON: configPath)
@@ -28,6 +31,15 @@ public enum ModelLoader {
         let config = try ModelConfig(gguf: gguf)
         let weights = converting(GGUFStore(gguf), to: weightFormat)
         return Loaded(model: try build(config: config, weights: weights), weights: weights, gguf: gguf, folder: nil)
+    }
+
+    /// The folder's one `.gguf` file when it holds no safetensors (a draft model exported by
+    /// tools/distill as GGUF; its config.json, if any, only documents it), else nil.
+    static func ggufOnly(folder: String) throws -> String? {
+        let names = try FileManager.default.contentsOfDirectory(atPath: folder)
+        guard !names.contains(where: { $0.hasSuffix(".safetensors") }) else { return nil }
+        let ggufs = names.filter { $0.hasSuffix(".gguf") }
+        return ggufs.count == 1 ? (folder as NSString).appendingPathComponent(ggufs[0]) : nil
     }
 
     static func converting(_ store: any WeightStore, to format: DType?) -> any WeightStore {

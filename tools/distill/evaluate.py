@@ -50,28 +50,65 @@ def last_logits(ssm, rows, dev):
     return ssm.lm_head(h).float()
 
 
-def draft_paths(ssm, prefixes, widths, dev):
-    """For each prefix, the root-to-leaf paths of the SSM's token tree."""
-    rows = [(i, []) for i in range(len(prefixes))]
-    for w in widths:
-        lg = last_logits(ssm, [prefixes[i] + p for i, p in rows], dev)
-        top = lg.topk(w, -1).indices.cpu().tolist()
-        rows = [(i, p + [top[r][c]]) for r, (i, p) in enumerate(rows) for c in range(w)]
+def draft_paths(ssm, prefixes, widths, dev, max_width=0):
+    """For each prefix, the root-to-node paths of the SSM's token tree, drafted as the engine's Drafter
+    does: at depth d every frontier node gets its top-widths[d] children (all of them join the tree);
+    the children, best cumulative log-probability first, are cut to max_width (0: no cap) to form the
+    next frontier."""
+    front = [(i, [], 0.0) for i in range(len(prefixes))]
     out = [[] for _ in prefixes]
-    for i, p in rows:
-        out[i].append(p)
+    for w in widths:
+        if not front:
+            break
+        lg = last_logits(ssm, [prefixes[i] + p for i, p, _ in front], dev).log_softmax(-1)
+        top = lg.topk(w, -1)
+        vals, idx = top.values.cpu().tolist(), top.indices.cpu().tolist()
+        per = {}
+        for r, (i, p, sc) in enumerate(front):
+            for c in range(w):
+                per.setdefault(i, []).append((p + [idx[r][c]], sc + vals[r][c]))
+        front = []
+        for i, kids in per.items():
+            out[i] += [p for p, _ in kids]
+            kids.sort(key=lambda x: -x[1])
+            if max_width:
+                kids = kids[:max_width]
+            front += [(i, p, sc) for p, sc in kids]
     return out
 
 
-def simulate(ssms, widths, prompts, refs, dev):
+def lookup_paths(tokens, length, candidates=2, longest=4, shortest=2):
+    """The engine's PromptLookup (Sources/FlexServe/Speculative/PromptLookup.swift)."""
+    n = len(tokens)
+    if length <= 0 or n <= shortest:
+        return []
+    for m in range(min(longest, n - 1), shortest - 1, -1):
+        found = []
+        end = n - 1
+        suffix = tokens[n - m:]
+        while end >= m and len(found) < candidates:
+            if tokens[end - m:end] == suffix:
+                copy = tokens[end:min(n, end + length)]
+                if not any(f[:1] == copy[:1] for f in found):
+                    found.append(copy)
+            end -= 1
+        if found:
+            return found
+    return []
+
+
+def simulate(ssms, widths, prompts, refs, dev, max_width=0, lookup=0):
     n = len(prompts)
-    t, steps, acc_hist = [0] * n, [0] * n, []
+    t, steps, acc_hist, nodes = [0] * n, [0] * n, [], []
     while True:
         act = [i for i in range(n) if t[i] < len(refs[i])]
         if not act:
             break
         prefixes = [prompts[i] + refs[i][:t[i]] for i in act]
-        trees = [draft_paths(s, prefixes, widths, dev) for s in ssms]
+        trees = [draft_paths(s, prefixes, widths, dev, max_width) for s in ssms]
+        if lookup:
+            trees.append([lookup_paths(p, lookup) for p in prefixes])
+        nodes.append(sum(len({tuple(p[:d + 1]) for tr in trees for p in tr[j] for d in range(len(p))}) for j in range(len(act))) / len(act))
         for j, i in enumerate(act):
             target = refs[i][t[i]:]
             best = 0
@@ -90,7 +127,7 @@ def simulate(ssms, widths, prompts, refs, dev):
     return {"tokens_per_step": total / sum(steps), "llm_steps": sum(steps), "tokens": total,
             "mean_accepted": sum(acc_hist) / len(acc_hist),
             "p_accept_ge_depth": [round(sum(a >= d for a in acc_hist) / len(acc_hist), 4) for d in range(1, D + 1)],
-            "tree_nodes_per_ssm": sum(_prod(widths[:d + 1]) for d in range(D))}
+            "mean_tree_nodes": round(sum(nodes) / len(nodes), 1)}
 
 
 def _prod(v):
@@ -104,13 +141,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", default="work/eval_items.json")
     ap.add_argument("--gguf-dir", default=None)
-    ap.add_argument("--ssm", action="append", required=True, help="name=folder (repeatable)")
+    ap.add_argument("--ssm", action="append", default=[], help="name=folder (repeatable)")
     ap.add_argument("--config", action="append", required=True,
-                    help="label:ssm1+ssm2:widths, e.g. tree-a+b:a+b:1,1,3,1,1,1,1,1 (repeatable)")
+                    help="label:ssm1+ssm2:widths[:max_width[:lookup]], e.g. tree-a+b:a+b:1,1,3,1,1,1,1,1 or "
+                         "wide:a+b:3,3,3,3,3,3,3,3:6:6 (widths = children per frontier node at each depth, max_width = "
+                         "frontier cap as --max-tree-width, lookup = prompt-lookup tokens; ssms may be empty) (repeatable)")
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--refs-cache", default=None, help="json file to save/load the LLM greedy tokens")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--ssm-fp32", action="store_true", help="SSM forwards in full fp32 (default: TF32 matmuls)")
     a = ap.parse_args()
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -130,19 +170,24 @@ def main():
         if a.refs_cache:
             json.dump(refs, open(a.refs_cache, "w"))
     print(f"LLM greedy refs: {sum(len(r) for r in refs)} tokens, {time.time() - t0:.1f}s", file=sys.stderr)
+    # The SSMs' forwards (the whole prefix again at every depth) dominate: TF32 makes wide trees affordable.
+    torch.backends.cuda.matmul.allow_tf32 = not a.ssm_fp32
     ssms = {}
     for s in a.ssm:
         name, path = s.split("=", 1)
         ssms[name] = load_ssm(path, dev)
     res = {"prompts": len(prompts), "new_tokens": a.new_tokens, "results": {}}
     for c in a.config:
-        label, names, widths = c.split(":")
-        widths = [int(w) for w in widths.split(",")]
+        f = c.split(":")
+        label, names, widths = f[0], f[1], [int(w) for w in f[2].split(",")]
+        mw = int(f[3]) if len(f) > 3 else 0
+        lk = int(f[4]) if len(f) > 4 else 0
+        names = [nm for nm in names.split("+") if nm]
         t1 = time.time()
-        r = simulate([ssms[nm] for nm in names.split("+")], widths, prompts, refs, dev)
-        r.update({"ssms": names.split("+"), "widths": widths, "seconds": round(time.time() - t1, 1)})
+        r = simulate([ssms[nm] for nm in names], widths, prompts, refs, dev, mw, lk)
+        r.update({"ssms": names, "widths": widths, "max_width": mw, "lookup": lk, "seconds": round(time.time() - t1, 1)})
         res["results"][label] = r
-        print(f"{label:>14}: {r['tokens_per_step']:.3f} tokens/step  mean accepted {r['mean_accepted']:.3f}  "
+        print(f"{label:>14}: {r['tokens_per_step']:.3f} tokens/step  nodes {r['mean_tree_nodes']}  mean accepted {r['mean_accepted']:.3f}  "
               f"P(acc>=d) {r['p_accept_ge_depth']}", file=sys.stderr, flush=True)
         if a.out:  # after every configuration: a run cut short keeps what it measured
             json.dump(res, open(a.out, "w"), indent=1)

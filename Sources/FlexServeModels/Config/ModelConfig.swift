@@ -28,7 +28,8 @@ public struct ModelConfig: Sendable, Equatable {
     /// The dtype the checkpoint was saved in (`torch_dtype` or `dtype`), informational.
     public var dtype: String?
     /// For a draft model whose vocabulary is a prefix of its LLM's: the id it reads in place of
-    /// the LLM's tokens it has no embedding for (`flexserve_draft.oov_input_token_id`).
+    /// the LLM's tokens it has no embedding for (`flexserve_draft.oov_input_token_id`; in GGUF,
+    /// `flexserve.draft.oov_input_token_id`).
     public var draftOOVTokenID: Int?
     /// Mistral's sliding-window attention: a token sees the keys of the last `slidingWindow` positions (itself included).
     public var slidingWindow: Int? = nil
@@ -199,7 +200,12 @@ extension ModelConfig {
             eosTokenIDs: eos,
             dtype: nil)
         raw = Self.ggufArchitectureSettings(arch, gguf)
+        // A draft model exported as GGUF (tools/distill/export.py) names its OOV input id here.
+        draftOOVTokenID = m[Self.ggufDraftOOVKey]?.int
     }
+
+    /// GGUF metadata key of `draftOOVTokenID` (config.json: `flexserve_draft.oov_input_token_id`).
+    public static let ggufDraftOOVKey = "flexserve.draft.oov_input_token_id"
 
     static func hfArchitecture(gguf arch: String) -> String {
         switch arch {
