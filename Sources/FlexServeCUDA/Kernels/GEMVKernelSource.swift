@@ -1,52 +1,91 @@
 /// CUDA C for a weight-streaming matrix-vector product for steps of a few tokens (decode, small trees):
-/// one warp per weight row, 16-byte loads, every row read once for all the step's tokens. Opt-in
+/// one warp per weight row, 16-byte loads, every row read once for all of a launch's tokens. Opt-in
 /// (`FLEXSERVE_CUDA_GEMV=1`) until it is measured against cuBLAS on a GPU.
+///
+/// For Hopper's bandwidth each lane keeps four independent 16-byte weight loads in flight (one load at a
+/// time leaves the memory system mostly idle at batch 1), and weights bypass L1 (`L1::no_allocate`: each is
+/// read once) so the activations the block's 8 warps share stay there.
+///
+/// Every token's sum is formed in the same order whatever the launch's token count (per lane: chunks in
+/// increasing order; then the same warp reduction), so one token's result does not depend on the batch:
+/// a tree verification reproduces incremental decoding bit for bit when both take this kernel.
 enum GEMVKernelSource {
     static let moduleName = "flexserve_gemv"
-    /// Most tokens one launch serves (accumulators per lane).
-    static let maxTokens = 8
+    /// Token counts with a kernel of their own (accumulators per lane); larger steps run in chunks of the largest.
+    static let tokenVariants = [1, 2, 4, 8]
+    static var maxTokens: Int { tokenVariants.last! }
 
     static let code = #"""
+struct f16 { unsigned short bits; };
+struct bf16 { unsigned short bits; };
+__device__ __forceinline__ float half_to_float(unsigned short h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
 __device__ __forceinline__ void unpack(const uint4& v, float* out, const float*) {
   out[0] = __uint_as_float(v.x); out[1] = __uint_as_float(v.y); out[2] = __uint_as_float(v.z); out[3] = __uint_as_float(v.w);
 }
-__device__ __forceinline__ float half_to_float(unsigned short h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
-struct f16 { unsigned short bits; };
-struct bf16 { unsigned short bits; };
 __device__ __forceinline__ void unpack(const uint4& v, float* out, const f16*) {
   unsigned w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
   for (int i = 0; i < 4; i++) { out[2 * i] = half_to_float(w[i] & 0xffffu); out[2 * i + 1] = half_to_float(w[i] >> 16); }
 }
 __device__ __forceinline__ void unpack(const uint4& v, float* out, const bf16*) {
   unsigned w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
   for (int i = 0; i < 4; i++) { out[2 * i] = __uint_as_float(w[i] << 16); out[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u); }
 }
+// Weights: read once, through the non-coherent path, not kept in L1.
+__device__ __forceinline__ uint4 load_stream(const uint4* p) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+  return v;
+}
+// Activations: read by every warp of the block, kept in L1.
+__device__ __forceinline__ uint4 load_shared_read(const uint4* p) {
+  uint4 v;
+  asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+  return v;
+}
 
-// y[t][row] = (accumulate ? y[t][row] : 0) + Σk w[row][k] · x[t][k] for t < tokens ≤ 8.
+template <typename T, int TOK> __device__ __forceinline__ void dot_chunk(const uint4& wraw, const T* x, int k, int c, int tokens, float* acc) {
+  const int per = 16 / sizeof(T);
+  float wv[8];
+  unpack(wraw, wv, (const T*)0);
+#pragma unroll
+  for (int t = 0; t < TOK; t++) {
+    if (t < tokens) {
+      float xv[8];
+      unpack(load_shared_read((const uint4*)(x + (long)t * k) + c), xv, (const T*)0);
+      float s = 0.f;
+#pragma unroll
+      for (int e = 0; e < per; e++) s += wv[e] * xv[e];
+      acc[t] += s;
+    }
+  }
+}
+
+// y[t][row] = (accumulate ? y[t][row] : 0) + Σk w[row][k] · x[t][k] for t < tokens ≤ TOK.
 // Needs k·sizeof(T) to be a multiple of 16 (rows start 16-byte aligned). Block: 256 threads = 8 rows.
-template <typename T> __device__ void gemv(const T* w, const T* x, float* y, int n, int k, int tokens, int accumulate) {
+template <typename T, int TOK> __device__ void gemv(const T* w, const T* x, float* y, int n, int k, int tokens, int accumulate) {
   const int per = 16 / sizeof(T);  // elements per 16-byte load
+  const int U = 4;                 // loads in flight per lane
   int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   long row = (long)blockIdx.x * (blockDim.x >> 5) + warp;
   if (row >= n) return;
   const uint4* wr = (const uint4*)(w + row * (long)k);
   int chunks = k / per;
-  float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-  for (int c = lane; c < chunks; c += 32) {
-    float wv[8], xv[8];
-    unpack(wr[c], wv, (const T*)0);
+  float acc[TOK];
 #pragma unroll
-    for (int t = 0; t < 8; t++) {
-      if (t < tokens) {
-        unpack(((const uint4*)(x + (long)t * k))[c], xv, (const T*)0);
-        float s = 0.f;
-        for (int e = 0; e < per; e++) s += wv[e] * xv[e];
-        acc[t] += s;
-      }
-    }
+  for (int t = 0; t < TOK; t++) acc[t] = 0.f;
+  int c = lane;
+  for (; c + 32 * (U - 1) < chunks; c += 32 * U) {
+    uint4 wv[U];
+#pragma unroll
+    for (int u = 0; u < U; u++) wv[u] = load_stream(wr + c + 32 * u);
+#pragma unroll
+    for (int u = 0; u < U; u++) dot_chunk<T, TOK>(wv[u], x, k, c + 32 * u, tokens, acc);
   }
+  for (; c < chunks; c += 32) dot_chunk<T, TOK>(load_stream(wr + c), x, k, c, tokens, acc);
 #pragma unroll
-  for (int t = 0; t < 8; t++) {
+  for (int t = 0; t < TOK; t++) {
     if (t < tokens) {
       float s = acc[t];
       for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
@@ -58,11 +97,12 @@ template <typename T> __device__ void gemv(const T* w, const T* x, float* y, int
   }
 }
 
-extern "C" __global__ void gemv_f32(const float* w, const float* x, float* y, int n, int k, int tokens, int accumulate) {
-  gemv<float>(w, x, y, n, k, tokens, accumulate); }
-extern "C" __global__ void gemv_f16(const f16* w, const f16* x, float* y, int n, int k, int tokens, int accumulate) {
-  gemv<f16>(w, x, y, n, k, tokens, accumulate); }
-extern "C" __global__ void gemv_bf16(const bf16* w, const bf16* x, float* y, int n, int k, int tokens, int accumulate) {
-  gemv<bf16>(w, x, y, n, k, tokens, accumulate); }
+#define GEMV(T, S, N) \
+extern "C" __global__ void __launch_bounds__(256) gemv_##S##_##N(const T* w, const T* x, float* y, int n, int k, int tokens, int accumulate) { \
+  gemv<T, N>(w, x, y, n, k, tokens, accumulate); }
+#define GEMV_ALL(T, S) GEMV(T, S, 1) GEMV(T, S, 2) GEMV(T, S, 4) GEMV(T, S, 8)
+GEMV_ALL(float, f32)
+GEMV_ALL(f16, f16)
+GEMV_ALL(bf16, bf16)
 """#
 }

@@ -138,6 +138,87 @@ template <typename T> __device__ void attention(const float* qkv, const T* kc, c
   }
 }
 
+// 8 (fp16/bf16) or 4 (fp32) elements of a 16-byte load, as floats.
+__device__ __forceinline__ void unpack16(const uint4& v, float* out, const float*) {
+  out[0] = __uint_as_float(v.x); out[1] = __uint_as_float(v.y); out[2] = __uint_as_float(v.z); out[3] = __uint_as_float(v.w);
+}
+__device__ __forceinline__ void unpack16(const uint4& v, float* out, const f16* p) {
+  const f16* h = (const f16*)&v;
+#pragma unroll
+  for (int i = 0; i < 8; i++) out[i] = load(h, i);
+}
+__device__ __forceinline__ void unpack16(const uint4& v, float* out, const bf16*) {
+  unsigned w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; i++) { out[2 * i] = __uint_as_float(w[i] << 16); out[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u); }
+}
+
+// The same attention with more parallelism for long visible lists (decode is latency-bound in `attention`: one
+// warp per slot, each waiting on a slot index and then its key). Here the slot indices are staged in shared
+// memory once; each thread scores whole slots (16-byte key loads, q from shared memory); each warp sums the
+// values of its share of the slots and the 8 warps' partial sums are added in a fixed order, so a token's result
+// depends only on its visible list, as before. Grid (tokens, heads), 256 threads; needs hd % 8 == 0, hd <= 256.
+// Dynamic shared memory: hd + 2 · (max visible) floats.
+template <typename T> __device__ void attention2(const float* qkv, const T* kc, const T* vc, const int* slotStart,
+                                                 const int* slots, T* out, int nh, int nkv, int hd, float scale) {
+  extern __shared__ float shared[];
+  __shared__ float scratch[32];
+  __shared__ float partial[8][256];
+  int t = blockIdx.x, h = blockIdx.y, kvh = h / (nh / nkv);
+  int qDim = nh * hd, kvDim = nkv * hd;
+  int lo = slotStart[t], n = slotStart[t + 1] - lo;
+  float* q = shared;
+  float* scores = shared + hd;
+  int* rows = (int*)(scores + n);
+  for (int i = threadIdx.x; i < hd; i += blockDim.x) q[i] = qkv[(long)t * (qDim + 2 * kvDim) + h * hd + i];
+  for (int j = threadIdx.x; j < n; j += blockDim.x) rows[j] = slots[lo + j];
+  __syncthreads();
+  const int per = 16 / sizeof(T);
+  for (int j = threadIdx.x; j < n; j += blockDim.x) {
+    const uint4* k = (const uint4*)(kc + (long)rows[j] * kvDim + kvh * hd);
+    float d = 0.f;
+#pragma unroll 4
+    for (int c = 0; c < hd / per; c++) {
+      float kv[8];
+      unpack16(k[c], kv, (const T*)0);
+#pragma unroll
+      for (int e = 0; e < per; e++) d += q[c * per + e] * kv[e];
+    }
+    scores[j] = d * scale;
+  }
+  __syncthreads();
+  float m = __int_as_float(0xff800000);
+  for (int j = threadIdx.x; j < n; j += blockDim.x) m = fmaxf(m, scores[j]);
+  m = block_max(m, scratch);
+  float sum = 0.f;
+  for (int j = threadIdx.x; j < n; j += blockDim.x) {
+    float e = expf(scores[j] - m);
+    scores[j] = e;
+    sum += e;
+  }
+  sum = block_sum(sum, scratch);  // its barriers also publish the exponentials
+  float inv = 1.f / sum;
+  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+  float acc[8];
+#pragma unroll
+  for (int r = 0; r < 8; r++) acc[r] = 0.f;
+#pragma unroll 2
+  for (int j = warp; j < n; j += warps) {
+    float p = scores[j];
+    const T* v = vc + (long)rows[j] * kvDim + kvh * hd;
+#pragma unroll
+    for (int r = 0; r < 8; r++) if (lane + 32 * r < hd) acc[r] += p * load(v, lane + 32 * r);
+  }
+#pragma unroll
+  for (int r = 0; r < 8; r++) if (lane + 32 * r < hd) partial[warp][lane + 32 * r] = acc[r];
+  __syncthreads();
+  for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+    float s = 0.f;
+    for (int w = 0; w < warps; w++) s += partial[w][i];
+    store(out, (long)t * qDim + h * hd + i, s * inv);
+  }
+}
+
 // out[t][i] = silu(gate) · up, reading the fused [gate | up] GEMM rows.
 template <typename T> __device__ void silu_mul(const float* gateUp, T* out, int inner, long total) {
   for (long e = blockIdx.x * (long)blockDim.x + threadIdx.x; e < total; e += (long)gridDim.x * blockDim.x) {
@@ -167,6 +248,9 @@ extern "C" __global__ void rope_store_##S(float* qkv, const float* bias, const f
 extern "C" __global__ void attention_##S(const float* qkv, const T* kc, const T* vc, const int* slotStart, const int* slots, \
                                          T* out, int nh, int nkv, int hd, float scale) { \
   attention<T>(qkv, kc, vc, slotStart, slots, out, nh, nkv, hd, scale); } \
+extern "C" __global__ void __launch_bounds__(256) attention2_##S(const float* qkv, const T* kc, const T* vc, const int* slotStart, \
+                                                                 const int* slots, T* out, int nh, int nkv, int hd, float scale) { \
+  attention2<T>(qkv, kc, vc, slotStart, slots, out, nh, nkv, hd, scale); } \
 extern "C" __global__ void silu_mul_##S(const float* gateUp, T* out, int inner, long total) { silu_mul<T>(gateUp, out, inner, total); } \
 extern "C" __global__ void kv_move_##S(T* cache, const int* moves, int count, long slots, int kvDim, int planes) { \
   kv_move<T>(cache, moves, count, slots, kvDim, planes); }

@@ -31,8 +31,21 @@ struct LlamaKernels {
                            .pointer(keys), .pointer(values), .int(heads), .int(kvHeads), .int(headDim)])
     }
 
+    /// Whether `attention2` can take a step whose longest visible list is `maxVisible` (its shared memory holds the
+    /// scores and the slot indices; 200 KB leaves room under Hopper's 227 KB).
+    static func attention2Handles(headDim: Int, maxVisible: Int) -> Bool {
+        headDim % 8 == 0 && headDim <= 256 && (headDim + 2 * maxVisible) * 4 <= 200 * 1024
+    }
+
     func attention(qkv: DevicePointer, keys: DevicePointer, values: DevicePointer, slotStart: DevicePointer, slots: DevicePointer,
-                   out: DevicePointer, tokens: Int, maxVisible: Int, heads: Int, kvHeads: Int, headDim: Int, scale: Float) throws {
+                   out: DevicePointer, tokens: Int, maxVisible: Int, heads: Int, kvHeads: Int, headDim: Int, scale: Float,
+                   version2: Bool = false) throws {
+        if version2 && Self.attention2Handles(headDim: headDim, maxVisible: maxVisible) {
+            try module.launch(name("attention2"), grid: (tokens, heads, 1), block: 256, sharedBytes: (headDim + 2 * maxVisible) * 4,
+                              [.pointer(qkv), .pointer(keys), .pointer(values), .pointer(slotStart), .pointer(slots),
+                               .pointer(out), .int(heads), .int(kvHeads), .int(headDim), .float(scale)])
+            return
+        }
         try module.launch(name("attention"), grid: (tokens, heads, 1), block: 128, sharedBytes: (headDim + maxVisible) * 4,
                           [.pointer(qkv), .pointer(keys), .pointer(values), .pointer(slotStart), .pointer(slots),
                            .pointer(out), .int(heads), .int(kvHeads), .int(headDim), .float(scale)])
