@@ -6,6 +6,9 @@ public final class CUBLAS: @unchecked Sendable {
     let device: CUDADevice
     let library: DynamicLibrary
     let handle: OpaquePointer?
+    /// A workspace of our own, so cuBLAS never allocates during a stream capture (CUDA graphs need this);
+    /// nil when this cuBLAS lacks `cublasSetWorkspace`, and then its GEMMs are not captured.
+    let workspace: DeviceBuffer?
     let cublasGemmEx: @convention(c) (OpaquePointer?, Int32, Int32, Int32, Int32, Int32,
                                       UnsafeRawPointer, UInt64, Int32, Int32, UInt64, Int32, Int32,
                                       UnsafeRawPointer, UInt64, Int32, Int32, Int32, Int32) -> Status
@@ -29,6 +32,13 @@ public final class CUBLAS: @unchecked Sendable {
         try Self.check(create(&h), "cublasCreate")
         handle = h
         try Self.check(setStream(h, device.stream), "cublasSetStream")
+        // 32 MiB: what NVIDIA recommends for Hopper.
+        if let setWorkspace: @convention(c) (OpaquePointer?, UInt64, Int) -> Status = try? l.function("cublasSetWorkspace_v2"),
+           let buffer = try? device.allocate(bytes: 32 << 20), setWorkspace(h, buffer.pointer, buffer.bytes) == 0 {
+            workspace = buffer
+        } else {
+            workspace = nil
+        }
     }
 
     static func check(_ status: Status, _ call: @autoclosure () -> String) throws {

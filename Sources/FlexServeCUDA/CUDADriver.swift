@@ -43,6 +43,17 @@ public final class CUDADriver: @unchecked Sendable {
                                         UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Result
     let cuGetErrorName: @convention(c) (Result, UnsafeMutablePointer<UnsafePointer<CChar>?>) -> Result
     let cuGetErrorString: @convention(c) (Result, UnsafeMutablePointer<UnsafePointer<CChar>?>) -> Result
+    /// Stream capture and graph replay (CUDA 11.4+); nil when this driver lacks them, and graphs are then off.
+    let graphs: GraphFunctions?
+
+    struct GraphFunctions {
+        let cuStreamBeginCapture: @convention(c) (Handle, Int32) -> Result
+        let cuStreamEndCapture: @convention(c) (Handle, UnsafeMutablePointer<Handle>) -> Result
+        let cuGraphInstantiateWithFlags: @convention(c) (UnsafeMutablePointer<Handle>, Handle, UInt64) -> Result
+        let cuGraphLaunch: @convention(c) (Handle, Handle) -> Result
+        let cuGraphDestroy: @convention(c) (Handle) -> Result
+        let cuGraphExecDestroy: @convention(c) (Handle) -> Result
+    }
 
     /// Loads libcuda and initialises it; throws a clear error when there is no driver or no GPU.
     public init() throws {
@@ -77,6 +88,13 @@ public final class CUDADriver: @unchecked Sendable {
         cuLaunchKernel = try l.function("cuLaunchKernel")
         cuGetErrorName = try l.function("cuGetErrorName")
         cuGetErrorString = try l.function("cuGetErrorString")
+        graphs = try? GraphFunctions(
+            cuStreamBeginCapture: l.function("cuStreamBeginCapture_v2", or: "cuStreamBeginCapture", in: l),
+            cuStreamEndCapture: l.function("cuStreamEndCapture"),
+            cuGraphInstantiateWithFlags: l.function("cuGraphInstantiateWithFlags"),
+            cuGraphLaunch: l.function("cuGraphLaunch"),
+            cuGraphDestroy: l.function("cuGraphDestroy"),
+            cuGraphExecDestroy: l.function("cuGraphExecDestroy"))
         let rc = cuInit(0)
         if rc != 0 {
             throw CUDAError.noDevice("cuInit: \(errorName(rc)): \(errorMessage(rc))")

@@ -22,6 +22,21 @@ final class CUDABackendTests: XCTestCase {
         for e in fp16.maxAbsError { XCTAssertLessThan(e, 5e-2) }
     }
 
+    /// The GEMV, CUDA graphs (captured and replayed) and the second attention kernel give the CPU's logits too.
+    func testExecutionVariantsMatchCPU() throws {
+        guard let device = try? CUDADevice.shared() else { throw XCTSkip("no CUDA driver or GPU") }
+        let variants = [CUDALlama.Options(gemv: true), CUDALlama.Options(graphs: true),
+                        CUDALlama.Options(gemv: true, graphs: true, attention2: true)]
+        for options in variants {
+            let r = try CUDASelfTest.run(device: device, dataType: .fp32, options: options)
+            for e in r.maxAbsError { XCTAssertLessThan(e, 1e-3, options.summary) }
+            if options.graphs {
+                XCTAssertNil(r.graphFailure, options.summary)
+                XCTAssertGreaterThan(r.graphReplays, 0, options.summary)
+            }
+        }
+    }
+
     func testDataTypeNames() {
         XCTAssertEqual(CUDADataType(name: "half"), .fp16)
         XCTAssertEqual(CUDADataType(name: "bfloat16"), .bf16)

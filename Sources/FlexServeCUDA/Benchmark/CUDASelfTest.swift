@@ -3,20 +3,25 @@ import FlexServeTensor
 
 /// A small random LLaMA (grouped-query attention, 2 layers) run on the CPU and on the GPU in fp32 through the
 /// steps the engine takes: a continuous batch of two prefills, a token-tree verification, committing accepted
-/// nodes with `PagedKVCache.move`, and a decode step that reads the moved entries. Used by the tests and by
-/// `flexserve gpu-check selftest`.
+/// nodes with `PagedKVCache.move`, and decode steps that read the moved entries (four of the same shape, so a
+/// captured CUDA graph is replayed over changing inputs). Used by the tests and by `flexserve gpu-check selftest`.
 public enum CUDASelfTest {
     public struct Result: Sendable {
-        /// Largest |GPU − CPU| logit per step: prefill, tree, decode after move.
+        /// Largest |GPU − CPU| logit per step: prefill, tree, decodes after move.
         public var maxAbsError: [Float]
+        /// Graph captures and replays the GPU model made (0 unless `options.graphs`).
+        public var graphCaptures = 0, graphReplays = 0
+        /// Why graph capture was given up (the steps then ran directly).
+        public var graphFailure: String?
     }
 
-    public static func run(device: CUDADevice? = nil, dataType: CUDADataType = .fp32) throws -> Result {
+    public static func run(device: CUDADevice? = nil, dataType: CUDADataType = .fp32,
+                           options: CUDALlama.Options = .environment) throws -> Result {
         let config = ModelConfig(architecture: "LlamaForCausalLM", vocabSize: 64, hiddenSize: 64, intermediateSize: 128,
                                  numLayers: 2, numHeads: 4, numKVHeads: 2)
         let weights = RandomWeights(config: config, seed: 7)
         let cpu = try LlamaModel(config: config, weights: weights)
-        let gpu = try CUDALlama(config: config, weights: weights, dataType: dataType, device: device)
+        let gpu = try CUDALlama(config: config, weights: weights, dataType: dataType, device: device, options: options)
         let cpuCache = cpu.makeCache(capacityTokens: 96), gpuCache = gpu.makeCache(capacityTokens: 96)
         var errors: [Float] = []
         func both(_ batch: Batch) throws {
@@ -49,11 +54,13 @@ public enum CUDASelfTest {
             cache.move(sequence: 0, from: 11, to: 11)
             cache.move(sequence: 0, from: 13, to: 12)
         }
-        var decode = Batch()
-        decode.appendCausal([50], sequence: 0, start: 13, logits: .last)
-        decode.appendCausal([14], sequence: 1, start: 6, logits: .last)
-        try both(decode)
-        return Result(maxAbsError: errors)
+        for step in 0..<4 {
+            var decode = Batch()
+            decode.appendCausal([50 - step], sequence: 0, start: 13 + step, logits: .last)
+            decode.appendCausal([14 + step], sequence: 1, start: 6 + step, logits: .last)
+            try both(decode)
+        }
+        return Result(maxAbsError: errors, graphCaptures: gpu.graphCaptures, graphReplays: gpu.graphReplays, graphFailure: gpu.graphFailure)
     }
 }
 

@@ -82,7 +82,8 @@ public enum DecodeSpeed {
                                                 cacheIndex: prefix + i, visiblePrefix: prefix,
                                                 visibleExtra: ancestors.reversed(), wantsLogits: true))
             }
-            _ = try model.forward(batch, cache: cache)  // warm-up (and scratch growth)
+            // Warm-up (scratch growth; with CUDA graphs, the shape's direct first step and its capture).
+            for _ in 0..<2 { _ = try model.forward(batch, cache: cache) }
             let start = Date()
             for _ in 0..<repeats { _ = try model.forward(batch, cache: cache) }
             return Verify(treeTokens: size, milliseconds: Date().timeIntervalSince(start) * 1000 / Double(repeats))

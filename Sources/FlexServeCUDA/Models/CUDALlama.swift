@@ -16,6 +16,11 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
     let blas: CUBLAS
     /// The weight-streaming GEMV for steps of few tokens, when enabled (`FLEXSERVE_CUDA_GEMV=1`); cuBLAS otherwise.
     let gemv: GEMVKernel?
+    public let options: Options
+    /// Why CUDA graphs were turned off for this model after a failed capture (nil: never failed).
+    public private(set) var graphFailure: String?
+    /// Steps run as a captured graph: captures and replays (a replay count far above captures is the aim).
+    public private(set) var graphCaptures = 0, graphReplays = 0
     let rope: RotaryEmbedding
     let embedding: DeviceBuffer
     let finalNorm: DeviceBuffer
@@ -41,7 +46,47 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
         "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "llama", "mistral", "qwen2",
     ]
 
-    public init(config: ModelConfig, weights: WeightStore, dataType: CUDADataType = .fp16, device: CUDADevice? = nil) throws {
+    /// How steps are executed; by default from the environment (`Options.environment`).
+    public struct Options: Sendable, Equatable {
+        /// Matrix products of steps of at most `gemvMaxTokens` tokens through the package's GEMV instead of cuBLAS.
+        public var gemv: Bool
+        public var gemvMaxTokens: Int
+        /// Steps of at most `graphMaxTokens` tokens that want logits captured once per shape as a CUDA graph and replayed.
+        public var graphs: Bool
+        public var graphMaxTokens: Int
+        /// Attention through `attention2` (slots in parallel across the block) instead of `attention`.
+        public var attention2: Bool
+
+        public init(gemv: Bool = false, gemvMaxTokens: Int = 8, graphs: Bool = false, graphMaxTokens: Int = 32,
+                    attention2: Bool = false) {
+            self.gemv = gemv
+            self.gemvMaxTokens = gemvMaxTokens
+            self.graphs = graphs
+            self.graphMaxTokens = graphMaxTokens
+            self.attention2 = attention2
+        }
+
+        /// `FLEXSERVE_CUDA_GEMV=1`, `FLEXSERVE_CUDA_GEMV_MAX_TOKENS`, `FLEXSERVE_CUDA_GRAPHS=1`, `FLEXSERVE_CUDA_GRAPH_MAX_TOKENS`,
+        /// `FLEXSERVE_CUDA_ATTENTION=2`.
+        public static var environment: Options {
+            let env = ProcessInfo.processInfo.environment
+            var o = Options()
+            o.gemv = env["FLEXSERVE_CUDA_GEMV"] == "1"
+            if let n = env["FLEXSERVE_CUDA_GEMV_MAX_TOKENS"].flatMap({ Int($0) }), n > 0 { o.gemvMaxTokens = n }
+            o.graphs = env["FLEXSERVE_CUDA_GRAPHS"] == "1"
+            if let n = env["FLEXSERVE_CUDA_GRAPH_MAX_TOKENS"].flatMap({ Int($0) }), n > 0 { o.graphMaxTokens = n }
+            o.attention2 = env["FLEXSERVE_CUDA_ATTENTION"] == "2"
+            return o
+        }
+
+        /// A short name for reports: "cublas", "gemv<=8", "+graphs", "+attn2".
+        public var summary: String {
+            (gemv ? "gemv<=\(gemvMaxTokens)" : "cublas") + (graphs ? "+graphs" : "") + (attention2 ? "+attn2" : "")
+        }
+    }
+
+    public init(config: ModelConfig, weights: WeightStore, dataType: CUDADataType = .fp16, device: CUDADevice? = nil,
+                options: Options = .environment) throws {
         guard Self.architectures.contains(config.architecture) else {
             throw CUDAError.unsupported("architecture '\(config.architecture)' has no GPU implementation (LLaMA-family only); use --device cpu")
         }
@@ -52,7 +97,8 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
         self.dataType = dataType
         kernels = try LlamaKernels(device: device, type: dataType)
         blas = try device.cublas()
-        gemv = ProcessInfo.processInfo.environment["FLEXSERVE_CUDA_GEMV"] == "1" ? try GEMVKernel(device: device, type: dataType) : nil
+        self.options = options
+        gemv = options.gemv ? try GEMVKernel(device: device, type: dataType, maxTokens: options.gemvMaxTokens) : nil
         let c = config, src = weights.source
         let qDim = c.numHeads * c.headDim, kvDim = c.numKVHeads * c.headDim
         func matrix(_ name: String, _ rows: Int, _ cols: Int) throws -> TensorView {
@@ -114,8 +160,7 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
         let c = config
         let T = batch.count
         guard T > 0 else { return Logits(rows: 0, vocabSize: c.vocabSize) }
-        let H = c.hiddenSize, qDim = c.numHeads * c.headDim, kvDim = c.numKVHeads * c.headDim
-        let I = c.intermediateSize, V = c.vocabSize, half = c.headDim / 2
+        let kvDim = c.numKVHeads * c.headDim, V = c.vocabSize, half = c.headDim / 2
         let kv = try deviceCache(for: cache)
         guard kv.slots == cache.capacityTokens, kv.kvDim == kvDim else {
             throw CUDAError.unsupported("KV cache shape does not match the model")
@@ -132,28 +177,86 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
         var maxVisible = 1
         for t in 0..<T { maxVisible = max(maxVisible, Int(addressing.slotStart[t + 1] - addressing.slotStart[t])) }
 
-        // Everything the step needs from the host goes up in one copy.
+        // Everything the step needs from the host goes up in one copy. The fixed-size arrays come first, so
+        // their offsets depend only on (T, R) and a captured graph finds them again at the next step of that
+        // shape; the slot lists (which grow with the sequence) and the moves follow.
         var step = StepLayout()
         var packed: [Int32] = []
         packed.reserveCapacity(4 * T + addressing.slots.count + R + moves.count + 2 * T * half + 1)
         step.ids = packed.count; packed.append(contentsOf: batch.tokens.map { Int32($0.id) })
         step.write = packed.count; packed.append(contentsOf: addressing.write)
         step.slotStart = packed.count; packed.append(contentsOf: addressing.slotStart)
-        step.slots = packed.count; packed.append(contentsOf: addressing.slots)
         step.picked = packed.count; packed.append(contentsOf: picked)
-        step.moves = packed.count; packed.append(contentsOf: moves)
         step.cos = packed.count; packed.append(contentsOf: cosines.map { Int32(bitPattern: $0.bitPattern) })
         step.sin = packed.count; packed.append(contentsOf: sines.map { Int32(bitPattern: $0.bitPattern) })
+        step.slots = packed.count; packed.append(contentsOf: addressing.slots)
+        step.moves = packed.count; packed.append(contentsOf: moves)
         for t in batch.tokens where t.id < 0 || t.id >= V {
             throw ModelError("token id \(t.id) is outside the vocabulary (0..<\(V))")
         }
 
         let s = try scratch(tokens: T, logitRows: R, stepInts: packed.count)
         try packed.withUnsafeBytes { try device.copy(toDevice: s.step.pointer, from: $0.baseAddress!, bytes: $0.count) }
-        func at(_ index: Int) -> DevicePointer { s.step.offset(index * 4) }
-
-        try kernels.moveSlots(cache: kv.storage.pointer, moves: at(step.moves), count: moves.count / 2,
+        // Moves vary in number, so they run outside any graph, before the step reads the cache.
+        try kernels.moveSlots(cache: kv.storage.pointer, moves: s.step.offset(step.moves * 4), count: moves.count / 2,
                               slots: kv.slots, kvDim: kvDim, planes: 2 * c.numLayers)
+        if graphsApply(tokens: T, logitRows: R) {
+            // Attention's shared memory is sized by the longest visible list; rounding it up lets one graph
+            // serve 256 consecutive positions.
+            let bound = (maxVisible + 255) / 256 * 256
+            let key = GraphKey(tokens: T, logitRows: R, visibleBound: bound, cache: kv.storage.pointer, slots: kv.slots)
+            if let graph = s.graphs[key] {
+                try graph.launch()
+                graphReplays += 1
+            } else if s.seenShapes.insert(key).inserted {
+                // A shape's first step runs directly: one-off shapes (prefills) are not worth a capture, and
+                // libraries finish their lazy set-up (module loading, cuBLAS heuristics) outside a capture.
+                try encode(s, kv: kv, step: step, tokens: T, logitRows: R, maxVisible: maxVisible)
+            } else {
+                do {
+                    let graph = try CUDAGraph(device: device) {
+                        try encode(s, kv: kv, step: step, tokens: T, logitRows: R, maxVisible: bound)
+                    }
+                    if s.graphs.count >= 64 { s.graphs.removeAll(); s.seenShapes.removeAll() }
+                    s.graphs[key] = graph
+                    graphCaptures += 1
+                    try graph.launch()
+                } catch {
+                    // Nothing captured ran: note why, stop trying, and run this step directly.
+                    graphFailure = "\(error)"
+                    FileHandle.standardError.write("flexserve: CUDA graph capture failed, running steps directly: \(error)\n".data(using: .utf8)!)
+                    try encode(s, kv: kv, step: step, tokens: T, logitRows: R, maxVisible: maxVisible)
+                }
+            }
+        } else {
+            try encode(s, kv: kv, step: step, tokens: T, logitRows: R, maxVisible: maxVisible)
+        }
+        let logits = Logits(rows: R, vocabSize: V)
+        if R > 0 {
+            try device.copy(toHost: logits.storage.pointer, from: s.logits.pointer, bytes: R * V * 4)
+        } else {
+            try device.synchronize()
+        }
+        return logits
+    }
+
+    /// Whether a step of this shape runs as a captured graph.
+    private func graphsApply(tokens: Int, logitRows: Int) -> Bool {
+        guard options.graphs, graphFailure == nil, device.driver.graphs != nil, logitRows > 0, tokens <= options.graphMaxTokens else {
+            return false
+        }
+        // cuBLAS without a workspace of ours may allocate while capturing, which a capture forbids.
+        return blas.workspace != nil || gemv?.maxTokens ?? 0 >= tokens
+    }
+
+    /// Queues one step's kernels, from the embedding to the vocabulary head, reading the step's arrays from
+    /// `s.step` at `step`'s offsets. Every address it passes is fixed for a given (scratch, cache, T, R), so the
+    /// launches can be captured once and replayed.
+    private func encode(_ s: Scratch, kv: DeviceKVCache, step: StepLayout, tokens T: Int, logitRows R: Int, maxVisible: Int) throws {
+        let c = config
+        let H = c.hiddenSize, qDim = c.numHeads * c.headDim, kvDim = c.numKVHeads * c.headDim
+        let I = c.intermediateSize, V = c.vocabSize
+        func at(_ index: Int) -> DevicePointer { s.step.offset(index * 4) }
         try kernels.embed(ids: at(step.ids), table: embedding.pointer, out: s.x.pointer, tokens: T, dim: H)
         let scale = 1 / Float(c.headDim).squareRoot()
         for (l, layer) in layers.enumerated() {
@@ -168,7 +271,7 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
             try kernels.attention(qkv: s.qkv.pointer, keys: kv.keys(layer: l), values: kv.values(layer: l),
                                   slotStart: at(step.slotStart), slots: at(step.slots), out: s.act.pointer,
                                   tokens: T, maxVisible: maxVisible, heads: c.numHeads, kvHeads: c.numKVHeads,
-                                  headDim: c.headDim, scale: scale)
+                                  headDim: c.headDim, scale: scale, version2: options.attention2)
             try linear(x: s.act.pointer, w: layer.wo.pointer, out: s.x.pointer,
                             tokens: T, n: H, k: qDim, accumulate: true)
             // MLP block: x += Wdown · (silu(Wgate · h) ⊙ Wup · h), h = norm(x).
@@ -180,21 +283,22 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
             try linear(x: s.act.pointer, w: layer.down.pointer, out: s.x.pointer,
                             tokens: T, n: H, k: I, accumulate: true)
         }
-        let logits = Logits(rows: R, vocabSize: V)
         if R > 0 {
             // Final norm and vocabulary head only for the rows that asked for logits.
             try kernels.rmsNorm(x: s.x.pointer, rows: at(step.picked), count: R, weight: finalNorm.pointer, out: s.act.pointer,
                                 dim: H, eps: c.rmsNormEps)
             try linear(x: s.act.pointer, w: lmHead.pointer, out: s.logits.pointer, tokens: R, n: V, k: H)
-            try device.copy(toHost: logits.storage.pointer, from: s.logits.pointer, bytes: R * V * 4)
-        } else {
-            try device.synchronize()
         }
-        return logits
     }
 
     /// Which matrix-product path few-token steps take: "gemv" or "cublas".
     public var smallStepKernel: String { gemv == nil ? "cublas" : "gemv" }
+
+    /// A captured step's identity: its shape and every address it bakes in besides the scratch's own.
+    struct GraphKey: Hashable {
+        let tokens: Int, logitRows: Int, visibleBound: Int
+        let cache: DevicePointer, slots: Int
+    }
 
     /// `out[tokens][n] (+)= x[tokens][k] · w[n][k]ᵀ`, fp32 out, through the GEMV kernel when it applies.
     private func linear(x: DevicePointer, w: DevicePointer, out: DevicePointer, tokens: Int, n: Int, k: Int,
@@ -215,6 +319,10 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
     final class Scratch {
         let tokens: Int, logitRows: Int, stepInts: Int
         let x, act, qkv, gateUp, logits, step: DeviceBuffer
+        /// Graphs captured over these buffers; they go with them when the scratch is replaced.
+        var graphs: [GraphKey: CUDAGraph] = [:]
+        /// Shapes stepped through at least once (captured from their second step on).
+        var seenShapes: Set<GraphKey> = []
 
         init(model: CUDALlama, tokens: Int, logitRows: Int, stepInts: Int) throws {
             let c = model.config, d = model.device
