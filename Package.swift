@@ -1,10 +1,20 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Kernels need FMA/F16C (an explicit CPU target) and no bounds checks to run at memory speed.
+import Foundation
+
+// Kernels need an explicit CPU target (FMA, F16C, AVX-512 and its VNNI int8 dot products) and no
+// bounds checks to run at memory speed. Cascade Lake's feature set runs on every AVX-512 server CPU
+// since 2019 (Intel and AMD Zen 4+); FLEXSERVE_TARGET_CPU overrides it for older machines.
+let targetCPU = ProcessInfo.processInfo.environment["FLEXSERVE_TARGET_CPU"] ?? "cascadelake"
+// Kernels written with AVX-512 intrinsics compile only for CPUs that have AVX512-VNNI; others get
+// the portable SIMD kernels.
+let vnniCPUs: Set = ["cascadelake", "cooperlake", "icelake-server", "sapphirerapids", "emeraldrapids",
+                     "graniterapids", "znver4", "znver5"]
 let fast: [SwiftSetting] = [
-    .unsafeFlags(["-Ounchecked", "-target-cpu", "haswell"], .when(configuration: .release)),
-    .unsafeFlags(["-target-cpu", "haswell"], .when(configuration: .debug)),
+    .unsafeFlags(["-Ounchecked", "-target-cpu", targetCPU], .when(configuration: .release)),
+    .unsafeFlags(["-target-cpu", targetCPU], .when(configuration: .debug)),
+    .define("FLEXSERVE_AVX512", .when(platforms: vnniCPUs.contains(targetCPU) ? [.linux, .macOS] : [])),
 ]
 
 let package = Package(

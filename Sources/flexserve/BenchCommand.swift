@@ -23,8 +23,7 @@ struct SpeculativeBenchCommand: AsyncParsableCommand {
     @Option(help: "Dataset name in datasets/ (e.g. sharegpt-eval) or a JSON prompt file.") var dataset = "sharegpt-eval"
     @Option(name: .customLong("num-prompts")) var numPrompts = 32
     @Option(name: .customLong("max-new-tokens")) var maxNewTokens = 128
-    @Option(name: .customLong("max-tree-depth")) var maxTreeDepth = 8
-    @Option(name: .customLong("expansion-degree")) var expansionDegree = 3
+    @OptionGroup var tree: TreeOptions
     @Option(name: .customLong("max-prompt-chars"), help: "Skip prompts longer than this.") var maxPromptChars = 2000
     @Flag(name: .customLong("raw"), help: "Do not apply the chat template.") var raw = false
     @Flag(name: .customLong("machine"), help: "Also measure memory bandwidth and FMA peak.") var machine = false
@@ -38,8 +37,7 @@ struct SpeculativeBenchCommand: AsyncParsableCommand {
         let all = try PromptDataset.load(named: dataset)
         let prompts = all.filter { $0.count <= maxPromptChars }.prefix(numPrompts)
             .map { raw ? $0 : SpeculativeBenchmark.chatPrompt($0, tokenizer: llm.tokenizer) }
-        let tree = TreeShape(depth: maxTreeDepth, expansion: TreeShape.flexFlow(depth: max(1, maxTreeDepth), expansionDegree: expansionDegree))
-        let bench = SpeculativeBenchmark(llm: llm, ssms: ssms, tree: tree, maxNewTokens: maxNewTokens)
+        let bench = SpeculativeBenchmark(llm: llm, ssms: ssms, tree: try tree.shape, maxNewTokens: maxNewTokens)
         let interactive = isatty(2) != 0
         var report = try await bench.run(prompts: Array(prompts), dataset: dataset) { line in
             if interactive { FileHandle.standardError.write("\r\(line)\u{1B}[K".data(using: .utf8)!) }

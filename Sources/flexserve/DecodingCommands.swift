@@ -22,24 +22,11 @@ struct SpecInferCommand: AsyncParsableCommand {
     @Option(name: [.customLong("ssm-model"), .customLong("ssm-model", withSingleDash: true)], help: "SSM (repeatable).")
     var ssmModels: [String] = []
 
-    @Option(name: .customLong("expansion-degree"), help: "Children at the third tree level (FlexFlow's schedule 1,1,k,1,...).")
-    var expansionDegree = 3
-
-    @Option(name: .customLong("max-tree-width"), help: "Beam width: children per node and frontier nodes kept per depth (overrides --expansion-degree).")
-    var maxTreeWidth: Int?
-
-    @Option(name: .customLong("max-tree-depth")) var maxTreeDepth = 8
+    @OptionGroup var tree: TreeOptions
 
     mutating func run() async throws {
-        guard !ssmModels.isEmpty else { throw ValidationError("spec-infer needs at least one --ssm-model") }
-        let tree: TreeShape
-        if let w = maxTreeWidth {
-            tree = TreeShape(depth: maxTreeDepth, expansion: Array(repeating: w, count: max(1, maxTreeDepth)), maxWidth: w)
-        } else {
-            tree = TreeShape(depth: maxTreeDepth, expansion: TreeShape.flexFlow(depth: max(1, maxTreeDepth), expansionDegree: expansionDegree),
-                             maxWidth: max(16, expansionDegree))
-        }
-        try await runDecoding(options: options, ssmModels: ssmModels, tree: tree)
+        guard !ssmModels.isEmpty || tree.promptLookup > 0 else { throw ValidationError("spec-infer needs at least one --ssm-model (or --prompt-lookup)") }
+        try await runDecoding(options: options, ssmModels: ssmModels, tree: try tree.shape)
     }
 }
 

@@ -35,8 +35,7 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("drain-timeout"), help: "Seconds SIGTERM waits for in-flight requests.")
     var drainTimeout = 300.0
 
-    @Option(name: .customLong("max-tree-depth"), help: "Draft tree depth with --ssm-model.") var maxTreeDepth = 8
-    @Option(name: .customLong("expansion-degree"), help: "Children at the third tree level (FlexFlow's schedule).") var expansionDegree = 3
+    @OptionGroup var tree: TreeOptions
 
     @Flag(name: .customLong("verbose"), help: "Log every request.") var verbose = false
 
@@ -49,11 +48,9 @@ struct ServeCommand: AsyncParsableCommand {
 
         let contextLimit = llm.config.maxPositionEmbeddings > 0 ? llm.config.maxPositionEmbeddings : 1024
         let seqLength = maxSequenceLength ?? min(1024, contextLimit)
-        let tree = TreeShape(depth: maxTreeDepth, expansion: TreeShape.flexFlow(depth: max(1, maxTreeDepth), expansionDegree: expansionDegree),
-                             maxWidth: max(16, expansionDegree))
         try llm.compile(GenerationConfig(), ssms: ssms, options: EngineOptions(
             maxRequestsPerBatch: maxRequestsPerBatch, maxSeqLength: seqLength, maxTokensPerBatch: maxTokensPerBatch,
-            kvCacheTokens: kvCacheTokens, tree: tree))
+            kvCacheTokens: kvCacheTokens, tree: try tree.shape))
 
         var options = ServerOptions(modelName: servedModelName ?? Self.defaultName(llm.path))
         options.modelAliases = Array(Set([model, llm.path, Self.defaultName(llm.path)]))

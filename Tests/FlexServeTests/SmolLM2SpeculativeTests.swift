@@ -35,6 +35,10 @@ final class SmolLM2SpeculativeTests: XCTestCase {
         try await run(ssms: ["ssms/smollm2-draft-a"], tree: TreeShape(depth: 4, expansion: [1, 1, 2, 1], maxWidth: 4))
     }
 
+    func testOneSSMWithPromptLookup() async throws {
+        try await run(ssms: ["ssms/smollm2-draft-a"], tree: TreeShape(depth: 4, expansion: [1, 1, 2, 1], maxWidth: 4, promptLookup: 6))
+    }
+
     func testTwoSSMsMerged() async throws {
         try await run(ssms: ["ssms/smollm2-draft-a", "ssms/smollm2-draft-b"], tree: TreeShape(depth: 3, expansion: [1, 1, 1], maxWidth: 2))
     }

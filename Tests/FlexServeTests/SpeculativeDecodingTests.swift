@@ -67,6 +67,18 @@ final class SpeculativeDecodingTests: XCTestCase {
         assertSameTokens(base, spec)
     }
 
+    func testPromptLookupGivesIncrementalOutput() async throws {
+        let base = try await incremental(Self.prompts, maxNewTokens: 40)
+        let alone = try await speculative(Self.prompts, ssms: [], maxNewTokens: 40, tree: TreeShape(depth: 0, promptLookup: 5))
+        assertSameTokens(base, alone)
+        var stats = SpeculationStats()
+        alone.forEach { stats.add($0.speculation) }
+        XCTAssertGreaterThan(stats.draftedNodes, 0, "the prompt [3, 3, 3] repeats, so lookup must draft")
+        let withSSM = try await speculative(Self.prompts, ssms: [Fixtures.path("tiny-llama-ssm")], maxNewTokens: 40,
+                                            tree: TreeShape(depth: 3, expansion: [2, 1, 1], maxWidth: 2, promptLookup: 5))
+        assertSameTokens(base, withSSM)
+    }
+
     func testLLMAsItsOwnSSMAcceptsWholeTrees() async throws {
         let base = try await incremental(Self.prompts, maxNewTokens: 45)
         let spec = try await speculative(Self.prompts, ssms: [Self.llmPath], maxNewTokens: 45)

@@ -58,9 +58,10 @@ public struct SpeculativeBenchmark {
         let config = GenerationConfig(doSample: false, maxNewTokens: maxNewTokens)
         var reference: [[Int]] = []
         var results: [ModeResult] = []
-        for (mode, drafts) in [("incremental", [SSM]()), ("speculative", ssms)] where mode == "incremental" || !drafts.isEmpty {
+        let speculates = !ssms.isEmpty || tree.promptLookup > 0
+        for (mode, drafts) in [("incremental", [SSM]()), ("speculative", ssms)] where mode == "incremental" || speculates {
             try llm.compile(config, ssms: drafts, options: EngineOptions(maxRequestsPerBatch: 1, maxSeqLength: 2048,
-                                                                         maxTokensPerBatch: 512, tree: drafts.isEmpty ? TreeShape(depth: 0) : tree))
+                                                                         maxTokensPerBatch: 512, tree: mode == "incremental" ? TreeShape(depth: 0) : tree))
             var outputs: [GenerationResult] = []
             let start = Date()
             for (i, p) in prompts.enumerated() {

@@ -29,9 +29,9 @@ final class RequestManager: @unchecked Sendable {
         self.eos = eos
         self.options = options
         let capacity = options.kvCacheTokens
-            ?? options.maxRequestsPerBatch * (options.maxSeqLength + (ssms.isEmpty ? 0 : options.tree.maxNodes + 1))
+            ?? options.maxRequestsPerBatch * (options.maxSeqLength + options.tree.maxTreeNodes(ssms: ssms.count) + 1)
         cache = llm.makeCache(capacityTokens: capacity, blockSize: options.kvBlockSize)
-        drafter = ssms.isEmpty ? nil : Drafter(
+        drafter = ssms.isEmpty && options.tree.promptLookup == 0 ? nil : Drafter(
             ssms: ssms, caches: ssms.map { $0.makeCache(capacityTokens: capacity, blockSize: options.kvBlockSize) },
             shape: options.tree)
         let thread = Thread { [weak self] in self?.run() }
@@ -40,7 +40,7 @@ final class RequestManager: @unchecked Sendable {
         thread.start()
     }
 
-    var treeNodes: Int { drafter == nil ? 0 : options.tree.maxNodes }
+    var treeNodes: Int { drafter.map { options.tree.maxTreeNodes(ssms: $0.ssms.count) } ?? 0 }
 
     /// Queues a request; its events arrive through `emit` on the engine thread.
     func submit(text: String, promptIDs: [Int], config: GenerationConfig,

@@ -5,7 +5,8 @@ import FlexServeModels
 /// has not seen (the accepted ones of the last step, or the whole prompt), then expands the tree
 /// depth by depth with one batched forward per depth, the tree mask letting each node see only
 /// its ancestors. Greedy requests take each node's top-k children (beam search); sampling requests
-/// draw children from the SSM's distribution, which stochastic verification needs.
+/// draw children from the SSM's distribution, which stochastic verification needs. Greedy requests'
+/// trees also get the prompt-lookup paths when the shape asks for them.
 final class Drafter {
     let ssms: [any CausalLM]
     let caches: [PagedKVCache]
@@ -19,12 +20,18 @@ final class Drafter {
 
     func draft(_ requests: [Request]) throws -> [TokenTree] {
         var merged = [TokenTree](repeating: TokenTree(), count: requests.count)
-        guard shape.depth > 0 else { return merged }
-        for s in ssms.indices {
-            let trees = try draft(requests, ssm: s)
-            for i in requests.indices {
-                if s == 0 { merged[i] = trees[i] } else { merged[i].merge(trees[i]) }
+        if shape.depth > 0 {
+            for s in ssms.indices {
+                let trees = try draft(requests, ssm: s)
+                for i in requests.indices {
+                    if s == 0 { merged[i] = trees[i] } else { merged[i].merge(trees[i]) }
+                }
             }
+        }
+        let lookup = PromptLookup(length: shape.promptLookup)
+        // Sampling requests need every draft drawn from a distribution (stochastic verification).
+        for (i, r) in requests.enumerated() where !r.config.doSample {
+            for path in lookup.continuations(of: r.tokens) { merged[i].addPath(path) }
         }
         return merged
     }

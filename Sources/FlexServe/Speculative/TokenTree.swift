@@ -44,6 +44,12 @@ struct TokenTree: Sendable {
         return index
     }
 
+    /// Adds `tokens` as a path from the root, sharing the nodes it already has.
+    mutating func addPath(_ tokens: [Int]) {
+        var parent = Self.root
+        for token in tokens { parent = addChild(of: parent, token: token) }
+    }
+
     /// Node indices from the root's child down to `node`.
     func path(to node: Int) -> [Int] {
         var path: [Int] = []
@@ -68,37 +74,50 @@ struct TokenTree: Sendable {
 }
 
 /// The shape of the draft: how deep, how many children each frontier node gets at each depth,
-/// and how many frontier nodes are kept per depth.
+/// and how many frontier nodes are kept per depth; and how long the prompt-lookup paths are.
 public struct TreeShape: Sendable, Equatable, Codable {
     public var depth: Int
     /// Children per expanded node at depth d (0-based), e.g. FlexFlow's 1,1,3,1,1,1,1,1.
     public var expansion: [Int]
     /// Frontier nodes kept per depth (best cumulative draft probability first).
     public var maxWidth: Int
+    /// Tokens per prompt-lookup path added to greedy requests' trees (0: none), see `PromptLookup`.
+    public var promptLookup: Int
 
-    public init(depth: Int = 8, expansion: [Int]? = nil, maxWidth: Int = 16) {
+    public init(depth: Int = 8, expansion: [Int]? = nil, maxWidth: Int = 16, promptLookup: Int = 0) {
         self.depth = depth
         self.expansion = expansion ?? TreeShape.flexFlow(depth: depth, expansionDegree: 3)
         self.maxWidth = maxWidth
+        self.promptLookup = promptLookup
     }
+
 
     /// FlexFlow's schedule: one child everywhere except `expansionDegree` at the third level.
     public static func flexFlow(depth: Int, expansionDegree: Int) -> [Int] {
         (0..<depth).map { $0 == 2 ? expansionDegree : 1 }
     }
 
-    /// An upper bound on the number of nodes, used to reserve KV-cache space.
+    /// An upper bound on the nodes of a request's tree drafted by `ssms` SSMs and prompt lookup,
+    /// used to reserve KV-cache space and batch slots.
+    public func maxTreeNodes(ssms: Int) -> Int {
+        (depth > 0 ? ssms * maxNodes : 0) + promptLookup * PromptLookup.candidates
+    }
+
+    /// An upper bound on the nodes one SSM drafts: every frontier node gets all its children, and
+    /// only then is the frontier cut to `maxWidth`.
     public var maxNodes: Int {
         var frontier = 1, total = 0
         for d in 0..<depth {
-            frontier = min(maxWidth, frontier * max(1, expansion[min(d, expansion.count - 1)]))
-            total += frontier
+            let children = frontier * max(1, expansion[min(d, expansion.count - 1)])
+            total += children
+            frontier = min(maxWidth, children)
         }
         return total
     }
 
     public func validate() throws {
         guard depth >= 0, depth <= 64 else { throw GenerationError.invalidSetting("tree depth must be in 0...64, is \(depth)") }
+        guard (0...64).contains(promptLookup) else { throw GenerationError.invalidSetting("prompt-lookup length must be in 0...64, is \(promptLookup)") }
         guard maxWidth >= 1 else { throw GenerationError.invalidSetting("max tree width must be >= 1, is \(maxWidth)") }
         guard expansion.allSatisfy({ $0 >= 1 }), !expansion.isEmpty || depth == 0 else {
             throw GenerationError.invalidSetting("every expansion degree must be >= 1")
