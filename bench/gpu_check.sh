@@ -1,43 +1,148 @@
 #!/usr/bin/env bash
-# The GPU backend's end-to-end check, on a GPU machine, with a prebuilt flexserve (no Swift there):
-#  (a) SmolLM2-135M greedy tokens and logits on the GPU (fp32, fp16, bf16) vs the CPU backend;
-#  (b) batch-1 decode of a LLaMA-7B-shaped fp16 model (random weights written here by torch) vs the
-#      copy-bandwidth roofline, and HF transformers `generate` on the same model;
-#  (c) one tree-verification step over 8/16/32/64 tokens vs one decode step.
-# Prints a table; writes JSON to $RESULTS (default bench/gpu/results).
-# Environment: FLEXSERVE (executable, default .gpu/flexserve), SMOL (GGUF or HF folder), LLAMA7B (folder to
-# write/reuse), SKIP_7B=1 to run (a) only.
-# Getting files there: a `run` call carries at most 64 MiB with the working tree (~22 MB without ssms/), so
-# carry the executable xz-compressed (strip + xz: ~15 MB) and the 98 MB SmolLM2 GGUF split in ~40 MB parts over
-# consecutive calls into one folder outside the repo (a warm machine keeps it), then point SMOL at the joined file.
-set -euo pipefail
+# The GPU backend's end-to-end check, on a GPU machine, with a prebuilt flexserve (no Swift there). One run does:
+#  selftest  random small LLaMA, GPU vs CPU through batching, tree verify, KV move and repeated decodes, for each
+#            execution: cublas (default), gemv (FLEXSERVE_CUDA_GEMV=1), graphs (FLEXSERVE_CUDA_GRAPHS=1), gemv+graphs,
+#            all = gemv+graphs+attn2 (FLEXSERVE_CUDA_ATTENTION=2: the block-parallel attention kernel);
+#  (a) correctness  SmolLM2-135M greedy tokens and logits on the GPU vs the CPU: fp32/fp16/bf16 directly, and fp16
+#            replaying CUDA graphs (cuBLAS, then GEMV);
+#  (d) SmolLM2 batch-1 decode steps/s per execution (a small model is launch-bound: what graphs are for);
+#  (e) speculative inference, LLM and SSM both on the GPU, vs incremental decoding: tokens/s, tokens per LLM step,
+#            greedy mismatches (must be 0), per tree shape, with cuBLAS and with the batch-invariant GEMV + graphs;
+#  (b) batch-1 decode of a LLaMA-7B-shaped fp16 model (random weights written here by torch) vs the copy-bandwidth
+#            roofline, and HF transformers `generate` on the same model, per execution;
+#  (c) one tree-verification step over 8/16/32/64 tokens vs one decode step (inside (b)).
+# A failing step is recorded and the script goes on; checks whose prerequisite failed are skipped. Prints a table
+# last; writes every JSON and log to $RESULTS (default bench/gpu/results), the summary to $RESULTS/gpu_check.json.
+# Environment: FLEXSERVE (executable, default .gpu/flexserve, unpacked from .gpu/flexserve.xz when missing),
+# SMOL (GGUF or HF folder), SSM (draft model folder, default ssms/smollm2-draft-a), LLAMA7B (folder to write/reuse),
+# SKIP_7B=1 to leave out (b)/(c), PARTS (comma-separated subset of selftest,correctness,smol,spec,7b; default all: to split
+# the run over calls; without selftest every execution is assumed to pass it), SPEC_PROMPTS (default 8),
+# STEP_TIMEOUT seconds per step (default 240).
+set -uo pipefail
 cd "$(dirname "$0")/.."
 FLEXSERVE=${FLEXSERVE:-.gpu/flexserve}
 SMOL=${SMOL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
+SSM=${SSM:-ssms/smollm2-draft-a}
 LLAMA7B=${LLAMA7B:-/tmp/flexserve-llama7b-random}
 RESULTS=${RESULTS:-bench/gpu/results}
+SPEC_PROMPTS=${SPEC_PROMPTS:-8}
+STEP_TIMEOUT=${STEP_TIMEOUT:-240}
+PARTS=${PARTS:-selftest,correctness,smol,spec,7b}
+want() { [[ ",$PARTS," == *",$1,"* ]]; }
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 mkdir -p "$RESULTS"
+if [ ! -x "$FLEXSERVE" ] && [ -f "$FLEXSERVE.xz" ]; then
+    echo "unpacking $FLEXSERVE.xz"
+    { xz -dc "$FLEXSERVE.xz" || python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' \
+        "$FLEXSERVE.xz"; } > "$FLEXSERVE" && chmod +x "$FLEXSERVE"
+fi
+[ -x "$FLEXSERVE" ] || { echo "no executable at $FLEXSERVE (nor $FLEXSERVE.xz)"; exit 1; }
+# A stale file from an earlier run must not pass for this run's result (a partial run, PARTS=..., adds to the folder).
+[ "$PARTS" = selftest,correctness,smol,spec,7b ] && rm -f "$RESULTS"/*.json "$RESULTS"/*.log "$RESULTS"/status.tsv
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$RESULTS/card.txt"
+STATUS=$RESULTS/status.tsv
+touch "$STATUS"
 
-echo "== selftest: random small LLaMA, GPU vs CPU through batching, tree verify and KV move (cuBLAS, then the GEMV kernel)"
-"$FLEXSERVE" gpu-check selftest | tee "$RESULTS/selftest.txt"
-GEMV=1
-FLEXSERVE_CUDA_GEMV=1 "$FLEXSERVE" gpu-check selftest > "$RESULTS/selftest-gemv.txt" || GEMV=0
-cat "$RESULTS/selftest-gemv.txt"; [ $GEMV = 1 ] || echo "the GEMV kernel failed its selftest: its speed run is skipped"
+# step NAME [VAR=value ...] COMMAND...: runs it with a time limit, output to the terminal and $RESULTS/NAME.log,
+# and records "NAME rc seconds" in $STATUS. Returns the command's status.
+step() {
+    local name=$1; shift
+    echo; echo "== $name"
+    local start=$SECONDS
+    timeout -k 10 "$STEP_TIMEOUT" env "$@" 2>&1 | tee "$RESULTS/$name.log"
+    local rc=${PIPESTATUS[0]}
+    printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - start))" >> "$STATUS"
+    [ "$rc" = 0 ] || echo "!! $name failed (exit $rc); going on"
+    return "$rc"
+}
+skip() { printf '%s\tskipped\t0\n' "$1" >> "$STATUS"; echo; echo "== $1: skipped ($2)"; }
 
-echo "== (a) correctness: SmolLM2 GPU vs CPU"
-"$FLEXSERVE" gpu-check correctness --model "$SMOL" --prompts bench/gpu/prompts.json --new-tokens 32 \
+GEMV_ENV="FLEXSERVE_CUDA_GEMV=1"
+GRAPH_ENV="FLEXSERVE_CUDA_GRAPHS=1"
+ATTN_ENV="FLEXSERVE_CUDA_ATTENTION=2"
+if want selftest; then
+    ok_cublas=0; ok_gemv=0; ok_graphs=0; ok_both=0; ok_all=0
+    step selftest-cublas "$FLEXSERVE" gpu-check selftest --variant cublas && ok_cublas=1
+    step selftest-gemv "$FLEXSERVE" gpu-check selftest --variant gemv && ok_gemv=1
+    step selftest-graphs "$FLEXSERVE" gpu-check selftest --variant graphs && ok_graphs=1
+    step selftest-gemv-graphs "$FLEXSERVE" gpu-check selftest --variant gemv+graphs && ok_both=1
+    step selftest-all "$FLEXSERVE" gpu-check selftest --variant gemv+graphs+attn2 && ok_all=1
+else
+    ok_cublas=1; ok_gemv=1; ok_graphs=1; ok_both=1; ok_all=1
+fi
+
+if want correctness; then
+echo; echo "== (a) correctness: SmolLM2 GPU vs CPU"
+step correctness "$FLEXSERVE" gpu-check correctness --model "$SMOL" --prompts bench/gpu/prompts.json --new-tokens 32 \
     --data-types fp32,fp16,bf16 --output "$RESULTS/correctness.json"
+if [ $ok_graphs = 1 ]; then
+    step correctness-graphs $GRAPH_ENV "$FLEXSERVE" gpu-check correctness --model "$SMOL" --prompts bench/gpu/prompts.json \
+        --new-tokens 32 --data-types fp16 --output "$RESULTS/correctness-graphs.json"
+else skip correctness-graphs "graphs selftest failed"; fi
+if [ $ok_both = 1 ]; then
+    step correctness-gemv-graphs $GEMV_ENV $GRAPH_ENV "$FLEXSERVE" gpu-check correctness --model "$SMOL" \
+        --prompts bench/gpu/prompts.json --new-tokens 32 --data-types fp16 --output "$RESULTS/correctness-gemv-graphs.json"
+else skip correctness-gemv-graphs "gemv+graphs selftest failed"; fi
+if [ $ok_all = 1 ]; then
+    step correctness-all $GEMV_ENV $GRAPH_ENV $ATTN_ENV "$FLEXSERVE" gpu-check correctness --model "$SMOL" \
+        --prompts bench/gpu/prompts.json --new-tokens 32 --data-types fp32,fp16 --output "$RESULTS/correctness-all.json"
+else skip correctness-all "gemv+graphs+attn2 selftest failed"; fi
+fi
 
-if [ "${SKIP_7B:-0}" != 1 ]; then
-    echo "== (b) LLaMA-7B shape: write random fp16 weights, time HF transformers"
-    python3 bench/gpu/make_llama7b.py "$LLAMA7B" "$RESULTS/hf.json" 128 128
-    echo "== (b, c) FlexServe decode and verify"
-    "$FLEXSERVE" gpu-check speed --model "$LLAMA7B" --data-type fp16 --prompt-tokens 128 --decode-steps 128 \
-        --tree-sizes 1,8,16,32,64 --output "$RESULTS/speed.json"
-    [ $GEMV = 1 ] && echo "== (b, c) again with the opt-in weight-streaming GEMV for steps of <= 8 tokens" &&
-    FLEXSERVE_CUDA_GEMV=1 "$FLEXSERVE" gpu-check speed --model "$LLAMA7B" --data-type fp16 --prompt-tokens 128 \
-        --decode-steps 128 --tree-sizes 1,8,16,32,64 --output "$RESULTS/speed-gemv.json"
+if want smol; then
+echo; echo "== (d) SmolLM2 batch-1 decode per execution"
+smol_speed() {  # NAME OK ENV...
+    local name=$1 ok=$2; shift 2
+    if [ "$ok" = 1 ]; then
+        step "$name" "$@" "$FLEXSERVE" gpu-check speed --model "$SMOL" --data-type fp16 --prompt-tokens 128 --decode-steps 256 \
+            --tree-sizes 1,4,8,16 --output "$RESULTS/$name.json"
+    else skip "$name" "its selftest failed"; fi
+}
+smol_speed smol-speed-cublas $ok_cublas
+smol_speed smol-speed-gemv $ok_gemv $GEMV_ENV
+smol_speed smol-speed-graphs $ok_graphs $GRAPH_ENV
+smol_speed smol-speed-gemv-graphs $ok_both $GEMV_ENV $GRAPH_ENV
+smol_speed smol-speed-all $ok_all $GEMV_ENV $GRAPH_ENV $ATTN_ENV
+fi
+
+if want spec; then
+echo; echo "== (e) speculative inference on the GPU: SmolLM2 + $SSM vs incremental decoding"
+if [ -f "$SSM/config.json" ]; then
+    step spec-cublas "$FLEXSERVE" gpu-check speculative --model "$SMOL" --ssm-model "$SSM" --prompts bench/gpu/prompts.json \
+        --num-prompts "$SPEC_PROMPTS" --max-new-tokens 128 --trees chain4,chain8,flexflow8 --output "$RESULTS/spec-cublas.json"
+    # GEMV for every step up to 64 tokens: one token's result does not depend on the step's size, so verification
+    # reproduces incremental decoding exactly; graphs for the launch-bound small models.
+    if [ $ok_all = 1 ]; then
+        step spec-all $GEMV_ENV FLEXSERVE_CUDA_GEMV_MAX_TOKENS=64 $GRAPH_ENV $ATTN_ENV "$FLEXSERVE" gpu-check speculative \
+            --model "$SMOL" --ssm-model "$SSM" --prompts bench/gpu/prompts.json --num-prompts "$SPEC_PROMPTS" --max-new-tokens 128 \
+            --trees chain4,chain8,flexflow8 --output "$RESULTS/spec-all.json"
+    elif [ $ok_both = 1 ]; then
+        step spec-gemv-graphs $GEMV_ENV FLEXSERVE_CUDA_GEMV_MAX_TOKENS=64 $GRAPH_ENV "$FLEXSERVE" gpu-check speculative \
+            --model "$SMOL" --ssm-model "$SSM" --prompts bench/gpu/prompts.json --num-prompts "$SPEC_PROMPTS" --max-new-tokens 128 \
+            --trees chain4,chain8,flexflow8 --output "$RESULTS/spec-gemv-graphs.json"
+    elif [ $ok_gemv = 1 ]; then
+        step spec-gemv $GEMV_ENV FLEXSERVE_CUDA_GEMV_MAX_TOKENS=64 "$FLEXSERVE" gpu-check speculative \
+            --model "$SMOL" --ssm-model "$SSM" --prompts bench/gpu/prompts.json --num-prompts "$SPEC_PROMPTS" --max-new-tokens 128 \
+            --trees chain4,chain8,flexflow8 --output "$RESULTS/spec-gemv.json"
+    else skip spec-gemv-graphs "gemv selftests failed"; fi
+else skip spec-cublas "no SSM folder at $SSM (set SSM=)"; fi
+fi
+
+if [ "${SKIP_7B:-0}" != 1 ] && want 7b; then
+    echo; echo "== (b) LLaMA-7B shape: write random fp16 weights, time HF transformers"
+    step make-llama7b python3 bench/gpu/make_llama7b.py "$LLAMA7B" "$RESULTS/hf.json" 128 128
+    if [ -f "$LLAMA7B/config.json" ]; then
+        big_speed() {  # NAME OK ENV...
+            local name=$1 ok=$2; shift 2
+            if [ "$ok" = 1 ]; then
+                step "$name" "$@" "$FLEXSERVE" gpu-check speed --model "$LLAMA7B" --data-type fp16 --prompt-tokens 128 \
+                    --decode-steps 128 --tree-sizes 1,8,16,32,64 --output "$RESULTS/$name.json"
+            else skip "$name" "its selftest failed"; fi
+        }
+        big_speed speed $ok_cublas
+        big_speed speed-gemv $ok_gemv $GEMV_ENV
+        big_speed speed-gemv-graphs $ok_both $GEMV_ENV $GRAPH_ENV
+        big_speed speed-all $ok_all $GEMV_ENV $GRAPH_ENV $ATTN_ENV
+    else skip speed "no model at $LLAMA7B"; fi
 fi
 python3 bench/gpu/report.py "$RESULTS"

@@ -4,38 +4,83 @@ import json, os, sys
 folder = sys.argv[1]
 def load(name):
     path = os.path.join(folder, name)
-    return json.load(open(path)) if os.path.exists(path) else None
+    try:
+        return json.load(open(path)) if os.path.exists(path) else None
+    except ValueError:
+        return None
 
-correctness, speed, hf = load("correctness.json"), load("speed.json"), load("hf.json")
-speed_gemv = load("speed-gemv.json")
-summary = {"correctness": correctness, "speed": speed, "speed_gemv": speed_gemv, "hf_transformers": hf}
+status = []
+if os.path.exists(os.path.join(folder, "status.tsv")):
+    status = [line.rstrip("\n").split("\t") for line in open(os.path.join(folder, "status.tsv")) if line.strip()]
+names = ["correctness", "correctness-graphs", "correctness-gemv-graphs", "correctness-all", "smol-speed-cublas",
+         "smol-speed-gemv", "smol-speed-graphs", "smol-speed-gemv-graphs", "smol-speed-all", "spec-cublas", "spec-all",
+         "spec-gemv-graphs", "spec-gemv", "speed", "speed-gemv", "speed-gemv-graphs", "speed-all", "hf"]
+data = {n: load(n + ".json") for n in names}
+summary = {"steps": [{"name": s[0], "exit": s[1], "seconds": int(s[2]) if s[2].isdigit() else s[2]} for s in status], **data}
 print("\n=== FlexServe GPU check ===")
-if correctness:
-    print("(a) SmolLM2-135M greedy decoding, GPU vs CPU (fp32 weights)")
+card = os.path.join(folder, "card.txt")
+if os.path.exists(card):
+    print("card:", open(card).read().strip())
+if status:
+    print("steps: " + ", ".join(f"{s[0]} {'ok' if s[1] == '0' else ('SKIPPED' if s[1] == 'skipped' else 'FAILED(' + s[1] + ')')} {s[2]}s"
+                                for s in status))
+
+for name in ["correctness", "correctness-graphs", "correctness-gemv-graphs", "correctness-all"]:
+    rows = data[name]
+    if not rows:
+        continue
+    print(f"(a) SmolLM2-135M greedy decoding, GPU vs CPU (fp32 weights): {name}")
     print(f"{'type':5} | {'prompts identical':17} | {'min identical prefix':20} | {'max |dlogit|':12} | max |logit|")
-    for r in correctness:
+    for r in rows:
         print(f"{r['dataType']:5} | {r['promptsFullyIdentical']:>8}/{r['prompts']:<8} | {r['minIdenticalPrefix']:>9}/{r['newTokens']:<10} | "
               f"{r['maxAbsLogitError']:12.5f} | {r['maxAbsLogit']:.2f}")
+
+def speed_rows(title, keys):
+    rows = [(k, data[k]) for k in keys if data[k]]
+    if not rows:
+        return
+    print(title)
+    sizes = sorted({v["treeTokens"] for _, s in rows for v in s["verify"]})
+    print(f"{'run':24} | {'execution':16} | {'decode tok/s':12} | {'of roofline':11} | graphs cap/replay | verify ms " +
+          " ".join(f"{n:>6}" for n in sizes))
+    for k, s in rows:
+        ms = {v["treeTokens"]: v["milliseconds"] for v in s["verify"]}
+        graphs = f"{s.get('graphCaptures') or 0}/{s.get('graphReplays') or 0}" + (" FAILED" if s.get("graphFailure") else "")
+        print(f"{k:24} | {s.get('execution') or s['smallStepKernel']:16} | {s['decodeStepsPerSecond']:12.1f} | "
+              f"{100 * s['fractionOfRoofline']:10.1f}% | {graphs:17} | " + " ".join(f"{ms.get(n, float('nan')):6.2f}" for n in sizes))
+
+speed_rows("(d) SmolLM2-135M fp16, batch-1 decode and verify per execution",
+           ["smol-speed-cublas", "smol-speed-gemv", "smol-speed-graphs", "smol-speed-gemv-graphs", "smol-speed-all"])
+
+for name in ["spec-cublas", "spec-all", "spec-gemv-graphs", "spec-gemv"]:
+    rows = data[name]
+    if not rows:
+        continue
+    print(f"(e) speculative inference on the GPU (LLM and SSM there), greedy, batch 1: {name}")
+    print(f"{'tree':9} | {'execution':16} | {'incr tok/s':10} | {'spec tok/s':10} | speedup | tokens/LLM step | drafting s | verifying s | mismatches")
+    for r in rows:
+        res = {m["mode"]: m for m in r["report"]["results"]}
+        incr, spec = res.get("incremental"), res.get("speculative")
+        if not incr or not spec:
+            continue
+        print(f"{r['tree']:9} | {r['llmExecution']:16} | {incr['tokensPerSecond']:10.1f} | {spec['tokensPerSecond']:10.1f} | "
+              f"{r['report']['speedup']:6.2f}x | {spec['tokensPerLLMStep']:15.2f} | {spec['draftingSeconds']:10.2f} | "
+              f"{spec['verifyingSeconds']:11.2f} | {spec['mismatches']}")
+
+big = ["speed", "speed-gemv", "speed-gemv-graphs", "speed-all"]
+speed = next((data[k] for k in big if data[k]), None)
+hf = data["hf"]
 if speed:
-    print(f"(b) LLaMA-7B shape, random fp16 weights, batch 1, on {speed['device']}")
-    print(f"copy bandwidth (read+write) {speed['copyBytesPerSecond'] / 1e9:.0f} GB/s, weights {speed['weightBytes'] / 1e9:.2f} GB "
+    print(f"(b) LLaMA-7B shape, random fp16 weights, batch 1, on {speed['device']}: copy bandwidth (read+write) "
+          f"{speed['copyBytesPerSecond'] / 1e9:.0f} GB/s, weights {speed['weightBytes'] / 1e9:.2f} GB "
           f"-> roofline {speed['rooflineStepsPerSecond']:.1f} steps/s")
-    print(f"FlexServe decode {speed['decodeStepsPerSecond']:.1f} tokens/s = {100 * speed['fractionOfRoofline']:.1f}% of the roofline")
+    speed_rows("(b, c) decode tokens/s and verify ms per tree size, per execution", big)
     if hf:
-        ratio = speed['decodeStepsPerSecond'] / hf['tokens_per_second']
-        summary["flexserve_over_hf"] = ratio
+        best = max((data[k] for k in big if data[k]), key=lambda s: s["decodeStepsPerSecond"])
+        ratio = best["decodeStepsPerSecond"] / hf["tokens_per_second"]
+        summary["flexserve_best_over_hf"] = ratio
         print(f"HF transformers generate {hf['tokens_per_second']:.1f} tokens/s (torch {hf['torch']}, transformers {hf['transformers']}) "
-              f"-> FlexServe/HF {ratio:.2f}x")
-    base = next((v["milliseconds"] for v in speed["verify"] if v["treeTokens"] == 1), None)
-    print("(c) one verify step over a token tree vs one decode step")
-    print(f"{'tree tokens':11} | {'ms':7} | vs 1 token")
-    for v in speed["verify"]:
-        rel = v["milliseconds"] / base if base else float("nan")
-        print(f"{v['treeTokens']:11} | {v['milliseconds']:7.2f} | {rel:.2f}x")
-if speed_gemv:
-    print(f"with FLEXSERVE_CUDA_GEMV=1: decode {speed_gemv['decodeStepsPerSecond']:.1f} tokens/s = "
-          f"{100 * speed_gemv['fractionOfRoofline']:.1f}% of the roofline; verify ms "
-          + ", ".join(f"{v['treeTokens']}: {v['milliseconds']:.2f}" for v in speed_gemv["verify"]))
+              f"-> best FlexServe/HF {ratio:.2f}x")
 out = os.path.join(folder, "gpu_check.json")
 json.dump(summary, open(out, "w"), indent=2)
 print(f"wrote {out}")

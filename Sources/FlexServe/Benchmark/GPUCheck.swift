@@ -47,6 +47,11 @@ public enum GPUCheck {
         public var dataType: String
         /// Matrix products of few-token steps: "cublas", or "gemv" (FLEXSERVE_CUDA_GEMV=1).
         public var smallStepKernel: String
+        /// `CUDALlama.Options.summary`: matrix-product path and whether steps replay CUDA graphs.
+        public var execution: String?
+        public var graphCaptures: Int?
+        public var graphReplays: Int?
+        public var graphFailure: String?
         public var weightBytes: Int
         /// Device-to-device copy bandwidth, bytes read plus written per second.
         public var copyBytesPerSecond: Double
@@ -71,7 +76,9 @@ public enum GPUCheck {
         let roofline = bandwidth / Double(gpu.weightBytes)
         log(String(format: "decode %.1f steps/s (roofline %.1f)", decode.stepsPerSecond, roofline))
         let verify = try DecodeSpeed.verify(gpu, prefix: promptTokens, sizes: treeSizes)
-        return Speed(device: device.name, dataType: dataType.rawValue, smallStepKernel: gpu.smallStepKernel, weightBytes: gpu.weightBytes,
+        return Speed(device: device.name, dataType: dataType.rawValue, smallStepKernel: gpu.smallStepKernel,
+                     execution: gpu.options.summary, graphCaptures: gpu.graphCaptures, graphReplays: gpu.graphReplays,
+                     graphFailure: gpu.graphFailure, weightBytes: gpu.weightBytes,
                      copyBytesPerSecond: bandwidth, rooflineStepsPerSecond: roofline, decode: decode,
                      decodeStepsPerSecond: decode.stepsPerSecond, fractionOfRoofline: decode.stepsPerSecond / roofline,
                      verify: verify)
