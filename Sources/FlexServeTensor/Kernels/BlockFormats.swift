@@ -7,6 +7,15 @@ protocol BlockFormat {
     static var blockBytes: Int { get }
     /// Values 0..<16 and 16..<32 of the block at `p`.
     static func decode(_ p: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>)
+    /// The same 32 values as four 8-value quarters (`BlockFormatsAVX512.swift` has faster ones).
+    static func decode8(_ p: UnsafeRawPointer) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)
+}
+
+extension BlockFormat {
+    @inline(__always) static func decode8(_ p: UnsafeRawPointer) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+        let (lo, hi) = decode(p)
+        return (lo.lowHalf, lo.highHalf, hi.lowHalf, hi.highHalf)
+    }
 }
 
 enum F16Blocks: BlockFormat {

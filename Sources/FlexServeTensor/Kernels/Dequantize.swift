@@ -17,9 +17,11 @@ public enum Dequantize {
     static func blockRow<F: BlockFormat>(_: F.Type, _ src: UnsafeRawPointer, blocks: Int, into dst: UnsafeMutablePointer<Float>) {
         let out = UnsafeMutableRawPointer(dst)
         for b in 0..<blocks {
-            let (lo, hi) = F.decode(src + b * F.blockBytes)
-            out.storeBytes(of: lo, toByteOffset: b * 128, as: SIMD16<Float>.self)
-            out.storeBytes(of: hi, toByteOffset: b * 128 + 64, as: SIMD16<Float>.self)
+            let (v0, v1, v2, v3) = F.decode8(src + b * F.blockBytes)
+            out.storeBytes(of: v0, toByteOffset: b * 128, as: SIMD8<Float>.self)
+            out.storeBytes(of: v1, toByteOffset: b * 128 + 32, as: SIMD8<Float>.self)
+            out.storeBytes(of: v2, toByteOffset: b * 128 + 64, as: SIMD8<Float>.self)
+            out.storeBytes(of: v3, toByteOffset: b * 128 + 96, as: SIMD8<Float>.self)
         }
     }
 

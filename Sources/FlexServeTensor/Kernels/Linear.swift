@@ -2,16 +2,17 @@
 /// with W stored `[outFeatures, inFeatures]` in any `DType`.
 ///
 /// Several tokens: rows are taken four at a time (packed formats are first decoded into an fp32
-/// scratch that stays in L1) and dotted with a tile of tokens, two tokens per step, so that both
-/// the decoded rows and the activations are reused from registers and cache. One token against
-/// packed rows (decoding): each row is decoded in registers as it streams from memory.
+/// scratch that stays in L1) and dotted with a tile of tokens, six tokens per step where AVX-512's
+/// 32 vector registers hold the 24 sums (else two), so that both the decoded rows and the
+/// activations are reused from registers and cache. One token against packed rows (decoding):
+/// four rows at a time are decoded in registers as they stream from memory.
 ///
 /// Every output is the same sequence of operations whatever the batch: `RowDot`'s lane order,
 /// then its fixed horizontal sum. A token's logits therefore do not depend on what else is in
 /// the batch, and speculative verification (many tokens) reproduces incremental decoding (one
 /// token) bit for bit.
 public enum Linear {
-    static let tokenTile = 64
+    static let tokenTile = 96
 
     public static func forward(x: UnsafePointer<Float>, tokens: Int, weight: TensorView,
                                bias: UnsafePointer<Float>? = nil, out: UnsafeMutablePointer<Float>,
@@ -53,6 +54,14 @@ public enum Linear {
                             for k in 0..<n { o[k] = d[k] + (bias?[r0 + k] ?? 0) }
                         }
                         var t = tile
+                        #if FLEXSERVE_AVX512
+                        while t + 6 <= tileEnd {
+                            let d = RowDot.sixTokens(x + t * cols, stride: cols, w, cols)
+                            store(d.0, token: t); store(d.1, token: t + 1); store(d.2, token: t + 2)
+                            store(d.3, token: t + 3); store(d.4, token: t + 4); store(d.5, token: t + 5)
+                            t += 6
+                        }
+                        #endif
                         while t + 2 <= tileEnd {
                             let (d0, d1) = RowDot.twoTokens(x + t * cols, x + (t + 1) * cols, w, cols)
                             store(d0, token: t)
@@ -88,9 +97,23 @@ public enum Linear {
         let cols = weight.shape[weight.shape.count - 1]
         let rowBytes = weight.dtype.byteCount(values: cols)!
         let base = weight.data
+        let blocks = cols / 32
         pool.parallelChunks(rows, minChunk: 64) { range in
-            for r in range {
-                out[r] = RowDot.oneToken(x, packedRow: base + r * rowBytes, F.self, blocks: cols / 32) + (bias?[r] ?? 0)
+            // Four rows at a time, from the four quarters of the range: four independent sums
+            // (one row's chain of FMAs is latency-bound) over four sequential streams.
+            let quarter = range.count / 4
+            for i in 0..<quarter {
+                let r = range.lowerBound + i
+                let rs = (r, r + quarter, r + 2 * quarter, r + 3 * quarter)
+                let d = RowDot.oneToken(x, packedRows: (base + rs.0 * rowBytes, base + rs.1 * rowBytes, base + rs.2 * rowBytes, base + rs.3 * rowBytes),
+                                        F.self, blocks: blocks)
+                out[rs.0] = d[0] + (bias?[rs.0] ?? 0)
+                out[rs.1] = d[1] + (bias?[rs.1] ?? 0)
+                out[rs.2] = d[2] + (bias?[rs.2] ?? 0)
+                out[rs.3] = d[3] + (bias?[rs.3] ?? 0)
+            }
+            for r in (range.lowerBound + 4 * quarter)..<range.upperBound {
+                out[r] = RowDot.oneToken(x, packedRow: base + r * rowBytes, F.self, blocks: blocks) + (bias?[r] ?? 0)
             }
         }
     }
