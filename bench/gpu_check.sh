@@ -107,7 +107,7 @@ fi
 
 if want spec; then
 echo; echo "== (e) speculative inference on the GPU: SmolLM2 + $SSM vs incremental decoding"
-if [ -f "$SSM/config.json" ]; then
+if [ -e "$SSM" ]; then  # an HF folder, or a GGUF-only draft folder
     step spec-cublas "$FLEXSERVE" gpu-check speculative --model "$SMOL" --ssm-model "$SSM" --prompts bench/gpu/prompts.json \
         --num-prompts "$SPEC_PROMPTS" --max-new-tokens 128 --trees chain4,chain8,flexflow8 --output "$RESULTS/spec-cublas.json"
     # GEMV for every step up to 64 tokens: one token's result does not depend on the step's size, so verification
