@@ -183,7 +183,10 @@ def main():
         same = sum(x == y for x, y in zip(mine, ref))
         first = [next((j for j, (u, w) in enumerate(zip(x, y)) if u != w), min(len(x), len(y))) for x, y in zip(mine, ref)]
         print(json.dumps({"check_identical": f"{same}/{len(ps)}", "first_divergence": first}), file=sys.stderr, flush=True)
-        llm.float()
+        # transformers refuses .float() on a GGUF-loaded model ("quantized"); cast the tensors directly.
+        for t in list(llm.parameters()) + list(llm.buffers()):
+            if t.is_floating_point():
+                t.data = t.data.float()
         fast = FastLLM(llm, dt)
     t0 = time.time()
     plan = []
