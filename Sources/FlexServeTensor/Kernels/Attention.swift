@@ -18,54 +18,131 @@ public enum Attention {
                                slotPositions: UnsafePointer<Int32>? = nil) {
         let group = numHeads / numKVHeads
         let kvStride = numKVHeads * headDim
-        // One task per (token, up to three query heads of one KV head): each key and value row is
+        // Work comes in sets of up to three query heads of one KV head: each key and value row is
         // read once for the three heads (they share it under grouped-query attention), with 12
         // and 24 independent sums in registers. Every head's arithmetic is the same as alone.
         let headSets = (group + 2) / 3
-        pool.parallelFor(tokens * numKVHeads * headSets) { task in
-            let t = task / (numKVHeads * headSets)
-            let kvHead = task / headSets % numKVHeads
-            let first = kvHead * group + task % headSets * 3
-            let count = min(3, (kvHead + 1) * group - first)
-            let lo = Int(slotStart[t]), hi = Int(slotStart[t + 1])
-            let n = hi - lo
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * max(1, n)) { buffer in
-                // Heads past `count` repeat the last real one; their results are not stored.
-                func query(_ k: Int) -> UnsafePointer<Float> { q + (t * numHeads + first + min(k, count - 1)) * headDim }
-                func scoresOf(_ k: Int) -> UnsafeMutablePointer<Float> { buffer.baseAddress! + k * n }
-                let scores = (scoresOf(0), scoresOf(1), scoresOf(2))
-                var j = 0
-                while j < n {
-                    func key(_ k: Int) -> UnsafePointer<Float> {
-                        keys + Int(slots[lo + min(j + k, n - 1)]) * kvStride + kvHead * headDim
-                    }
-                    let s = RowDot.threeTokens(query(0), query(1), query(2), (key(0), key(1), key(2), key(3)), headDim)
-                    let (s0, s1, s2) = (s.0 * scale, s.1 * scale, s.2 * scale)
-                    for k in 0..<min(4, n - j) { scores.0[j + k] = s0[k]; scores.1[j + k] = s1[k]; scores.2[j + k] = s2[k] }
-                    j += 4
-                }
+        let sets = tokens * numKVHeads * headSets
+        if sets == 0 { return }
+        let a = Args(q: q, numHeads: numHeads, group: group, headSets: headSets, numKVHeads: numKVHeads, headDim: headDim,
+                     kvStride: kvStride, keys: keys, values: values, slotStart: slotStart, slots: slots, scale: scale,
+                     alibiSlopes: alibiSlopes, queryPositions: queryPositions, slotPositions: slotPositions)
+        if sets < 2 * pool.threadCount {
+            // Few sets (decoding): one set per task would leave cores idle, so the work is split
+            // across keys, then heads, then columns instead.
+            splitForward(a, sets: sets, out: out, pool: pool)
+            return
+        }
+        // One task per set.
+        pool.parallelFor(sets) { task in
+            let set = a.set(task)
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * max(1, set.n)) { buffer in
+                let scores = buffer.baseAddress!
+                a.score(set, scores, keys: 0..<set.n)
                 var inv = SIMD4<Float>()
-                for k in 0..<count {
-                    let h = first + k, sc = scoresOf(k)
-                    if let alibiSlopes {
-                        for j in 0..<n { sc[j] += alibiSlopes[h] * Float(slotPositions![lo + j] - queryPositions![t]) }
-                    }
-                    var maxScore = -Float.infinity
-                    for j in 0..<n where sc[j] > maxScore { maxScore = sc[j] }
-                    inv[k] = 1 / softmaxNumerators(sc, n, maxScore: maxScore)
-                }
-                let outs = (out + (t * numHeads + first) * headDim, out + (t * numHeads + first + min(1, count - 1)) * headDim,
-                            out + (t * numHeads + first + min(2, count - 1)) * headDim)
+                for k in 0..<set.count { inv[k] = a.normalize(set, head: k, scores + k * set.n) }
                 var d = 0
-                if count == 3 {
-                    d = weightedValues3(scores, inv, n: n, values: values + kvHead * headDim, slots: slots + lo,
-                                        kvStride: kvStride, headDim: headDim, out: outs)
+                if set.count == 3 {
+                    d = weightedValues3((scores, scores + set.n, scores + 2 * set.n), inv, n: set.n, values: values + set.kvHead * headDim,
+                                        slots: slots + set.lo, kvStride: kvStride, headDim: headDim,
+                                        out: (out + set.outOffset(0, a), out + set.outOffset(1, a), out + set.outOffset(2, a)))
                 }
-                for k in 0..<count where d < headDim {
-                    weightedValues(scoresOf(k), inv[k], n: n, values: values + kvHead * headDim + d, slots: slots + lo,
-                                   kvStride: kvStride, headDim: headDim - d, out: out + (t * numHeads + first + k) * headDim + d)
+                for k in 0..<set.count where d < headDim {
+                    weightedValues(scores + k * set.n, inv[k], n: set.n, values: values + set.kvHead * headDim + d, slots: slots + set.lo,
+                                   kvStride: kvStride, headDim: headDim - d, out: out + set.outOffset(k, a) + d)
                 }
             }
+        }
+    }
+
+    /// `forward` in three passes, each spread over all threads: scores by chunks of keys, softmax by
+    /// head, weighted values by 32 columns. Every value is computed as in the one-task-per-set path.
+    static func splitForward(_ a: Args, sets: Int, out: UnsafeMutablePointer<Float>, pool: ThreadPool) {
+        var offsets = [Int](repeating: 0, count: sets + 1)
+        for i in 0..<sets { offsets[i + 1] = offsets[i] + 3 * a.set(i).n }
+        let keyChunks = max(1, (4 * pool.threadCount + sets - 1) / sets)
+        let columnChunks = (a.headDim + 31) / 32
+        offsets.withUnsafeBufferPointer { offsets in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, offsets[sets]) + 4 * sets) { buffer in
+                let scoresBase = buffer.baseAddress!, invs = buffer.baseAddress! + offsets[sets]
+                pool.parallelFor(sets * keyChunks) { task in
+                    let set = a.set(task / keyChunks), c = task % keyChunks
+                    let size = ((set.n + keyChunks - 1) / keyChunks + 3) / 4 * 4
+                    let lo = min(set.n, c * size), hi = min(set.n, lo + size)
+                    if lo < hi { a.score(set, scoresBase + offsets[task / keyChunks], keys: lo..<hi) }
+                }
+                pool.parallelFor(sets * 3) { task in
+                    let i = task / 3, set = a.set(i), k = task % 3
+                    if k < set.count { invs[4 * i + k] = a.normalize(set, head: k, scoresBase + offsets[i] + k * set.n) }
+                }
+                pool.parallelFor(sets * columnChunks) { task in
+                    let i = task / columnChunks, set = a.set(i), d = task % columnChunks * 32
+                    for k in 0..<set.count {
+                        weightedValues(scoresBase + offsets[i] + k * set.n, invs[4 * i + k], n: set.n,
+                                       values: a.values + set.kvHead * a.headDim + d, slots: a.slots + set.lo, kvStride: a.kvStride,
+                                       headDim: min(32, a.headDim - d), out: out + set.outOffset(k, a) + d)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The inputs of `forward`, and the steps every path shares.
+    struct Args {
+        let q: UnsafePointer<Float>
+        let numHeads: Int, group: Int, headSets: Int, numKVHeads: Int, headDim: Int, kvStride: Int
+        let keys: UnsafePointer<Float>, values: UnsafePointer<Float>
+        let slotStart: UnsafePointer<Int32>, slots: UnsafePointer<Int32>
+        let scale: Float
+        let alibiSlopes: UnsafePointer<Float>?, queryPositions: UnsafePointer<Int32>?, slotPositions: UnsafePointer<Int32>?
+
+        /// Set `i`: token t, KV head, its first query head and how many (1...3), the token's visible slots.
+        struct HeadSet {
+            let t: Int, kvHead: Int, first: Int, count: Int, lo: Int, n: Int
+            /// Output of the set's k-th head (heads past `count` repeat the last real one).
+            func outOffset(_ k: Int, _ a: Args) -> Int { (t * a.numHeads + first + min(k, count - 1)) * a.headDim }
+        }
+
+        @inline(__always)
+        func set(_ i: Int) -> HeadSet {
+            let t = i / (numKVHeads * headSets)
+            let kvHead = i / headSets % numKVHeads
+            let first = kvHead * group + i % headSets * 3
+            let lo = Int(slotStart[t])
+            return HeadSet(t: t, kvHead: kvHead, first: first, count: min(3, (kvHead + 1) * group - first), lo: lo, n: Int(slotStart[t + 1]) - lo)
+        }
+
+        /// Scaled scores of the set's heads against `keys` (indices into its visible slots), into
+        /// `scores + k·n` for head k; four keys at a time, the query vectors loaded once for them.
+        @inline(__always)
+        func score(_ s: HeadSet, _ scores: UnsafeMutablePointer<Float>, keys range: Range<Int>) {
+            func query(_ k: Int) -> UnsafePointer<Float> { q + (s.t * numHeads + s.first + min(k, s.count - 1)) * headDim }
+            var j = range.lowerBound
+            while j < range.upperBound {
+                func key(_ k: Int) -> UnsafePointer<Float> {
+                    keys + Int(slots[s.lo + min(j + k, s.n - 1)]) * kvStride + s.kvHead * headDim
+                }
+                let r = RowDot.threeTokens(query(0), query(1), query(2), (key(0), key(1), key(2), key(3)), headDim)
+                let (s0, s1, s2) = (r.0 * scale, r.1 * scale, r.2 * scale)
+                for k in 0..<min(4, range.upperBound - j) {
+                    scores[j + k] = s0[k]
+                    if s.count > 1 { scores[s.n + j + k] = s1[k] }
+                    if s.count > 2 { scores[2 * s.n + j + k] = s2[k] }
+                }
+                j += 4
+            }
+        }
+
+        /// ALiBi, then exp(score − max) in place; returns 1 / their sum.
+        @inline(__always)
+        func normalize(_ s: HeadSet, head k: Int, _ sc: UnsafeMutablePointer<Float>) -> Float {
+            let h = s.first + k
+            if let alibiSlopes {
+                for j in 0..<s.n { sc[j] += alibiSlopes[h] * Float(slotPositions![s.lo + j] - queryPositions![s.t]) }
+            }
+            var maxScore = -Float.infinity
+            for j in 0..<s.n where sc[j] > maxScore { maxScore = sc[j] }
+            return 1 / softmaxNumerators(sc, s.n, maxScore: maxScore)
         }
     }
 

@@ -98,7 +98,8 @@ public enum Linear {
         let rowBytes = weight.dtype.byteCount(values: cols)!
         let base = weight.data
         let blocks = cols / 32
-        pool.parallelChunks(rows, minChunk: 64) { range in
+        // At least 32 rows a task: the 192-row K/V projections make six tasks, three per core.
+        pool.parallelChunks(rows, minChunk: 32) { range in
             // Four rows at a time, from the four quarters of the range: four independent sums
             // (one row's chain of FMAs is latency-bound) over four sequential streams.
             let quarter = range.count / 4
