@@ -7,7 +7,8 @@ import Foundation
 struct GPUCheckCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gpu-check", abstract: "GPU backend checks: correctness against the CPU, speed against the roofline.",
-        subcommands: [GPUSelfTestCommand.self, GPUCorrectnessCommand.self, GPUSpeedCommand.self, GPUSpeculativeCommand.self])
+        subcommands: [GPUSelfTestCommand.self, GPUCorrectnessCommand.self, GPUSpeedCommand.self, GPUSpeculativeCommand.self,
+                      GPUProfileCommand.self])
 }
 
 /// Greedy tokens and logits of the GPU backend against the CPU backend.
@@ -145,5 +146,75 @@ struct GPUSelfTestCommand: AsyncParsableCommand {
                   ok ? "ok" : "FAILED (tolerance \(tolerance[type]!))")
         }
         if failed { throw ExitCode.failure }
+    }
+}
+
+/// Where a batch-1 decode step's time goes: products alone per shape and kernel, the step by kernel category, host overhead.
+struct GPUProfileCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "profile",
+        abstract: "Batch-1 decode profile with CUDA events: GB/s per weight shape (cuBLAS and each GEMV variant), step time by kernel category, host overhead.")
+
+    @Option(name: [.customLong("model"), .customLong("llm-model")]) var model: String
+    @Option(name: .customLong("data-type")) var dataType = "fp16"
+    @Option(help: "Tokens of context before the profiled decode steps.") var context = 256
+    @Option(help: "Comma-separated GEMV variants (default,u8,w2,w4,w8); cuBLAS is always measured.") var variants = "all"
+    @Option(help: "Decode steps per wall-time measurement.") var steps = 32
+    @Option var output = "gpu-profile.json"
+
+    mutating func run() async throws {
+        guard let type = CUDADataType(name: dataType) else { throw ValidationError("unknown data type \(dataType)") }
+        let chosen = variants == "all" ? nil : variants.split(separator: ",").map(String.init)
+        let r = try GPUCheck.profile(model: model, dataType: type, context: context, variants: chosen, steps: steps, log: logProgress)
+        print(String(format: "\n%@ %@, attention%@, context %d: copy %.0f GB/s, weights %.2f GB, roofline %.3f ms/step",
+                     r.device as NSString, r.dataType as NSString, (r.attention2 ? "2" : "1") as NSString, r.contextTokens,
+                     r.copyBytesPerSecond / 1e9, Double(r.weightBytes) / 1e9, r.rooflineMilliseconds))
+        print("\n(a) one product alone (batch 1), us per call | GB/s of weights (copy = \(Int(r.copyBytesPerSecond / 1e9)))")
+        let kernels = r.executions.map(\.kernel)
+        let shapeNames = r.shapes.reduce(into: [String]()) { if !$0.contains($1.shape) { $0.append($1.shape) } }
+        print("shape            | " + kernels.map { $0.padding(toLength: 15, withPad: " ", startingAt: 0) }.joined(separator: " | "))
+        for name in shapeNames {
+            let first = r.shapes.first { $0.shape == name }!
+            var line = "\(name) \(first.n)x\(first.k)".padding(toLength: 16, withPad: " ", startingAt: 0) + " | "
+            line += kernels.map { k in
+                guard let t = r.shapes.first(where: { $0.shape == name && $0.kernel == k }) else { return "-".padding(toLength: 15, withPad: " ", startingAt: 0) }
+                return String(format: "%6.1f %6.0f  ", t.microsecondsPerCall, t.gigabytesPerSecond)
+            }.joined(separator: " | ")
+            print(line)
+        }
+        print("max |GEMV - cuBLAS| / max |cuBLAS| on one product with a random input (a wrong variant shows here):")
+        for k in kernels where k != "cublas" {
+            print("  \(k): " + shapeNames.map { name in
+                guard let t = r.shapes.first(where: { $0.shape == name && $0.kernel == k }), let d = t.maxAbsDifferenceFromCUBLAS,
+                      let m = t.maxAbsOutput else { return "\(name) -" }
+                return String(format: "%@ %.2g/%.3g", name as NSString, d, m)
+            }.joined(separator: ", "))
+        }
+        print("\n(b) one decode step by kernel category, ms summed over layers: GPU-only (queued behind a spin) / as launched")
+        let categories = r.executions.first.map { $0.queued.map(\.name) } ?? []
+        print("category         | " + kernels.map { $0.padding(toLength: 15, withPad: " ", startingAt: 0) }.joined(separator: " | "))
+        for name in categories {
+            var line = name.padding(toLength: 16, withPad: " ", startingAt: 0) + " | "
+            line += r.executions.map { e in
+                let q = e.queued.first { $0.name == name }?.milliseconds ?? 0
+                let a = e.eager.first { $0.name == name }?.milliseconds ?? 0
+                return String(format: "%6.3f/%6.3f  ", q, a)
+            }.joined(separator: " | ")
+            print(line)
+        }
+        func row(_ title: String, _ value: (DecodeProfile.Execution) -> Double?) {
+            print(title.padding(toLength: 16, withPad: " ", startingAt: 0) + " | " + r.executions.map { e in
+                value(e).map { String(format: "%13.3f  ", $0) } ?? "            -  "
+            }.joined(separator: " | "))
+        }
+        row("step GPU-only") { $0.queuedMilliseconds }
+        row("step launched") { $0.eagerMilliseconds }
+        print("\n(c) host side, ms per step")
+        row("host encode") { $0.hostEncodeMilliseconds }
+        row("wall (eager)") { $0.wallMilliseconds }
+        row("wall (graphs)") { $0.wallGraphsMilliseconds }
+        row("overhead eager") { $0.hostOverheadMilliseconds }
+        row("overhead graphs") { $0.hostOverheadGraphsMilliseconds }
+        try writeJSON(r, to: output)
     }
 }

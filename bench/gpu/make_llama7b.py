@@ -1,6 +1,7 @@
 """Writes a LLaMA-7B-shaped fp16 model with random weights (config.json + safetensors) on the GPU machine,
 then times HF transformers `generate` on it (batch 1, greedy), so FlexServe and HF run the same shape in one run.
-Usage: make_llama7b.py MODEL_DIR RESULT_JSON [PROMPT_TOKENS NEW_TOKENS]"""
+Usage: make_llama7b.py MODEL_DIR RESULT_JSON [PROMPT_TOKENS NEW_TOKENS]
+NEW_TOKENS 0: write the model only (no HF timing, no RESULT_JSON)."""
 import json, os, sys, time
 
 import torch
@@ -26,6 +27,8 @@ if not os.path.exists(os.path.join(folder, "config.json")):
     model.save_pretrained(folder, safe_serialization=True, max_shard_size="20GB")
     print(f"wrote {folder} in {time.time() - start:.1f} s", flush=True)
 
+if new_tokens <= 0:
+    sys.exit(0)
 ids = torch.randint(0, config.vocab_size, (1, prompt_tokens), device="cuda")
 with torch.no_grad():
     model.generate(ids, max_new_tokens=8, do_sample=False, pad_token_id=0)  # warm-up

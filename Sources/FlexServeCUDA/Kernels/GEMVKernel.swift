@@ -4,14 +4,34 @@
 struct GEMVKernel {
     let module: KernelModule
     let type: CUDADataType
-    let rowsPerBlock = 8
+    /// Launch configuration: "default" (`gemv_<type>_<tokens>`) or one of `GEMVKernelSource.tuningVariants`.
+    let variant: String
+    let rowsPerBlock: Int
+    /// Kernel name prefix: "gemv" or "gemv_u<U>w<W>".
+    let prefix: String
     /// Largest step this kernel takes; larger ones go to cuBLAS.
     let maxTokens: Int
 
-    init(device: CUDADevice, type: CUDADataType, maxTokens: Int? = nil) throws {
+    init(device: CUDADevice, type: CUDADataType, maxTokens: Int? = nil, variant: String = "default") throws {
+        guard let plan = Self.plan(variant: variant) else {
+            throw CUDAError.unsupported("unknown GEMV variant '\(variant)' (\(Self.variantNames.joined(separator: ", ")))")
+        }
         module = try device.compiler().module(named: GEMVKernelSource.moduleName, source: GEMVKernelSource.code)
         self.type = type
         self.maxTokens = max(1, maxTokens ?? GEMVKernelSource.maxTokens)
+        self.variant = variant
+        rowsPerBlock = plan.rowsPerBlock
+        prefix = plan.prefix
+    }
+
+    /// Every launch configuration, the default first.
+    static var variantNames: [String] { ["default"] + GEMVKernelSource.tuningVariants.map(\.name) }
+
+    /// Kernel name prefix and rows per 256-thread block of a variant; nil for an unknown name.
+    static func plan(variant: String) -> (prefix: String, rowsPerBlock: Int)? {
+        if variant == "default" { return ("gemv", 8) }
+        guard let v = GEMVKernelSource.tuningVariants.first(where: { $0.name == variant }) else { return nil }
+        return ("gemv_u\(v.loads)w\(v.warpsPerRow)", 8 / v.warpsPerRow)
     }
 
     /// Whether this kernel can do the product (few tokens, rows 16-byte aligned).
@@ -22,8 +42,8 @@ struct GEMVKernel {
     func linear(x: DevicePointer, w: DevicePointer, out: DevicePointer, tokens: Int, n: Int, k: Int, accumulate: Bool) throws {
         for chunk in Self.chunks(tokens: tokens) {
             let variant = Self.variant(for: chunk.count)
-            try module.launch("gemv_\(type.kernelSuffix)_\(variant)", grid: ((n + rowsPerBlock - 1) / rowsPerBlock, 1, 1),
-                              block: 32 * rowsPerBlock,
+            try module.launch("\(prefix)_\(type.kernelSuffix)_\(variant)", grid: ((n + rowsPerBlock - 1) / rowsPerBlock, 1, 1),
+                              block: 256,  // 8 warps: rowsPerBlock rows of 8 / rowsPerBlock warps each
                               [.pointer(w), .pointer(x + DevicePointer(chunk.first * k * type.bytes)),
                                .pointer(out + DevicePointer(chunk.first * n * 4)),
                                .int(n), .int(k), .int(chunk.count), .int(accumulate ? 1 : 0)])

@@ -15,8 +15,11 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
     let kernels: LlamaKernels
     let blas: CUBLAS
     /// The weight-streaming GEMV for steps of few tokens, when enabled (`FLEXSERVE_CUDA_GEMV=1`); cuBLAS otherwise.
-    let gemv: GEMVKernel?
-    public let options: Options
+    private(set) var gemv: GEMVKernel?
+    public private(set) var options: Options
+    /// Profiling hook (`DecodeProfile`): called with a category name before each part of a step is queued
+    /// ("upload", "embed", "norm", "qkv", ..., "logits-copy") and with "end" once the logits are on the host.
+    var profileMark: ((String) throws -> Void)?
     /// Why CUDA graphs were turned off for this model after a failed capture (nil: never failed).
     public private(set) var graphFailure: String?
     /// Steps run as a captured graph: captures and replays (a replay count far above captures is the aim).
@@ -56,9 +59,12 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
         public var graphMaxTokens: Int
         /// Attention through `attention2` (slots in parallel across the block) instead of `attention`.
         public var attention2: Bool
+        /// The GEMV's launch configuration: "default" or a name from `GEMVKernelSource.tuningVariants`.
+        public var gemvVariant: String
 
         public init(gemv: Bool = false, gemvMaxTokens: Int = 8, graphs: Bool = false, graphMaxTokens: Int = 32,
-                    attention2: Bool = false) {
+                    attention2: Bool = false, gemvVariant: String = "default") {
+            self.gemvVariant = gemvVariant
             self.gemv = gemv
             self.gemvMaxTokens = gemvMaxTokens
             self.graphs = graphs
@@ -67,7 +73,7 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
         }
 
         /// `FLEXSERVE_CUDA_GEMV=1`, `FLEXSERVE_CUDA_GEMV_MAX_TOKENS`, `FLEXSERVE_CUDA_GRAPHS=1`, `FLEXSERVE_CUDA_GRAPH_MAX_TOKENS`,
-        /// `FLEXSERVE_CUDA_ATTENTION=2`.
+        /// `FLEXSERVE_CUDA_ATTENTION=2`, `FLEXSERVE_CUDA_GEMV_VARIANT` (default, u8, w2, w4, w8).
         public static var environment: Options {
             let env = ProcessInfo.processInfo.environment
             var o = Options()
@@ -76,12 +82,13 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
             o.graphs = env["FLEXSERVE_CUDA_GRAPHS"] == "1"
             if let n = env["FLEXSERVE_CUDA_GRAPH_MAX_TOKENS"].flatMap({ Int($0) }), n > 0 { o.graphMaxTokens = n }
             o.attention2 = env["FLEXSERVE_CUDA_ATTENTION"] == "2"
+            if let v = env["FLEXSERVE_CUDA_GEMV_VARIANT"], !v.isEmpty { o.gemvVariant = v }
             return o
         }
 
         /// A short name for reports: "cublas", "gemv<=8", "+graphs", "+attn2".
         public var summary: String {
-            (gemv ? "gemv<=\(gemvMaxTokens)" : "cublas") + (graphs ? "+graphs" : "") + (attention2 ? "+attn2" : "")
+            (gemv ? "gemv<=\(gemvMaxTokens)" + (gemvVariant == "default" ? "" : "[\(gemvVariant)]") : "cublas") + (graphs ? "+graphs" : "") + (attention2 ? "+attn2" : "")
         }
     }
 
@@ -98,7 +105,8 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
         kernels = try LlamaKernels(device: device, type: dataType)
         blas = try device.cublas()
         self.options = options
-        gemv = options.gemv ? try GEMVKernel(device: device, type: dataType, maxTokens: options.gemvMaxTokens) : nil
+        gemv = options.gemv ? try GEMVKernel(device: device, type: dataType, maxTokens: options.gemvMaxTokens,
+                                             variant: options.gemvVariant) : nil
         let c = config, src = weights.source
         let qDim = c.numHeads * c.headDim, kvDim = c.numKVHeads * c.headDim
         func matrix(_ name: String, _ rows: Int, _ cols: Int) throws -> TensorView {
@@ -196,6 +204,7 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
         }
 
         let s = try scratch(tokens: T, logitRows: R, stepInts: packed.count)
+        try profileMark?("upload")
         try packed.withUnsafeBytes { try device.copy(toDevice: s.step.pointer, from: $0.baseAddress!, bytes: $0.count) }
         // Moves vary in number, so they run outside any graph, before the step reads the cache.
         try kernels.moveSlots(cache: kv.storage.pointer, moves: s.step.offset(step.moves * 4), count: moves.count / 2,
@@ -232,11 +241,13 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
             try encode(s, kv: kv, step: step, tokens: T, logitRows: R, maxVisible: maxVisible)
         }
         let logits = Logits(rows: R, vocabSize: V)
+        try profileMark?("logits-copy")
         if R > 0 {
             try device.copy(toHost: logits.storage.pointer, from: s.logits.pointer, bytes: R * V * 4)
         } else {
             try device.synchronize()
         }
+        try profileMark?("end")
         return logits
     }
 
@@ -257,38 +268,67 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
         let H = c.hiddenSize, qDim = c.numHeads * c.headDim, kvDim = c.numKVHeads * c.headDim
         let I = c.intermediateSize, V = c.vocabSize
         func at(_ index: Int) -> DevicePointer { s.step.offset(index * 4) }
+        let mark = profileMark ?? { _ in }
+        try mark("embed")
         try kernels.embed(ids: at(step.ids), table: embedding.pointer, out: s.x.pointer, tokens: T, dim: H)
         let scale = 1 / Float(c.headDim).squareRoot()
         for (l, layer) in layers.enumerated() {
             // Attention block: x += Wo · attention(rope(Wqkv · norm(x))).
+            try mark("norm")
             try kernels.rmsNorm(x: s.x.pointer, rows: 0, count: T, weight: layer.attentionNorm.pointer, out: s.act.pointer,
                                 dim: H, eps: c.rmsNormEps)
+            try mark("qkv")
             try linear(x: s.act.pointer, w: layer.qkv.pointer, out: s.qkv.pointer,
                             tokens: T, n: qDim + 2 * kvDim, k: H)
+            try mark("rope+kv-write")
             try kernels.ropeAndStore(qkv: s.qkv.pointer, bias: layer.qkvBias?.pointer ?? 0, cos: at(step.cos), sin: at(step.sin),
                                      write: at(step.write), keys: kv.keys(layer: l), values: kv.values(layer: l),
                                      tokens: T, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim)
+            try mark("attention")
             try kernels.attention(qkv: s.qkv.pointer, keys: kv.keys(layer: l), values: kv.values(layer: l),
                                   slotStart: at(step.slotStart), slots: at(step.slots), out: s.act.pointer,
                                   tokens: T, maxVisible: maxVisible, heads: c.numHeads, kvHeads: c.numKVHeads,
                                   headDim: c.headDim, scale: scale, version2: options.attention2)
+            try mark("o-proj")
             try linear(x: s.act.pointer, w: layer.wo.pointer, out: s.x.pointer,
                             tokens: T, n: H, k: qDim, accumulate: true)
             // MLP block: x += Wdown · (silu(Wgate · h) ⊙ Wup · h), h = norm(x).
+            try mark("norm")
             try kernels.rmsNorm(x: s.x.pointer, rows: 0, count: T, weight: layer.mlpNorm.pointer, out: s.act.pointer,
                                 dim: H, eps: c.rmsNormEps)
+            try mark("gate/up")
             try linear(x: s.act.pointer, w: layer.gateUp.pointer, out: s.gateUp.pointer,
                             tokens: T, n: 2 * I, k: H)
+            try mark("silu*up")
             try kernels.siluMultiply(gateUp: s.gateUp.pointer, out: s.act.pointer, tokens: T, inner: I)
+            try mark("down")
             try linear(x: s.act.pointer, w: layer.down.pointer, out: s.x.pointer,
                             tokens: T, n: H, k: I, accumulate: true)
         }
         if R > 0 {
             // Final norm and vocabulary head only for the rows that asked for logits.
+            try mark("norm")
             try kernels.rmsNorm(x: s.x.pointer, rows: at(step.picked), count: R, weight: finalNorm.pointer, out: s.act.pointer,
                                 dim: H, eps: c.rmsNormEps)
+            try mark("lm-head")
             try linear(x: s.act.pointer, w: lmHead.pointer, out: s.logits.pointer, tokens: R, n: V, k: H)
         }
+    }
+
+    /// Profiling: switches the few-token product path (a GEMV variant, or nil for cuBLAS) and CUDA graphs; drops
+    /// captured graphs, which hold the old kernels.
+    func setExecution(gemvVariant: String?, graphs: Bool) throws {
+        lock.lock(); defer { lock.unlock() }
+        if let v = gemvVariant {
+            gemv = try GEMVKernel(device: device, type: dataType, maxTokens: options.gemvMaxTokens, variant: v)
+            options.gemvVariant = v
+        } else {
+            gemv = nil
+        }
+        options.gemv = gemvVariant != nil
+        options.graphs = graphs
+        scratch?.graphs.removeAll()
+        scratch?.seenShapes.removeAll()
     }
 
     /// Which matrix-product path few-token steps take: "gemv" or "cublas".
