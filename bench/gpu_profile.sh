@@ -8,6 +8,9 @@
 #  (b) one decode step split by kernel category, GPU-only (queued behind a spin kernel) and as launched;
 #  (c) wall time per step (eager and with CUDA graphs) minus the GPU-only time: host overhead.
 # Then (ATTN1=1, default) the step again with the first attention kernel and the default GEMV only.
+# Then (ATTN3=1, default) the step again with the split attention and the wide norm/rope kernels
+# (FLEXSERVE_CUDA_ATTENTION=3 FLEXSERVE_CUDA_NORM_ROPE=2), GEMV variants $ATTN3_VARIANTS (default w8): profile-attn3.json.
+# With FLEXSERVE_CUDA_ATTENTION=3 given, the main profile is already that one and only it runs.
 # Prints the tables; writes $RESULTS/profile.json, profile-attn1.json and logs (default bench/gpu/results/profile).
 # Environment: FLEXSERVE (default .gpu/flexserve, unpacked from .gpu/flexserve.xz), LLAMA7B (model folder to
 # write/reuse), CONTEXT (default 256), VARIANTS (default all), FLEXSERVE_CUDA_ATTENTION (default 2 here).
@@ -42,5 +45,11 @@ if [ "${ATTN1:-1}" = 1 ] && [ "$FLEXSERVE_CUDA_ATTENTION" = 2 ]; then
     FLEXSERVE_CUDA_ATTENTION=1 timeout -k 10 120 "$FLEXSERVE" gpu-check profile --model "$LLAMA7B" --data-type fp16 \
         --context "$CONTEXT" --variants default --output "$RESULTS/profile-attn1.json" 2>&1 | tee "$RESULTS/profile-attn1.log"
     echo "attention-1 profile exit ${PIPESTATUS[0]} after $((SECONDS - start)) s"
+fi
+if [ "${ATTN3:-1}" = 1 ] && [ "$FLEXSERVE_CUDA_ATTENTION" != 3 ]; then
+    FLEXSERVE_CUDA_ATTENTION=3 FLEXSERVE_CUDA_NORM_ROPE=2 timeout -k 10 120 "$FLEXSERVE" gpu-check profile --model "$LLAMA7B" \
+        --data-type fp16 --context "$CONTEXT" --variants "${ATTN3_VARIANTS:-w8}" --output "$RESULTS/profile-attn3.json" 2>&1 \
+        | tee "$RESULTS/profile-attn3.log"
+    echo "attention-3 + norm/rope-2 profile exit ${PIPESTATUS[0]} after $((SECONDS - start)) s"
 fi
 exit "$rc"

@@ -110,17 +110,21 @@ struct GPUSelfTestCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "selftest", abstract: "Random small LLaMA: GPU vs CPU logits through batching, tree verify and KV move.")
 
-    @Option(help: "Execution to check: env (as the environment sets it), cublas, or '+'-joined gemv, graphs, attn2 (e.g. gemv+graphs).")
+    @Option(help: "Execution to check: env (as the environment sets it), cublas, or '+'-joined gemv, graphs, attn2, attn3, chunk4 (attn3 with 4-slot chunks), nr2 (e.g. gemv+graphs+attn3+nr2).")
     var variant = "env"
 
     mutating func run() async throws {
         var options = CUDALlama.Options.environment
         if variant != "env" {
             let parts = Set(variant.split(separator: "+").map(String.init))
-            guard parts.isSubset(of: ["cublas", "gemv", "graphs", "attn2"]) else { throw ValidationError("unknown variant \(variant)") }
+            guard parts.isSubset(of: ["cublas", "gemv", "graphs", "attn2", "attn3", "chunk4", "nr2"]) else { throw ValidationError("unknown variant \(variant)") }
             options.gemv = parts.contains("gemv")
             options.graphs = parts.contains("graphs")
             options.attention2 = parts.contains("attn2")
+            options.attention3 = parts.contains("attn3")
+            // chunk4: attention3 with chunks of 4 slots, so the selftest's short lists span several chunks.
+            if parts.contains("chunk4") { options.attentionChunk = 4 }
+            options.normRope2 = parts.contains("nr2")
         }
         let device = try CUDADevice.shared()
         print("device: \(device.name) (\(device.architecture), \(device.totalMemory >> 20) MiB), execution \(options.summary)")
@@ -138,11 +142,14 @@ struct GPUSelfTestCommand: AsyncParsableCommand {
             }
             // Graphs asked for must have been used, and replayed (the four decode steps share a shape).
             let graphsOK = !options.graphs || (r.graphFailure == nil && r.graphReplays > 0)
-            let ok = r.maxAbsError.allSatisfy { $0 <= tolerance[type]! } && graphsOK
+            // With the GEMV every kernel is batch-invariant: a token alone must get the logits it got in a 2-token step.
+            let invariantOK = !options.gemv || r.batchInvariant
+            let ok = r.maxAbsError.allSatisfy { $0 <= tolerance[type]! } && graphsOK && invariantOK
             failed = failed || !ok
             print("\(type.rawValue): max |GPU - CPU| logit per step (prefill, tree, 4 decodes after move):",
                   r.maxAbsError.map { String(format: "%.2e", $0) }.joined(separator: " "),
                   options.graphs ? "graphs \(r.graphCaptures) captured \(r.graphReplays) replayed\(r.graphFailure.map { " FAILED: \($0)" } ?? "")" : "",
+                  r.batchInvariant ? "batch-invariant" : "NOT batch-invariant\(options.gemv ? " (FAILED)" : " (cuBLAS: expected)")",
                   ok ? "ok" : "FAILED (tolerance \(tolerance[type]!))")
         }
         if failed { throw ExitCode.failure }
@@ -166,8 +173,8 @@ struct GPUProfileCommand: AsyncParsableCommand {
         guard let type = CUDADataType(name: dataType) else { throw ValidationError("unknown data type \(dataType)") }
         let chosen = variants == "all" ? nil : variants.split(separator: ",").map(String.init)
         let r = try GPUCheck.profile(model: model, dataType: type, context: context, variants: chosen, steps: steps, log: logProgress)
-        print(String(format: "\n%@ %@, attention%@, context %d: copy %.0f GB/s, weights %.2f GB, roofline %.3f ms/step",
-                     r.device as NSString, r.dataType as NSString, (r.attention2 ? "2" : "1") as NSString, r.contextTokens,
+        print(String(format: "\n%@ %@, attention%@ (%@), context %d: copy %.0f GB/s, weights %.2f GB, roofline %.3f ms/step",
+                     r.device as NSString, r.dataType as NSString, (r.attention2 ? "2" : "1") as NSString, (r.execution ?? "") as NSString, r.contextTokens,
                      r.copyBytesPerSecond / 1e9, Double(r.weightBytes) / 1e9, r.rooflineMilliseconds))
         print("\n(a) one product alone (batch 1), us per call | GB/s of weights (copy = \(Int(r.copyBytesPerSecond / 1e9)))")
         let kernels = r.executions.map(\.kernel)

@@ -27,9 +27,16 @@ final class CUDABackendTests: XCTestCase {
         guard let device = try? CUDADevice.shared() else { throw XCTSkip("no CUDA driver or GPU") }
         let variants = [CUDALlama.Options(gemv: true), CUDALlama.Options(graphs: true),
                         CUDALlama.Options(gemv: true, graphs: true, attention2: true)]
-        for options in variants {
+        // The split attention (4-slot chunks: the selftest's lists span several) and the wide norm/rope kernels.
+        var split = CUDALlama.Options(gemv: true, graphs: true)
+        split.attention3 = true
+        split.attentionChunk = 4
+        split.normRope2 = true
+        for options in variants + [split] {
             let r = try CUDASelfTest.run(device: device, dataType: .fp32, options: options)
             for e in r.maxAbsError { XCTAssertLessThan(e, 1e-3, options.summary) }
+            // With the GEMV a token's logits do not depend on the other tokens of its step.
+            if options.gemv { XCTAssertTrue(r.batchInvariant, options.summary) }
             if options.graphs {
                 XCTAssertNil(r.graphFailure, options.summary)
                 XCTAssertGreaterThan(r.graphReplays, 0, options.summary)

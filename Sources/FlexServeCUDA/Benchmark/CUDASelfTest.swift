@@ -13,6 +13,9 @@ public enum CUDASelfTest {
         public var graphCaptures = 0, graphReplays = 0
         /// Why graph capture was given up (the steps then ran directly).
         public var graphFailure: String?
+        /// Whether the last decode step's first token, run again alone, got bit-identical logits (batch invariance:
+        /// expected with the GEMV, whose per-token sums do not depend on the step's size; not with cuBLAS).
+        public var batchInvariant = false
     }
 
     public static func run(device: CUDADevice? = nil, dataType: CUDADataType = .fp32,
@@ -54,13 +57,22 @@ public enum CUDASelfTest {
             cache.move(sequence: 0, from: 11, to: 11)
             cache.move(sequence: 0, from: 13, to: 12)
         }
+        var decode = Batch()
         for step in 0..<4 {
-            var decode = Batch()
+            decode = Batch()
             decode.appendCausal([50 - step], sequence: 0, start: 13 + step, logits: .last)
             decode.appendCausal([14 + step], sequence: 1, start: 6 + step, logits: .last)
             try both(decode)
         }
-        return Result(maxAbsError: errors, graphCaptures: gpu.graphCaptures, graphReplays: gpu.graphReplays, graphFailure: gpu.graphFailure)
+        // The last step again on the GPU (it rewrites the same K/V), then its first token alone.
+        let pair = try gpu.forward(decode, cache: gpuCache).rowArray(0)
+        var alone = Batch()
+        alone.appendCausal([50 - 3], sequence: 0, start: 13 + 3, logits: .last)
+        let single = try gpu.forward(alone, cache: gpuCache).rowArray(0)
+        let invariant = pair.count == single.count && zip(pair, single).allSatisfy { $0.bitPattern == $1.bitPattern }
+        var result = Result(maxAbsError: errors, graphCaptures: gpu.graphCaptures, graphReplays: gpu.graphReplays, graphFailure: gpu.graphFailure)
+        result.batchInvariant = invariant
+        return result
     }
 }
 

@@ -52,6 +52,8 @@ public enum DecodeProfile {
         public var device: String
         public var dataType: String
         public var attention2: Bool
+        /// The model's execution options as `CUDALlama.Options.summary` writes them (attention3, norm/rope kernels).
+        public var execution: String?
         public var copyBytesPerSecond: Double
         public var weightBytes: Int
         public var rooflineMilliseconds: Double
@@ -266,7 +268,7 @@ extern "C" __global__ void spin(unsigned long long ns) {
                        (wallGraphs.map { String(format: ", wall with graphs %.3f ms", $0) } ?? "") as NSString))
             executions.append(ex)
         }
-        return Report(device: device.name, dataType: type.rawValue, attention2: model.options.attention2,
+        return Report(device: device.name, dataType: type.rawValue, attention2: model.options.attention2, execution: model.options.summary,
                       copyBytesPerSecond: copyBytesPerSecond, weightBytes: model.weightBytes,
                       rooflineMilliseconds: Double(model.weightBytes) / copyBytesPerSecond * 1000, contextTokens: context,
                       shapes: shapeTimings, executions: executions)

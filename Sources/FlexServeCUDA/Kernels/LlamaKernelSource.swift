@@ -219,6 +219,180 @@ template <typename T> __device__ void attention2(const float* qkv, const T* kc, 
   }
 }
 
+// RMSNorm with one 16-byte load per thread per pass (dim % 4 == 0): a 4096-wide row is one load per thread
+// of a 1024-thread block, where `rmsnorm` waited on 16 dependent loads per thread. The block size is fixed per model
+// (it depends on dim only), so a row's sum order does not depend on the step. Grid: output rows.
+template <typename T> __device__ void rmsnorm2(const float* x, const int* rows, const float* w, T* out, int dim, float eps) {
+  __shared__ float scratch[32];
+  long r = blockIdx.x, src = rows ? rows[r] : r;
+  const float4* row = (const float4*)(x + src * dim);
+  const float4* w4 = (const float4*)w;
+  int n4 = dim >> 2;
+  float s = 0.f;
+  for (int i = threadIdx.x; i < n4; i += blockDim.x) {
+    float4 v = row[i];
+    s += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+  }
+  s = block_sum(s, scratch);
+  float scale = 1.f / sqrtf(s / dim + eps);
+  for (int i = threadIdx.x; i < n4; i += blockDim.x) {
+    float4 v = row[i], g = w4[i];
+    long o = r * dim + 4 * i;
+    store(out, o, v.x * scale * g.x);
+    store(out, o + 1, v.y * scale * g.y);
+    store(out, o + 2, v.z * scale * g.z);
+    store(out, o + 3, v.w * scale * g.w);
+  }
+}
+
+// rope_store with one thread per rotated pair (q and k heads) or per value element, across the grid:
+// grid (ceil(((nh + nkv) · hd/2 + kvDim) / blockDim), tokens). Same arithmetic per element as rope_store.
+template <typename T> __device__ void rope_store2(float* qkv, const float* bias, const float* cosines, const float* sines,
+                                                  const int* write, T* kc, T* vc, int nh, int nkv, int hd) {
+  int t = blockIdx.y, qDim = nh * hd, kvDim = nkv * hd, half = hd / 2;
+  int pairs = (nh + nkv) * half;
+  int p = blockIdx.x * blockDim.x + threadIdx.x;
+  if (p >= pairs + kvDim) return;
+  float* row = qkv + (long)t * (qDim + 2 * kvDim);
+  long slot = write[t];
+  if (p < pairs) {
+    int head = p / half, i = p % half, base = head * hd;
+    float c = cosines[(long)t * half + i], s = sines[(long)t * half + i];
+    float a = row[base + i], b = row[base + i + half];
+    if (bias) { a += bias[base + i]; b += bias[base + i + half]; }
+    float ra = a * c - b * s, rb = b * c + a * s;
+    if (head < nh) {
+      row[base + i] = ra;
+      row[base + i + half] = rb;
+    } else {
+      long o = slot * kvDim + (base - qDim);
+      store(kc, o + i, ra);
+      store(kc, o + i + half, rb);
+    }
+  } else {
+    int i = p - pairs;
+    float v = row[qDim + kvDim + i];
+    if (bias) v += bias[qDim + kvDim + i];
+    store(vc, slot * kvDim + i, v);
+  }
+}
+
+// Split attention (flash-decoding) for steps of few tokens. A token's visible list of n slots is cut into chunks of
+// C(n) consecutive list entries (a multiple of minChunk, at most 32 chunks): the chunking depends only on the token's
+// own list, never on the step, so a token's result is the same in a decode step and in any verify step.
+__device__ __forceinline__ int attention3_chunk(int n, int minChunk) {
+  int per = max(1, (n + 31) / 32);
+  return (per + minChunk - 1) / minChunk * minChunk;
+}
+
+// Part 1: block (t, h, c) scores chunk c of token t's list for query head h, and writes to part[(t·nh + h)·Z + c]
+// (Z = gridDim.z, hd + 2 floats): the chunk's max score, Σ exp(score − max), and Σ exp(score − max) · v.
+// 128 threads; R = hd·sizeof(T)/16 lanes per key or value row (one 16-byte load each; R a power of two ≤ 32),
+// 128 / R rows at a time; the R lanes' dot products are added by a fixed shuffle tree and the row groups' value sums
+// in group order. Dynamic shared memory: hd + 2 · C(max visible) floats.
+template <typename T> __device__ void attention3_part(const float* qkv, const T* kc, const T* vc, const int* slotStart,
+                                                      const int* slots, float* part, int nh, int nkv, int hd, float scale,
+                                                      int minChunk) {
+  extern __shared__ float shared[];
+  __shared__ float scratch[32];
+  __shared__ float vpart[1024];
+  int t = blockIdx.x, h = blockIdx.y, c = blockIdx.z, kvh = h / (nh / nkv);
+  int qDim = nh * hd, kvDim = nkv * hd;
+  int lo = slotStart[t], n = slotStart[t + 1] - lo;
+  int C = attention3_chunk(n, minChunk);
+  int first = c * C;
+  if (first >= n) return;
+  int m = min(C, n - first);
+  float* q = shared;
+  float* scores = shared + hd;
+  int* rows = (int*)(scores + C);
+  for (int i = threadIdx.x; i < hd; i += blockDim.x) q[i] = qkv[(long)t * (qDim + 2 * kvDim) + h * hd + i];
+  for (int j = threadIdx.x; j < m; j += blockDim.x) rows[j] = slots[lo + first + j];
+  __syncthreads();
+  const int per = 16 / sizeof(T);
+  int R = hd / per, G = blockDim.x / R, g = threadIdx.x / R, r = threadIdx.x % R;
+  float qr[8];
+#pragma unroll
+  for (int e = 0; e < per; e++) qr[e] = q[r * per + e];
+#pragma unroll 4
+  for (int j0 = 0; j0 < m; j0 += G) {
+    int j = j0 + g;
+    float d = 0.f;
+    if (j < m) {
+      uint4 raw = ((const uint4*)(kc + (long)rows[j] * kvDim + kvh * hd))[r];
+      float kv[8];
+      unpack16(raw, kv, (const T*)0);
+#pragma unroll
+      for (int e = 0; e < per; e++) d += qr[e] * kv[e];
+    }
+    for (int o = R >> 1; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+    if (j < m && r == 0) scores[j] = d * scale;
+  }
+  __syncthreads();
+  float mx = __int_as_float(0xff800000);
+  for (int j = threadIdx.x; j < m; j += blockDim.x) mx = fmaxf(mx, scores[j]);
+  mx = block_max(mx, scratch);
+  float sum = 0.f;
+  for (int j = threadIdx.x; j < m; j += blockDim.x) {
+    float e = expf(scores[j] - mx);
+    scores[j] = e;
+    sum += e;
+  }
+  sum = block_sum(sum, scratch);  // its barriers also publish the exponentials
+  float acc[8];
+#pragma unroll
+  for (int e = 0; e < 8; e++) acc[e] = 0.f;
+#pragma unroll 4
+  for (int j = g; j < m; j += G) {
+    float pj = scores[j];
+    uint4 raw = ((const uint4*)(vc + (long)rows[j] * kvDim + kvh * hd))[r];
+    float vv[8];
+    unpack16(raw, vv, (const T*)0);
+#pragma unroll
+    for (int e = 0; e < per; e++) acc[e] += pj * vv[e];
+  }
+#pragma unroll
+  for (int e = 0; e < per; e++) vpart[g * hd + r * per + e] = acc[e];
+  __syncthreads();
+  float* o = part + ((long)(t * nh + h) * gridDim.z + c) * (hd + 2);
+  if (threadIdx.x == 0) { o[0] = mx; o[1] = sum; }
+  for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+    float s = 0.f;
+    for (int k = 0; k < G; k++) s += vpart[k * hd + i];
+    o[2 + i] = s;
+  }
+}
+
+// Part 2: block (t, h) combines token t's chunks for head h in chunk order: M = max of the chunk maxima,
+// out = Σ_c w_c · acc_c / Σ_c w_c · sum_c with w_c = exp(max_c − M). Z: the stride of part (part 1's gridDim.z).
+// 128 threads.
+template <typename T> __device__ void attention3_combine(const int* slotStart, const float* part, T* out, int nh, int hd,
+                                                         int minChunk, int Z) {
+  __shared__ float weight[32];
+  __shared__ float total;
+  int t = blockIdx.x, h = blockIdx.y, qDim = nh * hd;
+  int n = slotStart[t + 1] - slotStart[t];
+  int C = attention3_chunk(n, minChunk), chunks = (n + C - 1) / C;
+  const float* p = part + (long)(t * nh + h) * Z * (hd + 2);
+  if (threadIdx.x < 32) {
+    int c = threadIdx.x;
+    float mc = c < chunks ? p[(long)c * (hd + 2)] : __int_as_float(0xff800000);
+    float M = warp_max(mc);
+    float w = c < chunks ? expf(mc - M) : 0.f;
+    float s = c < chunks ? w * p[(long)c * (hd + 2) + 1] : 0.f;
+    s = warp_sum(s);
+    weight[c] = w;
+    if (c == 0) total = s;
+  }
+  __syncthreads();
+  float inv = 1.f / total;
+  for (int i = threadIdx.x; i < hd; i += blockDim.x) {
+    float acc = 0.f;
+    for (int c = 0; c < chunks; c++) acc += weight[c] * p[(long)c * (hd + 2) + 2 + i];
+    store(out, (long)t * qDim + h * hd + i, acc * inv);
+  }
+}
+
 // out[t][i] = silu(gate) · up, reading the fused [gate | up] GEMM rows.
 template <typename T> __device__ void silu_mul(const float* gateUp, T* out, int inner, long total) {
   for (long e = blockIdx.x * (long)blockDim.x + threadIdx.x; e < total; e += (long)gridDim.x * blockDim.x) {
@@ -251,6 +425,17 @@ extern "C" __global__ void attention_##S(const float* qkv, const T* kc, const T*
 extern "C" __global__ void __launch_bounds__(256) attention2_##S(const float* qkv, const T* kc, const T* vc, const int* slotStart, \
                                                                  const int* slots, T* out, int nh, int nkv, int hd, float scale) { \
   attention2<T>(qkv, kc, vc, slotStart, slots, out, nh, nkv, hd, scale); } \
+extern "C" __global__ void rmsnorm2_##S(const float* x, const int* rows, const float* w, T* out, int dim, float eps) { \
+  rmsnorm2<T>(x, rows, w, out, dim, eps); } \
+extern "C" __global__ void rope_store2_##S(float* qkv, const float* bias, const float* c, const float* s, const int* write, \
+                                           T* kc, T* vc, int nh, int nkv, int hd) { \
+  rope_store2<T>(qkv, bias, c, s, write, kc, vc, nh, nkv, hd); } \
+extern "C" __global__ void __launch_bounds__(128) attention3_part_##S(const float* qkv, const T* kc, const T* vc, \
+    const int* slotStart, const int* slots, float* part, int nh, int nkv, int hd, float scale, int minChunk) { \
+  attention3_part<T>(qkv, kc, vc, slotStart, slots, part, nh, nkv, hd, scale, minChunk); } \
+extern "C" __global__ void __launch_bounds__(128) attention3_combine_##S(const int* slotStart, const float* part, T* out, \
+    int nh, int hd, int minChunk, int Z) { \
+  attention3_combine<T>(slotStart, part, out, nh, hd, minChunk, Z); } \
 extern "C" __global__ void silu_mul_##S(const float* gateUp, T* out, int inner, long total) { silu_mul<T>(gateUp, out, inner, total); } \
 extern "C" __global__ void kv_move_##S(T* cache, const int* moves, int count, long slots, int kvDim, int planes) { \
   kv_move<T>(cache, moves, count, slots, kvDim, planes); }

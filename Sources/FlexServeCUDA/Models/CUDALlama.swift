@@ -59,6 +59,14 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
         public var graphMaxTokens: Int
         /// Attention through `attention2` (slots in parallel across the block) instead of `attention`.
         public var attention2: Bool
+        /// Attention of steps of at most `attention3MaxTokens` tokens through `attention3` (split over chunks of each
+        /// token's list, then combined in chunk order); larger steps take `attention2`. `FLEXSERVE_CUDA_ATTENTION=3`.
+        public var attention3: Bool = false
+        public var attention3MaxTokens: Int = 64
+        /// Smallest chunk of `attention3` (a token's chunk length is a multiple of it; `FLEXSERVE_CUDA_ATTENTION_CHUNK`).
+        public var attentionChunk: Int = 32
+        /// RMSNorm and RoPE through `rmsnorm2` / `rope_store2` (wide launches). `FLEXSERVE_CUDA_NORM_ROPE=2`.
+        public var normRope2: Bool = false
         /// The GEMV's launch configuration: "default" or a name from `GEMVKernelSource.tuningVariants`.
         public var gemvVariant: String
 
@@ -82,6 +90,10 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
             o.graphs = env["FLEXSERVE_CUDA_GRAPHS"] == "1"
             if let n = env["FLEXSERVE_CUDA_GRAPH_MAX_TOKENS"].flatMap({ Int($0) }), n > 0 { o.graphMaxTokens = n }
             o.attention2 = env["FLEXSERVE_CUDA_ATTENTION"] == "2"
+            o.attention3 = env["FLEXSERVE_CUDA_ATTENTION"] == "3"
+            if let n = env["FLEXSERVE_CUDA_ATTENTION_CHUNK"].flatMap({ Int($0) }), n > 0 { o.attentionChunk = n }
+            if let n = env["FLEXSERVE_CUDA_ATTENTION3_MAX_TOKENS"].flatMap({ Int($0) }), n > 0 { o.attention3MaxTokens = n }
+            o.normRope2 = env["FLEXSERVE_CUDA_NORM_ROPE"] == "2"
             if let v = env["FLEXSERVE_CUDA_GEMV_VARIANT"], !v.isEmpty { o.gemvVariant = v }
             return o
         }
@@ -89,6 +101,7 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
         /// A short name for reports: "cublas", "gemv<=8", "+graphs", "+attn2".
         public var summary: String {
             (gemv ? "gemv<=\(gemvMaxTokens)" + (gemvVariant == "default" ? "" : "[\(gemvVariant)]") : "cublas") + (graphs ? "+graphs" : "") + (attention2 ? "+attn2" : "")
+                + (attention3 ? "+attn3" + (attentionChunk == 32 ? "" : "[chunk \(attentionChunk)]") : "") + (normRope2 ? "+nr2" : "")
         }
     }
 
@@ -272,30 +285,48 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
         try mark("embed")
         try kernels.embed(ids: at(step.ids), table: embedding.pointer, out: s.x.pointer, tokens: T, dim: H)
         let scale = 1 / Float(c.headDim).squareRoot()
+        // attention3 for steps of few tokens (its partial sums are sized for attention3MaxTokens); a chunk's scores
+        // and slot indices must fit in shared memory.
+        let split = options.attention3 && T <= options.attention3MaxTokens
+            && LlamaKernels.attention3Handles(headDim: c.headDim, type: dataType)
+            && (c.headDim + 2 * LlamaKernels.attention3Chunk(visible: maxVisible, minChunk: options.attentionChunk).length) * 4 <= 40 * 1024
         for (l, layer) in layers.enumerated() {
             // Attention block: x += Wo · attention(rope(Wqkv · norm(x))).
             try mark("norm")
-            try kernels.rmsNorm(x: s.x.pointer, rows: 0, count: T, weight: layer.attentionNorm.pointer, out: s.act.pointer,
-                                dim: H, eps: c.rmsNormEps)
+            try norm(x: s.x.pointer, rows: 0, count: T, weight: layer.attentionNorm.pointer, out: s.act.pointer,
+                     dim: H, eps: c.rmsNormEps)
             try mark("qkv")
             try linear(x: s.act.pointer, w: layer.qkv.pointer, out: s.qkv.pointer,
                             tokens: T, n: qDim + 2 * kvDim, k: H)
             try mark("rope+kv-write")
-            try kernels.ropeAndStore(qkv: s.qkv.pointer, bias: layer.qkvBias?.pointer ?? 0, cos: at(step.cos), sin: at(step.sin),
-                                     write: at(step.write), keys: kv.keys(layer: l), values: kv.values(layer: l),
-                                     tokens: T, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim)
+            if options.normRope2 {
+                try kernels.ropeAndStore2(qkv: s.qkv.pointer, bias: layer.qkvBias?.pointer ?? 0, cos: at(step.cos), sin: at(step.sin),
+                                          write: at(step.write), keys: kv.keys(layer: l), values: kv.values(layer: l),
+                                          tokens: T, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim)
+            } else {
+                try kernels.ropeAndStore(qkv: s.qkv.pointer, bias: layer.qkvBias?.pointer ?? 0, cos: at(step.cos), sin: at(step.sin),
+                                         write: at(step.write), keys: kv.keys(layer: l), values: kv.values(layer: l),
+                                         tokens: T, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim)
+            }
             try mark("attention")
-            try kernels.attention(qkv: s.qkv.pointer, keys: kv.keys(layer: l), values: kv.values(layer: l),
-                                  slotStart: at(step.slotStart), slots: at(step.slots), out: s.act.pointer,
-                                  tokens: T, maxVisible: maxVisible, heads: c.numHeads, kvHeads: c.numKVHeads,
-                                  headDim: c.headDim, scale: scale, version2: options.attention2)
+            if split, let part = s.attentionPart {
+                try kernels.attention3(qkv: s.qkv.pointer, keys: kv.keys(layer: l), values: kv.values(layer: l),
+                                       slotStart: at(step.slotStart), slots: at(step.slots), part: part.pointer, out: s.act.pointer,
+                                       tokens: T, maxVisible: maxVisible, heads: c.numHeads, kvHeads: c.numKVHeads,
+                                       headDim: c.headDim, scale: scale, minChunk: options.attentionChunk)
+            } else {
+                try kernels.attention(qkv: s.qkv.pointer, keys: kv.keys(layer: l), values: kv.values(layer: l),
+                                      slotStart: at(step.slotStart), slots: at(step.slots), out: s.act.pointer,
+                                      tokens: T, maxVisible: maxVisible, heads: c.numHeads, kvHeads: c.numKVHeads,
+                                      headDim: c.headDim, scale: scale, version2: options.attention2 || options.attention3)
+            }
             try mark("o-proj")
             try linear(x: s.act.pointer, w: layer.wo.pointer, out: s.x.pointer,
                             tokens: T, n: H, k: qDim, accumulate: true)
             // MLP block: x += Wdown · (silu(Wgate · h) ⊙ Wup · h), h = norm(x).
             try mark("norm")
-            try kernels.rmsNorm(x: s.x.pointer, rows: 0, count: T, weight: layer.mlpNorm.pointer, out: s.act.pointer,
-                                dim: H, eps: c.rmsNormEps)
+            try norm(x: s.x.pointer, rows: 0, count: T, weight: layer.mlpNorm.pointer, out: s.act.pointer,
+                     dim: H, eps: c.rmsNormEps)
             try mark("gate/up")
             try linear(x: s.act.pointer, w: layer.gateUp.pointer, out: s.gateUp.pointer,
                             tokens: T, n: 2 * I, k: H)
@@ -308,10 +339,19 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
         if R > 0 {
             // Final norm and vocabulary head only for the rows that asked for logits.
             try mark("norm")
-            try kernels.rmsNorm(x: s.x.pointer, rows: at(step.picked), count: R, weight: finalNorm.pointer, out: s.act.pointer,
-                                dim: H, eps: c.rmsNormEps)
+            try norm(x: s.x.pointer, rows: at(step.picked), count: R, weight: finalNorm.pointer, out: s.act.pointer,
+                     dim: H, eps: c.rmsNormEps)
             try mark("lm-head")
             try linear(x: s.act.pointer, w: lmHead.pointer, out: s.logits.pointer, tokens: R, n: V, k: H)
+        }
+    }
+
+    private func norm(x: DevicePointer, rows: DevicePointer, count: Int, weight: DevicePointer, out: DevicePointer,
+                      dim: Int, eps: Float) throws {
+        if options.normRope2 {
+            try kernels.rmsNorm2(x: x, rows: rows, count: count, weight: weight, out: out, dim: dim, eps: eps)
+        } else {
+            try kernels.rmsNorm(x: x, rows: rows, count: count, weight: weight, out: out, dim: dim, eps: eps)
         }
     }
 
@@ -359,6 +399,8 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
     final class Scratch {
         let tokens: Int, logitRows: Int, stepInts: Int
         let x, act, qkv, gateUp, logits, step: DeviceBuffer
+        /// attention3's per-chunk partial results, for steps of up to attention3MaxTokens tokens (nil unless attention3).
+        let attentionPart: DeviceBuffer?
         /// Graphs captured over these buffers; they go with them when the scratch is replaced.
         var graphs: [GraphKey: CUDAGraph] = [:]
         /// Shapes stepped through at least once (captured from their second step on).
@@ -376,6 +418,10 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
             gateUp = try d.allocate(bytes: tokens * 2 * c.intermediateSize * 4)
             logits = try d.allocate(bytes: logitRows * c.vocabSize * 4)
             step = try d.allocate(bytes: stepInts * 4)
+            attentionPart = model.options.attention3
+                ? try d.allocate(bytes: LlamaKernels.attention3PartFloats(tokens: min(tokens, model.options.attention3MaxTokens),
+                                                                           heads: c.numHeads, headDim: c.headDim) * 4)
+                : nil
         }
     }
 
