@@ -28,12 +28,13 @@ struct SpeculativeBenchCommand: AsyncParsableCommand {
     @Flag(name: .customLong("raw"), help: "Do not apply the chat template.") var raw = false
     @Flag(name: .customLong("machine"), help: "Also measure memory bandwidth and FMA peak.") var machine = false
     @Option var output = "bench-speculative.json"
-    @Option(help: "cpu or cuda (the LLM on an NVIDIA GPU; SSMs stay on the CPU).") var device = "cpu"
+    @Option(help: "cpu or cuda (the LLM and the SSMs on an NVIDIA GPU).") var device = "cpu"
     @Option(name: .customLong("data-type"), help: "GPU storage type: fp16 (default), bf16 or fp32.") var dataType: String?
 
     mutating func run() async throws {
-        let llm = try LLM(llmModel, device: ComputeDevice(device: device, dataType: dataType))
-        let ssms = try ssmModels.map { try SSM($0) }
+        let computeDevice = try ComputeDevice(device: device, dataType: dataType)
+        let llm = try LLM(llmModel, device: computeDevice)
+        let ssms = try ssmModels.map { try SSM($0, device: computeDevice) }
         let all = try PromptDataset.load(named: dataset)
         let prompts = all.filter { $0.count <= maxPromptChars }.prefix(numPrompts)
             .map { raw ? $0 : SpeculativeBenchmark.chatPrompt($0, tokenizer: llm.tokenizer) }

@@ -36,8 +36,9 @@ func runDecoding(options: ServingOptions, ssmModels: [String], tree: TreeShape) 
     let prompts = try PromptFile.load(promptPath)
     let status = LoadingStatus()
     status.begin(options.llmModel)
-    let llm = try LLM(options.llmModel, weightFormat: options.weightFormat, device: options.computeDevice())
-    let ssms = try ssmModels.map { try SSM($0, weightFormat: options.weightFormat) }
+    let device = try options.computeDevice()
+    let llm = try LLM(options.llmModel, weightFormat: options.weightFormat, device: device)
+    let ssms = try ssmModels.map { try SSM($0, weightFormat: options.weightFormat, device: device) }
     status.done(([options.llmModel] + ssmModels).joined(separator: ", "))
     try llm.compile(options.generationConfig, ssms: ssms, options: EngineOptions(
         maxRequestsPerBatch: options.maxRequestsPerBatch, maxSeqLength: options.maxSequenceLength,
