@@ -10,8 +10,12 @@ M=models/SmolLM2-135M-Instruct.Q4_1.gguf
 date -u
 $B bench throughput --model $M --formats stored,f32,f16,q8_0,q4_1,int8,int4 --output bench/results-throughput.json
 python3 bench/hf_compare.py --threads 2 --formats f32,stored
-$B bench --llm-model $M --ssm-model ssms/smollm2-draft-a --ssm-model ssms/smollm2-draft-b \
-    --num-prompts 8 --max-new-tokens 128 --output bench/results-speculative.json
-$B bench --llm-model $M --ssm-model ssms/smollm2-draft-a --num-prompts 8 --max-new-tokens 128 \
-    --expansion-degree 1 --max-tree-depth 4 --output bench/results-speculative-chain.json
+S="--llm-model $M --num-prompts 16 --max-new-tokens 128"
+# The speculative issue's figure (tokens per LLM step): both SSMs, beam width 3, plus prompt lookup.
+$B bench $S --ssm-model ssms/smollm2-draft-a --ssm-model ssms/smollm2-draft-b --max-tree-width 3 --prompt-lookup 6 \
+    --output bench/results-speculative.json
+# Cheaper drafts for this CPU, where verifying a token costs a good part of a decode step.
+$B bench $S --ssm-model ssms/smollm2-draft-a --expansion-degree 1 --max-tree-depth 3 --prompt-lookup 6 \
+    --output bench/results-speculative-chain.json
+$B bench $S --max-tree-depth 0 --prompt-lookup 6 --output bench/results-speculative-lookup.json
 date -u

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job: speculative generation with SmolLM2-135M-Instruct and our distilled SSM on a few prompts.
 # On a CPU verifying a token costs a good part of a decode step, so a short chain of drafts (one SSM,
-# depth 4) is the fastest tree here (bench/results-speculative-chain.json); on a GPU use the FlexFlow
-# tree and both SSMs (drop the last two flags, add --ssm-model ssms/smollm2-draft-b).
+# depth 3, plus prompt lookup) is the fastest tree with an SSM here (bench/results-speculative-chain.json);
+# the most tokens per LLM step come from both SSMs with --max-tree-width 3 (bench/results-speculative.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -13,4 +13,4 @@ if [[ ! -d ssms/smollm2-draft-a ]]; then
 fi
 exec .build/release/flexserve spec-infer --llm-model models/SmolLM2-135M-Instruct.Q4_1.gguf \
     --ssm-model ssms/smollm2-draft-a --prompt bench/prompts/demo.json --max-new-tokens 128 \
-    --output-file demo-output.txt --expansion-degree 1 --max-tree-depth 4
+    --output-file demo-output.txt --expansion-degree 1 --max-tree-depth 3 --prompt-lookup 6
