@@ -2,7 +2,7 @@
 # The GPU backend's end-to-end check, on a GPU machine, with a prebuilt flexserve (no Swift there). One run does:
 #  selftest  random small LLaMA, GPU vs CPU through batching, tree verify, KV move and repeated decodes, for each
 #            execution: cublas (default), gemv (FLEXSERVE_CUDA_GEMV=1), graphs (FLEXSERVE_CUDA_GRAPHS=1), gemv+graphs,
-#            all = gemv+graphs+attn2 (FLEXSERVE_CUDA_ATTENTION=2: the block-parallel attention kernel);
+#            all = gemv(w8)+graphs+attn3+nr2 (split attention, wide norm/RoPE kernels);
 #  (a) correctness  SmolLM2-135M greedy tokens and logits on the GPU vs the CPU: fp32/fp16/bf16 directly, and fp16
 #            replaying CUDA graphs (cuBLAS, then GEMV);
 #  (d) SmolLM2 batch-1 decode steps/s per execution (a small model is launch-bound: what graphs are for);
@@ -57,16 +57,18 @@ step() {
 }
 skip() { printf '%s\tskipped\t0\n' "$1" >> "$STATUS"; echo; echo "== $1: skipped ($2)"; }
 
-GEMV_ENV="FLEXSERVE_CUDA_GEMV=1"
+# "all" is the fastest batch-1 setting measured (bench/gpu/results/attn3): eight warps per GEMV row, graphs,
+# split attention and the wide norm/RoPE kernels.
+GEMV_ENV="FLEXSERVE_CUDA_GEMV=1 FLEXSERVE_CUDA_GEMV_VARIANT=w8"
 GRAPH_ENV="FLEXSERVE_CUDA_GRAPHS=1"
-ATTN_ENV="FLEXSERVE_CUDA_ATTENTION=2"
+ATTN_ENV="FLEXSERVE_CUDA_ATTENTION=3 FLEXSERVE_CUDA_NORM_ROPE=2"
 if want selftest; then
     ok_cublas=0; ok_gemv=0; ok_graphs=0; ok_both=0; ok_all=0
     step selftest-cublas "$FLEXSERVE" gpu-check selftest --variant cublas && ok_cublas=1
     step selftest-gemv "$FLEXSERVE" gpu-check selftest --variant gemv && ok_gemv=1
     step selftest-graphs "$FLEXSERVE" gpu-check selftest --variant graphs && ok_graphs=1
     step selftest-gemv-graphs "$FLEXSERVE" gpu-check selftest --variant gemv+graphs && ok_both=1
-    step selftest-all "$FLEXSERVE" gpu-check selftest --variant gemv+graphs+attn2 && ok_all=1
+    step selftest-all "$FLEXSERVE" gpu-check selftest --variant gemv+graphs+attn3+nr2 && ok_all=1
 else
     ok_cublas=1; ok_gemv=1; ok_graphs=1; ok_both=1; ok_all=1
 fi
@@ -86,7 +88,7 @@ else skip correctness-gemv-graphs "gemv+graphs selftest failed"; fi
 if [ $ok_all = 1 ]; then
     step correctness-all $GEMV_ENV $GRAPH_ENV $ATTN_ENV "$FLEXSERVE" gpu-check correctness --model "$SMOL" \
         --prompts bench/gpu/prompts.json --new-tokens 32 --data-types fp32,fp16 --output "$RESULTS/correctness-all.json"
-else skip correctness-all "gemv+graphs+attn2 selftest failed"; fi
+else skip correctness-all "gemv+graphs+attn3+nr2 selftest failed"; fi
 fi
 
 if want smol; then
