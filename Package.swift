@@ -14,8 +14,7 @@ let vnniCPUs: Set = ["cascadelake", "cooperlake", "icelake-server", "sapphirerap
 let fast: [SwiftSetting] = [
     .unsafeFlags(["-Ounchecked", "-target-cpu", targetCPU], .when(configuration: .release)),
     .unsafeFlags(["-target-cpu", targetCPU], .when(configuration: .debug)),
-    .define("FLEXSERVE_AVX512", .when(platforms: vnniCPUs.contains(targetCPU) ? [.linux, .macOS] : [])),
-]
+] + (vnniCPUs.contains(targetCPU) ? [.define("FLEXSERVE_AVX512")] : [])
 
 let package = Package(
     name: "FlexServe",
