@@ -31,12 +31,7 @@ PARTS=${PARTS:-selftest,correctness,smol,spec,7b}
 want() { [[ ",$PARTS," == *",$1,"* ]]; }
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 mkdir -p "$RESULTS"
-if [ ! -x "$FLEXSERVE" ] && [ -f "$FLEXSERVE.xz" ]; then
-    echo "unpacking $FLEXSERVE.xz"
-    { xz -dc "$FLEXSERVE.xz" || python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' \
-        "$FLEXSERVE.xz"; } > "$FLEXSERVE" && chmod +x "$FLEXSERVE"
-fi
-[ -x "$FLEXSERVE" ] || { echo "no executable at $FLEXSERVE (nor $FLEXSERVE.xz)"; exit 1; }
+source bench/gpu/unpack.sh
 # A stale file from an earlier run must not pass for this run's result (a partial run, PARTS=..., adds to the folder).
 [ "$PARTS" = selftest,correctness,smol,spec,7b ] && rm -f "$RESULTS"/*.json "$RESULTS"/*.log "$RESULTS"/status.tsv
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$RESULTS/card.txt"

@@ -24,12 +24,7 @@ VARIANTS=${VARIANTS:-all}
 export FLEXSERVE_CUDA_ATTENTION=${FLEXSERVE_CUDA_ATTENTION:-2}
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 mkdir -p "$RESULTS"
-if [ ! -x "$FLEXSERVE" ] && [ -f "$FLEXSERVE.xz" ]; then
-    echo "unpacking $FLEXSERVE.xz"
-    { xz -dc "$FLEXSERVE.xz" || python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' \
-        "$FLEXSERVE.xz"; } > "$FLEXSERVE" && chmod +x "$FLEXSERVE"
-fi
-[ -x "$FLEXSERVE" ] || { echo "no executable at $FLEXSERVE (nor $FLEXSERVE.xz)"; exit 1; }
+source bench/gpu/unpack.sh
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$RESULTS/card.txt"
 start=$SECONDS
 if [ ! -f "$LLAMA7B/config.json" ]; then

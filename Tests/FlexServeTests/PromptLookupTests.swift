@@ -32,5 +32,7 @@ final class PromptLookupTests: XCTestCase {
         let shape = TreeShape(depth: 2, expansion: [2, 1], maxWidth: 2, promptLookup: 5)
         XCTAssertEqual(shape.maxTreeNodes(ssms: 2), 2 * (2 + 2) + 5 * PromptLookup.candidates)
         XCTAssertThrowsError(try TreeShape(depth: 2, promptLookup: 65).validate())
+        // Every frontier node gets all its children before the frontier is cut to the width: 3, then 2 x 3.
+        XCTAssertEqual(TreeShape(depth: 2, expansion: [3, 3], maxWidth: 2).maxNodes, 9)
     }
 }

@@ -63,8 +63,9 @@ public enum GPUCheck {
         public var verify: [DecodeSpeed.Verify]
     }
 
-    public static func speed(model path: String, dataType: CUDADataType, promptTokens: Int, decodeSteps: Int,
-                             treeSizes: [Int], log: (String) -> Void = { _ in }) throws -> Speed {
+    /// The GPU's copy bandwidth (the roofline's numerator) and the model uploaded to it, both logged.
+    static func uploadMeasuringBandwidth(model path: String, dataType: CUDADataType, log: (String) -> Void) throws
+        -> (device: CUDADevice, copyBytesPerSecond: Double, model: CUDALlama) {
         let device = try CUDADevice.shared()
         let bandwidth = try DecodeSpeed.copyBandwidth(device: device)
         log(String(format: "%@: copy bandwidth %.0f GB/s", device.name, bandwidth / 1e9))
@@ -72,6 +73,12 @@ public enum GPUCheck {
         let start = Date()
         let gpu = try CUDALlama(config: loaded.model.config, weights: loaded.weights, dataType: dataType, device: device)
         log(String(format: "uploaded %.2f GB of weights in %.1f s", Double(gpu.weightBytes) / 1e9, Date().timeIntervalSince(start)))
+        return (device, bandwidth, gpu)
+    }
+
+    public static func speed(model path: String, dataType: CUDADataType, promptTokens: Int, decodeSteps: Int,
+                             treeSizes: [Int], log: (String) -> Void = { _ in }) throws -> Speed {
+        let (device, bandwidth, gpu) = try uploadMeasuringBandwidth(model: path, dataType: dataType, log: log)
         let decode = try DecodeSpeed.decode(gpu, promptTokens: promptTokens, steps: decodeSteps)
         let roofline = bandwidth / Double(gpu.weightBytes)
         log(String(format: "decode %.1f steps/s (roofline %.1f)", decode.stepsPerSecond, roofline))
