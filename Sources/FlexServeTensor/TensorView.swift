@@ -5,6 +5,8 @@ public struct TensorView: @unchecked Sendable {
     public let shape: [Int]
     public let data: UnsafeRawPointer
     public let owner: AnyObject?
+    /// How `Linear` treats activations against this weight (`.q8` only for integer block formats).
+    public var activations: ActivationFormat = .f32
 
     public init(dtype: DType, shape: [Int], data: UnsafeRawPointer, owner: AnyObject?) {
         self.dtype = dtype

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FlexServe
+import FlexServeTensor
 import Foundation
 
 /// `flexserve bench`: speculative vs incremental decoding (default), or raw throughput per weight format.
@@ -30,11 +31,12 @@ struct SpeculativeBenchCommand: AsyncParsableCommand {
     @Option var output = "bench-speculative.json"
     @Option(help: "cpu or cuda (the LLM and the SSMs on an NVIDIA GPU).") var device = "cpu"
     @Option(name: .customLong("data-type"), help: "GPU storage type: fp16 (default), bf16 or fp32.") var dataType: String?
+    @Option(help: "f32 or q8 activations against integer block weights (CPU).") var activations: ActivationFormat = .f32
 
     mutating func run() async throws {
         let computeDevice = try ComputeDevice(device: device, dataType: dataType)
-        let llm = try LLM(llmModel, device: computeDevice)
-        let ssms = try ssmModels.map { try SSM($0, device: computeDevice) }
+        let llm = try LLM(llmModel, activations: activations, device: computeDevice)
+        let ssms = try ssmModels.map { try SSM($0, activations: activations, device: computeDevice) }
         let all = try PromptDataset.load(named: dataset)
         let prompts = all.filter { $0.count <= maxPromptChars }.prefix(numPrompts)
             .map { raw ? $0 : SpeculativeBenchmark.chatPrompt($0, tokenizer: llm.tokenizer) }
@@ -69,12 +71,15 @@ struct SpeculativeBenchCommand: AsyncParsableCommand {
 struct ThroughputBenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "throughput",
-        abstract: "Prefill (512 tokens) and decode tokens/s per weight format, as fractions of measured bandwidth and FMA peak.")
+        abstract: "Prefill (512 tokens) and decode tokens/s per weight format, as fractions of measured bandwidth and FMA peak.",
+        discussion: "Decode is measured from a 16-token prompt (as llama-bench's tg) and again right after the prefill.")
 
     @Option(name: [.customLong("model"), .customLong("llm-model")]) var model: String
     @Option(help: "Comma-separated formats: stored, f32, f16, bf16, q8_0, q4_0, q4_1, int8, int4.") var formats = "stored,f32,q8_0,q4_1,int8,int4"
     @Option(name: .customLong("prefill-tokens")) var prefillTokens = 512
     @Option(name: .customLong("decode-tokens")) var decodeTokens = 64
+    @Option(help: "Comma-separated activation formats for integer block weights: f32 (reference numerics), q8 (int8 dot products).")
+    var activations = "f32"
     @Option var output = "bench-throughput.json"
 
     struct Report: Codable {
@@ -88,14 +93,24 @@ struct ThroughputBenchCommand: AsyncParsableCommand {
         print(String(format: "machine: %@, %d threads, read %.1f GB/s, fp32 FMA %.0f GFLOP/s per core, %.0f all cores",
                      machine.cpu as NSString, machine.threads, machine.readBandwidthGBs, machine.fmaGFLOPsPerCore, machine.fmaGFLOPsAllCores))
         var rows: [ThroughputBenchmark.Row] = []
-        print("format     | weight MB | prefill tok/s | prefill GFLOP/s | of FMA peak | decode tok/s | decode GB/s | of bandwidth")
+        let activationFormats = try activations.split(separator: ",").map { name in
+            guard let a = ActivationFormat(rawValue: String(name)) else {
+                throw ValidationError("unknown activation format '\(name)' (expected f32 or q8)")
+            }
+            return a
+        }
+        print("format     | acts | weight MB | prefill tok/s | prefill GFLOP/s | of FMA peak | decode tok/s | decode GB/s | of bandwidth | decode after prefill")
         for name in formats.split(separator: ",").map(String.init) {
             let format = try WeightFormat.parse(name)
-            let row = try ThroughputBenchmark.run(path: model, format: format, machine: machine, prefillTokens: prefillTokens, decodeTokens: decodeTokens)
-            rows.append(row)
-            print(String(format: "%-10@ | %9.1f | %13.1f | %15.1f | %10.0f%% | %12.1f | %11.2f | %11.0f%%", name as NSString,
-                         Double(row.weightBytes) / 1e6, row.prefillTokensPerSecond, row.prefillGFLOPs, row.prefillFractionOfFMAPeak * 100,
-                         row.decodeTokensPerSecond, row.decodeGBs, row.decodeFractionOfBandwidth * 100))
+            for a in activationFormats {
+                if a == .q8, let format, !format.hasIntegerBlocks { continue }
+                let row = try ThroughputBenchmark.run(path: model, format: format, activations: a, machine: machine,
+                                                      prefillTokens: prefillTokens, decodeTokens: decodeTokens)
+                rows.append(row)
+                print(String(format: "%-10@ | %4@ | %9.1f | %13.1f | %15.1f | %10.0f%% | %12.1f | %11.2f | %11.0f%% | %20.1f", name as NSString, a.rawValue as NSString,
+                             Double(row.weightBytes) / 1e6, row.prefillTokensPerSecond, row.prefillGFLOPs, row.prefillFractionOfFMAPeak * 100,
+                             row.decodeTokensPerSecond, row.decodeGBs, row.decodeFractionOfBandwidth * 100, row.decodeAfterPrefillTokensPerSecond))
+            }
         }
         try writeJSON(Report(model: model, machine: machine, rows: rows), to: output)
         print("wrote \(output)")
@@ -109,19 +124,20 @@ struct PerplexityCommand: AsyncParsableCommand {
     @Option(name: [.customLong("model"), .customLong("llm-model")]) var model: String
     @Option(help: "Weight format: stored, f32, f16, bf16, q8_0, q4_0, q4_1, int8, int4.") var format = "stored"
     @Option var context = 512
+    @Option(help: "f32 or q8 activations against integer block weights.") var activations: ActivationFormat = .f32
     @Option var stride = 256
     @Option(name: .customLong("max-tokens"), help: "Score at most this many tokens of the file.") var maxTokens: Int?
     @Argument var file: String
 
     mutating func run() async throws {
         let text = try String(contentsOfFile: file, encoding: .utf8)
-        let llm = try LLM(model, weightFormat: try WeightFormat.parse(format))
+        let llm = try LLM(model, weightFormat: try WeightFormat.parse(format), activations: activations)
         var tokens = llm.tokenizer.encode(text)
         if let maxTokens { tokens = Array(tokens.prefix(maxTokens)) }
         let start = Date()
         let result = try Perplexity.evaluate(model: llm.model, tokens: tokens, context: context, stride: stride)
-        print(String(format: "perplexity %.4f over %d tokens (format %@, context %d, stride %d, %.1f s)",
-                     result.perplexity, result.tokens, format as NSString, context, stride, Date().timeIntervalSince(start)))
+        print(String(format: "perplexity %.4f over %d tokens (format %@, activations %@, context %d, stride %d, %.1f s)",
+                     result.perplexity, result.tokens, format as NSString, activations.rawValue as NSString, context, stride, Date().timeIntervalSince(start)))
     }
 }
 

@@ -37,8 +37,8 @@ func runDecoding(options: ServingOptions, ssmModels: [String], tree: TreeShape) 
     let status = LoadingStatus()
     status.begin(options.llmModel)
     let device = try options.computeDevice()
-    let llm = try LLM(options.llmModel, weightFormat: options.weightFormat, device: device)
-    let ssms = try ssmModels.map { try SSM($0, weightFormat: options.weightFormat, device: device) }
+    let llm = try LLM(options.llmModel, weightFormat: options.weightFormat, activations: options.activations, device: device)
+    let ssms = try ssmModels.map { try SSM($0, weightFormat: options.weightFormat, activations: options.activations, device: device) }
     status.done(([options.llmModel] + ssmModels).joined(separator: ", "))
     try llm.compile(options.generationConfig, ssms: ssms, options: EngineOptions(
         maxRequestsPerBatch: options.maxRequestsPerBatch, maxSeqLength: options.maxSequenceLength,

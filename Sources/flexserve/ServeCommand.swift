@@ -1,5 +1,6 @@
 import ArgumentParser
 import FlexServe
+import FlexServeTensor
 import FlexServeServer
 import Foundation
 import Logging
@@ -36,14 +37,16 @@ struct ServeCommand: AsyncParsableCommand {
     var drainTimeout = 300.0
 
     @OptionGroup var tree: TreeOptions
+    @Option(help: "Activations against quantized weights: f32 (reference numerics) or q8 (int8 dot products, faster).")
+    var activations: ActivationFormat = .f32
 
     @Flag(name: .customLong("verbose"), help: "Log every request.") var verbose = false
 
     mutating func run() async throws {
         let status = LoadingStatus()
         status.begin(model)
-        let llm = try LLM(model)
-        let ssms = try ssmModels.map { try SSM($0) }
+        let llm = try LLM(model, activations: activations)
+        let ssms = try ssmModels.map { try SSM($0, activations: activations) }
         status.done(([model] + ssmModels).joined(separator: ", "))
 
         let contextLimit = llm.config.maxPositionEmbeddings > 0 ? llm.config.maxPositionEmbeddings : 1024

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FlexServe
+import FlexServeTensor
 import Foundation
 
 /// The options FlexFlow's `spec_infer` and `incr_decoding` take, with FlexFlow's single-dash spellings accepted too.
@@ -34,6 +35,8 @@ struct ServingOptions: ParsableArguments {
     @Flag(name: .customLong("4bit-quantization")) var int4 = false
     @Flag(name: .customLong("8bit-quantization")) var int8 = false
     @Flag var offload = false
+    @Option(help: "Activations against quantized weights on the CPU: f32 (reference numerics) or q8 (int8 dot products, faster).")
+    var activations: ActivationFormat = .f32
     @Option(help: "cpu or cuda (an NVIDIA GPU, LLaMA-family models; SSMs stay on the CPU).") var device = "cpu"
     @Option(name: .customLong("data-type"), help: "GPU storage type: fp16 (default), bf16 or fp32.") var dataType: String?
     @Option(name: .customLong("tensor-parallelism-degree")) var tensorParallelism = 1
@@ -106,3 +109,5 @@ struct LoadingStatus {
         }
     }
 }
+
+extension ActivationFormat: ExpressibleByArgument {}

@@ -63,6 +63,43 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// `q8` activations (ggml's Q8_0 scheme: per 32 values d = max|x|/127, q = round(x/d)) against
+    /// each integer block format: equal to the exact dot of the dequantized weights with the
+    /// dequantized activations up to float rounding, close to the fp32 path, and batch-invariant.
+    func testQ8ActivationsMatchDequantizedReferenceAndAreBatchInvariant() {
+        let (rows, cols, tokens) = (37, 160, 19)
+        let weights = (0..<(rows * cols)).map { Float(sin(Double($0) * 0.37)) }
+        var x = (0..<(tokens * cols)).map { Float(cos(Double($0) * 0.11)) * 3 }
+        for i in 0..<32 { x[64 + i] = 0 }  // an all-zero block (scale 0)
+        // The activations as the scheme defines them, in Double.
+        let xq: [Double] = (0..<(tokens * cols / 32)).flatMap { b -> [Double] in
+            let block = x[(b * 32)..<(b * 32 + 32)].map(Double.init)
+            let d = Double(Float(block.map(abs).max()!) / 127)
+            return block.map { d == 0 ? 0 : (Double(Float($0) * (1 / Float(d)))).rounded(.toNearestOrEven) * d }
+        }
+        for dtype in DType.allCases where dtype.hasIntegerBlocks {
+            var tensor = TensorView.owned(weights, shape: [rows, cols]).converted(to: dtype)!
+            let dense = tensor.floats()
+            var exact = [Float](repeating: 0, count: tokens * rows)
+            x.withUnsafeBufferPointer { Linear.forward(x: $0.baseAddress!, tokens: tokens, weight: tensor, out: &exact) }
+            tensor.activations = .q8
+            var all = [Float](repeating: 0, count: tokens * rows)
+            x.withUnsafeBufferPointer { Linear.forward(x: $0.baseAddress!, tokens: tokens, weight: tensor, out: &all) }
+            for t in 0..<tokens {
+                var one = [Float](repeating: 0, count: rows)
+                x.withUnsafeBufferPointer { Linear.forward(x: $0.baseAddress! + t * cols, tokens: 1, weight: tensor, out: &one) }
+                XCTAssertEqual(Array(all[(t * rows)..<((t + 1) * rows)]), one, "\(dtype): token \(t) depends on the batch")
+                for r in 0..<rows {
+                    let expected = (0..<cols).reduce(0.0) { $0 + Double(dense[r * cols + $1]) * xq[t * cols + $1] }
+                    let magnitude = (0..<cols).reduce(0.0) { $0 + abs(Double(dense[r * cols + $1]) * xq[t * cols + $1]) }
+                    XCTAssertEqual(Double(one[r]), expected, accuracy: 1e-5 * max(1, magnitude), "\(dtype) row \(r) token \(t)")
+                    // Rounding the activations to 8 bits moves a dot product by well under 1% of its magnitude.
+                    XCTAssertEqual(one[r], exact[t * rows + r], accuracy: Float(0.01 * magnitude), "\(dtype) vs fp32 activations")
+                }
+            }
+        }
+    }
+
     func testVectorExpMatchesTheCLibrary() {
         var worst: Float = 0
         for i in 0..<20_000 {

@@ -1,5 +1,6 @@
 import Foundation
 import FlexServeModels
+import FlexServeTensor
 import FlexServeTokenizers
 
 /// A large language model to serve, as `flexflow.serve.LLM`: load, `compile` with serving limits
@@ -13,10 +14,13 @@ public final class LLM: @unchecked Sendable {
 
     /// Loads a model from a HuggingFace folder, a `.gguf` file, or an id already in the HuggingFace cache.
     /// `weightFormat` converts the projection matrices at load (e.g. `.int8Group`, `.int4Group`: FlexFlow's
-    /// 8- and 4-bit quantization). `device` chooses the CPU backend or a GPU.
-    public init(_ model: String, weightFormat: WeightFormat? = nil, device: ComputeDevice = .cpu) throws {
+    /// 8- and 4-bit quantization). `activations: .q8` multiplies integer block formats with int8-quantized
+    /// activations (CPU only; llama.cpp's numerics, faster decoding). `device` chooses the CPU backend or a GPU.
+    public init(_ model: String, weightFormat: WeightFormat? = nil, activations: ActivationFormat = .f32,
+                device: ComputeDevice = .cpu) throws {
+        try device.check(activations)
         let path = try ModelLocator.resolve(model)
-        let loaded = try ModelLoader.load(path: path, weightFormat: weightFormat)
+        let loaded = try ModelLoader.load(path: path, weightFormat: weightFormat, activations: activations)
         self.path = path
         self.model = try device.place(loaded, weightFormat: weightFormat)
         if let gguf = loaded.gguf {
@@ -136,8 +140,20 @@ public final class SSM: @unchecked Sendable {
     public let path: String
     public let model: any CausalLM
 
-    public init(_ model: String, weightFormat: WeightFormat? = nil, device: ComputeDevice = .cpu) throws {
+    public init(_ model: String, weightFormat: WeightFormat? = nil, activations: ActivationFormat = .f32,
+                device: ComputeDevice = .cpu) throws {
+        try device.check(activations)
         path = try ModelLocator.resolve(model)
-        self.model = try device.place(ModelLoader.load(path: path, weightFormat: weightFormat), weightFormat: weightFormat)
+        self.model = try device.place(ModelLoader.load(path: path, weightFormat: weightFormat, activations: activations),
+                                      weightFormat: weightFormat)
+    }
+}
+
+extension ComputeDevice {
+    /// `q8` activations are a choice of the CPU kernels; a GPU computes in its data type.
+    fileprivate func check(_ activations: ActivationFormat) throws {
+        guard activations == .f32 || self == .cpu else {
+            throw GenerationError.invalidSetting("--activations q8 applies to the CPU backend only (this model runs on \(self))")
+        }
     }
 }

@@ -3,11 +3,13 @@ import FlexServeModels
 import FlexServeTensor
 
 /// Prefill and decode speed of one model per weight format, batch 1, reported against the
-/// machine's measured ceilings: decode as weight bytes streamed per second over read bandwidth,
-/// prefill as flops per second over the all-core FMA peak.
+/// machine's measured ceilings: decode (from a short prompt, as llama-bench's "tg") as weight
+/// bytes streamed per second over read bandwidth, prefill as flops per second over the all-core
+/// FMA peak; and decode right after the prefill, where the KV cache adds to what a step reads.
 public enum ThroughputBenchmark {
     public struct Row: Codable, Sendable {
         public var format: String
+        public var activations: ActivationFormat
         public var weightBytes: Int
         public var prefillTokens: Int
         public var prefillTokensPerSecond: Double
@@ -16,6 +18,8 @@ public enum ThroughputBenchmark {
         public var decodeTokensPerSecond: Double
         public var decodeGBs: Double
         public var decodeFractionOfBandwidth: Double
+        /// Decoding right after the prefill, at a context of `prefillTokens` and more.
+        public var decodeAfterPrefillTokensPerSecond: Double
     }
 
     /// Bytes of the matrices a decode step streams (every projection and the vocabulary head).
@@ -32,40 +36,54 @@ public enum ThroughputBenchmark {
         return (tensors.reduce(0) { $0 + $1.byteCount }, tensors.reduce(0) { $0 + $1.count }, head)
     }
 
-    public static func run(path: String, format: DType?, machine: MachineProbe, prefillTokens: Int = 512, decodeTokens: Int = 64) throws -> Row {
-        let loaded = try ModelLoader.load(path: path, weightFormat: format)
+    public static func run(path: String, format: DType?, activations: ActivationFormat = .f32, machine: MachineProbe,
+                           prefillTokens: Int = 512, decodeTokens: Int = 64, decodePrompt: Int = 16) throws -> Row {
+        let loaded = try ModelLoader.load(path: path, weightFormat: format, activations: activations)
         let model = loaded.model
         let config = model.config
         let (bytes, params, headParams) = streamed(loaded.weights, config: config)
-        let cache = model.makeCache(capacityTokens: prefillTokens + decodeTokens + 1)
-        try cache.reserve(sequence: 0, length: prefillTokens + decodeTokens + 1)
-        let prompt = (0..<prefillTokens).map { ($0 * 7919 + 13) % config.vocabSize }
+        let capacity = prefillTokens + decodeTokens + 1
+        let cache = model.makeCache(capacityTokens: 2 * capacity)
+        func prompt(_ n: Int) -> [Int] { (0..<n).map { ($0 * 7919 + 13) % config.vocabSize } }
 
-        var batch = Batch()
-        batch.appendCausal(prompt, sequence: 0, start: 0, logits: .last)
-        let t0 = Date()
-        var logits = try model.forward(batch, cache: cache)
-        let prefillSeconds = Date().timeIntervalSince(t0)
-
-        var next = logits.withRow(0) { Sampler.argmax($0) }
-        let t1 = Date()
-        for i in 0..<decodeTokens {
-            var step = Batch()
-            step.appendCausal([next], sequence: 0, start: prefillTokens + i, logits: .last)
-            logits = try model.forward(step, cache: cache)
-            next = logits.withRow(0) { Sampler.argmax($0) }
+        /// Seconds for greedy decoding of `decodeTokens` tokens after `logits` (the prompt's), at positions from `start`.
+        func decode(sequence: Int, start: Int, after logits: Logits) throws -> Double {
+            var next = logits.withRow(0) { Sampler.argmax($0) }
+            let t0 = Date()
+            for i in 0..<decodeTokens {
+                var step = Batch()
+                step.appendCausal([next], sequence: sequence, start: start + i, logits: .last)
+                next = try model.forward(step, cache: cache).withRow(0) { Sampler.argmax($0) }
+            }
+            return Date().timeIntervalSince(t0)
         }
-        let decodeSeconds = Date().timeIntervalSince(t1)
+
+        // Decoding from a short prompt (llama-bench's "tg": the weights dominate what a step reads).
+        try cache.reserve(sequence: 1, length: decodePrompt + decodeTokens + 1)
+        var short = Batch()
+        short.appendCausal(prompt(decodePrompt), sequence: 1, start: 0, logits: .last)
+        let decodeSeconds = try decode(sequence: 1, start: decodePrompt, after: try model.forward(short, cache: cache))
+
+        // Prefill, then decoding after it (each step also reads the long prompt's KV cache).
+        try cache.reserve(sequence: 0, length: capacity)
+        var batch = Batch()
+        batch.appendCausal(prompt(prefillTokens), sequence: 0, start: 0, logits: .last)
+        let t0 = Date()
+        let logits = try model.forward(batch, cache: cache)
+        let prefillSeconds = Date().timeIntervalSince(t0)
+        let longDecodeSeconds = try decode(sequence: 0, start: prefillTokens, after: logits)
+
         // 2 flops per weight per token for the projections (the vocabulary head runs for the last
         // token only); attention adds ~4·layers·hidden·position.
         let attentionFlops = 4.0 * Double(config.numLayers * config.numHeads * config.headDim) * Double(prefillTokens) * Double(prefillTokens) / 2
         let prefillFlops = 2 * Double(params - headParams) * Double(prefillTokens) + 2 * Double(headParams) + attentionFlops
         let decodeRate = Double(decodeTokens) / decodeSeconds
-        return Row(format: format?.rawValue ?? "as stored", weightBytes: bytes, prefillTokens: prefillTokens,
+        return Row(format: format?.rawValue ?? "as stored", activations: activations, weightBytes: bytes, prefillTokens: prefillTokens,
                    prefillTokensPerSecond: Double(prefillTokens) / prefillSeconds,
                    prefillGFLOPs: prefillFlops / prefillSeconds / 1e9,
                    prefillFractionOfFMAPeak: prefillFlops / prefillSeconds / 1e9 / machine.fmaGFLOPsAllCores,
                    decodeTokensPerSecond: decodeRate, decodeGBs: Double(bytes) * decodeRate / 1e9,
-                   decodeFractionOfBandwidth: Double(bytes) * decodeRate / 1e9 / machine.readBandwidthGBs)
+                   decodeFractionOfBandwidth: Double(bytes) * decodeRate / 1e9 / machine.readBandwidthGBs,
+                   decodeAfterPrefillTokensPerSecond: Double(decodeTokens) / longDecodeSeconds)
     }
 }

@@ -13,7 +13,8 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
     struct LlamaLayer {
         let attentionNorm: [Float]
         let wq, wk, wv, wo: TensorView
-        let bq, bk, bv: [Float]?
+        /// Qwen2's Q/K/V biases, in memory the kernels may keep pointers to.
+        let bq, bk, bv: FloatBuffer?
         let mlpNorm: [Float]
         let gate, up, down: TensorView
     }
@@ -28,8 +29,11 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
         func vector(_ name: String, _ n: Int) throws -> [Float] {
             try weights.tensor(name).expecting([n], name, in: src).floats()
         }
-        func optionalVector(_ name: String, _ n: Int) throws -> [Float]? {
-            weights.contains(name) ? try vector(name, n) : nil
+        func optionalBuffer(_ name: String, _ n: Int) throws -> FloatBuffer? {
+            guard weights.contains(name) else { return nil }
+            let values = try vector(name, n), buffer = FloatBuffer(n)
+            buffer.pointer.update(from: values, count: n)
+            return buffer
         }
         let qDim = c.numHeads * c.headDim, kvDim = c.numKVHeads * c.headDim
         embedding = Embedding(try matrix("model.embed_tokens.weight", c.vocabSize, c.hiddenSize))
@@ -41,9 +45,9 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
                 wk: try matrix(p + "self_attn.k_proj.weight", kvDim, c.hiddenSize),
                 wv: try matrix(p + "self_attn.v_proj.weight", kvDim, c.hiddenSize),
                 wo: try matrix(p + "self_attn.o_proj.weight", c.hiddenSize, qDim),
-                bq: try optionalVector(p + "self_attn.q_proj.bias", qDim),
-                bk: try optionalVector(p + "self_attn.k_proj.bias", kvDim),
-                bv: try optionalVector(p + "self_attn.v_proj.bias", kvDim),
+                bq: try optionalBuffer(p + "self_attn.q_proj.bias", qDim),
+                bk: try optionalBuffer(p + "self_attn.k_proj.bias", kvDim),
+                bv: try optionalBuffer(p + "self_attn.v_proj.bias", kvDim),
                 mlpNorm: try vector(p + "post_attention_layernorm.weight", c.hiddenSize),
                 gate: try matrix(p + "mlp.gate_proj.weight", c.intermediateSize, c.hiddenSize),
                 up: try matrix(p + "mlp.up_proj.weight", c.intermediateSize, c.hiddenSize),
@@ -81,9 +85,11 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
         for (l, layer) in layers.enumerated() {
             // Attention block.
             Normalization.rms(x.pointer, rows: T, dim: H, weight: layer.attentionNorm, eps: c.rmsNormEps, out: h.pointer)
-            Linear.forward(x: h.pointer, tokens: T, weight: layer.wq, bias: layer.bq, out: q.pointer)
-            Linear.forward(x: h.pointer, tokens: T, weight: layer.wk, bias: layer.bk, out: k.pointer)
-            Linear.forward(x: h.pointer, tokens: T, weight: layer.wv, bias: layer.bv, out: v.pointer)
+            Linear.forward(x: h.pointer, tokens: T, projections: [
+                Linear.Projection(weight: layer.wq, bias: layer.bq?.pointer, out: q.pointer),
+                Linear.Projection(weight: layer.wk, bias: layer.bk?.pointer, out: k.pointer),
+                Linear.Projection(weight: layer.wv, bias: layer.bv?.pointer, out: v.pointer),
+            ])
             cosTable.withUnsafeBufferPointer { cosines in
                 sinTable.withUnsafeBufferPointer { sines in
                     for t in 0..<T {
@@ -108,8 +114,9 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
 
             // MLP block.
             Normalization.rms(x.pointer, rows: T, dim: H, weight: layer.mlpNorm, eps: c.rmsNormEps, out: h.pointer)
-            Linear.forward(x: h.pointer, tokens: T, weight: layer.gate, out: gate.pointer)
-            Linear.forward(x: h.pointer, tokens: T, weight: layer.up, out: up.pointer)
+            Linear.forward(x: h.pointer, tokens: T, projections: [
+                Linear.Projection(weight: layer.gate, out: gate.pointer), Linear.Projection(weight: layer.up, out: up.pointer),
+            ])
             Activation.siluMultiply(gate.pointer, up.pointer, count: T * c.intermediateSize)
             Linear.forward(x: gate.pointer, tokens: T, weight: layer.down, out: h.pointer)
             axpy(1, h.pointer, x.pointer, T * H)

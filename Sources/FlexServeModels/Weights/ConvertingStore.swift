@@ -2,26 +2,33 @@ import FlexServeTensor
 
 /// Another store's weights with every projection matrix converted to one format at load time:
 /// FlexFlow's `--8bit-quantization`/`--4bit-quantization` (asymmetric, groups of 32) and the
-/// benchmark's per-format runs. Norms, biases and embedding tables keep their format.
+/// benchmark's per-format runs. Norms, biases and embedding tables keep their format. With `q8`
+/// activations, every matrix in an integer block format (a tied vocabulary head included) is
+/// marked for integer dot products.
 public struct ConvertingStore: WeightStore {
     public let base: any WeightStore
-    public let dtype: DType
+    public let dtype: DType?
+    public let activations: ActivationFormat
     public var source: String { base.source }
 
-    public init(_ base: any WeightStore, to dtype: DType) {
+    public init(_ base: any WeightStore, to dtype: DType?, activations: ActivationFormat = .f32) {
         self.base = base
         self.dtype = dtype
+        self.activations = activations
     }
 
     public func contains(_ name: String) -> Bool { base.contains(name) }
 
     public func tensor(_ name: String) throws -> TensorView {
-        let t = try base.tensor(name)
+        var t = try base.tensor(name)
         let isEmbedding = name.contains("embed") || name.hasSuffix("wte.weight") || name.hasSuffix("wpe.weight")
-        guard t.shape.count == 2, !isEmbedding, name.hasSuffix(".weight"), t.shape[1] % dtype.blockValues == 0 else { return t }
-        guard let converted = t.converted(to: dtype) else {
-            throw WeightFileError(file: source, tensor: name, problem: "cannot be stored as \(dtype)")
+        if let dtype, t.shape.count == 2, !isEmbedding, name.hasSuffix(".weight"), t.shape[1] % dtype.blockValues == 0 {
+            guard let converted = t.converted(to: dtype) else {
+                throw WeightFileError(file: source, tensor: name, problem: "cannot be stored as \(dtype)")
+            }
+            t = converted
         }
-        return converted
+        if t.shape.count == 2, t.dtype.hasIntegerBlocks { t.activations = activations }
+        return t
     }
 }

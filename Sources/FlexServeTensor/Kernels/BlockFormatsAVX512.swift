@@ -20,13 +20,6 @@ enum AVX512Decode {
                 _mm256_cvtepi32_ps(_mm256_srli_epi32(i0, 4)), _mm256_cvtepi32_ps(_mm256_srli_epi32(i1, 4)))
     }
 
-    /// Asks for the cache line 512 bytes ahead of `p`: with four rows streaming per core the
-    /// hardware prefetcher alone left decoding ~17% slower (one core, weights from DRAM).
-    @inline(__always)
-    static func prefetch(_ p: UnsafeRawPointer) {
-        _m_prefetch(UnsafeMutableRawPointer(mutating: p + 512))
-    }
-
     /// The first two fp16 values at `p`, each broadcast.
     @inline(__always)
     static func halfScales(_ p: UnsafeRawPointer) -> (__m256, __m256) {

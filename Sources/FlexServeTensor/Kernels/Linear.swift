@@ -20,6 +20,10 @@ public enum Linear {
         let rows = weight.shape[0]
         let cols = weight.shape[weight.shape.count - 1]
         let dtype = weight.dtype
+        if weight.activations == .q8, dtype.hasIntegerBlocks, cols % 32 == 0 {
+            IntegerLinear.forward(x: x, tokens: tokens, projections: [Projection(weight: weight, bias: bias, out: out)], pool: pool)
+            return
+        }
         if tokens == 1, dtype != .f32, cols % 32 == 0 {
             decodeOneToken(x: x, weight: weight, bias: bias, out: out, pool: pool)
             return
@@ -73,6 +77,33 @@ public enum Linear {
                     tile = tileEnd
                 }
             }
+        }
+    }
+
+    /// One weight matrix applied to the shared input, with its bias and output.
+    public struct Projection {
+        public let weight: TensorView
+        public let bias: UnsafePointer<Float>?
+        public let out: UnsafeMutablePointer<Float>
+
+        public init(weight: TensorView, bias: UnsafePointer<Float>? = nil, out: UnsafeMutablePointer<Float>) {
+            self.weight = weight
+            self.bias = bias
+            self.out = out
+        }
+    }
+
+    /// Several projections of the same input (Q, K, V; gate, up): the same results as one
+    /// `forward` each, in one dispatch where the weights take integer dot products.
+    public static func forward(x: UnsafePointer<Float>, tokens: Int, projections: [Projection], pool: ThreadPool = .shared) {
+        let first = projections[0].weight
+        let cols = first.shape.last!
+        let fusable = first.activations == .q8 && first.dtype.hasIntegerBlocks && cols % 32 == 0
+            && projections.allSatisfy { $0.weight.dtype == first.dtype && $0.weight.activations == .q8 && $0.weight.shape.last == cols }
+        if fusable {
+            IntegerLinear.forward(x: x, tokens: tokens, projections: projections, pool: pool)
+        } else {
+            for p in projections { forward(x: x, tokens: tokens, weight: p.weight, bias: p.bias, out: p.out, pool: pool) }
         }
     }
 

@@ -106,10 +106,7 @@ public enum RowDot {
             let i = b * 32
             let x0 = load(x, i), x1 = load(x, i + 8), x2 = load(x, i + 16), x3 = load(x, i + 24)
             let o = b * F.blockBytes
-            #if FLEXSERVE_AVX512
-            AVX512Decode.prefetch(w.0 + o); AVX512Decode.prefetch(w.1 + o)
-            AVX512Decode.prefetch(w.2 + o); AVX512Decode.prefetch(w.3 + o)
-            #endif
+            Prefetch.ahead(w.0 + o); Prefetch.ahead(w.1 + o); Prefetch.ahead(w.2 + o); Prefetch.ahead(w.3 + o)
             step(&a0, w.0 + o, x0, x1, x2, x3)
             step(&a1, w.1 + o, x0, x1, x2, x3)
             step(&a2, w.2 + o, x0, x1, x2, x3)

@@ -1,0 +1,49 @@
+/// Activation rows quantized for integer dot products: per block of 32 values, int8 values
+/// `q = round(x / d)` (nearest, ties to even) with `d = max|x| / 127`, the scale `d`, and
+/// `d · Σq`, which the weight formats with an offset need (Σ_i w_i·x_i gains `offset · Σ x_i`).
+struct Q8Activations {
+    let values: UnsafeMutablePointer<Int8>
+    let scales: UnsafeMutablePointer<Float>
+    let scaledSums: UnsafeMutablePointer<Float>
+    let blocks: Int
+
+    /// Bytes of scratch for `tokens` rows of `cols` values (cols a multiple of 32).
+    static func byteCount(tokens: Int, cols: Int) -> Int { tokens * cols + 8 * tokens * (cols / 32) }
+
+    init(scratch: UnsafeMutableRawPointer, tokens: Int, cols: Int) {
+        blocks = cols / 32
+        scales = scratch.bindMemory(to: Float.self, capacity: tokens * blocks)
+        scaledSums = (scratch + 4 * tokens * blocks).bindMemory(to: Float.self, capacity: tokens * blocks)
+        values = (scratch + 8 * tokens * blocks).bindMemory(to: Int8.self, capacity: tokens * cols)
+    }
+
+    /// Token t's block b: 32 values, scale, scale · Σ values.
+    @inline(__always)
+    func block(_ t: Int, _ b: Int) -> (values: SIMD32<Int8>, scale: Float, scaledSum: Float) {
+        let i = t * blocks + b
+        return (UnsafeRawPointer(values + i * 32).loadUnaligned(as: SIMD32<Int8>.self), scales[i], scaledSums[i])
+    }
+
+    func quantize(_ x: UnsafePointer<Float>, token t: Int) {
+        for b in 0..<blocks {
+            let src = x + b * 32
+            var amax = SIMD8<Float>()
+            for k in 0..<4 {
+                let v = RowDot.load(src, 8 * k)
+                for l in 0..<8 { amax[l] = Swift.max(amax[l], Swift.abs(v[l])) }
+            }
+            let d = Swift.max(Swift.max(Swift.max(amax[0], amax[1]), Swift.max(amax[2], amax[3])),
+                              Swift.max(Swift.max(amax[4], amax[5]), Swift.max(amax[6], amax[7]))) / 127
+            let inverse: Float = d == 0 ? 0 : 1 / d
+            let dst = values + (t * blocks + b) * 32
+            var sum: Int32 = 0
+            for l in 0..<32 {
+                let q = Int32((src[l] * inverse).rounded(.toNearestOrEven))
+                dst[l] = Int8(truncatingIfNeeded: q)
+                sum &+= q
+            }
+            scales[t * blocks + b] = d
+            scaledSums[t * blocks + b] = d * Float(sum)
+        }
+    }
+}
