@@ -18,13 +18,19 @@ public enum CUDASelfTest {
         public var batchInvariant = false
     }
 
+    /// - weightFormat: projection matrices in this format on both sides (`.int8Group` / `.int4Group`: the GPU keeps
+    ///   them packed; the prefill then takes the dequantize + cuBLAS path, the other steps the quantized GEMV).
+    /// - offload: the GPU streams its layers from pinned host memory every step.
     public static func run(device: CUDADevice? = nil, dataType: CUDADataType = .fp32,
-                           options: CUDALlama.Options = .environment) throws -> Result {
+                           options: CUDALlama.Options = .environment, weightFormat: DType? = nil,
+                           offload: Bool = false) throws -> Result {
         let config = ModelConfig(architecture: "LlamaForCausalLM", vocabSize: 64, hiddenSize: 64, intermediateSize: 128,
                                  numLayers: 2, numHeads: 4, numKVHeads: 2)
-        let weights = RandomWeights(config: config, seed: 7)
+        let random = RandomWeights(config: config, seed: 7)
+        let weights: any WeightStore = weightFormat.map { ConvertingStore(random, to: $0) } ?? random
         let cpu = try LlamaModel(config: config, weights: weights)
-        let gpu = try CUDALlama(config: config, weights: weights, dataType: dataType, device: device, options: options)
+        let gpu = try CUDALlama(config: config, weights: weights, dataType: dataType, device: device, options: options,
+                                offload: offload)
         let cpuCache = cpu.makeCache(capacityTokens: 96), gpuCache = gpu.makeCache(capacityTokens: 96)
         var errors: [Float] = []
         func both(_ batch: Batch) throws {

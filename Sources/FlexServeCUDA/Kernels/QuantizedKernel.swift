@@ -1,0 +1,37 @@
+/// Launches of `QuantizedKernelSource` for one activation type: the in-kernel-dequantizing GEMV (steps of at
+/// most `maxTokens` tokens) and the dequantization of a matrix into a dense scratch (larger steps, for cuBLAS).
+struct QuantizedKernel {
+    let module: KernelModule
+    let type: CUDADataType
+    let maxTokens: Int
+
+    init(device: CUDADevice, type: CUDADataType, maxTokens: Int) throws {
+        module = try device.compiler().module(named: QuantizedKernelSource.moduleName, source: QuantizedKernelSource.code)
+        self.type = type
+        self.maxTokens = max(1, maxTokens)
+    }
+
+    /// `out[t][n] (+)= x[t][k] · dequant(w)[n][k]ᵀ` for a quantized matrix at `base`.
+    func linear(matrix m: DeviceMatrix, base: DevicePointer, x: DevicePointer, out: DevicePointer, tokens: Int,
+                accumulate: Bool) throws {
+        guard let bits = m.format.bits else { throw CUDAError.unsupported("QuantizedKernel given a dense matrix") }
+        // One block: 8 warps on one row.
+        for chunk in GEMVKernel.chunks(tokens: tokens) {
+            let variant = GEMVKernel.variant(for: chunk.count)
+            try module.launch("qgemv_\(bits)_\(type.kernelSuffix)_\(variant)", grid: (m.rows, 1, 1), block: 256,
+                              [.pointer(base + DevicePointer(m.offset)), .pointer(base + DevicePointer(m.scalesOffset)),
+                               .pointer(x + DevicePointer(chunk.first * m.cols * type.bytes)),
+                               .pointer(out + DevicePointer(chunk.first * m.rows * 4)),
+                               .int(m.rows), .int(m.cols), .int(chunk.count), .int(accumulate ? 1 : 0)])
+        }
+    }
+
+    /// The dense matrix (rows × cols in `type`) into `out`.
+    func dequantize(matrix m: DeviceMatrix, base: DevicePointer, out: DevicePointer) throws {
+        guard let bits = m.format.bits else { throw CUDAError.unsupported("QuantizedKernel given a dense matrix") }
+        let chunks = m.rows * m.cols * bits / 128
+        try module.launch("dequant_\(bits)_\(type.kernelSuffix)", grid: ((chunks + 255) / 256, 1, 1), block: 256,
+                          [.pointer(base + DevicePointer(m.offset)), .pointer(base + DevicePointer(m.scalesOffset)),
+                           .pointer(out), .int64(Int64(chunks))])
+    }
+}

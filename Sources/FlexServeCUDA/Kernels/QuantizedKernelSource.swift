@@ -1,0 +1,179 @@
+/// CUDA C for weights in FlexFlow-style asymmetric groups of 32 (`DeviceMatrix` layout: quantized values, then
+/// one (scale, minimum) fp32 pair per group; value = q · scale + minimum):
+///
+/// - `qgemv_<bits>_<type>_<tokens>`: the product of steps of a few tokens, dequantizing inside the kernel: each
+///   lane streams 16-byte chunks of a row (16 int8 or 32 int4 values) and their group's pair, so only the packed
+///   bytes cross the memory bus. Launch as the w8 GEMV (`GEMVKernelSource`): 8 warps per row, a row's chunks dealt
+///   out to them in turn, partial sums added in warp order; the order depends on k only, so it is batch-invariant.
+///   q → float without an integer conversion (`0x4B000000 | q` is the float 2^23 + q), since Hopper converts
+///   integers at a quarter of its FMA rate.
+/// - `dequant_<bits>_<type>`: a matrix into a dense scratch in the activation type, for cuBLAS on large steps.
+enum QuantizedKernelSource {
+    static let moduleName = "flexserve_quantized"
+    static let tokenVariants = [1, 2, 4, 8]
+
+    static let code = #"""
+struct f16 { unsigned short bits; };
+struct bf16 { unsigned short bits; };
+__device__ __forceinline__ float half_to_float(unsigned short h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
+__device__ __forceinline__ void unpack(const uint4& v, float* out, const float*) {
+  out[0] = __uint_as_float(v.x); out[1] = __uint_as_float(v.y); out[2] = __uint_as_float(v.z); out[3] = __uint_as_float(v.w);
+}
+__device__ __forceinline__ void unpack(const uint4& v, float* out, const f16*) {
+  unsigned w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; i++) { out[2 * i] = half_to_float(w[i] & 0xffffu); out[2 * i + 1] = half_to_float(w[i] >> 16); }
+}
+__device__ __forceinline__ void unpack(const uint4& v, float* out, const bf16*) {
+  unsigned w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; i++) { out[2 * i] = __uint_as_float(w[i] << 16); out[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u); }
+}
+__device__ __forceinline__ void store(float* p, long i, float v) { p[i] = v; }
+__device__ __forceinline__ void store(f16* p, long i, float v) {
+  unsigned short b; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(b) : "f"(v)); p[i].bits = b;
+}
+__device__ __forceinline__ void store(bf16* p, long i, float v) {
+  unsigned short b; asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(b) : "f"(v)); p[i].bits = b;
+}
+__device__ __forceinline__ uint4 load_stream(const uint4* p) {
+  uint4 v;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+  return v;
+}
+__device__ __forceinline__ float2 load_pair(const float2* p) {
+  float2 v;
+  asm("ld.global.nc.L1::no_allocate.v2.f32 {%0, %1}, [%2];" : "=f"(v.x), "=f"(v.y) : "l"(p));
+  return v;
+}
+__device__ __forceinline__ uint4 load_shared_read(const uint4* p) {
+  uint4 v;
+  asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+  return v;
+}
+// 2^23 + q as a float, minus 2^23: q exactly, without an integer conversion.
+__device__ __forceinline__ float q_value(unsigned q) { return __uint_as_float(0x4B000000u | q) - 8388608.f; }
+
+// The 16-byte chunk's values: 16 (int8: value j is byte j) or 32 (int4: value j < 16 is byte j's low nibble,
+// value j + 16 its high nibble), dequantized with the group's (scale, minimum).
+template <int BITS> __device__ __forceinline__ void dequant_chunk(const uint4& raw, float2 g, float* w) {
+  unsigned words[4] = {raw.x, raw.y, raw.z, raw.w};
+  if (BITS == 8) {
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+#pragma unroll
+      for (int j = 0; j < 4; j++) w[4 * i + j] = fmaf(q_value((words[i] >> (8 * j)) & 0xffu), g.x, g.y);
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        w[4 * i + j] = fmaf(q_value((words[i] >> (8 * j)) & 0xfu), g.x, g.y);
+        w[16 + 4 * i + j] = fmaf(q_value((words[i] >> (8 * j + 4)) & 0xfu), g.x, g.y);
+      }
+    }
+  }
+}
+
+// acc[t] += Σ over the chunk's values of w · x[t] (x in the activation type T).
+template <typename T, int BITS, int TOK> __device__ __forceinline__ void qdot_chunk(const uint4& raw, float2 g, const T* x, int k,
+                                                                                   long first, int tokens, float* acc) {
+  const int V = 128 / BITS;           // values in the chunk
+  const int per = 16 / sizeof(T);     // activations per 16-byte load
+  float w[V];
+  dequant_chunk<BITS>(raw, g, w);
+#pragma unroll
+  for (int t = 0; t < TOK; t++) {
+    if (t < tokens) {
+      const uint4* xr = (const uint4*)(x + (long)t * k + first);
+      float s = 0.f;
+#pragma unroll
+      for (int c = 0; c < V / per; c++) {
+        float xv[per > 8 ? 8 : per];
+        unpack(load_shared_read(xr + c), xv, (const T*)0);
+#pragma unroll
+        for (int e = 0; e < per; e++) s += w[c * per + e] * xv[e];
+      }
+      acc[t] += s;
+    }
+  }
+}
+
+// y[t][row] (+)= Σk dequant(w)[row][k] · x[t][k]. Block: 256 threads, 8 / WPR rows of WPR warps each.
+template <typename T, int BITS, int TOK, int WPR> __device__ void qgemv(const unsigned char* q, const float2* sm, const T* x,
+                                                                      float* y, int n, int k, int tokens, int accumulate) {
+  const int V = 128 / BITS, U = 2;
+  __shared__ float partial[8][TOK];
+  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = warp % WPR;
+  long row = (long)blockIdx.x * (8 / WPR) + warp / WPR;
+  bool live = row < n;
+  float acc[TOK];
+#pragma unroll
+  for (int t = 0; t < TOK; t++) acc[t] = 0.f;
+  if (live) {
+    const uint4* qr = (const uint4*)(q + row * (long)k * BITS / 8);
+    const float2* gr = sm + row * (long)(k / 32);
+    int chunks = k / V;
+    const int step = 32 * WPR;
+    int c = lane + 32 * sub;
+    for (; c + step * (U - 1) < chunks; c += step * U) {
+      uint4 wv[U];
+      float2 g[U];
+#pragma unroll
+      for (int u = 0; u < U; u++) { wv[u] = load_stream(qr + c + step * u); g[u] = load_pair(gr + (c + step * u) * V / 32); }
+#pragma unroll
+      for (int u = 0; u < U; u++) qdot_chunk<T, BITS, TOK>(wv[u], g[u], x, k, (long)(c + step * u) * V, tokens, acc);
+    }
+    for (; c < chunks; c += step) qdot_chunk<T, BITS, TOK>(load_stream(qr + c), load_pair(gr + c * V / 32), x, k, (long)c * V, tokens, acc);
+  }
+#pragma unroll
+  for (int t = 0; t < TOK; t++) {
+    float s = acc[t];
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    acc[t] = s;
+  }
+  if (lane == 0) {
+#pragma unroll
+    for (int t = 0; t < TOK; t++) partial[warp][t] = acc[t];
+  }
+  __syncthreads();
+  if (live && sub == 0 && lane == 0) {
+#pragma unroll
+    for (int t = 0; t < TOK; t++) {
+      if (t < tokens) {
+        float s = partial[warp][t];
+        for (int j = 1; j < WPR; j++) s += partial[warp + j][t];
+        long i = (long)t * n + row;
+        y[i] = accumulate ? y[i] + s : s;
+      }
+    }
+  }
+}
+
+#define QGEMV(T, S, B, N) \
+extern "C" __global__ void __launch_bounds__(256) qgemv_##B##_##S##_##N(const unsigned char* q, const float2* sm, const T* x, float* y, \
+                                                                      int n, int k, int tokens, int accumulate) { \
+  qgemv<T, B, N, 8>(q, sm, x, y, n, k, tokens, accumulate); }
+#define QGEMV_TOK(T, S, B) QGEMV(T, S, B, 1) QGEMV(T, S, B, 2) QGEMV(T, S, B, 4) QGEMV(T, S, B, 8)
+#define QGEMV_ALL(B) QGEMV_TOK(float, f32, B) QGEMV_TOK(f16, f16, B) QGEMV_TOK(bf16, bf16, B)
+QGEMV_ALL(8)
+QGEMV_ALL(4)
+
+// out (rows × k, activation type) = the dequantized matrix. One thread per 16-byte chunk (chunks never straddle
+// rows: k is a multiple of 32).
+template <typename T, int BITS> __device__ void dequant(const unsigned char* q, const float2* sm, T* out, long chunks) {
+  const int V = 128 / BITS;
+  long c = (long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= chunks) return;
+  float w[V];
+  dequant_chunk<BITS>(load_stream((const uint4*)q + c), load_pair(sm + c * V / 32), w);
+#pragma unroll
+  for (int e = 0; e < V; e++) store(out, c * V + e, w[e]);
+}
+#define DEQUANT(T, S, B) \
+extern "C" __global__ void dequant_##B##_##S(const unsigned char* q, const float2* sm, T* out, long chunks) { dequant<T, B>(q, sm, out, chunks); }
+DEQUANT(float, f32, 8) DEQUANT(f16, f16, 8) DEQUANT(bf16, bf16, 8)
+DEQUANT(float, f32, 4) DEQUANT(f16, f16, 4) DEQUANT(bf16, bf16, 4)
+"""#
+}
