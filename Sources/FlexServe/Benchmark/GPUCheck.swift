@@ -89,9 +89,11 @@ public enum GPUCheck {
         let device = try CUDADevice.shared()
         let bandwidth = try DecodeSpeed.copyBandwidth(device: device)
         log(String(format: "%@: copy bandwidth %.0f GB/s", device.name, bandwidth / 1e9))
-        let loaded = try ModelLoader.load(path: try ModelLocator.resolve(path), weightFormat: weightFormat)
+        // The CPU model the loader builds maps the file; only the GPU's copy is converted (once).
+        let loaded = try ModelLoader.load(path: try ModelLocator.resolve(path))
+        let weights: any WeightStore = weightFormat.map { ConvertingStore(loaded.weights, to: $0) } ?? loaded.weights
         let start = Date()
-        let gpu = try CUDALlama(config: loaded.model.config, weights: loaded.weights, dataType: dataType, device: device, offload: offload)
+        let gpu = try CUDALlama(config: loaded.model.config, weights: weights, dataType: dataType, device: device, offload: offload)
         log(String(format: "uploaded %.2f GB of weights in %.1f s", Double(gpu.weightBytes) / 1e9, Date().timeIntervalSince(start)))
         return (device, bandwidth, gpu)
     }
