@@ -8,7 +8,7 @@ struct GPUCheckCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gpu-check", abstract: "GPU backend checks: correctness against the CPU, speed against the roofline.",
         subcommands: [GPUSelfTestCommand.self, GPUCorrectnessCommand.self, GPUSpeedCommand.self, GPUSpeculativeCommand.self,
-                      GPUProfileCommand.self, GPUSamplerCommand.self])
+                      GPUProfileCommand.self, GPUSamplerCommand.self, GPUQuantizedGEMVCommand.self])
 }
 
 /// Greedy tokens and logits of the GPU backend against the CPU backend.
@@ -258,14 +258,45 @@ struct GPUSamplerCommand: AsyncParsableCommand {
 
     mutating func run() async throws {
         let r = try GPUSamplerCheck.run(draws: draws, seed: seed, log: logProgress)
-        print("case                    | vocab | support | chi2 / df (p)          | same token as CPU | outside | us/row | result")
+        print("case                    | vocab | support (exact) | chi2 / df (p)          | same token: CPU walk / exact walk | outside (exact) | us/row | result")
         for c in r.cases {
-            print(String(format: "%-23@ | %5d | %7d | %8.1f / %5d (%.3f) | %17.5f | %7d | %6.0f | %@", c.name as NSString, c.vocabSize,
-                         c.support, c.chiSquare, c.degreesOfFreedom, c.pValue, c.sameTokenFraction, c.outsideSupport,
-                         c.microsecondsPerRow, (c.passed ? "ok" : "FAILED") as NSString))
+            print(String(format: "%-23@ | %5d | %7d (%5d) | %8.1f / %5d (%.3f) | %.5f / %.5f | %5d (%d) | %6.0f | %@", c.name as NSString, c.vocabSize,
+                         c.support, c.exactSupport, c.chiSquare, c.degreesOfFreedom, c.pValue, c.sameTokenFraction, c.sameTokenAsExactFraction,
+                         c.outsideSupport, c.outsideExactSupport, c.microsecondsPerRow, (c.passed ? "ok" : "FAILED") as NSString))
         }
-        print("greedy: \(r.argmaxIdentical)/\(r.argmaxRows) rows identical to Sampler.argmax")
+        print(String(format: "greedy: %d/%d rows identical to Sampler.argmax, %.0f us/row", r.argmaxIdentical, r.argmaxRows, r.greedyMicrosecondsPerRow))
         try writeJSON(r, to: output)
         if !r.passed { throw ExitCode.failure }
+    }
+}
+
+/// The quantized GEMV alone on 7B shapes, per launch variant.
+struct GPUQuantizedGEMVCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "qgemv", abstract: "int8/int4 GEMV alone on LLaMA-7B shapes per launch variant: us per call, GB/s, difference from cuBLAS.")
+
+    @Option(name: .customLong("data-type")) var dataType = "fp16"
+    @Option var tokens = "1,8"
+    @Option var output = "gpu-qgemv.json"
+
+    mutating func run() async throws {
+        guard let type = CUDADataType(name: dataType) else { throw ValidationError("unknown data type \(dataType)") }
+        let device = try CUDADevice.shared()
+        let r = try QuantizedGEMVBench.run(device: device, type: type, tokens: tokens.split(separator: ",").compactMap { Int($0) },
+                                           log: logProgress)
+        print(String(format: "%@: copy %.0f GB/s; dequantize pass (gate/up, read + write): %@", r.device as NSString, r.copyBytesPerSecond / 1e9,
+                     r.dequantizeGigabytesPerSecond.map { String(format: "%@ %.0f GB/s", $0.key as NSString, $0.value) }.sorted().joined(separator: ", ") as NSString))
+        print("format    | shape   | tokens | " + QuantizedGEMVBench.variants.map { $0.padding(toLength: 14, withPad: " ", startingAt: 0) }.joined(separator: " | "))
+        var seen = Set<String>()
+        for t in r.timings where seen.insert("\(t.format) \(t.shape) \(t.tokens)").inserted {
+            let cells = QuantizedGEMVBench.variants.map { v -> String in
+                guard let x = r.timings.first(where: { $0.format == t.format && $0.shape == t.shape && $0.tokens == t.tokens && $0.variant == v }) else { return "-" }
+                return String(format: "%6.1f us %4.0f", x.microsecondsPerCall, x.gigabytesPerSecond)
+            }
+            print("\(t.format.padding(toLength: 9, withPad: " ", startingAt: 0)) | \(t.shape.padding(toLength: 7, withPad: " ", startingAt: 0)) | \(String(t.tokens).padding(toLength: 6, withPad: " ", startingAt: 0)) | " + cells.joined(separator: " | "))
+        }
+        let worst = r.timings.map { $0.maxAbsDifferenceFromCUBLAS / max($0.maxAbsOutput, 1e-6) }.max() ?? 0
+        print(String(format: "largest |qgemv - dequantize+cuBLAS| / max |output| over all: %.2g", worst))
+        try writeJSON(r, to: output)
     }
 }

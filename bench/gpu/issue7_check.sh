@@ -45,9 +45,23 @@ gpu)
         step "selftest-$v" "$FLEXSERVE" gpu-check selftest --variant "$v"
       done
       step sampler "$FLEXSERVE" gpu-check sampler --draws 200000 --output "$KEEP/sampler.json"
+      step qgemv "$FLEXSERVE" gpu-check qgemv --tokens 1,8 --output "$KEEP/qgemv.json"
+      # The launch variant with the least time over the five 7B products at 1 token, per format.
+      python3 - "$KEEP" <<'PY'
+import json, sys, collections
+r = json.load(open(sys.argv[1] + "/qgemv.json"))
+total = collections.defaultdict(float)
+for t in r["timings"]:
+    if t["tokens"] == 1: total[(t["format"], t["variant"])] += t["microsecondsPerCall"]
+for fmt in ("int8Group", "int4Group"):
+    best = min((v, k[1]) for k, v in total.items() if k[0] == fmt)
+    print(fmt, "best qgemv variant", best[1], "%.1f us over the 5 shapes;" % best[0],
+          ", ".join("%s %.1f" % (k[1], v) for k, v in sorted(total.items()) if k[0] == fmt))
+    open(sys.argv[1] + "/best-" + fmt[:4], "w").write(best[1])
+PY
     } > "$KEEP/phase-gpu.log" 2>&1
     cat "$KEEP/phase-gpu.log"
-    cp "$KEEP/phase-gpu.log" "$KEEP/sampler.json" "$OUT/" 2>/dev/null; collect card.txt
+    cp "$KEEP/phase-gpu.log" "$KEEP/sampler.json" "$KEEP/qgemv.json" "$OUT/" 2>/dev/null; collect card.txt
     ;;
 part)
     mkdir -p /tmp/smol-parts
@@ -57,22 +71,39 @@ smol)
     [ -f "$SMOL" ] || cat /tmp/smol-parts/part_a /tmp/smol-parts/part_b /tmp/smol-parts/part_c > "$SMOL"
     sha256sum "$SMOL" | tee "$KEEP/smol.sha256"
     P=bench/gpu/prompts.json
+    B8=$(cat "$KEEP/best-int8" 2>/dev/null || echo w8u2); B4=$(cat "$KEEP/best-int4" 2>/dev/null || echo w8u2)
     {
       step correctness-int8 "$FLEXSERVE" gpu-check correctness --model "$SMOL" --prompts $P --new-tokens 32 --data-types fp32,fp16 \
           --weight-format int8 --output "$KEEP/correctness-int8.json"
       step correctness-int4 "$FLEXSERVE" gpu-check correctness --model "$SMOL" --prompts $P --new-tokens 32 --data-types fp32,fp16 \
           --weight-format int4 --output "$KEEP/correctness-int4.json"
+      step correctness-int8-$B8 FLEXSERVE_CUDA_QGEMV=$B8 "$FLEXSERVE" gpu-check correctness --model "$SMOL" --prompts $P --new-tokens 32 \
+          --data-types fp32,fp16 --weight-format int8 --output "$KEEP/correctness-int8-$B8.json"
+      step correctness-int4-$B4 FLEXSERVE_CUDA_QGEMV=$B4 "$FLEXSERVE" gpu-check correctness --model "$SMOL" --prompts $P --new-tokens 32 \
+          --data-types fp32,fp16 --weight-format int4 --output "$KEEP/correctness-int4-$B4.json"
       step correctness-int8-fast $FAST "$FLEXSERVE" gpu-check correctness --model "$SMOL" --prompts $P --new-tokens 32 --data-types fp16 \
           --weight-format int8 --output "$KEEP/correctness-int8-fast.json"
       step correctness-bf16-cpu-bf16 "$FLEXSERVE" gpu-check correctness --model "$SMOL" --prompts $P --new-tokens 32 --data-types bf16 \
           --weight-format bf16 --output "$KEEP/correctness-bf16.json"
+      # Device sampling through the request manager (16 prompts in one batch): on (default) vs off (host rows);
+      # greedy must match exactly, sampled (same seed, so the same uniforms) up to boundary roundings.
+      for s in 1 0; do
+        step incr-greedy-dev$s FLEXSERVE_CUDA_SAMPLING=$s "$FLEXSERVE" incr-decoding --model "$SMOL" --device cuda --data-type fp32 \
+            --prompt $P --max-new-tokens 32 --output-file "$KEEP/incr-greedy-$s.txt"
+        step incr-sample-dev$s FLEXSERVE_CUDA_SAMPLING=$s "$FLEXSERVE" incr-decoding --model "$SMOL" --device cuda --data-type fp32 \
+            --prompt $P --max-new-tokens 32 --do-sample --seed 3 --temperature 0.8 --topp 0.9 --output-file "$KEEP/incr-sample-$s.txt"
+      done
+      for m in greedy sample; do
+        echo "device sampling $m: $(diff <(grep -vi 'latency\|time\|second' "$KEEP/incr-$m-1.txt") <(grep -vi 'latency\|time\|second' "$KEEP/incr-$m-0.txt") | grep -c '^<') of $(wc -l < "$KEEP/incr-$m-1.txt") output lines differ from host sampling"
+      done
       for f in int8 int4; do
-        step smol-speed-$f $FAST "$FLEXSERVE" gpu-check speed --model "$SMOL" --data-type fp16 --weight-format $f --prompt-tokens 128 \
+        B=$(cat "$KEEP/best-$f" 2>/dev/null || echo w8u2)
+        step smol-speed-$f FLEXSERVE_CUDA_QGEMV=$B $FAST "$FLEXSERVE" gpu-check speed --model "$SMOL" --data-type fp16 --weight-format $f --prompt-tokens 128 \
             --decode-steps 256 --tree-sizes 1,8 --output "$KEEP/smol-speed-$f.json"
       done
     } > "$KEEP/phase-smol.log" 2>&1
     cat "$KEEP/phase-smol.log"
-    tar czf "$OUT/smol-json.tgz" -C "$KEEP" $(cd "$KEEP" && ls correctness-*.json smol-speed-*.json 2>/dev/null)
+    tar czf "$OUT/smol-json.tgz" -C "$KEEP" $(cd "$KEEP" && ls correctness-*.json smol-speed-*.json incr-*.txt 2>/dev/null)
     cp "$KEEP/phase-smol.log" "$OUT/"; collect
     ;;
 7b)
@@ -80,7 +111,8 @@ smol)
     cat "$KEEP/make7b.log"
     {
       for f in int8 int4; do
-        step speed7b-$f $FAST "$FLEXSERVE" gpu-check speed --model "$LLAMA7B" --data-type fp16 --weight-format $f --prompt-tokens 128 \
+        B=$(cat "$KEEP/best-$f" 2>/dev/null || echo w8u2)
+        step speed7b-$f FLEXSERVE_CUDA_QGEMV=$B $FAST "$FLEXSERVE" gpu-check speed --model "$LLAMA7B" --data-type fp16 --weight-format $f --prompt-tokens 128 \
             --decode-steps 128 --tree-sizes 1,8,16,64 --output "$KEEP/speed7b-$f.json"
       done
       step speed7b-offload FLEXSERVE_CUDA_GEMV=1 FLEXSERVE_CUDA_GEMV_VARIANT=w8 FLEXSERVE_CUDA_ATTENTION=3 FLEXSERVE_CUDA_NORM_ROPE=2 \

@@ -114,7 +114,7 @@ public enum GPUCheck {
             + (h2dRoofline.map { String(format: ", host-to-device roofline %.2f", $0) } ?? ""))
         let verify = try DecodeSpeed.verify(gpu, prefix: promptTokens, sizes: treeSizes)
         return Speed(device: device.name, dataType: dataType.rawValue, smallStepKernel: gpu.smallStepKernel,
-                     execution: gpu.options.summary, graphCaptures: gpu.graphCaptures, graphReplays: gpu.graphReplays,
+                     execution: gpu.options.summary + (gpu.quantizedVariant.map { "+qgemv[\($0)]" } ?? ""), graphCaptures: gpu.graphCaptures, graphReplays: gpu.graphReplays,
                      graphFailure: gpu.graphFailure, weightBytes: gpu.weightBytes,
                      weightFormat: gpu.weightFormat, decodeReadBytes: gpu.decodeReadBytes,
                      rooflineOfReadBytesStepsPerSecond: readRoofline, fractionOfReadRoofline: decode.stepsPerSecond / readRoofline,

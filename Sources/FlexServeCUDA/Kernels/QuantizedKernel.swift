@@ -1,24 +1,40 @@
+import Foundation
+
 /// Launches of `QuantizedKernelSource` for one activation type: the in-kernel-dequantizing GEMV (steps of at
 /// most `maxTokens` tokens) and the dequantization of a matrix into a dense scratch (larger steps, for cuBLAS).
 struct QuantizedKernel {
     let module: KernelModule
     let type: CUDADataType
     let maxTokens: Int
+    /// Launch configuration: "w<warps per row>u<loads in flight>", one of `variants`.
+    let variant: String
+    let rowsPerBlock: Int
 
-    init(device: CUDADevice, type: CUDADataType, maxTokens: Int) throws {
+    /// Launch configurations compiled in `QuantizedKernelSource`, the default first.
+    static let variants = ["w8u2", "w4u2", "w2u4", "w1u4"]
+    public static var variantNames: [String] { variants }
+
+    /// `variant` nil: `FLEXSERVE_CUDA_QGEMV`, else the default.
+    init(device: CUDADevice, type: CUDADataType, maxTokens: Int, variant: String? = nil) throws {
+        let chosen = variant ?? ProcessInfo.processInfo.environment["FLEXSERVE_CUDA_QGEMV"].flatMap { $0.isEmpty ? nil : $0 } ?? Self.variants[0]
+        guard Self.variants.contains(chosen), let warps = Int(chosen.dropFirst().prefix { $0.isNumber }) else {
+            throw CUDAError.unsupported("unknown quantized GEMV variant '\(chosen)' (\(Self.variants.joined(separator: ", ")))")
+        }
         module = try device.compiler().module(named: QuantizedKernelSource.moduleName, source: QuantizedKernelSource.code)
         self.type = type
         self.maxTokens = max(1, maxTokens)
+        self.variant = chosen
+        rowsPerBlock = 8 / warps
     }
 
     /// `out[t][n] (+)= x[t][k] · dequant(w)[n][k]ᵀ` for a quantized matrix at `base`.
     func linear(matrix m: DeviceMatrix, base: DevicePointer, x: DevicePointer, out: DevicePointer, tokens: Int,
                 accumulate: Bool) throws {
         guard let bits = m.format.bits else { throw CUDAError.unsupported("QuantizedKernel given a dense matrix") }
-        // One block: 8 warps on one row.
         for chunk in GEMVKernel.chunks(tokens: tokens) {
-            let variant = GEMVKernel.variant(for: chunk.count)
-            try module.launch("qgemv_\(bits)_\(type.kernelSuffix)_\(variant)", grid: (m.rows, 1, 1), block: 256,
+            let tokenVariant = GEMVKernel.variant(for: chunk.count)
+            try module.launch("qgemv_\(variant)_\(bits)_\(type.kernelSuffix)_\(tokenVariant)",
+                              grid: ((m.rows + rowsPerBlock - 1) / rowsPerBlock, 1, 1), block: 256,
                               [.pointer(base + DevicePointer(m.offset)), .pointer(base + DevicePointer(m.scalesOffset)),
                                .pointer(x + DevicePointer(chunk.first * m.cols * type.bytes)),
                                .pointer(out + DevicePointer(chunk.first * m.rows * 4)),

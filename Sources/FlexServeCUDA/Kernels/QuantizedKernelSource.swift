@@ -6,7 +6,8 @@
 ///   bytes cross the memory bus. Launch as the w8 GEMV (`GEMVKernelSource`): 8 warps per row, a row's chunks dealt
 ///   out to them in turn, partial sums added in warp order; the order depends on k only, so it is batch-invariant.
 ///   q → float without an integer conversion (`0x4B000000 | q` is the float 2^23 + q), since Hopper converts
-///   integers at a quarter of its FMA rate.
+///   integers at a quarter of its FMA rate. Launch variants (`FLEXSERVE_CUDA_QGEMV`, `qgemv_w<W>u<U>_...`): W warps
+///   per row, U loads in flight per lane; `w8u2` is the default, as the dense GEMV's best (w8) shape.
 /// - `dequant_<bits>_<type>`: a matrix into a dense scratch in the activation type, for cuBLAS on large steps.
 enum QuantizedKernelSource {
     static let moduleName = "flexserve_quantized"
@@ -101,9 +102,9 @@ template <typename T, int BITS, int TOK> __device__ __forceinline__ void qdot_ch
 }
 
 // y[t][row] (+)= Σk dequant(w)[row][k] · x[t][k]. Block: 256 threads, 8 / WPR rows of WPR warps each.
-template <typename T, int BITS, int TOK, int WPR> __device__ void qgemv(const unsigned char* q, const float2* sm, const T* x,
-                                                                      float* y, int n, int k, int tokens, int accumulate) {
-  const int V = 128 / BITS, U = 2;
+template <typename T, int BITS, int TOK, int WPR, int U> __device__ void qgemv(const unsigned char* q, const float2* sm, const T* x,
+                                                                             float* y, int n, int k, int tokens, int accumulate) {
+  const int V = 128 / BITS;
   __shared__ float partial[8][TOK];
   int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, sub = warp % WPR;
   long row = (long)blockIdx.x * (8 / WPR) + warp / WPR;
@@ -133,6 +134,15 @@ template <typename T, int BITS, int TOK, int WPR> __device__ void qgemv(const un
     for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
     acc[t] = s;
   }
+  if (WPR == 1) {
+    if (live && lane == 0) {
+#pragma unroll
+      for (int t = 0; t < TOK; t++) {
+        if (t < tokens) { long i = (long)t * n + row; y[i] = accumulate ? y[i] + acc[t] : acc[t]; }
+      }
+    }
+    return;
+  }
   if (lane == 0) {
 #pragma unroll
     for (int t = 0; t < TOK; t++) partial[warp][t] = acc[t];
@@ -151,25 +161,48 @@ template <typename T, int BITS, int TOK, int WPR> __device__ void qgemv(const un
   }
 }
 
-#define QGEMV(T, S, B, N) \
-extern "C" __global__ void __launch_bounds__(256) qgemv_##B##_##S##_##N(const unsigned char* q, const float2* sm, const T* x, float* y, \
-                                                                      int n, int k, int tokens, int accumulate) { \
-  qgemv<T, B, N, 8>(q, sm, x, y, n, k, tokens, accumulate); }
-#define QGEMV_TOK(T, S, B) QGEMV(T, S, B, 1) QGEMV(T, S, B, 2) QGEMV(T, S, B, 4) QGEMV(T, S, B, 8)
-#define QGEMV_ALL(B) QGEMV_TOK(float, f32, B) QGEMV_TOK(f16, f16, B) QGEMV_TOK(bf16, bf16, B)
-QGEMV_ALL(8)
-QGEMV_ALL(4)
+// qgemv_w<WPR>u<U>_<bits>_<type>_<tokens>: WPR warps per row (8 / WPR rows a block), U loads in flight per lane.
+#define QGEMV(T, S, B, N, W, U) \
+extern "C" __global__ void __launch_bounds__(256) qgemv_w##W##u##U##_##B##_##S##_##N(const unsigned char* q, const float2* sm, \
+    const T* x, float* y, int n, int k, int tokens, int accumulate) { \
+  qgemv<T, B, N, W, U>(q, sm, x, y, n, k, tokens, accumulate); }
+#define QGEMV_TOK(T, S, B, W, U) QGEMV(T, S, B, 1, W, U) QGEMV(T, S, B, 2, W, U) QGEMV(T, S, B, 4, W, U) QGEMV(T, S, B, 8, W, U)
+#define QGEMV_ALL(W, U) QGEMV_TOK(float, f32, 8, W, U) QGEMV_TOK(f16, f16, 8, W, U) QGEMV_TOK(bf16, bf16, 8, W, U) \
+                        QGEMV_TOK(float, f32, 4, W, U) QGEMV_TOK(f16, f16, 4, W, U) QGEMV_TOK(bf16, bf16, 4, W, U)
+QGEMV_ALL(8, 2)
+QGEMV_ALL(4, 2)
+QGEMV_ALL(2, 4)
+QGEMV_ALL(1, 4)
 
 // out (rows × k, activation type) = the dequantized matrix. One thread per 16-byte chunk (chunks never straddle
 // rows: k is a multiple of 32).
+__device__ __forceinline__ unsigned pack2(float a, float b, const float*) { return 0; }
+__device__ __forceinline__ unsigned pack2(float a, float b, const f16*) {
+  unsigned short x, y; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(x) : "f"(a)); asm("cvt.rn.f16.f32 %0, %1;" : "=h"(y) : "f"(b));
+  return (unsigned)x | ((unsigned)y << 16);
+}
+__device__ __forceinline__ unsigned pack2(float a, float b, const bf16*) {
+  unsigned short x, y; asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(x) : "f"(a)); asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(y) : "f"(b));
+  return (unsigned)x | ((unsigned)y << 16);
+}
+// 16-byte stores (a chunk's 16 or 32 values are 32-128 contiguous output bytes): 2-byte stores cost a partial
+// sector each and made this pass 10x slower than its bytes.
 template <typename T, int BITS> __device__ void dequant(const unsigned char* q, const float2* sm, T* out, long chunks) {
   const int V = 128 / BITS;
   long c = (long)blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= chunks) return;
   float w[V];
   dequant_chunk<BITS>(load_stream((const uint4*)q + c), load_pair(sm + c * V / 32), w);
+  uint4* o = (uint4*)(out + c * V);
+  if (sizeof(T) == 4) {
 #pragma unroll
-  for (int e = 0; e < V; e++) store(out, c * V + e, w[e]);
+    for (int j = 0; j < V / 4; j++) o[j] = make_uint4(__float_as_uint(w[4 * j]), __float_as_uint(w[4 * j + 1]),
+                                                      __float_as_uint(w[4 * j + 2]), __float_as_uint(w[4 * j + 3]));
+  } else {
+#pragma unroll
+    for (int j = 0; j < V / 8; j++) o[j] = make_uint4(pack2(w[8 * j], w[8 * j + 1], (const T*)0), pack2(w[8 * j + 2], w[8 * j + 3], (const T*)0),
+                                                      pack2(w[8 * j + 4], w[8 * j + 5], (const T*)0), pack2(w[8 * j + 6], w[8 * j + 7], (const T*)0));
+  }
 }
 #define DEQUANT(T, S, B) \
 extern "C" __global__ void dequant_##B##_##S(const unsigned char* q, const float2* sm, T* out, long chunks) { dequant<T, B>(q, sm, out, chunks); }

@@ -41,6 +41,8 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
     public var streamedBytesPerStep: Int { streamer?.streamedBytes ?? 0 }
     /// How the projection matrices are stored: "dense", "int8Group" or "int4Group".
     public let weightFormat: String
+    /// The quantized GEMV's launch variant (nil when every matrix is dense).
+    public var quantizedVariant: String? { quantized?.variant }
     /// Weight bytes a batch-1 decode step reads: every layer's matrices, norms and bias, the final norm and the
     /// head (the embedding table only for its one row, not counted).
     public let decodeReadBytes: Int
