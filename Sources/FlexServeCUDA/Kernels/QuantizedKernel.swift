@@ -11,7 +11,7 @@ struct QuantizedKernel {
     let rowsPerBlock: Int
 
     /// Launch configurations compiled in `QuantizedKernelSource`, the default first.
-    static let variants = ["w8u2", "w4u2", "w2u4", "w1u4"]
+    static let variants = ["w1u4", "w2u4", "w4u2", "w8u2"]
     public static var variantNames: [String] { variants }
 
     /// `variant` nil: `FLEXSERVE_CUDA_QGEMV`, else the default.

@@ -7,7 +7,8 @@
 ///   out to them in turn, partial sums added in warp order; the order depends on k only, so it is batch-invariant.
 ///   q → float without an integer conversion (`0x4B000000 | q` is the float 2^23 + q), since Hopper converts
 ///   integers at a quarter of its FMA rate. Launch variants (`FLEXSERVE_CUDA_QGEMV`, `qgemv_w<W>u<U>_...`): W warps
-///   per row, U loads in flight per lane; `w8u2` is the default, as the dense GEMV's best (w8) shape.
+///   per row, U loads in flight per lane; `w1u4` (one warp per row, 8 rows a block) is the default: fastest of the four
+///   on every 7B shape at 1 token on the H200 (bench/gpu/results/issue7-run2/qgemv.json).
 /// - `dequant_<bits>_<type>`: a matrix into a dense scratch in the activation type, for cuBLAS on large steps.
 enum QuantizedKernelSource {
     static let moduleName = "flexserve_quantized"
