@@ -71,7 +71,7 @@ smol)
     [ -f "$SMOL" ] || cat /tmp/smol-parts/part_a /tmp/smol-parts/part_b /tmp/smol-parts/part_c > "$SMOL"
     sha256sum "$SMOL" | tee "$KEEP/smol.sha256"
     P=bench/gpu/prompts.json
-    B8=$(cat "$KEEP/best-int8" 2>/dev/null || echo w1u4); B4=$(cat "$KEEP/best-int4" 2>/dev/null || echo w1u4)
+    B8=$(cat "$KEEP/best-int8" 2>/dev/null || echo s1); B4=$(cat "$KEEP/best-int4" 2>/dev/null || echo s1)
     {
       step correctness-int8 "$FLEXSERVE" gpu-check correctness --model "$SMOL" --prompts $P --new-tokens 32 --data-types fp32,fp16 \
           --weight-format int8 --output "$KEEP/correctness-int8.json"
@@ -97,7 +97,7 @@ smol)
         echo "device sampling $m: $(diff <(grep -vi 'latency\|time\|second' "$KEEP/incr-$m-1.txt") <(grep -vi 'latency\|time\|second' "$KEEP/incr-$m-0.txt") | grep -c '^<') of $(wc -l < "$KEEP/incr-$m-1.txt") output lines differ from host sampling"
       done
       for f in int8 int4; do
-        B=$(cat "$KEEP/best-$f" 2>/dev/null || echo w1u4)
+        B=$(cat "$KEEP/best-$f" 2>/dev/null || echo s1)
         step smol-speed-$f FLEXSERVE_CUDA_QGEMV=$B $FAST "$FLEXSERVE" gpu-check speed --model "$SMOL" --data-type fp16 --weight-format $f --prompt-tokens 128 \
             --decode-steps 256 --tree-sizes 1,8 --output "$KEEP/smol-speed-$f.json"
       done
@@ -111,11 +111,11 @@ smol)
     cat "$KEEP/make7b.log"
     {
       for f in int8 int4; do
-        B=$(cat "$KEEP/best-$f" 2>/dev/null || echo w1u4)
+        B=$(cat "$KEEP/best-$f" 2>/dev/null || echo s1)
         step speed7b-$f FLEXSERVE_CUDA_QGEMV=$B $FAST "$FLEXSERVE" gpu-check speed --model "$LLAMA7B" --data-type fp16 --weight-format $f --prompt-tokens 128 \
             --decode-steps 128 --tree-sizes 1,8,16,64 --output "$KEEP/speed7b-$f.json"
       done
-      step speed7b-offload FLEXSERVE_CUDA_GEMV=1 FLEXSERVE_CUDA_GEMV_VARIANT=w8 FLEXSERVE_CUDA_ATTENTION=3 FLEXSERVE_CUDA_NORM_ROPE=2 \
+      [ "${SKIP_OFFLOAD:-0}" = 1 ] || step speed7b-offload FLEXSERVE_CUDA_GEMV=1 FLEXSERVE_CUDA_GEMV_VARIANT=w8 FLEXSERVE_CUDA_ATTENTION=3 FLEXSERVE_CUDA_NORM_ROPE=2 \
           "$FLEXSERVE" gpu-check speed --model "$LLAMA7B" --data-type fp16 --offload --prompt-tokens 128 --decode-steps 16 --tree-sizes 1 \
           --output "$KEEP/speed7b-offload.json"
     } > "$KEEP/phase-7b.log" 2>&1

@@ -16,6 +16,9 @@ public enum CUDASelfTest {
         /// Whether the last decode step's first token, run again alone, got bit-identical logits (batch invariance:
         /// expected with the GEMV, whose per-token sums do not depend on the step's size; not with cuBLAS).
         public var batchInvariant = false
+        /// The quantized GEMV's launch variant (nil: dense weights); `s1` sums a single token in its own order, so a
+        /// quantized model is batch-invariant only with the others.
+        public var quantizedVariant: String?
     }
 
     /// - weightFormat: projection matrices in this format on both sides (`.int8Group` / `.int4Group`: the GPU keeps
@@ -78,6 +81,7 @@ public enum CUDASelfTest {
         let invariant = pair.count == single.count && zip(pair, single).allSatisfy { $0.bitPattern == $1.bitPattern }
         var result = Result(maxAbsError: errors, graphCaptures: gpu.graphCaptures, graphReplays: gpu.graphReplays, graphFailure: gpu.graphFailure)
         result.batchInvariant = invariant
+        result.quantizedVariant = gpu.quantizedVariant
         return result
     }
 }

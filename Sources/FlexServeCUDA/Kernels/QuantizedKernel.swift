@@ -11,13 +11,16 @@ struct QuantizedKernel {
     let rowsPerBlock: Int
 
     /// Launch configurations compiled in `QuantizedKernelSource`, the default first.
-    static let variants = ["w1u4", "w2u4", "w4u2", "w8u2"]
+    /// `s1`: single-token steps through `qgemv_s1` (x staged in shared memory as fp32, the minimum factored out of
+    /// the inner loop), larger steps (or rows too long to stage) as `w1u4`.
+    static let variants = ["s1", "w1u4", "w2u4", "w4u2", "w8u2"]
     public static var variantNames: [String] { variants }
 
     /// `variant` nil: `FLEXSERVE_CUDA_QGEMV`, else the default.
     init(device: CUDADevice, type: CUDADataType, maxTokens: Int, variant: String? = nil) throws {
         let chosen = variant ?? ProcessInfo.processInfo.environment["FLEXSERVE_CUDA_QGEMV"].flatMap { $0.isEmpty ? nil : $0 } ?? Self.variants[0]
-        guard Self.variants.contains(chosen), let warps = Int(chosen.dropFirst().prefix { $0.isNumber }) else {
+        let warps = chosen == "s1" ? 1 : Int(chosen.dropFirst().prefix { $0.isNumber })
+        guard Self.variants.contains(chosen), let warps else {
             throw CUDAError.unsupported("unknown quantized GEMV variant '\(chosen)' (\(Self.variants.joined(separator: ", ")))")
         }
         module = try device.compiler().module(named: QuantizedKernelSource.moduleName, source: QuantizedKernelSource.code)
@@ -31,9 +34,17 @@ struct QuantizedKernel {
     func linear(matrix m: DeviceMatrix, base: DevicePointer, x: DevicePointer, out: DevicePointer, tokens: Int,
                 accumulate: Bool) throws {
         guard let bits = m.format.bits else { throw CUDAError.unsupported("QuantizedKernel given a dense matrix") }
+        let staging = (m.cols + m.cols * bits / 128) * 4
+        if variant == "s1", tokens == 1, staging <= 48 * 1024 {
+            try module.launch("qgemv_s1_\(bits)_\(type.kernelSuffix)", grid: ((m.rows + 7) / 8, 1, 1), block: 256, sharedBytes: staging,
+                              [.pointer(base + DevicePointer(m.offset)), .pointer(base + DevicePointer(m.scalesOffset)), .pointer(x),
+                               .pointer(out), .int(m.rows), .int(m.cols), .int(accumulate ? 1 : 0)])
+            return
+        }
+        let launchVariant = variant == "s1" ? "w1u4" : variant
         for chunk in GEMVKernel.chunks(tokens: tokens) {
             let tokenVariant = GEMVKernel.variant(for: chunk.count)
-            try module.launch("qgemv_\(variant)_\(bits)_\(type.kernelSuffix)_\(tokenVariant)",
+            try module.launch("qgemv_\(launchVariant)_\(bits)_\(type.kernelSuffix)_\(tokenVariant)",
                               grid: ((m.rows + rowsPerBlock - 1) / rowsPerBlock, 1, 1), block: 256,
                               [.pointer(base + DevicePointer(m.offset)), .pointer(base + DevicePointer(m.scalesOffset)),
                                .pointer(x + DevicePointer(chunk.first * m.cols * type.bytes)),

@@ -175,6 +175,88 @@ QGEMV_ALL(4, 2)
 QGEMV_ALL(2, 4)
 QGEMV_ALL(1, 4)
 
+// Single-token variant `qgemv_s1_<bits>_<type>` (decode steps): the block first converts x to fp32 in shared memory,
+// laid out so that a lane's 4-value quad of its chunk sits next to the neighbouring lanes' quads (16-byte reads
+// without bank conflicts), with each chunk's sum of x; then Σ (q·d + m)·x = d·Σ q·x + m·Σ x, so a value costs a
+// byte permute (q as the float 2^23 + q), one subtraction and one FMA: x is converted once per block of 8 rows
+// instead of once per row, and the minimum leaves the inner loop. One warp per row, 8 rows a block, 4 chunks in flight.
+template <int BITS> __device__ __forceinline__ float qdot_staged(const uint4& raw, const float4* xs4, int chunks, int c) {
+  unsigned words[4] = {raw.x, raw.y, raw.z, raw.w};
+  float s = 0.f;
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    if (BITS == 8) {
+      float4 xv = xs4[i * chunks + c];
+      s = fmaf(__uint_as_float(__byte_perm(words[i], 0x4Bu, 0x4550)) - 8388608.f, xv.x, s);
+      s = fmaf(__uint_as_float(__byte_perm(words[i], 0x4Bu, 0x4551)) - 8388608.f, xv.y, s);
+      s = fmaf(__uint_as_float(__byte_perm(words[i], 0x4Bu, 0x4552)) - 8388608.f, xv.z, s);
+      s = fmaf(__uint_as_float(__byte_perm(words[i], 0x4Bu, 0x4553)) - 8388608.f, xv.w, s);
+    } else {
+      unsigned lo = words[i] & 0x0F0F0F0Fu, hi = (words[i] >> 4) & 0x0F0F0F0Fu;
+      float4 xl = xs4[i * chunks + c], xh = xs4[(4 + i) * chunks + c];
+      s = fmaf(__uint_as_float(__byte_perm(lo, 0x4Bu, 0x4550)) - 8388608.f, xl.x, s);
+      s = fmaf(__uint_as_float(__byte_perm(lo, 0x4Bu, 0x4551)) - 8388608.f, xl.y, s);
+      s = fmaf(__uint_as_float(__byte_perm(lo, 0x4Bu, 0x4552)) - 8388608.f, xl.z, s);
+      s = fmaf(__uint_as_float(__byte_perm(lo, 0x4Bu, 0x4553)) - 8388608.f, xl.w, s);
+      s = fmaf(__uint_as_float(__byte_perm(hi, 0x4Bu, 0x4550)) - 8388608.f, xh.x, s);
+      s = fmaf(__uint_as_float(__byte_perm(hi, 0x4Bu, 0x4551)) - 8388608.f, xh.y, s);
+      s = fmaf(__uint_as_float(__byte_perm(hi, 0x4Bu, 0x4552)) - 8388608.f, xh.z, s);
+      s = fmaf(__uint_as_float(__byte_perm(hi, 0x4Bu, 0x4553)) - 8388608.f, xh.w, s);
+    }
+  }
+  return s;
+}
+
+template <typename T, int BITS> __device__ void qgemv_staged(const unsigned char* q, const float2* sm, const T* x, float* y,
+                                                             int n, int k, int accumulate) {
+  extern __shared__ float4 xs4[];  // [V/4][chunks] quads, then chunks sums
+  const int V = 128 / BITS, per = 16 / sizeof(T), U = 4;
+  int chunks = k / V;
+  float* sums = (float*)(xs4 + (V / 4) * chunks);
+  for (int c = threadIdx.x; c < chunks; c += blockDim.x) {
+    float v[V];
+#pragma unroll
+    for (int i = 0; i < V / per; i++) unpack(load_shared_read((const uint4*)(x + (long)c * V) + i), v + i * per, (const T*)0);
+    float total = 0.f;
+#pragma unroll
+    for (int e = 0; e < V; e++) total += v[e];
+#pragma unroll
+    for (int d = 0; d < V / 4; d++) xs4[d * chunks + c] = make_float4(v[4 * d], v[4 * d + 1], v[4 * d + 2], v[4 * d + 3]);
+    sums[c] = total;
+  }
+  __syncthreads();
+  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  long row = (long)blockIdx.x * 8 + warp;
+  if (row >= n) return;
+  const uint4* qr = (const uint4*)(q + row * (long)k * BITS / 8);
+  const float2* gr = sm + row * (long)(k / 32);
+  float acc = 0.f;
+  int c = lane;
+  for (; c + 32 * (U - 1) < chunks; c += 32 * U) {
+    uint4 wv[U];
+    float2 g[U];
+#pragma unroll
+    for (int u = 0; u < U; u++) { wv[u] = load_stream(qr + c + 32 * u); g[u] = load_pair(gr + (c + 32 * u) * V / 32); }
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      int cc = c + 32 * u;
+      acc += g[u].x * qdot_staged<BITS>(wv[u], xs4, chunks, cc) + g[u].y * sums[cc];
+    }
+  }
+  for (; c < chunks; c += 32) {
+    float2 g = load_pair(gr + c * V / 32);
+    acc += g.x * qdot_staged<BITS>(load_stream(qr + c), xs4, chunks, c) + g.y * sums[c];
+  }
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  if (lane == 0) y[row] = accumulate ? y[row] + acc : acc;
+}
+#define QGEMV_STAGED(T, S, B) \
+extern "C" __global__ void __launch_bounds__(256) qgemv_s1_##B##_##S(const unsigned char* q, const float2* sm, const T* x, float* y, \
+                                                                   int n, int k, int accumulate) { \
+  qgemv_staged<T, B>(q, sm, x, y, n, k, accumulate); }
+QGEMV_STAGED(float, f32, 8) QGEMV_STAGED(f16, f16, 8) QGEMV_STAGED(bf16, bf16, 8)
+QGEMV_STAGED(float, f32, 4) QGEMV_STAGED(f16, f16, 4) QGEMV_STAGED(bf16, bf16, 4)
+
 // out (rows × k, activation type) = the dequantized matrix. One thread per 16-byte chunk (chunks never straddle
 // rows: k is a multiple of 32).
 __device__ __forceinline__ unsigned pack2(float a, float b, const float*) { return 0; }
