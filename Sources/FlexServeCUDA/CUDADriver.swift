@@ -41,6 +41,10 @@ public final class CUDADriver: @unchecked Sendable {
     let cuFuncSetAttribute: @convention(c) (Handle, Int32, Int32) -> Result
     let cuLaunchKernel: @convention(c) (Handle, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, Handle,
                                         UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Result
+    let cuMemHostAlloc: @convention(c) (UnsafeMutablePointer<UnsafeMutableRawPointer?>, Int, UInt32) -> Result
+    let cuMemFreeHost: @convention(c) (UnsafeMutableRawPointer?) -> Result
+    let cuStreamWaitEvent: @convention(c) (Handle, Handle, UInt32) -> Result
+    let cuStreamDestroy: @convention(c) (Handle) -> Result
     let cuGetErrorName: @convention(c) (Result, UnsafeMutablePointer<UnsafePointer<CChar>?>) -> Result
     let cuGetErrorString: @convention(c) (Result, UnsafeMutablePointer<UnsafePointer<CChar>?>) -> Result
     /// Stream capture and graph replay (CUDA 11.4+); nil when this driver lacks them, and graphs are then off.
@@ -86,6 +90,10 @@ public final class CUDADriver: @unchecked Sendable {
         cuModuleGetFunction = try l.function("cuModuleGetFunction")
         cuFuncSetAttribute = try l.function("cuFuncSetAttribute")
         cuLaunchKernel = try l.function("cuLaunchKernel")
+        cuMemHostAlloc = try l.function("cuMemHostAlloc")
+        cuMemFreeHost = try l.function("cuMemFreeHost")
+        cuStreamWaitEvent = try l.function("cuStreamWaitEvent")
+        cuStreamDestroy = try l.function("cuStreamDestroy_v2")
         cuGetErrorName = try l.function("cuGetErrorName")
         cuGetErrorString = try l.function("cuGetErrorString")
         graphs = try? GraphFunctions(

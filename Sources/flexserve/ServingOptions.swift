@@ -44,7 +44,10 @@ struct ServingOptions: ParsableArguments {
     @Option(name: .customLong("cache-folder"), help: "HuggingFace cache folder for hub ids.") var cacheFolder: String?
 
     func computeDevice() throws -> ComputeDevice {
-        do { return try ComputeDevice(device: device, dataType: dataType) } catch { throw ValidationError("\(error)") }
+        do {
+            let placement = try ComputeDevice(device: device, dataType: dataType)
+            return offload ? try placement.offloaded() : placement
+        } catch { throw ValidationError("\(error)") }
     }
 
     /// FlexFlow's quantization flags: asymmetric groups of 32, applied at load time.
@@ -56,13 +59,9 @@ struct ServingOptions: ParsableArguments {
     }
 
     func checkSupported() throws {
-        let placement = try computeDevice()
+        _ = try computeDevice()  // validates --device, --data-type and --offload
         if tensorParallelism != 1 || pipelineParallelism != 1 {
             throw ValidationError("tensor/pipeline parallelism degrees other than 1 are not supported yet")
-        }
-        if offload {
-            throw ValidationError(placement == .cpu ? "--offload is not supported on the CPU backend (weights are already in host memory)"
-                                                    : "--offload is not implemented on the GPU backend yet")
         }
         if int4 && int8 { throw ValidationError("choose one of --4bit-quantization and --8bit-quantization") }
         if let cacheFolder { setenv("HF_HUB_CACHE", cacheFolder, 1) }

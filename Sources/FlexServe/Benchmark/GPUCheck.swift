@@ -7,6 +7,9 @@ import FlexServeModels
 public enum GPUCheck {
     public struct Correctness: Codable, Sendable {
         public var dataType: String
+        /// Projection matrices on both sides: "f32" (the CPU reference in fp32, GPU in `dataType`), or a format
+        /// both run with (int8Group, int4Group, bf16...: the same quantized values on CPU and GPU).
+        public var weightFormat: String?
         public var newTokens: Int
         public var prompts: Int
         /// Prompts whose every generated token matches the CPU.
@@ -19,22 +22,25 @@ public enum GPUCheck {
     }
 
     /// Greedy `newTokens` per prompt on the CPU (weights dequantized to fp32) and on the GPU in `dataType`.
+    /// With `weightFormat` (e.g. `.int8Group`) the CPU runs its projection matrices in that format and the GPU gets
+    /// the same converted weights (quantized formats stay packed on the GPU, float ones become `dataType`).
     public static func correctness(model path: String, prompts: [String], newTokens: Int, dataTypes: [CUDADataType],
-                                   log: (String) -> Void = { _ in }) throws -> [Correctness] {
+                                   weightFormat: WeightFormat? = nil, log: (String) -> Void = { _ in }) throws -> [Correctness] {
         let resolved = try ModelLocator.resolve(path)
-        let cpu = try LLM(resolved, weightFormat: .f32)
+        let cpu = try LLM(resolved, weightFormat: weightFormat ?? .f32)
         let ids = prompts.map { cpu.tokenizer.encode($0) }
         // The CPU reference runs once and is compared against every data type.
-        let loaded = try ModelLoader.load(path: resolved)
+        let loaded = try ModelLoader.load(path: resolved, weightFormat: weightFormat)
         return try dataTypes.map { type in
             let gpu = try CUDALlama(config: loaded.model.config, weights: loaded.weights, dataType: type)
+            log("\(type.rawValue): GPU projection matrices \(gpu.weightFormat), \(gpu.weightBytes) bytes of weights")
             var results: [GreedyComparison] = []
             for (i, prompt) in ids.enumerated() {
                 let r = try GreedyComparison.run(reference: cpu.model, candidate: gpu, prompt: prompt, newTokens: newTokens)
                 log("\(type.rawValue) prompt \(i): \(r.identicalPrefix)/\(newTokens) identical, max |Δlogit| \(r.maxAbsLogitError)")
                 results.append(r)
             }
-            return Correctness(dataType: type.rawValue, newTokens: newTokens, prompts: prompts.count,
+            return Correctness(dataType: type.rawValue, weightFormat: (weightFormat ?? .f32).rawValue, newTokens: newTokens, prompts: prompts.count,
                                promptsFullyIdentical: results.filter(\.allIdentical).count,
                                minIdenticalPrefix: results.map(\.identicalPrefix).min() ?? 0,
                                maxAbsLogitError: results.map(\.maxAbsLogitError).max() ?? 0,
@@ -53,6 +59,19 @@ public enum GPUCheck {
         public var graphReplays: Int?
         public var graphFailure: String?
         public var weightBytes: Int
+        /// How the projection matrices are stored on the GPU: dense, int8Group, int4Group.
+        public var weightFormat: String?
+        /// Weight bytes a batch-1 decode step reads (every layer, the final norm and the head; not the embedding
+        /// table, of which it reads one row): the roofline of quantized formats uses these.
+        public var decodeReadBytes: Int?
+        public var rooflineOfReadBytesStepsPerSecond: Double?
+        public var fractionOfReadRoofline: Double?
+        /// --offload: bytes copied from pinned host memory per step, the measured host-to-device bandwidth, the
+        /// steps/s that bandwidth allows (bandwidth / streamed bytes) and the measured decode's fraction of it.
+        public var offloadStreamedBytes: Int?
+        public var hostToDeviceBytesPerSecond: Double?
+        public var hostToDeviceRooflineStepsPerSecond: Double?
+        public var fractionOfHostToDeviceRoofline: Double?
         /// Device-to-device copy bandwidth, bytes read plus written per second.
         public var copyBytesPerSecond: Double
         /// Steps per second if every step only streamed the weights at the copy bandwidth.
@@ -64,28 +83,43 @@ public enum GPUCheck {
     }
 
     /// The GPU's copy bandwidth (the roofline's numerator) and the model uploaded to it, both logged.
-    static func uploadMeasuringBandwidth(model path: String, dataType: CUDADataType, log: (String) -> Void) throws
+    static func uploadMeasuringBandwidth(model path: String, dataType: CUDADataType, weightFormat: WeightFormat? = nil,
+                                         offload: Bool = false, log: (String) -> Void) throws
         -> (device: CUDADevice, copyBytesPerSecond: Double, model: CUDALlama) {
         let device = try CUDADevice.shared()
         let bandwidth = try DecodeSpeed.copyBandwidth(device: device)
         log(String(format: "%@: copy bandwidth %.0f GB/s", device.name, bandwidth / 1e9))
+        // The CPU model the loader builds maps the file; only the GPU's copy is converted (once).
         let loaded = try ModelLoader.load(path: try ModelLocator.resolve(path))
+        let weights: any WeightStore = weightFormat.map { ConvertingStore(loaded.weights, to: $0) } ?? loaded.weights
         let start = Date()
-        let gpu = try CUDALlama(config: loaded.model.config, weights: loaded.weights, dataType: dataType, device: device)
+        let gpu = try CUDALlama(config: loaded.model.config, weights: weights, dataType: dataType, device: device, offload: offload)
         log(String(format: "uploaded %.2f GB of weights in %.1f s", Double(gpu.weightBytes) / 1e9, Date().timeIntervalSince(start)))
         return (device, bandwidth, gpu)
     }
 
     public static func speed(model path: String, dataType: CUDADataType, promptTokens: Int, decodeSteps: Int,
-                             treeSizes: [Int], log: (String) -> Void = { _ in }) throws -> Speed {
-        let (device, bandwidth, gpu) = try uploadMeasuringBandwidth(model: path, dataType: dataType, log: log)
+                             treeSizes: [Int], weightFormat: WeightFormat? = nil, offload: Bool = false,
+                             log: (String) -> Void = { _ in }) throws -> Speed {
+        let (device, bandwidth, gpu) = try uploadMeasuringBandwidth(model: path, dataType: dataType, weightFormat: weightFormat,
+                                                                    offload: offload, log: log)
+        // Measured in the same run as the decode it bounds.
+        let h2d = offload ? try device.pinnedHostToDeviceBandwidth() : nil
+        if let h2d { log(String(format: "host-to-device bandwidth (pinned) %.1f GB/s", h2d / 1e9)) }
         let decode = try DecodeSpeed.decode(gpu, promptTokens: promptTokens, steps: decodeSteps)
         let roofline = bandwidth / Double(gpu.weightBytes)
-        log(String(format: "decode %.1f steps/s (roofline %.1f)", decode.stepsPerSecond, roofline))
+        let readRoofline = bandwidth / Double(gpu.decodeReadBytes)
+        let h2dRoofline = h2d.map { $0 / Double(gpu.streamedBytesPerStep) }
+        log(String(format: "decode %.1f steps/s (roofline %.1f, of read bytes %.1f)", decode.stepsPerSecond, roofline, readRoofline)
+            + (h2dRoofline.map { String(format: ", host-to-device roofline %.2f", $0) } ?? ""))
         let verify = try DecodeSpeed.verify(gpu, prefix: promptTokens, sizes: treeSizes)
         return Speed(device: device.name, dataType: dataType.rawValue, smallStepKernel: gpu.smallStepKernel,
-                     execution: gpu.options.summary, graphCaptures: gpu.graphCaptures, graphReplays: gpu.graphReplays,
+                     execution: gpu.options.summary + (gpu.quantizedVariant.map { "+qgemv[\($0)]" } ?? ""), graphCaptures: gpu.graphCaptures, graphReplays: gpu.graphReplays,
                      graphFailure: gpu.graphFailure, weightBytes: gpu.weightBytes,
+                     weightFormat: gpu.weightFormat, decodeReadBytes: gpu.decodeReadBytes,
+                     rooflineOfReadBytesStepsPerSecond: readRoofline, fractionOfReadRoofline: decode.stepsPerSecond / readRoofline,
+                     offloadStreamedBytes: offload ? gpu.streamedBytesPerStep : nil, hostToDeviceBytesPerSecond: h2d,
+                     hostToDeviceRooflineStepsPerSecond: h2dRoofline, fractionOfHostToDeviceRoofline: h2dRoofline.map { decode.stepsPerSecond / $0 },
                      copyBytesPerSecond: bandwidth, rooflineStepsPerSecond: roofline, decode: decode,
                      decodeStepsPerSecond: decode.stepsPerSecond, fractionOfRoofline: decode.stepsPerSecond / roofline,
                      verify: verify)

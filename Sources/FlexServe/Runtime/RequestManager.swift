@@ -200,19 +200,26 @@ final class RequestManager: @unchecked Sendable {
         }
 
         let verifyStart = Date()
-        let logits = try llm.forward(batch, cache: cache)
+        // Rows sampled as `Sampler.next` would: on a GPU they are sampled there (DeviceSampling).
+        let sampledRows = plan.filter { p in
+            p.tree.map(\.isEmpty) ?? (p.request.committed + p.entries == p.request.tokens.count)
+        }.map { (row: $0.firstRow, request: $0.request) }
+        let (logits, deviceTokens) = try DeviceSampling.forward(llm, batch, cache: cache, rows: sampledRows)
         let verifySeconds = Date().timeIntervalSince(verifyStart)
         condition.lock()
         metrics.steps += 1
         metrics.batchTokens += batch.count
         condition.unlock()
 
-        withExtendedLifetime(logits) { commit(plan, logits: logits, draftSeconds: draftSeconds, verifySeconds: verifySeconds, decodingCount: decoding.count) }
+        withExtendedLifetime(logits) {
+            commit(plan, logits: logits, deviceTokens: deviceTokens, draftSeconds: draftSeconds, verifySeconds: verifySeconds,
+                   decodingCount: decoding.count)
+        }
     }
 
     /// Samples or verifies each request's new tokens, keeps the accepted K/V, and streams the tokens.
     private func commit(_ plan: [(request: Request, firstRow: Int, entries: Int, tree: TokenTree?)], logits: Logits,
-                        draftSeconds: Double, verifySeconds: Double, decodingCount: Int) {
+                        deviceTokens: [Int: Int] = [:], draftSeconds: Double, verifySeconds: Double, decodingCount: Int) {
         for p in plan {
             let r = p.request
             guard let tree = p.tree else {
@@ -220,7 +227,7 @@ final class RequestManager: @unchecked Sendable {
                 r.committed += p.entries
                 if r.committed == r.tokens.count {
                     r.decodingSteps += 1
-                    emit(r, [Sampler.next(logits.row(p.firstRow), config: r.config, rng: &r.rng)])
+                    emit(r, [deviceTokens[p.firstRow] ?? Sampler.next(logits.row(p.firstRow), config: r.config, rng: &r.rng)])
                 }
                 continue
             }
@@ -228,7 +235,7 @@ final class RequestManager: @unchecked Sendable {
                 logits.row(p.firstRow + (node == TokenTree.root ? 0 : 1 + node))
             }
             let outcome = tree.isEmpty
-                ? TreeVerifier.Outcome(accepted: [], bonus: Sampler.next(rowOf(TokenTree.root), config: r.config, rng: &r.rng))
+                ? TreeVerifier.Outcome(accepted: [], bonus: deviceTokens[p.firstRow] ?? Sampler.next(rowOf(TokenTree.root), config: r.config, rng: &r.rng))
                 : r.config.doSample
                 ? TreeVerifier.stochastic(tree: tree, config: r.config, rng: &r.rng, rule: options.stochasticRule, logits: rowOf)
                 : TreeVerifier.greedy(tree: tree, logits: rowOf)

@@ -16,15 +16,24 @@ public enum CUDASelfTest {
         /// Whether the last decode step's first token, run again alone, got bit-identical logits (batch invariance:
         /// expected with the GEMV, whose per-token sums do not depend on the step's size; not with cuBLAS).
         public var batchInvariant = false
+        /// The quantized GEMV's launch variant (nil: dense weights); `s1` sums a single token in its own order, so a
+        /// quantized model is batch-invariant only with the others.
+        public var quantizedVariant: String?
     }
 
+    /// - weightFormat: projection matrices in this format on both sides (`.int8Group` / `.int4Group`: the GPU keeps
+    ///   them packed; the prefill then takes the dequantize + cuBLAS path, the other steps the quantized GEMV).
+    /// - offload: the GPU streams its layers from pinned host memory every step.
     public static func run(device: CUDADevice? = nil, dataType: CUDADataType = .fp32,
-                           options: CUDALlama.Options = .environment) throws -> Result {
+                           options: CUDALlama.Options = .environment, weightFormat: DType? = nil,
+                           offload: Bool = false) throws -> Result {
         let config = ModelConfig(architecture: "LlamaForCausalLM", vocabSize: 64, hiddenSize: 64, intermediateSize: 128,
                                  numLayers: 2, numHeads: 4, numKVHeads: 2)
-        let weights = RandomWeights(config: config, seed: 7)
+        let random = RandomWeights(config: config, seed: 7)
+        let weights: any WeightStore = weightFormat.map { ConvertingStore(random, to: $0) } ?? random
         let cpu = try LlamaModel(config: config, weights: weights)
-        let gpu = try CUDALlama(config: config, weights: weights, dataType: dataType, device: device, options: options)
+        let gpu = try CUDALlama(config: config, weights: weights, dataType: dataType, device: device, options: options,
+                                offload: offload)
         let cpuCache = cpu.makeCache(capacityTokens: 96), gpuCache = gpu.makeCache(capacityTokens: 96)
         var errors: [Float] = []
         func both(_ batch: Batch) throws {
@@ -72,6 +81,7 @@ public enum CUDASelfTest {
         let invariant = pair.count == single.count && zip(pair, single).allSatisfy { $0.bitPattern == $1.bitPattern }
         var result = Result(maxAbsError: errors, graphCaptures: gpu.graphCaptures, graphReplays: gpu.graphReplays, graphFailure: gpu.graphFailure)
         result.batchInvariant = invariant
+        result.quantizedVariant = gpu.quantizedVariant
         return result
     }
 }

@@ -133,11 +133,11 @@ extern "C" __global__ void spin(unsigned long long ns) {
 
         // (a) Products alone, each call on the next layer's matrix.
         let shapes: [(name: String, n: Int, k: Int, matrices: [DevicePointer])] = [
-            ("qkv", qDim + 2 * kvDim, H, model.layers.map(\.qkv.pointer)),
-            ("o-proj", H, qDim, model.layers.map(\.wo.pointer)),
-            ("gate/up", 2 * I, H, model.layers.map(\.gateUp.pointer)),
-            ("down", H, I, model.layers.map(\.down.pointer)),
-            ("lm-head", c.vocabSize, H, [model.lmHead.pointer]),
+            ("qkv", qDim + 2 * kvDim, H, model.layers.map { $0.address($0.qkv) }),
+            ("o-proj", H, qDim, model.layers.map { $0.address($0.wo) }),
+            ("gate/up", 2 * I, H, model.layers.map { $0.address($0.gateUp) }),
+            ("down", H, I, model.layers.map { $0.address($0.down) }),
+            ("lm-head", c.vocabSize, H, [model.globals.pointer + DevicePointer(model.lmHead.offset)]),
         ]
         let maxK = shapes.map(\.k).max()!, maxN = shapes.map(\.n).max()!
         let x = try device.allocate(bytes: maxK * type.bytes), y = try device.allocate(bytes: maxN * 4)

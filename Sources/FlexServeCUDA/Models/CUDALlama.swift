@@ -25,24 +25,46 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
     /// Steps run as a captured graph: captures and replays (a replay count far above captures is the aim).
     public private(set) var graphCaptures = 0, graphReplays = 0
     let rope: RotaryEmbedding
-    let embedding: DeviceBuffer
+    /// The embedding table and the vocabulary head (one block, always on the GPU).
+    let globals: DeviceBuffer
+    let embedding: DevicePointer
+    let lmHead: DeviceMatrix
     let finalNorm: DeviceBuffer
-    let lmHead: DeviceBuffer
     let layers: [Layer]
+    /// Products of int8/int4 matrices (nil when every matrix is dense).
+    let quantized: QuantizedKernel?
+    /// A dense copy of one quantized matrix, for cuBLAS on steps too large for the quantized GEMV.
+    private var dequantScratch: DeviceBuffer?
+    /// `--offload`: the layers' blocks in pinned host memory, streamed to the GPU per step (nil: resident).
+    let streamer: LayerStreamer?
+    /// Bytes copied from the host per step with `--offload` (0 when resident).
+    public var streamedBytesPerStep: Int { streamer?.streamedBytes ?? 0 }
+    /// How the projection matrices are stored: "dense", "int8Group" or "int4Group".
+    public let weightFormat: String
+    /// The quantized GEMV's launch variant (nil when every matrix is dense).
+    public var quantizedVariant: String? { quantized?.variant }
+    /// Weight bytes a batch-1 decode step reads: every layer's matrices, norms and bias, the final norm and the
+    /// head (the embedding table only for its one row, not counted).
+    public let decodeReadBytes: Int
     private var scratch: Scratch?
     private var caches: [ObjectIdentifier: DeviceKVCache] = [:]
     private let lock = NSLock()
 
     struct Layer {
         let attentionNorm: DeviceBuffer
-        /// q, k and v projections stacked: one GEMM.
-        let qkv: DeviceBuffer
         let qkvBias: DeviceBuffer?
-        let wo: DeviceBuffer
         let mlpNorm: DeviceBuffer
+        /// q, k and v projections stacked: one GEMM.
+        let qkv: DeviceMatrix
+        let wo: DeviceMatrix
         /// gate and up projections stacked: one GEMM.
-        let gateUp: DeviceBuffer
-        let down: DeviceBuffer
+        let gateUp: DeviceMatrix
+        let down: DeviceMatrix
+        /// The block holding the four matrices on the GPU; nil with `--offload` (streamed per step).
+        let resident: DeviceBuffer?
+
+        /// A matrix's address in a resident layer (profiling).
+        func address(_ m: DeviceMatrix) -> DevicePointer { (resident?.pointer ?? 0) + DevicePointer(m.offset) }
     }
 
     public static let architectures: Set<String> = [
@@ -105,8 +127,12 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
         }
     }
 
+    /// - weights: projection matrices already in `DType.int8Group` / `.int4Group` (a `ConvertingStore`, as
+    ///   `--8bit-quantization` / `--4bit-quantization` load them) stay packed on the GPU; other formats are
+    ///   converted to `dataType`, which is also the activations' type.
+    /// - offload: keep the decoder layers in pinned host memory and stream them to the GPU every step.
     public init(config: ModelConfig, weights: WeightStore, dataType: CUDADataType = .fp16, device: CUDADevice? = nil,
-                options: Options = .environment) throws {
+                options: Options = .environment, offload: Bool = false) throws {
         guard Self.architectures.contains(config.architecture) else {
             throw CUDAError.unsupported("architecture '\(config.architecture)' has no GPU implementation (LLaMA-family only); use --device cpu")
         }
@@ -129,8 +155,17 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
             try weights.tensor(name).expecting([n], name, in: src).floats()
         }
         var upload = DeviceWeights(device: device, type: dataType)
-        embedding = try upload.matrix([matrix("model.embed_tokens.weight", c.vocabSize, c.hiddenSize)])
-        layers = try (0..<c.numLayers).map { l in
+        var global = WeightBlock(type: dataType)
+        _ = try global.append([matrix("model.embed_tokens.weight", c.vocabSize, c.hiddenSize)])
+        if global.matrices[0].format != .dense {
+            throw CUDAError.unsupported("the embedding table must be dense on the GPU (it is \(global.matrices[0].format.rawValue))")
+        }
+        if !c.tieWordEmbeddings, weights.contains("lm_head.weight") {
+            _ = try global.append([matrix("lm_head.weight", c.vocabSize, c.hiddenSize)])
+        }
+        var blocks: [WeightBlock] = []
+        var parts: [(norm: DeviceBuffer, bias: DeviceBuffer?, mlpNorm: DeviceBuffer)] = []
+        for l in 0..<c.numLayers {
             let p = "model.layers.\(l)."
             let biasNames = ["q_proj", "k_proj", "v_proj"].map { p + "self_attn.\($0).bias" }
             var bias: DeviceBuffer?
@@ -141,25 +176,42 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
                 }
                 bias = try upload.floats(values)
             }
-            return Layer(
-                attentionNorm: try upload.floats(vector(p + "input_layernorm.weight", c.hiddenSize)),
-                qkv: try upload.matrix([matrix(p + "self_attn.q_proj.weight", qDim, c.hiddenSize),
-                                        matrix(p + "self_attn.k_proj.weight", kvDim, c.hiddenSize),
-                                        matrix(p + "self_attn.v_proj.weight", kvDim, c.hiddenSize)]),
-                qkvBias: bias,
-                wo: try upload.matrix([matrix(p + "self_attn.o_proj.weight", c.hiddenSize, qDim)]),
-                mlpNorm: try upload.floats(vector(p + "post_attention_layernorm.weight", c.hiddenSize)),
-                gateUp: try upload.matrix([matrix(p + "mlp.gate_proj.weight", c.intermediateSize, c.hiddenSize),
-                                           matrix(p + "mlp.up_proj.weight", c.intermediateSize, c.hiddenSize)]),
-                down: try upload.matrix([matrix(p + "mlp.down_proj.weight", c.hiddenSize, c.intermediateSize)]))
+            var block = WeightBlock(type: dataType)
+            _ = try block.append([matrix(p + "self_attn.q_proj.weight", qDim, c.hiddenSize),
+                                  matrix(p + "self_attn.k_proj.weight", kvDim, c.hiddenSize),
+                                  matrix(p + "self_attn.v_proj.weight", kvDim, c.hiddenSize)])
+            _ = try block.append([matrix(p + "self_attn.o_proj.weight", c.hiddenSize, qDim)])
+            _ = try block.append([matrix(p + "mlp.gate_proj.weight", c.intermediateSize, c.hiddenSize),
+                                  matrix(p + "mlp.up_proj.weight", c.intermediateSize, c.hiddenSize)])
+            _ = try block.append([matrix(p + "mlp.down_proj.weight", c.hiddenSize, c.intermediateSize)])
+            blocks.append(block)
+            parts.append((try upload.floats(vector(p + "input_layernorm.weight", c.hiddenSize)), bias,
+                          try upload.floats(vector(p + "post_attention_layernorm.weight", c.hiddenSize))))
+        }
+        globals = try DeviceWeights.upload(global, device: device)
+        embedding = globals.pointer + DevicePointer(global.matrices[0].offset)
+        lmHead = global.matrices.count > 1 ? global.matrices[1] : global.matrices[0]
+        if offload {
+            streamer = try LayerStreamer(device: device, blocks: blocks)
+        } else {
+            streamer = nil
+        }
+        layers = try zip(blocks, parts).map { block, part in
+            Layer(attentionNorm: part.norm, qkvBias: part.bias, mlpNorm: part.mlpNorm,
+                  qkv: block.matrices[0], wo: block.matrices[1], gateUp: block.matrices[2], down: block.matrices[3],
+                  resident: offload ? nil : try DeviceWeights.upload(block, device: device))
         }
         finalNorm = try upload.floats(vector("model.norm.weight", c.hiddenSize))
-        if !c.tieWordEmbeddings, weights.contains("lm_head.weight") {
-            lmHead = try upload.matrix([matrix("lm_head.weight", c.vocabSize, c.hiddenSize)])
-        } else {
-            lmHead = embedding
+        let all = blocks.flatMap(\.matrices) + global.matrices
+        let packed = all.filter { $0.format != .dense }
+        weightFormat = Set(packed.map(\.format.rawValue)).sorted().joined(separator: "+").isEmpty
+            ? "dense" : Set(packed.map(\.format.rawValue)).sorted().joined(separator: "+")
+        quantized = packed.isEmpty ? nil : try QuantizedKernel(device: device, type: dataType, maxTokens: options.gemvMaxTokens)
+        if let largest = packed.map({ $0.rows * $0.cols }).max() {
+            dequantScratch = try device.allocate(bytes: largest * dataType.bytes)
         }
-        weightBytes = upload.uploadedBytes
+        weightBytes = upload.uploadedBytes + global.bytes + blocks.reduce(0) { $0 + $1.bytes }
+        decodeReadBytes = upload.uploadedBytes + lmHead.bytes + blocks.reduce(0) { $0 + $1.bytes }
         rope = RotaryEmbedding(rotaryDim: c.headDim, theta: c.ropeTheta,
                                inverseFrequencies: RotaryEmbedding.scaledFrequencies(config: c))
         try device.synchronize()
@@ -178,9 +230,56 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
     public func forward(_ batch: Batch, cache: PagedKVCache) throws -> Logits {
         lock.lock(); defer { lock.unlock() }
         try device.makeCurrent()
+        guard batch.count > 0 else { return Logits(rows: 0, vocabSize: config.vocabSize) }
+        let (s, R) = try run(batch, cache: cache)
+        let logits = Logits(rows: R, vocabSize: config.vocabSize)
+        try profileMark?("logits-copy")
+        if R > 0 {
+            try device.copy(toHost: logits.storage.pointer, from: s.logits.pointer, bytes: R * config.vocabSize * 4)
+        } else {
+            try device.synchronize()
+        }
+        try profileMark?("end")
+        return logits
+    }
+
+    /// A step whose listed rows are sampled on the GPU (`DeviceSampler`): only their token ids come back, not their
+    /// logits; the other rows' logits are copied as `forward` copies them (a sampled row's host row is left zero).
+    public func forward(_ batch: Batch, cache: PagedKVCache, sampling: [RowSampling]) throws -> (logits: Logits, tokens: [Int]) {
+        lock.lock(); defer { lock.unlock() }
+        try device.makeCurrent()
+        let V = config.vocabSize
+        guard batch.count > 0 else { return (Logits(rows: 0, vocabSize: V), []) }
+        let (s, R) = try run(batch, cache: cache)
+        guard sampling.allSatisfy({ $0.row >= 0 && $0.row < R }) else {
+            throw CUDAError.unsupported("device sampling asked for a row outside the step's \(R) logits rows")
+        }
+        if sampler == nil { sampler = try DeviceSampler(device: device) }
+        if samplerScratch?.bytes ?? 0 < DeviceSampler.scratchBytes(count: sampling.count) {
+            samplerScratch = try device.allocate(bytes: DeviceSampler.scratchBytes(count: max(sampling.count, 64)))
+        }
+        let logits = Logits(rows: R, vocabSize: V)
+        // Rows nobody samples here (tree nodes to verify, other requests) still go to the host, in runs.
+        let sampled = Set(sampling.map(\.row))
+        var r = 0
+        while r < R {
+            if sampled.contains(r) { r += 1; continue }
+            var end = r
+            while end < R, !sampled.contains(end) { end += 1 }
+            try device.copy(toHost: logits.storage.pointer + r * V, from: s.logits.pointer + DevicePointer(r * V * 4), bytes: (end - r) * V * 4)
+            r = end
+        }
+        let tokens = try sampler!.sample(logits: s.logits.pointer, vocabSize: V, requests: sampling, scratch: samplerScratch!.pointer)
+        return (logits, tokens)
+    }
+
+    private var sampler: DeviceSampler?
+    private var samplerScratch: DeviceBuffer?
+
+    /// Queues one step and leaves its logits (fp32, the rows that asked for them) in the scratch's `logits`.
+    private func run(_ batch: Batch, cache: PagedKVCache) throws -> (Scratch, Int) {
         let c = config
         let T = batch.count
-        guard T > 0 else { return Logits(rows: 0, vocabSize: c.vocabSize) }
         let kvDim = c.numKVHeads * c.headDim, V = c.vocabSize, half = c.headDim / 2
         let kv = try deviceCache(for: cache)
         guard kv.slots == cache.capacityTokens, kv.kvDim == kvDim else {
@@ -253,24 +352,16 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
         } else {
             try encode(s, kv: kv, step: step, tokens: T, logitRows: R, maxVisible: maxVisible)
         }
-        let logits = Logits(rows: R, vocabSize: V)
-        try profileMark?("logits-copy")
-        if R > 0 {
-            try device.copy(toHost: logits.storage.pointer, from: s.logits.pointer, bytes: R * V * 4)
-        } else {
-            try device.synchronize()
-        }
-        try profileMark?("end")
-        return logits
+        return (s, R)
     }
 
     /// Whether a step of this shape runs as a captured graph.
     private func graphsApply(tokens: Int, logitRows: Int) -> Bool {
-        guard options.graphs, graphFailure == nil, device.driver.graphs != nil, logitRows > 0, tokens <= options.graphMaxTokens else {
+        guard options.graphs, streamer == nil, graphFailure == nil, device.driver.graphs != nil, logitRows > 0, tokens <= options.graphMaxTokens else {
             return false
         }
         // cuBLAS without a workspace of ours may allocate while capturing, which a capture forbids.
-        return blas.workspace != nil || gemv?.maxTokens ?? 0 >= tokens
+        return blas.workspace != nil || (gemv?.maxTokens ?? 0 >= tokens && (quantized?.maxTokens ?? Int.max) >= tokens)
     }
 
     /// Queues one step's kernels, from the embedding to the vocabulary head, reading the step's arrays from
@@ -283,7 +374,7 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
         func at(_ index: Int) -> DevicePointer { s.step.offset(index * 4) }
         let mark = profileMark ?? { _ in }
         try mark("embed")
-        try kernels.embed(ids: at(step.ids), table: embedding.pointer, out: s.x.pointer, tokens: T, dim: H)
+        try kernels.embed(ids: at(step.ids), table: embedding, out: s.x.pointer, tokens: T, dim: H)
         let scale = 1 / Float(c.headDim).squareRoot()
         // attention3 for steps of few tokens (its partial sums are sized for attention3MaxTokens); a chunk's scores
         // and slot indices must fit in shared memory.
@@ -291,13 +382,14 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
             && LlamaKernels.attention3Handles(headDim: c.headDim, type: dataType)
             && (c.headDim + 2 * LlamaKernels.attention3Chunk(visible: maxVisible, minChunk: options.attentionChunk).length) * 4 <= 40 * 1024
         for (l, layer) in layers.enumerated() {
+            // With --offload the compute stream waits here for this layer's copy.
+            let base = try layer.resident?.pointer ?? streamer!.acquire(layer: l)
             // Attention block: x += Wo · attention(rope(Wqkv · norm(x))).
             try mark("norm")
             try norm(x: s.x.pointer, rows: 0, count: T, weight: layer.attentionNorm.pointer, out: s.act.pointer,
                      dim: H, eps: c.rmsNormEps)
             try mark("qkv")
-            try linear(x: s.act.pointer, w: layer.qkv.pointer, out: s.qkv.pointer,
-                            tokens: T, n: qDim + 2 * kvDim, k: H)
+            try linear(x: s.act.pointer, matrix: layer.qkv, base: base, out: s.qkv.pointer, tokens: T)
             try mark("rope+kv-write")
             if options.normRope2 {
                 try kernels.ropeAndStore2(qkv: s.qkv.pointer, bias: layer.qkvBias?.pointer ?? 0, cos: at(step.cos), sin: at(step.sin),
@@ -321,20 +413,18 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
                                       headDim: c.headDim, scale: scale, version2: options.attention2 || options.attention3)
             }
             try mark("o-proj")
-            try linear(x: s.act.pointer, w: layer.wo.pointer, out: s.x.pointer,
-                            tokens: T, n: H, k: qDim, accumulate: true)
+            try linear(x: s.act.pointer, matrix: layer.wo, base: base, out: s.x.pointer, tokens: T, accumulate: true)
             // MLP block: x += Wdown · (silu(Wgate · h) ⊙ Wup · h), h = norm(x).
             try mark("norm")
             try norm(x: s.x.pointer, rows: 0, count: T, weight: layer.mlpNorm.pointer, out: s.act.pointer,
                      dim: H, eps: c.rmsNormEps)
             try mark("gate/up")
-            try linear(x: s.act.pointer, w: layer.gateUp.pointer, out: s.gateUp.pointer,
-                            tokens: T, n: 2 * I, k: H)
+            try linear(x: s.act.pointer, matrix: layer.gateUp, base: base, out: s.gateUp.pointer, tokens: T)
             try mark("silu*up")
             try kernels.siluMultiply(gateUp: s.gateUp.pointer, out: s.act.pointer, tokens: T, inner: I)
             try mark("down")
-            try linear(x: s.act.pointer, w: layer.down.pointer, out: s.x.pointer,
-                            tokens: T, n: H, k: I, accumulate: true)
+            try linear(x: s.act.pointer, matrix: layer.down, base: base, out: s.x.pointer, tokens: T, accumulate: true)
+            if layer.resident == nil { try streamer!.release() }
         }
         if R > 0 {
             // Final norm and vocabulary head only for the rows that asked for logits.
@@ -342,7 +432,7 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
             try norm(x: s.x.pointer, rows: at(step.picked), count: R, weight: finalNorm.pointer, out: s.act.pointer,
                      dim: H, eps: c.rmsNormEps)
             try mark("lm-head")
-            try linear(x: s.act.pointer, w: lmHead.pointer, out: s.logits.pointer, tokens: R, n: V, k: H)
+            try linear(x: s.act.pointer, matrix: lmHead, base: globals.pointer, out: s.logits.pointer, tokens: R)
         }
     }
 
@@ -378,6 +468,26 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
     struct GraphKey: Hashable {
         let tokens: Int, logitRows: Int, visibleBound: Int
         let cache: DevicePointer, slots: Int
+    }
+
+    /// `out[tokens][rows] (+)= x[tokens][cols] · m[rows][cols]ᵀ` for a matrix of a block at `base`, fp32 out:
+    /// dense through the GEMV or cuBLAS; quantized through the dequantizing GEMV for few tokens, else
+    /// dequantized into a dense scratch for cuBLAS.
+    private func linear(x: DevicePointer, matrix m: DeviceMatrix, base: DevicePointer, out: DevicePointer, tokens: Int,
+                        accumulate: Bool = false) throws {
+        let w = base + DevicePointer(m.offset)
+        guard m.format != .dense else {
+            return try linear(x: x, w: w, out: out, tokens: tokens, n: m.rows, k: m.cols, accumulate: accumulate)
+        }
+        guard let quantized else { throw CUDAError.unsupported("a quantized matrix without the quantized kernels") }
+        if tokens <= quantized.maxTokens {
+            try quantized.linear(matrix: m, base: base, x: x, out: out, tokens: tokens, accumulate: accumulate)
+        } else {
+            guard let scratch = dequantScratch else { throw CUDAError.unsupported("no dequantization scratch") }
+            try quantized.dequantize(matrix: m, base: base, out: scratch.pointer)
+            try blas.linear(x: x, w: scratch.pointer, inputType: dataType.blasType, out: out, tokens: tokens, n: m.rows, k: m.cols,
+                            accumulate: accumulate)
+        }
     }
 
     /// `out[tokens][n] (+)= x[tokens][k] · w[n][k]ᵀ`, fp32 out, through the GEMV kernel when it applies.

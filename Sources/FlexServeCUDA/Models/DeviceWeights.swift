@@ -27,6 +27,18 @@ struct DeviceWeights {
         return buffer
     }
 
+    /// A block written on the host, then copied to a device buffer of its own.
+    static func upload(_ block: WeightBlock, device: CUDADevice) throws -> DeviceBuffer {
+        let buffer = try device.allocate(bytes: block.bytes)
+        let staging = UnsafeMutableRawPointer.allocate(byteCount: max(block.bytes, 1), alignment: 64)
+        defer { staging.deallocate() }
+        block.write(to: staging)
+        try device.copy(toDevice: buffer.pointer, from: staging, bytes: block.bytes)
+        // The copy reads pageable memory: wait for it before the staging memory goes.
+        try device.synchronize()
+        return buffer
+    }
+
     /// A vector kept in fp32 (norm weights, biases).
     mutating func floats(_ values: [Float]) throws -> DeviceBuffer {
         let buffer = try device.allocate(bytes: values.count * 4)
