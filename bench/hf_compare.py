@@ -3,8 +3,8 @@
 peer comparison): SmolLM2 in fp32, batch 1, the same thread count for both.
 
 HF: prefill of a 512-token prompt (one forward) and greedy decoding with its KV cache (the mean
-step time of 64 steps after the first). FlexServe: `flexserve bench throughput` on the same
-model file, which also measures the machine. Prints a table and writes JSON.
+step time of 64 steps after a 32-token prompt). FlexServe: `flexserve bench throughput` on the same
+model file (decoding after a 16-token prompt), which also measures the machine. Prints a table and writes JSON.
 
     python3 bench/hf_compare.py [--model models/SmolLM2-135M-Instruct.Q4_1.gguf] [--threads 2]
 """
@@ -56,10 +56,10 @@ def hf_speed(model_path: Path, threads: int, prefill_tokens: int, decode_tokens:
             "torch": torch.__version__, "transformers": transformers.__version__, "threads": threads}
 
 
-def flexserve_speed(binary: str, model_path: Path, formats: str, prefill_tokens: int, decode_tokens: int) -> dict:
+def flexserve_speed(binary: str, model_path: Path, formats: str, activations: str, prefill_tokens: int, decode_tokens: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         output = Path(tmp) / "throughput.json"
-        subprocess.run([binary, "bench", "throughput", "--model", str(model_path), "--formats", formats,
+        subprocess.run([binary, "bench", "throughput", "--model", str(model_path), "--formats", formats, "--activations", activations,
                         "--prefill-tokens", str(prefill_tokens), "--decode-tokens", str(decode_tokens),
                         "--output", str(output)], check=True, stdout=subprocess.DEVNULL)
         return json.loads(output.read_text())
@@ -73,16 +73,17 @@ def main():
     p.add_argument("--formats", default="f32,stored,q8_0")
     p.add_argument("--prefill-tokens", type=int, default=512)
     p.add_argument("--decode-tokens", type=int, default=64)
+    p.add_argument("--activations", default="f32,q8", help="FlexServe activation formats (q8: int8 dot products)")
     p.add_argument("--output", default=str(ROOT / "bench" / "results-vs-hf.json"))
     args = p.parse_args()
     model = Path(args.model)
 
     hf = hf_speed(model, args.threads, args.prefill_tokens, args.decode_tokens)
-    fs = flexserve_speed(args.binary, model, args.formats, args.prefill_tokens, args.decode_tokens)
+    fs = flexserve_speed(args.binary, model, args.formats, args.activations, args.prefill_tokens, args.decode_tokens)
 
     rows = []
     for r in fs["rows"]:
-        rows.append({"format": r["format"],
+        rows.append({"format": r["format"], "activations": r["activations"],
                      "prefillTokensPerSecond": r["prefillTokensPerSecond"],
                      "decodeTokensPerSecond": r["decodeTokensPerSecond"],
                      "prefillVsHF": r["prefillTokensPerSecond"] / hf["prefillTokensPerSecond"],
@@ -92,7 +93,7 @@ def main():
     print(f"{'engine':<28} {'prefill tok/s':>14} {'decode tok/s':>13} {'prefill ×HF':>12} {'decode ×HF':>11}")
     print(f"{'HF transformers (fp32)':<28} {hf['prefillTokensPerSecond']:>14.1f} {hf['decodeTokensPerSecond']:>13.1f} {1:>12.2f} {1:>11.2f}")
     for r in rows:
-        name = f"FlexServe ({r['format']})"
+        name = f"FlexServe ({r['format']}, {r['activations']})"
         print(f"{name:<28} {r['prefillTokensPerSecond']:>14.1f} {r['decodeTokensPerSecond']:>13.1f} "
               f"{r['prefillVsHF']:>12.2f} {r['decodeVsHF']:>11.2f}")
     Path(args.output).write_text(json.dumps({"model": str(args.model), "machine": fs["machine"], "hf": hf,
