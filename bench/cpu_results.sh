@@ -8,12 +8,17 @@ cd "$(dirname "$0")/.."
 B=.build/release/flexserve
 M=models/SmolLM2-135M-Instruct.Q4_1.gguf
 date -u
-$B bench throughput --model $M --formats stored,f32,f16,q8_0,q4_1,int8,int4 --output bench/results-throughput.json
-python3 bench/hf_compare.py --threads 2 --formats f32,stored
+$B bench throughput --model $M --formats stored,f32,f16,q8_0,q4_1,int8,int4 --activations f32,q8 --output bench/results-throughput.json
+python3 bench/hf_compare.py --threads 2 --formats f32,stored --activations f32,q8
+for a in f32 q8; do
+    for f in stored int8 int4 q8_0; do $B perplexity --model $M --max-tokens 1023 --format $f --activations $a datasets/shakespeare.json; done
+done
 S="--llm-model $M --num-prompts 16 --max-new-tokens 128"
 # The speculative issue's figure (tokens per LLM step): both SSMs, beam width 3, plus prompt lookup.
 $B bench $S --ssm-model ssms/smollm2-draft-a --ssm-model ssms/smollm2-draft-b --max-tree-width 3 --prompt-lookup 6 \
     --output bench/results-speculative.json
+$B bench $S --ssm-model ssms/smollm2-draft-a --ssm-model ssms/smollm2-draft-b --max-tree-width 3 --prompt-lookup 6 --activations q8 \
+    --output bench/results-speculative-q8.json
 # Cheaper drafts for this CPU, where verifying a token costs a good part of a decode step.
 $B bench $S --ssm-model ssms/smollm2-draft-a --expansion-degree 1 --max-tree-depth 3 --prompt-lookup 6 \
     --output bench/results-speculative-chain.json

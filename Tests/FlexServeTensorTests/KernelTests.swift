@@ -85,6 +85,8 @@ final class KernelTests: XCTestCase {
             tensor.activations = .q8
             var all = [Float](repeating: 0, count: tokens * rows)
             x.withUnsafeBufferPointer { Linear.forward(x: $0.baseAddress!, tokens: tokens, weight: tensor, out: &all) }
+            // An empty batch (a drafter with nothing to draft) is a no-op.
+            x.withUnsafeBufferPointer { Linear.forward(x: $0.baseAddress!, tokens: 0, weight: tensor, out: &all) }
             for t in 0..<tokens {
                 var one = [Float](repeating: 0, count: rows)
                 x.withUnsafeBufferPointer { Linear.forward(x: $0.baseAddress! + t * cols, tokens: 1, weight: tensor, out: &one) }

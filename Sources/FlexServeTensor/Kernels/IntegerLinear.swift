@@ -11,6 +11,7 @@ enum IntegerLinear {
     /// Several projections of the same activations (Q, K and V; gate and up): the activations are
     /// quantized once and all rows are shared out in one dispatch.
     static func forward(x: UnsafePointer<Float>, tokens: Int, projections: [Linear.Projection], pool: ThreadPool) {
+        guard tokens > 0 else { return }
         switch projections[0].weight.dtype {
         case .q8_0: forward(Q8_0Blocks.self, x: x, tokens: tokens, projections: projections, pool: pool)
         case .q4_0: forward(Q4_0Blocks.self, x: x, tokens: tokens, projections: projections, pool: pool)
