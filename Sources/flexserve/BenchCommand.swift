@@ -72,12 +72,12 @@ struct ThroughputBenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "throughput",
         abstract: "Prefill (512 tokens) and decode tokens/s per weight format, as fractions of measured bandwidth and FMA peak.",
-        discussion: "Decode is measured from a 16-token prompt (as llama-bench's tg) and again right after the prefill.")
+        discussion: "Decode is measured from a 16-token prompt (as llama-bench's tg) and again right after the prefill; each figure is the best of four segments (decode) or two runs (prefill), as the machine probes take their best pass.")
 
     @Option(name: [.customLong("model"), .customLong("llm-model")]) var model: String
     @Option(help: "Comma-separated formats: stored, f32, f16, bf16, q8_0, q4_0, q4_1, int8, int4.") var formats = "stored,f32,q8_0,q4_1,int8,int4"
     @Option(name: .customLong("prefill-tokens")) var prefillTokens = 512
-    @Option(name: .customLong("decode-tokens")) var decodeTokens = 64
+    @Option(name: .customLong("decode-tokens")) var decodeTokens = 128
     @Option(help: "Comma-separated activation formats for integer block weights: f32 (reference numerics), q8 (int8 dot products).")
     var activations = "f32"
     @Option var output = "bench-throughput.json"

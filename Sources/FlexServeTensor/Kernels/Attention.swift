@@ -5,6 +5,8 @@ import Foundation
 /// node its ancestors and itself): that list is the tree mask, so one kernel serves prefill,
 /// decoding and tree verification.
 public enum Attention {
+    static let splitMinimumKeys = 256
+
     /// - q: `[tokens][numHeads][headDim]`; keys/values: `[slot][numKVHeads][headDim]`.
     /// - visible: slots of token t are `slots[slotStart[t]..<slotStart[t+1]]`.
     /// - out: `[tokens][numHeads][headDim]`.
@@ -27,9 +29,10 @@ public enum Attention {
         let a = Args(q: q, numHeads: numHeads, group: group, headSets: headSets, numKVHeads: numKVHeads, headDim: headDim,
                      kvStride: kvStride, keys: keys, values: values, slotStart: slotStart, slots: slots, scale: scale,
                      alibiSlopes: alibiSlopes, queryPositions: queryPositions, slotPositions: slotPositions)
-        if sets < 2 * pool.threadCount {
-            // Few sets (decoding): one set per task would leave cores idle, so the work is split
-            // across keys, then heads, then columns instead.
+        if sets < 2 * pool.threadCount, Int(slotStart[tokens] - slotStart[0]) >= splitMinimumKeys {
+            // Few sets over many keys (decoding a long sequence): one set per task would leave cores
+            // idle, so the work is split across keys, then heads, then columns instead (three
+            // dispatches: below this many keys they cost more than the idle core).
             splitForward(a, sets: sets, out: out, pool: pool)
             return
         }

@@ -3,14 +3,14 @@
 @_silgen_name("llvm.prefetch.p0")
 private func llvmPrefetch(_ address: UnsafeRawPointer, _ write: Int32, _ locality: Int32, _ dataCache: Int32)
 
-enum Prefetch {
+public enum Prefetch {
     /// Bytes ahead of the current read that a weight stream asks for.
     static let distance = 512
 
     /// Asks for the cache line `distance` bytes past `p` (into all cache levels): with four rows
     /// streaming per core, the hardware prefetchers alone do not keep up.
     @inline(__always)
-    static func ahead(_ p: UnsafeRawPointer) {
+    public static func ahead(_ p: UnsafeRawPointer) {
         llvmPrefetch(p + distance, 0, 3, 1)
     }
 }
