@@ -78,8 +78,10 @@ def main():
     args = p.parse_args()
     model = Path(args.model)
 
-    hf = hf_speed(model, args.threads, args.prefill_tokens, args.decode_tokens)
+    # FlexServe first: once torch has run, its idle worker threads keep spinning for a while and would
+    # take cores from the FlexServe run.
     fs = flexserve_speed(args.binary, model, args.formats, args.activations, args.prefill_tokens, args.decode_tokens)
+    hf = hf_speed(model, args.threads, args.prefill_tokens, args.decode_tokens)
 
     rows = []
     for r in fs["rows"]:
