@@ -204,8 +204,8 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
         finalNorm = try upload.floats(vector("model.norm.weight", c.hiddenSize))
         let all = blocks.flatMap(\.matrices) + global.matrices
         let packed = all.filter { $0.format != .dense }
-        weightFormat = Set(packed.map(\.format.rawValue)).sorted().joined(separator: "+").isEmpty
-            ? "dense" : Set(packed.map(\.format.rawValue)).sorted().joined(separator: "+")
+        let formats = Set(packed.map(\.format.rawValue)).sorted().joined(separator: "+")
+        weightFormat = formats.isEmpty ? "dense" : formats
         quantized = packed.isEmpty ? nil : try QuantizedKernel(device: device, type: dataType, maxTokens: options.gemvMaxTokens)
         if let largest = packed.map({ $0.rows * $0.cols }).max() {
             dequantScratch = try device.allocate(bytes: largest * dataType.bytes)
