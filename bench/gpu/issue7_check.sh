@@ -63,27 +63,6 @@ PY
     cat "$KEEP/phase-gpu.log"
     cp "$KEEP/phase-gpu.log" "$KEEP/sampler.json" "$KEEP/qgemv.json" "$OUT/" 2>/dev/null; collect card.txt
     ;;
-sampler)  # the sampler check alone
-    step sampler "$FLEXSERVE" gpu-check sampler --draws 200000 --output "$KEEP/sampler.json" > "$KEEP/phase-sampler.log" 2>&1
-    cat "$KEEP/phase-sampler.log"; cp "$KEEP/phase-sampler.log" "$KEEP/sampler.json" "$OUT/"; collect card.txt
-    ;;
-serve)  # device sampling through the request manager, on vs off
-    [ -f "$SMOL" ] || cat /tmp/smol-parts/part_a /tmp/smol-parts/part_b /tmp/smol-parts/part_c > "$SMOL"
-    P=bench/gpu/prompts.json
-    {
-      for s in 1 0; do
-        step incr-greedy-dev$s FLEXSERVE_CUDA_SAMPLING=$s "$FLEXSERVE" incr-decoding --model "$SMOL" --device cuda --data-type fp32 \
-            --prompt $P --max-new-tokens 32 --output-file "$KEEP/incr-greedy-$s.txt"
-        step incr-sample-dev$s FLEXSERVE_CUDA_SAMPLING=$s "$FLEXSERVE" incr-decoding --model "$SMOL" --device cuda --data-type fp32 \
-            --prompt $P --max-new-tokens 32 --do-sample --seed 3 --temperature 0.8 --topp 0.9 --output-file "$KEEP/incr-sample-$s.txt"
-      done
-      for m in greedy sample; do
-        echo "device sampling $m: $(diff <(grep -vi 'latency\|time\|second' "$KEEP/incr-$m-1.txt") <(grep -vi 'latency\|time\|second' "$KEEP/incr-$m-0.txt") | grep -c '^<') of $(wc -l < "$KEEP/incr-$m-1.txt") output lines differ from host sampling"
-      done
-    } > "$KEEP/phase-serve.log" 2>&1
-    grep -E "==|requests,|device sampling" "$KEEP/phase-serve.log"
-    cp "$KEEP/phase-serve.log" "$KEEP"/incr-*.txt "$OUT/"; collect
-    ;;
 part)
     mkdir -p /tmp/smol-parts
     cp -v ${PARTS_FROM:?}/part_* /tmp/smol-parts/ && ls -la /tmp/smol-parts; tail -3 "$KEEP/make7b.log" 2>/dev/null

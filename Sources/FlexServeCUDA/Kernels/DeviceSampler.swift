@@ -46,10 +46,8 @@ public struct DeviceSampler {
         }
         let out = scratch + DevicePointer(params.count * 4)
         try params.withUnsafeBytes { try device.copy(toDevice: scratch, from: $0.baseAddress!, bytes: $0.count) }
-        // Sampled rows are read from shared memory when they fit (Hopper: 227 KB a block; 200 KB leaves room).
-        let staged = vocabSize * 4 <= 200 * 1024 && requests.contains { !$0.greedy }
-        try module.launch("sample_rows", grid: (requests.count, 1, 1), block: 1024, sharedBytes: staged ? vocabSize * 4 : 0,
-                          [.pointer(logits), .pointer(scratch), .pointer(out), .int(vocabSize), .int(staged ? 1 : 0)])
+        try module.launch("sample_rows", grid: (requests.count, 1, 1), block: 1024,
+                          [.pointer(logits), .pointer(scratch), .pointer(out), .int(vocabSize)])
         var tokens = [Int32](repeating: -1, count: requests.count)
         try tokens.withUnsafeMutableBytes { try device.copy(toHost: $0.baseAddress!, from: out, bytes: $0.count) }
         return tokens.map(Int.init)

@@ -155,10 +155,7 @@ __device__ float block_max(float v) {
 }
 
 // params per block: row, topK (0: off), greedy (1/0), bits of u, bits of 1/temperature, bits of topP.
-// staged: the launch gave V floats of dynamic shared memory, and the sampled row is read from there after one
-// coalesced copy (a row is read by up to ~20 passes; one block runs on one SM, so global-memory latency dominated).
-extern "C" __global__ void __launch_bounds__(1024) sample_rows(const float* logits, const int* params, int* out, int V, int staged) {
-  extern __shared__ float cached[];
+extern "C" __global__ void __launch_bounds__(1024) sample_rows(const float* logits, const int* params, int* out, int V) {
   const int* p = params + 6 * blockIdx.x;
   const float* row = logits + (long)p[0] * V;
   int topK = p[1], greedy = p[2];
@@ -169,12 +166,7 @@ extern "C" __global__ void __launch_bounds__(1024) sample_rows(const float* logi
     return;
   }
   float m = __int_as_float(0xff800000);
-  for (int i = threadIdx.x; i < V; i += blockDim.x) {
-    float v = row[i];
-    if (staged) cached[i] = v;
-    m = fmaxf(m, v);  // fmaxf skips NaN
-  }
-  if (staged) row = cached;  // block_max's barrier publishes the copy
+  for (int i = threadIdx.x; i < V; i += blockDim.x) m = fmaxf(m, row[i]);  // fmaxf skips NaN
   float maxv = block_max(m);
   // top-k: the candidates are the elements at or above the k-th in order.
   u64 lowest = 0;
