@@ -369,8 +369,7 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
     /// launches can be captured once and replayed.
     private func encode(_ s: Scratch, kv: DeviceKVCache, step: StepLayout, tokens T: Int, logitRows R: Int, maxVisible: Int) throws {
         let c = config
-        let H = c.hiddenSize, qDim = c.numHeads * c.headDim, kvDim = c.numKVHeads * c.headDim
-        let I = c.intermediateSize, V = c.vocabSize
+        let H = c.hiddenSize, I = c.intermediateSize  // matrix shapes come with each DeviceMatrix
         func at(_ index: Int) -> DevicePointer { s.step.offset(index * 4) }
         let mark = profileMark ?? { _ in }
         try mark("embed")
