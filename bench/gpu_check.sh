@@ -10,12 +10,15 @@
 #            greedy mismatches (must be 0), per tree shape, with cuBLAS and with the batch-invariant GEMV + graphs;
 #  (b) batch-1 decode of a LLaMA-7B-shaped fp16 model (random weights written here by torch) vs the copy-bandwidth
 #            roofline, and HF transformers `generate` on the same model, per execution;
-#  (c) one tree-verification step over 8/16/32/64 tokens vs one decode step (inside (b)).
+#  (c) one tree-verification step over 8/16/32/64 tokens vs one decode step (inside (b));
+#  (f) int8/int4 weights (FlexFlow-style groups of 32): selftests, SmolLM2 vs the CPU with the same quantization, 7B decode
+#            vs the roofline of the bytes they read; `--offload` (fp16 7B streamed from pinned host memory) vs the
+#            host-to-device bandwidth measured in the same run; top-k/top-p sampling on the GPU vs the CPU Sampler (chi-square).
 # A failing step is recorded and the script goes on; checks whose prerequisite failed are skipped. Prints a table
 # last; writes every JSON and log to $RESULTS (default bench/gpu/results), the summary to $RESULTS/gpu_check.json.
 # Environment: FLEXSERVE (executable, default .gpu/flexserve, unpacked from .gpu/flexserve.xz when missing),
 # SMOL (GGUF or HF folder), SSM (draft model folder, default ssms/smollm2-draft-a), LLAMA7B (folder to write/reuse),
-# SKIP_7B=1 to leave out (b)/(c), PARTS (comma-separated subset of selftest,correctness,smol,spec,7b; default all: to split
+# SKIP_7B=1 to leave out (b)/(c), PARTS (comma-separated subset of selftest,correctness,smol,spec,sampler,7b; default all: to split
 # the run over calls; without selftest every execution is assumed to pass it), SPEC_PROMPTS (default 8),
 # STEP_TIMEOUT seconds per step (default 240).
 set -uo pipefail
@@ -27,13 +30,13 @@ LLAMA7B=${LLAMA7B:-/tmp/flexserve-llama7b-random}
 RESULTS=${RESULTS:-bench/gpu/results}
 SPEC_PROMPTS=${SPEC_PROMPTS:-8}
 STEP_TIMEOUT=${STEP_TIMEOUT:-240}
-PARTS=${PARTS:-selftest,correctness,smol,spec,7b}
+PARTS=${PARTS:-selftest,correctness,smol,spec,sampler,7b}
 want() { [[ ",$PARTS," == *",$1,"* ]]; }
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 mkdir -p "$RESULTS"
 source bench/gpu/unpack.sh
 # A stale file from an earlier run must not pass for this run's result (a partial run, PARTS=..., adds to the folder).
-[ "$PARTS" = selftest,correctness,smol,spec,7b ] && rm -f "$RESULTS"/*.json "$RESULTS"/*.log "$RESULTS"/status.tsv
+[ "$PARTS" = selftest,correctness,smol,spec,sampler,7b ] && rm -f "$RESULTS"/*.json "$RESULTS"/*.log "$RESULTS"/status.tsv
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$RESULTS/card.txt"
 STATUS=$RESULTS/status.tsv
 touch "$STATUS"
@@ -64,8 +67,12 @@ if want selftest; then
     step selftest-graphs "$FLEXSERVE" gpu-check selftest --variant graphs && ok_graphs=1
     step selftest-gemv-graphs "$FLEXSERVE" gpu-check selftest --variant gemv+graphs && ok_both=1
     step selftest-all "$FLEXSERVE" gpu-check selftest --variant gemv+graphs+attn3+nr2 && ok_all=1
+    ok_quant=1; ok_offload=0
+    step selftest-int8 "$FLEXSERVE" gpu-check selftest --variant gemv+graphs+attn3+nr2+int8 || ok_quant=0
+    step selftest-int4 "$FLEXSERVE" gpu-check selftest --variant gemv+graphs+attn3+nr2+int4 || ok_quant=0
+    step selftest-offload "$FLEXSERVE" gpu-check selftest --variant offload && ok_offload=1
 else
-    ok_cublas=1; ok_gemv=1; ok_graphs=1; ok_both=1; ok_all=1
+    ok_cublas=1; ok_gemv=1; ok_graphs=1; ok_both=1; ok_all=1; ok_quant=1; ok_offload=1
 fi
 
 if want correctness; then
@@ -84,6 +91,18 @@ if [ $ok_all = 1 ]; then
     step correctness-all $GEMV_ENV $GRAPH_ENV $ATTN_ENV "$FLEXSERVE" gpu-check correctness --model "$SMOL" \
         --prompts bench/gpu/prompts.json --new-tokens 32 --data-types fp32,fp16 --output "$RESULTS/correctness-all.json"
 else skip correctness-all "gemv+graphs+attn3+nr2 selftest failed"; fi
+if [ $ok_quant = 1 ]; then
+    # The CPU runs the same int8/int4 matrices (fp32 activations); the GPU keeps them packed.
+    for f in int8 int4; do
+        step correctness-$f "$FLEXSERVE" gpu-check correctness --model "$SMOL" --prompts bench/gpu/prompts.json --new-tokens 32 \
+            --data-types fp32,fp16 --weight-format $f --output "$RESULTS/correctness-$f.json"
+    done
+else skip correctness-int8 "quantized selftests failed"; fi
+fi
+
+if want sampler; then
+    echo; echo "== (f) top-k/top-p sampling on the GPU vs the CPU Sampler"
+    step sampler "$FLEXSERVE" gpu-check sampler --draws 200000 --output "$RESULTS/sampler.json"
 fi
 
 if want smol; then
@@ -140,6 +159,16 @@ if [ "${SKIP_7B:-0}" != 1 ] && want 7b; then
         big_speed speed-gemv $ok_gemv $GEMV_ENV
         big_speed speed-gemv-graphs $ok_both $GEMV_ENV $GRAPH_ENV
         big_speed speed-all $ok_all $GEMV_ENV $GRAPH_ENV $ATTN_ENV
+        for f in int8 int4; do
+            if [ $ok_quant = 1 ]; then
+                step speed-$f $GEMV_ENV $GRAPH_ENV $ATTN_ENV "$FLEXSERVE" gpu-check speed --model "$LLAMA7B" --data-type fp16 \
+                    --weight-format $f --prompt-tokens 128 --decode-steps 128 --tree-sizes 1,8,16,64 --output "$RESULTS/speed-$f.json"
+            else skip speed-$f "quantized selftests failed"; fi
+        done
+        if [ $ok_offload = 1 ]; then
+            step speed-offload $GEMV_ENV $ATTN_ENV "$FLEXSERVE" gpu-check speed --model "$LLAMA7B" --data-type fp16 --offload \
+                --prompt-tokens 128 --decode-steps 16 --tree-sizes 1 --output "$RESULTS/speed-offload.json"
+        else skip speed-offload "offload selftest failed"; fi
     else skip speed "no model at $LLAMA7B"; fi
 fi
 python3 bench/gpu/report.py "$RESULTS"

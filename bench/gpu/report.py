@@ -14,7 +14,8 @@ if os.path.exists(os.path.join(folder, "status.tsv")):
     status = [line.rstrip("\n").split("\t") for line in open(os.path.join(folder, "status.tsv")) if line.strip()]
 names = ["correctness", "correctness-graphs", "correctness-gemv-graphs", "correctness-all", "smol-speed-cublas",
          "smol-speed-gemv", "smol-speed-graphs", "smol-speed-gemv-graphs", "smol-speed-all", "spec-cublas", "spec-all",
-         "spec-gemv-graphs", "spec-gemv", "speed", "speed-gemv", "speed-gemv-graphs", "speed-all", "hf"]
+         "spec-gemv-graphs", "spec-gemv", "speed", "speed-gemv", "speed-gemv-graphs", "speed-all", "hf",
+         "correctness-int8", "correctness-int4", "sampler", "speed-int8", "speed-int4", "speed-offload"]
 data = {n: load(n + ".json") for n in names}
 summary = {"steps": [{"name": s[0], "exit": s[1], "seconds": int(s[2]) if s[2].isdigit() else s[2]} for s in status], **data}
 print("\n=== FlexServe GPU check ===")
@@ -25,11 +26,12 @@ if status:
     print("steps: " + ", ".join(f"{s[0]} {'ok' if s[1] == '0' else ('SKIPPED' if s[1] == 'skipped' else 'FAILED(' + s[1] + ')')} {s[2]}s"
                                 for s in status))
 
-for name in ["correctness", "correctness-graphs", "correctness-gemv-graphs", "correctness-all"]:
+for name in ["correctness", "correctness-graphs", "correctness-gemv-graphs", "correctness-all", "correctness-int8", "correctness-int4"]:
     rows = data[name]
     if not rows:
         continue
-    print(f"(a) SmolLM2-135M greedy decoding, GPU vs CPU (fp32 weights): {name}")
+    weights = rows[0].get("weightFormat") or "f32"
+    print(f"(a) SmolLM2-135M greedy decoding, GPU vs CPU ({weights} weights on both sides): {name}")
     print(f"{'type':5} | {'prompts identical':17} | {'min identical prefix':20} | {'max |dlogit|':12} | max |logit|")
     for r in rows:
         print(f"{r['dataType']:5} | {r['promptsFullyIdentical']:>8}/{r['prompts']:<8} | {r['minIdenticalPrefix']:>9}/{r['newTokens']:<10} | "
@@ -81,6 +83,24 @@ if speed:
         summary["flexserve_best_over_hf"] = ratio
         print(f"HF transformers generate {hf['tokens_per_second']:.1f} tokens/s (torch {hf['torch']}, transformers {hf['transformers']}) "
               f"-> best FlexServe/HF {ratio:.2f}x")
+sampler = data["sampler"]
+if sampler:
+    print("(f) sampling on the GPU vs the CPU Sampler (chi-square over many draws; same token as the exact-sum walk)")
+    for c in sampler["cases"]:
+        print(f"{c['name']:24} | support {c['support']:6} | chi2 {c['chiSquare']:8.1f} / {c['degreesOfFreedom']:5} (p {c['pValue']:.3f}) | "
+              f"same token {c['sameTokenAsExactFraction']:.5f} | outside {c['outsideExactSupport']} | {c['microsecondsPerRow']:.0f} us/row | "
+              f"{'ok' if c['passed'] else 'FAILED'}")
+    print(f"greedy: {sampler['argmaxIdentical']}/{sampler['argmaxRows']} rows equal to Sampler.argmax")
+for k in ["speed-int8", "speed-int4"]:
+    q = data[k]
+    if q:
+        print(f"(f) 7B {q.get('weightFormat')}: {q['decodeStepsPerSecond']:.1f} tok/s, reads {q['decodeReadBytes'] / 1e9:.3f} GB/step -> "
+              f"{100 * q['fractionOfReadRoofline']:.1f}% of its roofline ({q['rooflineOfReadBytesStepsPerSecond']:.1f} steps/s)")
+o = data["speed-offload"]
+if o:
+    print(f"(f) 7B fp16 --offload: {o['decodeStepsPerSecond']:.2f} tok/s; {o['offloadStreamedBytes'] / 1e9:.2f} GB streamed per step at "
+          f"{o['hostToDeviceBytesPerSecond'] / 1e9:.1f} GB/s host-to-device -> {100 * o['fractionOfHostToDeviceRoofline']:.1f}% of "
+          f"{o['hostToDeviceRooflineStepsPerSecond']:.2f} steps/s")
 out = os.path.join(folder, "gpu_check.json")
 json.dump(summary, open(out, "w"), indent=2)
 print(f"wrote {out}")

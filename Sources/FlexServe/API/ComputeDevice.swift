@@ -45,18 +45,15 @@ public enum ComputeDevice: Sendable, Equatable, CustomStringConvertible {
 
     /// The model to serve from what the loader opened: the CPU model as is, or its GPU counterpart. On the GPU,
     /// int8/int4 group formats (`--8bit-quantization` / `--4bit-quantization`) stay packed and are dequantized in
-    /// the kernels; other formats are converted to the data type. `offload` streams the layers from pinned host
+    /// the kernels; other formats (ggml blocks, floats) are converted to the data type. `offload` streams the layers from pinned host
     /// memory every step (`.cudaOffload`).
     func place(_ loaded: ModelLoader.Loaded, weightFormat: WeightFormat?) throws -> any CausalLM {
         switch self {
         case .cpu:
             return loaded.model
         case .cuda(let type), .cudaOffload(let type):
-            let offload = self == .cudaOffload(type)
-            if let weightFormat, ![.int8Group, .int4Group, .f32, .f16, .bf16].contains(weightFormat) {
-                throw CUDAError.unsupported("weight format \(weightFormat.rawValue) has no GPU kernels (int8Group, int4Group or a float type)")
-            }
-            return try CUDALlama(config: loaded.model.config, weights: loaded.weights, dataType: type, offload: offload)
+            // `loaded.weights` already holds the converted matrices (`weightFormat` applied by the loader).
+            return try CUDALlama(config: loaded.model.config, weights: loaded.weights, dataType: type, offload: self == .cudaOffload(type))
         }
     }
 }

@@ -204,8 +204,8 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
         finalNorm = try upload.floats(vector("model.norm.weight", c.hiddenSize))
         let all = blocks.flatMap(\.matrices) + global.matrices
         let packed = all.filter { $0.format != .dense }
-        weightFormat = Set(packed.map(\.format.rawValue)).sorted().joined(separator: "+").isEmpty
-            ? "dense" : Set(packed.map(\.format.rawValue)).sorted().joined(separator: "+")
+        let formats = Set(packed.map(\.format.rawValue)).sorted().joined(separator: "+")
+        weightFormat = formats.isEmpty ? "dense" : formats
         quantized = packed.isEmpty ? nil : try QuantizedKernel(device: device, type: dataType, maxTokens: options.gemvMaxTokens)
         if let largest = packed.map({ $0.rows * $0.cols }).max() {
             dequantScratch = try device.allocate(bytes: largest * dataType.bytes)
@@ -369,8 +369,7 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
     /// launches can be captured once and replayed.
     private func encode(_ s: Scratch, kv: DeviceKVCache, step: StepLayout, tokens T: Int, logitRows R: Int, maxVisible: Int) throws {
         let c = config
-        let H = c.hiddenSize, qDim = c.numHeads * c.headDim, kvDim = c.numKVHeads * c.headDim
-        let I = c.intermediateSize, V = c.vocabSize
+        let H = c.hiddenSize, I = c.intermediateSize  // matrix shapes come with each DeviceMatrix
         func at(_ index: Int) -> DevicePointer { s.step.offset(index * 4) }
         let mark = profileMark ?? { _ in }
         try mark("embed")
