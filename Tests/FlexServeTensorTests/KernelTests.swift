@@ -85,6 +85,24 @@ final class KernelTests: XCTestCase {
             tensor.activations = .q8
             var all = [Float](repeating: 0, count: tokens * rows)
             x.withUnsafeBufferPointer { Linear.forward(x: $0.baseAddress!, tokens: tokens, weight: tensor, out: &all) }
+            // Fused with a second projection of the same input (Q/K/V, gate/up): the same bits, one token and several.
+            var second = TensorView.owned(weights.reversed(), shape: [rows, cols]).converted(to: dtype)!
+            second.activations = .q8
+            for n in [1, tokens] {
+                var a = [Float](repeating: 0, count: n * rows), b = a, alone = a
+                x.withUnsafeBufferPointer { xs in
+                    a.withUnsafeMutableBufferPointer { a in
+                        b.withUnsafeMutableBufferPointer { b in
+                            Linear.forward(x: xs.baseAddress!, tokens: n, projections: [
+                                Linear.Projection(weight: tensor, out: a.baseAddress!), Linear.Projection(weight: second, out: b.baseAddress!),
+                            ])
+                        }
+                    }
+                    Linear.forward(x: xs.baseAddress!, tokens: n, weight: second, out: &alone)
+                }
+                XCTAssertEqual(a, Array(all[0..<(n * rows)]), "\(dtype): fused first projection, \(n) tokens")
+                XCTAssertEqual(b, alone, "\(dtype): fused second projection, \(n) tokens")
+            }
             // An empty batch (a drafter with nothing to draft) is a no-op.
             x.withUnsafeBufferPointer { Linear.forward(x: $0.baseAddress!, tokens: 0, weight: tensor, out: &all) }
             for t in 0..<tokens {

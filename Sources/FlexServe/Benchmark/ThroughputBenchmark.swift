@@ -43,7 +43,7 @@ public enum ThroughputBenchmark {
         let config = model.config
         let (bytes, params, headParams) = streamed(loaded.weights, config: config)
         let capacity = prefillTokens + decodeTokens + 1
-        let cache = model.makeCache(capacityTokens: 3 * capacity)
+        let cache = model.makeCache(capacityTokens: 3 * (capacity + 64))  // three sequences, each rounded up to whole blocks
         func prompt(_ n: Int) -> [Int] { (0..<n).map { ($0 * 7919 + 13) % config.vocabSize } }
 
         /// Tokens per second of greedy decoding after `logits` (the prompt's), at positions from `start`: the best

@@ -135,9 +135,7 @@ enum IntegerLinear {
         var offsetsA = SIMD4<Float>(), offsetsB = SIMD4<Float>(), offsetsC = SIMD4<Float>()
         for b in 0..<a.blocks {
             let o = b * F.blockBytes
-            let (d0, e0) = F.scaleAndOffset(w.0 + o), (d1, e1) = F.scaleAndOffset(w.1 + o)
-            let (d2, e2) = F.scaleAndOffset(w.2 + o), (d3, e3) = F.scaleAndOffset(w.3 + o)
-            let d = SIMD4(d0, d1, d2, d3), e = SIMD4(e0, e1, e2, e3)
+            let (d, e) = F.scalesAndOffsets((w.0 + o, w.1 + o, w.2 + o, w.3 + o))
             let u0 = F.integers(w.0 + o), u1 = F.integers(w.1 + o), u2 = F.integers(w.2 + o), u3 = F.integers(w.3 + o)
             @inline(__always) func token(_ k: Int, _ l0: inout SIMD8<Float>, _ l1: inout SIMD8<Float>, _ l2: inout SIMD8<Float>,
                                          _ l3: inout SIMD8<Float>, _ offsets: inout SIMD4<Float>) {
@@ -170,13 +168,13 @@ enum IntegerLinear {
             let (xq, scale, scaledSum) = a.block(t, b)
             let o = b * F.blockBytes
             if streaming { Prefetch.ahead(w.0 + o); Prefetch.ahead(w.1 + o); Prefetch.ahead(w.2 + o); Prefetch.ahead(w.3 + o) }
-            @inline(__always) func step(_ lanes: inout SIMD8<Float>, _ p: UnsafeRawPointer) -> Float {
-                let (d, c) = F.scaleAndOffset(p)
-                lanes = lanes.addingProduct(integerLanes(F.integers(p), xq), d * scale)
-                return c
-            }
-            let c0 = step(&l0, w.0 + o), c1 = step(&l1, w.1 + o), c2 = step(&l2, w.2 + o), c3 = step(&l3, w.3 + o)
-            offsets = offsets.addingProduct(SIMD4(c0, c1, c2, c3), scaledSum)
+            let (d, c) = F.scalesAndOffsets((w.0 + o, w.1 + o, w.2 + o, w.3 + o))
+            let s = d * scale
+            l0 = l0.addingProduct(integerLanes(F.integers(w.0 + o), xq), s[0])
+            l1 = l1.addingProduct(integerLanes(F.integers(w.1 + o), xq), s[1])
+            l2 = l2.addingProduct(integerLanes(F.integers(w.2 + o), xq), s[2])
+            l3 = l3.addingProduct(integerLanes(F.integers(w.3 + o), xq), s[3])
+            offsets = offsets.addingProduct(c, scaledSum)
         }
         return SIMD4(RowDot.horizontalSum(l0), RowDot.horizontalSum(l1), RowDot.horizontalSum(l2), RowDot.horizontalSum(l3)) + offsets
     }
