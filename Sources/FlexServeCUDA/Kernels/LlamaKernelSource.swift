@@ -5,21 +5,14 @@ enum LlamaKernelSource {
     static let moduleName = "flexserve_llama"
 
     static let code = #"""
-struct f16 { unsigned short bits; };
-struct bf16 { unsigned short bits; };
+\#(KernelPrelude.storageTypes)
 
 __device__ __forceinline__ float load(const float* p, long i) { return p[i]; }
 __device__ __forceinline__ float load(const f16* p, long i) {
   float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(p[i].bits)); return f;
 }
 __device__ __forceinline__ float load(const bf16* p, long i) { return __uint_as_float(((unsigned)p[i].bits) << 16); }
-__device__ __forceinline__ void store(float* p, long i, float v) { p[i] = v; }
-__device__ __forceinline__ void store(f16* p, long i, float v) {
-  unsigned short b; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(b) : "f"(v)); p[i].bits = b;
-}
-__device__ __forceinline__ void store(bf16* p, long i, float v) {
-  unsigned short b; asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(b) : "f"(v)); p[i].bits = b;
-}
+\#(KernelPrelude.stores)
 
 // Block-wide reductions; blockDim.x is a multiple of 32. `scratch` holds 32 floats.
 __device__ __forceinline__ float warp_sum(float v) {

@@ -28,7 +28,7 @@ enum IntegerLinear {
     struct Segment {
         let rows: Range<Int>
         let base: UnsafeRawPointer, rowBytes: Int
-        let bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>, outStride: Int
+        let bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>
     }
 
     static func forward<F: IntegerBlockFormat>(_: F.Type, x: UnsafePointer<Float>, tokens: Int, projections: [Linear.Projection],
@@ -39,7 +39,7 @@ enum IntegerLinear {
         for p in projections {
             let rows = p.weight.shape[0]
             segments.append(Segment(rows: first..<(first + rows), base: p.weight.data, rowBytes: p.weight.dtype.byteCount(values: cols)!,
-                                    bias: p.bias, out: p.out, outStride: rows))
+                                    bias: p.bias, out: p.out))
             first += rows
         }
         withUnsafeTemporaryAllocation(byteCount: Q8Activations.byteCount(tokens: tokens, cols: cols), alignment: 64) { scratch in
@@ -100,7 +100,7 @@ enum IntegerLinear {
                         let rs = (r0, r0 + min(1, n - 1), r0 + min(2, n - 1), r0 + min(3, n - 1))
                         let w = (s.base + rs.0 * s.rowBytes, s.base + rs.1 * s.rowBytes, s.base + rs.2 * s.rowBytes, s.base + rs.3 * s.rowBytes)
                         @inline(__always) func store(_ d: SIMD4<Float>, token t: Int) {
-                            let o = s.out + t * s.outStride
+                            let o = s.out + t * s.rows.count
                             o[rs.0] = d[0] + (s.bias?[rs.0] ?? 0)
                             if n > 1 { o[rs.1] = d[1] + (s.bias?[rs.1] ?? 0) }
                             if n > 2 { o[rs.2] = d[2] + (s.bias?[rs.2] ?? 0) }
