@@ -5,8 +5,10 @@ public struct TensorView: @unchecked Sendable {
     public let shape: [Int]
     public let data: UnsafeRawPointer
     public let owner: AnyObject?
-    /// How `Linear` treats activations against this weight (`.q8` only for integer block formats).
-    public var activations: ActivationFormat = .f32
+    /// The matrix rearranged for integer dot products with `q8` activations (`withIntegerDots`).
+    public internal(set) var interleaved: InterleavedRows?
+    /// How `Linear` treats activations against this weight.
+    public var activations: ActivationFormat { interleaved == nil ? .f32 : .q8 }
 
     public init(dtype: DType, shape: [Int], data: UnsafeRawPointer, owner: AnyObject?) {
         self.dtype = dtype

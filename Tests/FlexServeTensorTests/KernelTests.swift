@@ -82,12 +82,11 @@ final class KernelTests: XCTestCase {
             let dense = tensor.floats()
             var exact = [Float](repeating: 0, count: tokens * rows)
             x.withUnsafeBufferPointer { Linear.forward(x: $0.baseAddress!, tokens: tokens, weight: tensor, out: &exact) }
-            tensor.activations = .q8
+            tensor = tensor.withIntegerDots()
             var all = [Float](repeating: 0, count: tokens * rows)
             x.withUnsafeBufferPointer { Linear.forward(x: $0.baseAddress!, tokens: tokens, weight: tensor, out: &all) }
             // Fused with a second projection of the same input (Q/K/V, gate/up): the same bits, one token and several.
-            var second = TensorView.owned(weights.reversed(), shape: [rows, cols]).converted(to: dtype)!
-            second.activations = .q8
+            let second = TensorView.owned(weights.reversed(), shape: [rows, cols]).converted(to: dtype)!.withIntegerDots()
             for n in [1, tokens] {
                 var a = [Float](repeating: 0, count: n * rows), b = a, alone = a
                 x.withUnsafeBufferPointer { xs in

@@ -4,7 +4,7 @@ import FlexServeTensor
 /// FlexFlow's `--8bit-quantization`/`--4bit-quantization` (asymmetric, groups of 32) and the
 /// benchmark's per-format runs. Norms, biases and embedding tables keep their format. With `q8`
 /// activations, every matrix in an integer block format (a tied vocabulary head included) is
-/// marked for integer dot products.
+/// rearranged for integer dot products (`InterleavedRows`).
 public struct ConvertingStore: WeightStore {
     public let base: any WeightStore
     public let dtype: DType?
@@ -28,7 +28,7 @@ public struct ConvertingStore: WeightStore {
             }
             t = converted
         }
-        if t.shape.count == 2, t.dtype.hasIntegerBlocks { t.activations = activations }
+        if activations == .q8 { t = t.withIntegerDots() }
         return t
     }
 }

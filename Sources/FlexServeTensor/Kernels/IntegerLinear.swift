@@ -1,10 +1,10 @@
-/// `Linear` for a weight in an integer block format with `q8` activations: each token's
-/// activations are quantized once (`Q8Activations`), then every (row, token) output is, over
-/// the blocks in order,
+/// `Linear` for a weight in `InterleavedRows` with `q8` activations: each token's activations are
+/// quantized once (`Q8Activations`), then every quad of rows and token takes, over the blocks in
+/// order,
 ///
-///     lanes  += Float(Σ₄ u·x_q) · (d·a)     (eight lanes, one fused multiply-add)
-///     offset += c · (a·Σx_q)                (fused)
-///     out     = horizontalSum(lanes) + offset (+ bias)
+///     lanes   += Float(Σ u·x_q) · (d·a)     (four lanes per row, one fused multiply-add)
+///     offsets += c · (a·Σx_q)               (fused)
+///     out      = (lanes₀ + lanes₁) + (lanes₂ + lanes₃) + offset (+ bias)
 ///
 /// whatever the number of tokens, so decoding and tree verification agree bit for bit here too.
 enum IntegerLinear {
@@ -22,13 +22,32 @@ enum IntegerLinear {
         }
     }
 
+    /// Tokens that go past a quad while its blocks stay in L1.
     static let tokenTile = 128
 
-    /// One projection's rows as a range of the rows of all.
+    /// One projection's quads as a range of the quads of all.
     struct Segment {
-        let rows: Range<Int>
-        let base: UnsafeRawPointer, rowBytes: Int
+        let quads: Range<Int>
+        let rows: Int
+        let integers: UnsafeRawPointer, headers: UnsafeRawPointer
         let bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>
+
+        /// Local quad `q`'s records.
+        @inline(__always) func quad<F: IntegerBlockFormat>(_ q: Int, _: F.Type, blocks: Int) -> Quad {
+            let record = q * blocks
+            return Quad(integers: integers + record * F.quadIntegerBytes, headers: headers + record * F.quadHeaderBytes)
+        }
+
+        /// Stores the results of local quad `q` (rows 4q..<4q+4 that exist) for token t.
+        @inline(__always) func store(_ v: SIMD4<Float>, quad q: Int, token t: Int) {
+            let o = out + t * rows
+            for k in 0..<min(4, rows - 4 * q) { o[4 * q + k] = v[k] + (bias?[4 * q + k] ?? 0) }
+        }
+    }
+
+    /// Where one quad's records start.
+    struct Quad {
+        let integers: UnsafeRawPointer, headers: UnsafeRawPointer
     }
 
     static func forward<F: IntegerBlockFormat>(_: F.Type, x: UnsafePointer<Float>, tokens: Int, projections: [Linear.Projection],
@@ -37,10 +56,11 @@ enum IntegerLinear {
         var segments: [Segment] = []
         var first = 0
         for p in projections {
-            let rows = p.weight.shape[0]
-            segments.append(Segment(rows: first..<(first + rows), base: p.weight.data, rowBytes: p.weight.dtype.byteCount(values: cols)!,
+            let packed = p.weight.interleaved!
+            segments.append(Segment(quads: first..<(first + packed.quads), rows: packed.rows,
+                                    integers: UnsafeRawPointer(packed.integers.pointer), headers: UnsafeRawPointer(packed.headers.pointer),
                                     bias: p.bias, out: p.out))
-            first += rows
+            first += packed.quads
         }
         withUnsafeTemporaryAllocation(byteCount: Q8Activations.byteCount(tokens: tokens, cols: cols), alignment: 64) { scratch in
             let a = Q8Activations(scratch: scratch.baseAddress!, tokens: tokens, cols: cols)
@@ -51,131 +71,128 @@ enum IntegerLinear {
             }
             segments.withUnsafeBufferPointer { segments in
                 if tokens == 1 {
-                    decode(F.self, a, segments, totalRows: first, pool: pool)
+                    decode(F.self, a, segments, totalQuads: first, pool: pool)
                 } else {
-                    forward(F.self, a, tokens: tokens, segments, pool: pool)
+                    forward(F.self, a, tokens: tokens, segments, totalQuads: first, pool: pool)
                 }
             }
         }
     }
 
-    /// One token: as `Linear.decodeOneToken`, four sequential row streams per task.
+    /// Calls `body(segment, local quad range)` for the parts of `range` (global quads) in each segment.
+    @inline(__always)
+    static func forEachPart(of range: Range<Int>, in segments: UnsafeBufferPointer<Segment>, _ body: (Segment, Range<Int>) -> Void) {
+        for s in segments where s.quads.overlaps(range) {
+            body(s, (max(range.lowerBound, s.quads.lowerBound) - s.quads.lowerBound)..<(min(range.upperBound, s.quads.upperBound) - s.quads.lowerBound))
+        }
+    }
+
+    /// One token: each task streams its quads as two sequential halves, prefetched ahead.
     static func decode<F: IntegerBlockFormat>(_: F.Type, _ a: Q8Activations, _ segments: UnsafeBufferPointer<Segment>,
-                                              totalRows: Int, pool: ThreadPool) {
-        pool.parallelChunks(totalRows, minChunk: 32) { range in
-            for s in segments where s.rows.overlaps(range) {
-                let lo = max(range.lowerBound, s.rows.lowerBound) - s.rows.lowerBound
-                let hi = min(range.upperBound, s.rows.upperBound) - s.rows.lowerBound
-                @inline(__always) func row(_ r: Int) -> UnsafeRawPointer { s.base + r * s.rowBytes }
-                @inline(__always) func store(_ r: Int, _ v: Float) { s.out[r] = v + (s.bias?[r] ?? 0) }
-                let quarter = (hi - lo) / 4
-                for i in 0..<quarter {
-                    let r = lo + i
-                    let d = fourRows(a, token: 0, (row(r), row(r + quarter), row(r + 2 * quarter), row(r + 3 * quarter)), F.self, streaming: true)
-                    store(r, d[0]); store(r + quarter, d[1]); store(r + 2 * quarter, d[2]); store(r + 3 * quarter, d[3])
+                                              totalQuads: Int, pool: ThreadPool) {
+        pool.parallelChunks(totalQuads, minChunk: 8) { range in
+            forEachPart(of: range, in: segments) { s, local in
+                let half = local.count / 2
+                for q in local.lowerBound..<(local.lowerBound + half) {
+                    let (v, w) = twoQuads(a, s.quad(q, F.self, blocks: a.blocks), s.quad(q + half, F.self, blocks: a.blocks), F.self)
+                    s.store(v, quad: q, token: 0)
+                    s.store(w, quad: q + half, token: 0)
                 }
-                for r in (lo + 4 * quarter)..<hi {
-                    store(r, fourRows(a, token: 0, (row(r), row(r), row(r), row(r)), F.self, streaming: true)[0])
+                if local.count % 2 == 1 {
+                    let q = local.upperBound - 1
+                    s.store(quad(a, token: 0, s.quad(q, F.self, blocks: a.blocks), F.self), quad: q, token: 0)
                 }
             }
         }
     }
 
-    /// Several tokens: four rows at a time stay in L1 while a tile of tokens goes past them.
+    /// Several tokens: a quad's blocks stay in L1 while the tokens go past them four at a time.
     static func forward<F: IntegerBlockFormat>(_: F.Type, _ a: Q8Activations, tokens: Int, _ segments: UnsafeBufferPointer<Segment>,
-                                               pool: ThreadPool) {
-        // Blocks of four rows, numbered across the segments.
-        var firstBlock = [0]
-        for s in segments { firstBlock.append(firstBlock.last! + (s.rows.count + 3) / 4) }
-        firstBlock.withUnsafeBufferPointer { firstBlock in
-            pool.parallelChunks(firstBlock.last!, minChunk: max(1, 64 / tokens)) { blockRange in
-                var tile = 0
-                while tile < tokens {
-                    let tileEnd = min(tokens, tile + tokenTile)
-                    for block in blockRange {
-                        var k = 0
-                        while firstBlock[k + 1] <= block { k += 1 }
-                        let s = segments[k]
-                        let r0 = (block - firstBlock[k]) * 4, n = min(4, s.rows.count - r0)
-                        let rs = (r0, r0 + min(1, n - 1), r0 + min(2, n - 1), r0 + min(3, n - 1))
-                        let w = (s.base + rs.0 * s.rowBytes, s.base + rs.1 * s.rowBytes, s.base + rs.2 * s.rowBytes, s.base + rs.3 * s.rowBytes)
-                        @inline(__always) func store(_ d: SIMD4<Float>, token t: Int) {
-                            let o = s.out + t * s.rows.count
-                            o[rs.0] = d[0] + (s.bias?[rs.0] ?? 0)
-                            if n > 1 { o[rs.1] = d[1] + (s.bias?[rs.1] ?? 0) }
-                            if n > 2 { o[rs.2] = d[2] + (s.bias?[rs.2] ?? 0) }
-                            if n > 3 { o[rs.3] = d[3] + (s.bias?[rs.3] ?? 0) }
-                        }
+                                               totalQuads: Int, pool: ThreadPool) {
+        pool.parallelChunks(totalQuads, minChunk: max(1, 64 / tokens)) { range in
+            var tile = 0
+            while tile < tokens {
+                let tileEnd = min(tokens, tile + tokenTile)
+                forEachPart(of: range, in: segments) { s, local in
+                    for q in local {
+                        let w = s.quad(q, F.self, blocks: a.blocks)
                         var t = tile
-                        while t + 3 <= tileEnd {
-                            let d = fourRowsThreeTokens(a, token: t, w, F.self)
-                            store(d.0, token: t); store(d.1, token: t + 1); store(d.2, token: t + 2)
-                            t += 3
+                        while t + 4 <= tileEnd {
+                            let v = quadFourTokens(a, token: t, w, F.self)
+                            s.store(v.0, quad: q, token: t); s.store(v.1, quad: q, token: t + 1)
+                            s.store(v.2, quad: q, token: t + 2); s.store(v.3, quad: q, token: t + 3)
+                            t += 4
                         }
                         while t < tileEnd {
-                            store(fourRows(a, token: t, w, F.self, streaming: false), token: t)
+                            s.store(quad(a, token: t, w, F.self), quad: q, token: t)
                             t += 1
                         }
                     }
-                    tile = tileEnd
                 }
+                tile = tileEnd
             }
         }
     }
 
-    /// Three tokens against four rows (prefill, verification): each block's weights unpacked once
-    /// for three tokens, 12 chains. Per (row, token) the same steps as `fourRows`.
+    /// One block of one token into a quad's sums: the step every path takes.
     @inline(__always)
-    static func fourRowsThreeTokens<F: IntegerBlockFormat>(_ a: Q8Activations, token t: Int,
-                                                           _ w: (UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer),
-                                                           _: F.Type) -> (SIMD4<Float>, SIMD4<Float>, SIMD4<Float>) {
-        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
-        var b0 = SIMD8<Float>(), b1 = SIMD8<Float>(), b2 = SIMD8<Float>(), b3 = SIMD8<Float>()
-        var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), c2 = SIMD8<Float>(), c3 = SIMD8<Float>()
-        var offsetsA = SIMD4<Float>(), offsetsB = SIMD4<Float>(), offsetsC = SIMD4<Float>()
-        for b in 0..<a.blocks {
-            let o = b * F.blockBytes
-            let (d, e) = F.scalesAndOffsets((w.0 + o, w.1 + o, w.2 + o, w.3 + o))
-            let u0 = F.integers(w.0 + o), u1 = F.integers(w.1 + o), u2 = F.integers(w.2 + o), u3 = F.integers(w.3 + o)
-            @inline(__always) func token(_ k: Int, _ l0: inout SIMD8<Float>, _ l1: inout SIMD8<Float>, _ l2: inout SIMD8<Float>,
-                                         _ l3: inout SIMD8<Float>, _ offsets: inout SIMD4<Float>) {
-                let (xq, scale, scaledSum) = a.block(t + k, b)
-                let s = d * scale
-                l0 = l0.addingProduct(integerLanes(u0, xq), s[0])
-                l1 = l1.addingProduct(integerLanes(u1, xq), s[1])
-                l2 = l2.addingProduct(integerLanes(u2, xq), s[2])
-                l3 = l3.addingProduct(integerLanes(u3, xq), s[3])
-                offsets = offsets.addingProduct(e, scaledSum)
-            }
-            token(0, &a0, &a1, &a2, &a3, &offsetsA)
-            token(1, &b0, &b1, &b2, &b3, &offsetsB)
-            token(2, &c0, &c1, &c2, &c3, &offsetsC)
-        }
-        @inline(__always) func sums(_ l0: SIMD8<Float>, _ l1: SIMD8<Float>, _ l2: SIMD8<Float>, _ l3: SIMD8<Float>) -> SIMD4<Float> {
-            SIMD4(RowDot.horizontalSum(l0), RowDot.horizontalSum(l1), RowDot.horizontalSum(l2), RowDot.horizontalSum(l3))
-        }
-        return (sums(a0, a1, a2, a3) + offsetsA, sums(b0, b1, b2, b3) + offsetsB, sums(c0, c1, c2, c3) + offsetsC)
+    static func accumulate(_ lanes: inout SIMD16<Float>, _ offsets: inout SIMD4<Float>, _ a: Q8Activations, token t: Int, block b: Int,
+                           _ low: SIMD64<UInt8>, _ high: SIMD64<UInt8>, scales: SIMD16<Float>, offsetsPerUnit c: SIMD4<Float>) {
+        let (x, scale, scaledSum) = a.block(t, b)
+        lanes = lanes.addingProduct(quadDots(low, high, x), scales * scale)
+        offsets = offsets.addingProduct(c, scaledSum)
     }
 
-    /// One token against four rows: four independent chains, the token's blocks loaded once for them.
     @inline(__always)
-    static func fourRows<F: IntegerBlockFormat>(_ a: Q8Activations, token t: Int,
-                                                _ w: (UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer),
-                                                _: F.Type, streaming: Bool) -> SIMD4<Float> {
-        var l0 = SIMD8<Float>(), l1 = SIMD8<Float>(), l2 = SIMD8<Float>(), l3 = SIMD8<Float>()
-        var offsets = SIMD4<Float>()
+    static func result(_ lanes: SIMD16<Float>, _ offsets: SIMD4<Float>) -> SIMD4<Float> {
+        let pairs = lanes.evenHalf + lanes.oddHalf
+        return (pairs.evenHalf + pairs.oddHalf) + offsets
+    }
+
+    /// One token against one quad.
+    @inline(__always)
+    static func quad<F: IntegerBlockFormat>(_ a: Q8Activations, token t: Int, _ w: Quad, _: F.Type) -> SIMD4<Float> {
+        var lanes = SIMD16<Float>(), offsets = SIMD4<Float>()
         for b in 0..<a.blocks {
-            let (xq, scale, scaledSum) = a.block(t, b)
-            let o = b * F.blockBytes
-            if streaming { Prefetch.ahead(w.0 + o); Prefetch.ahead(w.1 + o); Prefetch.ahead(w.2 + o); Prefetch.ahead(w.3 + o) }
-            let (d, c) = F.scalesAndOffsets((w.0 + o, w.1 + o, w.2 + o, w.3 + o))
-            let s = d * scale
-            l0 = l0.addingProduct(integerLanes(F.integers(w.0 + o), xq), s[0])
-            l1 = l1.addingProduct(integerLanes(F.integers(w.1 + o), xq), s[1])
-            l2 = l2.addingProduct(integerLanes(F.integers(w.2 + o), xq), s[2])
-            l3 = l3.addingProduct(integerLanes(F.integers(w.3 + o), xq), s[3])
-            offsets = offsets.addingProduct(c, scaledSum)
+            let (low, high) = F.quadIntegers(w.integers + b * F.quadIntegerBytes)
+            let (d, c) = F.quadScalesAndOffsets(w.headers + b * F.quadHeaderBytes)
+            accumulate(&lanes, &offsets, a, token: t, block: b, low, high, scales: quadLanes(d), offsetsPerUnit: c)
         }
-        return SIMD4(RowDot.horizontalSum(l0), RowDot.horizontalSum(l1), RowDot.horizontalSum(l2), RowDot.horizontalSum(l3)) + offsets
+        return result(lanes, offsets)
+    }
+
+    /// One token against two quads (decoding): two independent chains, both streams prefetched.
+    @inline(__always)
+    static func twoQuads<F: IntegerBlockFormat>(_ a: Q8Activations, _ v: Quad, _ w: Quad, _: F.Type) -> (SIMD4<Float>, SIMD4<Float>) {
+        var lanesV = SIMD16<Float>(), offsetsV = SIMD4<Float>(), lanesW = SIMD16<Float>(), offsetsW = SIMD4<Float>()
+        for b in 0..<a.blocks {
+            let i = b * F.quadIntegerBytes, h = b * F.quadHeaderBytes
+            Prefetch.ahead(v.integers + i); Prefetch.ahead(w.integers + i)
+            if F.quadIntegerBytes > 64 { Prefetch.ahead(v.integers + i + 64); Prefetch.ahead(w.integers + i + 64) }
+            Prefetch.ahead(v.headers + h); Prefetch.ahead(w.headers + h)
+            let (lowV, highV) = F.quadIntegers(v.integers + i), (lowW, highW) = F.quadIntegers(w.integers + i)
+            let (dV, cV) = F.quadScalesAndOffsets(v.headers + h), (dW, cW) = F.quadScalesAndOffsets(w.headers + h)
+            accumulate(&lanesV, &offsetsV, a, token: 0, block: b, lowV, highV, scales: quadLanes(dV), offsetsPerUnit: cV)
+            accumulate(&lanesW, &offsetsW, a, token: 0, block: b, lowW, highW, scales: quadLanes(dW), offsetsPerUnit: cW)
+        }
+        return (result(lanesV, offsetsV), result(lanesW, offsetsW))
+    }
+
+    /// Four tokens against one quad (prefill, verification): each block unpacked once for four tokens.
+    @inline(__always)
+    static func quadFourTokens<F: IntegerBlockFormat>(_ a: Q8Activations, token t: Int, _ w: Quad, _: F.Type)
+        -> (SIMD4<Float>, SIMD4<Float>, SIMD4<Float>, SIMD4<Float>) {
+        var l0 = SIMD16<Float>(), l1 = SIMD16<Float>(), l2 = SIMD16<Float>(), l3 = SIMD16<Float>()
+        var o0 = SIMD4<Float>(), o1 = SIMD4<Float>(), o2 = SIMD4<Float>(), o3 = SIMD4<Float>()
+        for b in 0..<a.blocks {
+            let (low, high) = F.quadIntegers(w.integers + b * F.quadIntegerBytes)
+            let (d, c) = F.quadScalesAndOffsets(w.headers + b * F.quadHeaderBytes)
+            let scales = quadLanes(d)
+            accumulate(&l0, &o0, a, token: t, block: b, low, high, scales: scales, offsetsPerUnit: c)
+            accumulate(&l1, &o1, a, token: t + 1, block: b, low, high, scales: scales, offsetsPerUnit: c)
+            accumulate(&l2, &o2, a, token: t + 2, block: b, low, high, scales: scales, offsetsPerUnit: c)
+            accumulate(&l3, &o3, a, token: t + 3, block: b, low, high, scales: scales, offsetsPerUnit: c)
+        }
+        return (result(l0, o0), result(l1, o1), result(l2, o2), result(l3, o3))
     }
 }

@@ -20,7 +20,7 @@ public enum Linear {
         let rows = weight.shape[0]
         let cols = weight.shape[weight.shape.count - 1]
         let dtype = weight.dtype
-        if weight.activations == .q8, dtype.hasIntegerBlocks, cols % 32 == 0 {
+        if weight.interleaved != nil {
             IntegerLinear.forward(x: x, tokens: tokens, projections: [Projection(weight: weight, bias: bias, out: out)], pool: pool)
             return
         }
@@ -98,8 +98,8 @@ public enum Linear {
     public static func forward(x: UnsafePointer<Float>, tokens: Int, projections: [Projection], pool: ThreadPool = .shared) {
         let first = projections[0].weight
         let cols = first.shape.last!
-        let fusable = first.activations == .q8 && first.dtype.hasIntegerBlocks && cols % 32 == 0
-            && projections.allSatisfy { $0.weight.dtype == first.dtype && $0.weight.activations == .q8 && $0.weight.shape.last == cols }
+        let fusable = first.interleaved != nil
+            && projections.allSatisfy { $0.weight.interleaved?.dtype == first.dtype && $0.weight.shape.last == cols }
         if fusable {
             IntegerLinear.forward(x: x, tokens: tokens, projections: projections, pool: pool)
         } else {

@@ -17,11 +17,11 @@ struct Q8Activations {
         values = (scratch + 8 * tokens * blocks).bindMemory(to: Int8.self, capacity: tokens * cols)
     }
 
-    /// Token t's block b: 32 values, scale, scale · Σ values.
+    /// Token t's block b: where its 32 values are, scale, scale · Σ values.
     @inline(__always)
-    func block(_ t: Int, _ b: Int) -> (values: SIMD32<Int8>, scale: Float, scaledSum: Float) {
+    func block(_ t: Int, _ b: Int) -> (values: UnsafeRawPointer, scale: Float, scaledSum: Float) {
         let i = t * blocks + b
-        return (UnsafeRawPointer(values + i * 32).loadUnaligned(as: SIMD32<Int8>.self), scales[i], scaledSums[i])
+        return (UnsafeRawPointer(values + i * 32), scales[i], scaledSums[i])
     }
 
     func quantize(_ x: UnsafePointer<Float>, token t: Int) {
