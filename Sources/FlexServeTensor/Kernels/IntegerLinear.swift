@@ -169,7 +169,9 @@ enum IntegerLinear {
             let i = b * F.quadIntegerBytes, h = b * F.quadHeaderBytes
             Prefetch.ahead(v.integers + i); Prefetch.ahead(w.integers + i)
             if F.quadIntegerBytes > 64 { Prefetch.ahead(v.integers + i + 64); Prefetch.ahead(w.integers + i + 64) }
-            Prefetch.ahead(v.headers + h); Prefetch.ahead(w.headers + h)
+            // Headers are 8–32 bytes a block: one prefetch per cache line is enough.
+            if Int(bitPattern: v.headers + h) & 63 < F.quadHeaderBytes { Prefetch.ahead(v.headers + h) }
+            if Int(bitPattern: w.headers + h) & 63 < F.quadHeaderBytes { Prefetch.ahead(w.headers + h) }
             let (lowV, highV) = F.quadIntegers(v.integers + i), (lowW, highW) = F.quadIntegers(w.integers + i)
             let (dV, cV) = F.quadScalesAndOffsets(v.headers + h), (dW, cW) = F.quadScalesAndOffsets(w.headers + h)
             accumulate(&lanesV, &offsetsV, a, token: 0, block: b, lowV, highV, scales: quadLanes(dV), offsetsPerUnit: cV)
