@@ -22,22 +22,28 @@ struct GPUCorrectnessCommand: AsyncParsableCommand {
     @Option(name: .customLong("data-types"), help: "Comma-separated: fp32,fp16,bf16.") var dataTypes = "fp32,fp16,bf16"
     @Option(name: .customLong("weight-format"), help: "Projection matrices on both CPU and GPU: int8, int4 (FlexFlow's 8/4-bit groups), bf16... (default: CPU fp32).")
     var weightFormat: String?
+    @Option(name: .customLong("cpu-reference"), help: "Comma-separated CPU references: fp32 (the CPU as it serves), storage (the CPU rounding weights, activations and K/V to the GPU's type where the GPU stores them).")
+    var cpuReference = "fp32"
     @Option var output = "gpu-correctness.json"
 
     mutating func run() async throws {
         let texts = try PromptFile.load(prompts).map(\.text)
+        let references = try cpuReference.split(separator: ",").map { name in
+            guard let r = GPUCheck.CPUReference(rawValue: String(name)) else { throw ValidationError("unknown CPU reference \(name): fp32 or storage") }
+            return r
+        }
         let types = try dataTypes.split(separator: ",").map { name in
             guard let t = CUDADataType(name: String(name)) else { throw ValidationError("unknown data type \(name)") }
             return t
         }
         let format = try weightFormat.flatMap { try WeightFormat.parse($0) }
         let reports = try GPUCheck.correctness(model: model, prompts: texts, newTokens: newTokens, dataTypes: types,
-                                               weightFormat: format, log: logProgress)
+                                               weightFormat: format, references: references, log: logProgress)
         print("weights: \(weightFormat ?? "CPU f32")")
-        print("type | prompts fully identical | min identical prefix | max |Δlogit| | max |logit|")
+        print("type | CPU reference | prompts fully identical | min identical prefix | max |Δlogit| | max |logit|")
         for r in reports {
-            print(String(format: "%-4@ | %d/%d | %d/%d | %.5f | %.2f", r.dataType as NSString, r.promptsFullyIdentical, r.prompts,
-                         r.minIdenticalPrefix, r.newTokens, r.maxAbsLogitError, r.maxAbsLogit))
+            print(String(format: "%-4@ | %-7@ | %d/%d | %d/%d | %.5f | %.2f", r.dataType as NSString, (r.cpuReference ?? "fp32") as NSString,
+                         r.promptsFullyIdentical, r.prompts, r.minIdenticalPrefix, r.newTokens, r.maxAbsLogitError, r.maxAbsLogit))
         }
         try writeJSON(reports, to: output)
     }

@@ -1,6 +1,7 @@
 import Foundation
 import FlexServeCUDA
 import FlexServeModels
+import FlexServeTensor
 
 /// The GPU backend's end-to-end checks (run by `flexserve gpu-check` on a GPU machine): greedy decoding on the
 /// GPU against the CPU backend, and batch-1 speed against the card's copy-bandwidth roofline.
@@ -10,6 +11,9 @@ public enum GPUCheck {
         /// Projection matrices on both sides: "f32" (the CPU reference in fp32, GPU in `dataType`), or a format
         /// both run with (int8Group, int4Group, bf16...: the same quantized values on CPU and GPU).
         public var weightFormat: String?
+        /// The CPU reference: "fp32" (fp32 activations, K/V and embedding) or "storage" (the CPU rounding weights,
+        /// activations and K/V to `dataType` at the GPU's store points: `LlamaModel.storageRounding`). nil: fp32.
+        public var cpuReference: String?
         public var newTokens: Int
         public var prompts: Int
         /// Prompts whose every generated token matches the CPU.
@@ -21,31 +25,63 @@ public enum GPUCheck {
         public var perPrompt: [GreedyComparison]
     }
 
+    /// Which CPU computation the GPU is compared against.
+    public enum CPUReference: String, CaseIterable, Sendable {
+        /// The CPU backend as it serves: fp32 activations, K/V and embedding; projection matrices in fp32 (or `weightFormat`).
+        case fp32
+        /// The CPU emulating the GPU's storage: every matrix in the GPU's type (int8/int4 groups kept), values rounded
+        /// to it where the GPU stores them (`LlamaModel.storageRounding`); for fp32 the same as `fp32`.
+        case storage
+    }
+
     /// Greedy `newTokens` per prompt on the CPU (weights dequantized to fp32) and on the GPU in `dataType`.
     /// With `weightFormat` (e.g. `.int8Group`) the CPU runs its projection matrices in that format and the GPU gets
     /// the same converted weights (quantized formats stay packed on the GPU, float ones become `dataType`).
+    /// Each data type is compared against each of `references`; a reference decodes each prompt once.
     public static func correctness(model path: String, prompts: [String], newTokens: Int, dataTypes: [CUDADataType],
-                                   weightFormat: WeightFormat? = nil, log: (String) -> Void = { _ in }) throws -> [Correctness] {
+                                   weightFormat: WeightFormat? = nil, references: [CPUReference] = [.fp32],
+                                   log: (String) -> Void = { _ in }) throws -> [Correctness] {
         let resolved = try ModelLocator.resolve(path)
         let cpu = try LLM(resolved, weightFormat: weightFormat ?? .f32)
         let ids = prompts.map { cpu.tokenizer.encode($0) }
         // The CPU reference runs once and is compared against every data type.
         let loaded = try ModelLoader.load(path: resolved, weightFormat: weightFormat)
-        return try dataTypes.map { type in
-            let gpu = try CUDALlama(config: loaded.model.config, weights: loaded.weights, dataType: type)
-            log("\(type.rawValue): GPU projection matrices \(gpu.weightFormat), \(gpu.weightBytes) bytes of weights")
-            var results: [GreedyComparison] = []
-            for (i, prompt) in ids.enumerated() {
-                let r = try GreedyComparison.run(reference: cpu.model, candidate: gpu, prompt: prompt, newTokens: newTokens)
-                log("\(type.rawValue) prompt \(i): \(r.identicalPrefix)/\(newTokens) identical, max |Δlogit| \(r.maxAbsLogitError)")
-                results.append(r)
+        var decoded: [String: [(tokens: [Int], logits: [[Float]])]] = [:]
+        func referenceRuns(_ reference: CPUReference, _ type: CUDADataType) throws -> [(tokens: [Int], logits: [[Float]])] {
+            let rounding: DType? = reference == .storage ? type.storageDType : nil
+            let key = rounding.map { "storage-\($0.rawValue)" } ?? "fp32"
+            if let done = decoded[key] { return done }
+            let model: CausalLM
+            if let rounding {
+                model = try LlamaModel(config: loaded.model.config, weights: loaded.weights, storageRounding: rounding)
+            } else {
+                model = cpu.model
             }
-            return Correctness(dataType: type.rawValue, weightFormat: (weightFormat ?? .f32).rawValue, newTokens: newTokens, prompts: prompts.count,
-                               promptsFullyIdentical: results.filter(\.allIdentical).count,
-                               minIdenticalPrefix: results.map(\.identicalPrefix).min() ?? 0,
-                               maxAbsLogitError: results.map(\.maxAbsLogitError).max() ?? 0,
-                               maxAbsLogit: results.map(\.maxAbsLogit).max() ?? 0, perPrompt: results)
+            let runs = try ids.map { try GreedyComparison.greedy(model, prompt: $0, newTokens: newTokens) }
+            decoded[key] = runs
+            return runs
         }
+        var reports: [Correctness] = []
+        for type in dataTypes {
+            let gpu = try CUDALlama(config: loaded.model.config, weights: loaded.weights, dataType: type)
+            log("\(type.rawValue): GPU projection matrices \(gpu.weightFormat), \(gpu.weightBytes) bytes of weights, \(gpu.options.summary)")
+            for reference in references {
+                let refs = try referenceRuns(reference, type)
+                var results: [GreedyComparison] = []
+                for (i, prompt) in ids.enumerated() {
+                    let r = try GreedyComparison.run(reference: refs[i], candidate: gpu, prompt: prompt, newTokens: newTokens)
+                    log("\(type.rawValue) vs CPU \(reference.rawValue) prompt \(i): \(r.identicalPrefix)/\(newTokens) identical, max |Δlogit| \(r.maxAbsLogitError)")
+                    results.append(r)
+                }
+                reports.append(Correctness(dataType: type.rawValue, weightFormat: (weightFormat ?? .f32).rawValue,
+                                           cpuReference: reference.rawValue, newTokens: newTokens, prompts: prompts.count,
+                                           promptsFullyIdentical: results.filter(\.allIdentical).count,
+                                           minIdenticalPrefix: results.map(\.identicalPrefix).min() ?? 0,
+                                           maxAbsLogitError: results.map(\.maxAbsLogitError).max() ?? 0,
+                                           maxAbsLogit: results.map(\.maxAbsLogit).max() ?? 0, perPrompt: results))
+            }
+        }
+        return reports
     }
 
     public struct Speed: Codable, Sendable {
@@ -123,5 +159,16 @@ public enum GPUCheck {
                      copyBytesPerSecond: bandwidth, rooflineStepsPerSecond: roofline, decode: decode,
                      decodeStepsPerSecond: decode.stepsPerSecond, fractionOfRoofline: decode.stepsPerSecond / roofline,
                      verify: verify)
+    }
+}
+
+extension CUDADataType {
+    /// The CPU storage type of this GPU type, for storage emulation.
+    var storageDType: DType {
+        switch self {
+        case .fp32: return .f32
+        case .fp16: return .f16
+        case .bf16: return .bf16
+        }
     }
 }

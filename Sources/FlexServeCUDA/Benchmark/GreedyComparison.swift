@@ -15,7 +15,14 @@ public struct GreedyComparison: Codable, Sendable {
     public var allIdentical: Bool { identicalPrefix == referenceTokens.count && tokens.count == referenceTokens.count }
 
     public static func run(reference: CausalLM, candidate: CausalLM, prompt: [Int], newTokens: Int) throws -> GreedyComparison {
-        let (refTokens, refLogits) = try greedy(reference, prompt: prompt, newTokens: newTokens)
+        try run(reference: greedy(reference, prompt: prompt, newTokens: newTokens), candidate: candidate, prompt: prompt,
+                newTokens: newTokens)
+    }
+
+    /// Against a reference decoded once (`greedy`), so several candidates can share it.
+    public static func run(reference: (tokens: [Int], logits: [[Float]]), candidate: CausalLM, prompt: [Int],
+                           newTokens: Int) throws -> GreedyComparison {
+        let (refTokens, refLogits) = reference
         let (tokens, logits) = try greedy(candidate, prompt: prompt, newTokens: newTokens)
         var same = 0
         while same < min(tokens.count, refTokens.count), tokens[same] == refTokens[same] { same += 1 }

@@ -9,6 +9,13 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
     let finalNorm: [Float]
     let lmHead: TensorView
     let rope: RotaryEmbedding
+    /// GPU storage emulation (opt-in, nil by default): the type (f16 or bf16) a GPU running this model stores its
+    /// weights and inter-kernel values in. The CPU then holds every matrix (embedding and head included) in that
+    /// type and rounds its fp32 buffers to it at the CUDA backend's store points: norm outputs, K and V (after RoPE,
+    /// before the cache), attention outputs, silu·up. Q, the residual stream, projection outputs and logits stay fp32,
+    /// as on the GPU. So the CPU computes the GPU's half-precision numerics with fp32 arithmetic in between: a
+    /// reference for `gpu-check correctness --cpu-reference storage`. Off: no rounding, no cost.
+    public let storageRounding: DType?
 
     struct LlamaLayer {
         let attentionNorm: [Float]
@@ -19,12 +26,23 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
         let gate, up, down: TensorView
     }
 
-    public init(config: ModelConfig, weights: WeightStore) throws {
+    public init(config: ModelConfig, weights: WeightStore, storageRounding: DType? = nil) throws {
         self.config = config
         let c = config
         let src = weights.source
+        if let r = storageRounding, !StorageRounding.supports(r) {
+            throw ModelError("storage rounding to \(r) is not supported (f16, bf16 or f32)")
+        }
+        let stored = storageRounding == .f32 ? nil : storageRounding
+        self.storageRounding = stored
         func matrix(_ name: String, _ rows: Int, _ cols: Int) throws -> TensorView {
-            try weights.tensor(name).expecting([rows, cols], name, in: src)
+            let t = try weights.tensor(name).expecting([rows, cols], name, in: src)
+            // Storage emulation: the GPU converts every matrix but int8/int4 groups (kept packed) to its type.
+            guard let stored, t.dtype != stored, t.dtype != .int8Group, t.dtype != .int4Group else { return t }
+            guard let converted = t.converted(to: stored) else {
+                throw WeightFileError(file: src, tensor: name, problem: "cannot be stored as \(stored)")
+            }
+            return converted
         }
         func vector(_ name: String, _ n: Int) throws -> [Float] {
             try weights.tensor(name).expecting([n], name, in: src).floats()
@@ -79,12 +97,19 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
         let q = FloatBuffer(T * qDim), k = FloatBuffer(T * kvDim), v = FloatBuffer(T * kvDim)
         let attended = FloatBuffer(T * qDim)
         let gate = FloatBuffer(T * c.intermediateSize), up = FloatBuffer(T * c.intermediateSize)
+        // The embedding rows need no rounding: with storage emulation the table itself is in the stored type.
         try embedding.lookup(batch.tokens.map(\.id), into: x.pointer)
         let scale = 1 / Float(c.headDim).squareRoot()
+        let rounding = storageRounding
+        /// A GPU store point: rounds the buffer to the emulated storage type (nothing when emulation is off).
+        func stored(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
+            if let rounding { StorageRounding.round(p, count: count, to: rounding) }
+        }
 
         for (l, layer) in layers.enumerated() {
             // Attention block.
             Normalization.rms(x.pointer, rows: T, dim: H, weight: layer.attentionNorm, eps: c.rmsNormEps, out: h.pointer)
+            stored(h.pointer, T * H)
             Linear.forward(x: h.pointer, tokens: T, projections: [
                 Linear.Projection(weight: layer.wq, bias: layer.bq?.pointer, out: q.pointer),
                 Linear.Projection(weight: layer.wk, bias: layer.bk?.pointer, out: k.pointer),
@@ -100,6 +125,9 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
                     }
                 }
             }
+            // The GPU's K/V cache holds the stored type; Q stays fp32 (rotated in place in the fp32 product output).
+            stored(k.pointer, T * kvDim)
+            stored(v.pointer, T * kvDim)
             let keys = cache.keys(layer: l), values = cache.values(layer: l)
             for t in 0..<T {
                 let s = Int(addressing.write[t]) * kvDim
@@ -109,20 +137,24 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
             Attention.forward(q: q.pointer, tokens: T, numHeads: c.numHeads, numKVHeads: c.numKVHeads, headDim: c.headDim,
                               keys: keys, values: values, slotStart: addressing.slotStart, slots: addressing.slots,
                               scale: scale, out: attended.pointer)
+            stored(attended.pointer, T * qDim)
             Linear.forward(x: attended.pointer, tokens: T, weight: layer.wo, out: h.pointer)
             axpy(1, h.pointer, x.pointer, T * H)
 
             // MLP block.
             Normalization.rms(x.pointer, rows: T, dim: H, weight: layer.mlpNorm, eps: c.rmsNormEps, out: h.pointer)
+            stored(h.pointer, T * H)
             Linear.forward(x: h.pointer, tokens: T, projections: [
                 Linear.Projection(weight: layer.gate, out: gate.pointer), Linear.Projection(weight: layer.up, out: up.pointer),
             ])
             Activation.siluMultiply(gate.pointer, up.pointer, count: T * c.intermediateSize)
+            stored(gate.pointer, T * c.intermediateSize)
             Linear.forward(x: gate.pointer, tokens: T, weight: layer.down, out: h.pointer)
             axpy(1, h.pointer, x.pointer, T * H)
         }
         return projectToVocabulary(x, batch: batch, norm: { rows, src, dst in
             Normalization.rms(src, rows: rows, dim: H, weight: finalNorm, eps: c.rmsNormEps, out: dst)
+            stored(dst, rows * H)
         }, head: lmHead)
     }
 
