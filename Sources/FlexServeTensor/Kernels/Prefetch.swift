@@ -1,4 +1,3 @@
-import Glibc
 /// LLVM's prefetch intrinsic. C's `_mm_prefetch` is a macro Swift cannot import, and the
 /// importable `_m_prefetch` is 3DNow!'s, which compiles to nothing on these CPUs.
 @_silgen_name("llvm.prefetch.p0")
@@ -6,7 +5,7 @@ private func llvmPrefetch(_ address: UnsafeRawPointer, _ write: Int32, _ localit
 
 public enum Prefetch {
     /// Bytes ahead of the current read that a weight stream asks for.
-    static let distance = Int(String(cString: getenv("FLEXSERVE_PREFETCH") ?? strdup("512")))!
+    static let distance = 512
 
     /// Asks for the cache line `distance` bytes past `p` (into all cache levels): with four rows
     /// streaming per core, the hardware prefetchers alone do not keep up.
