@@ -134,7 +134,7 @@ struct GPUSelfTestCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "selftest", abstract: "Random small LLaMA: GPU vs CPU logits through batching, tree verify and KV move.")
 
-    @Option(help: "Execution to check: env (as the environment sets it), cublas, or '+'-joined gemv, graphs, attn2, attn3, chunk4 (attn3 with 4-slot chunks), nr2 (e.g. gemv+graphs+attn3+nr2), int8 / int4 (FlexFlow-style group-quantized matrices on both sides), offload (layers streamed from pinned host memory).")
+    @Option(help: "Execution to check: env (the built-in default, gemv+graphs+attn3+nr2 with GEMV variant w4, as the FLEXSERVE_CUDA_* variables change it), cublas, or '+'-joined gemv, graphs, attn2, attn3, chunk4 (attn3 with 4-slot chunks), nr2 (e.g. gemv+graphs+attn3+nr2), int8 / int4 (FlexFlow-style group-quantized matrices on both sides), offload (layers streamed from pinned host memory).")
     var variant = "env"
 
     mutating func run() async throws {

@@ -22,16 +22,21 @@ final class CUDABackendTests: XCTestCase {
         for e in fp16.maxAbsError { XCTAssertLessThan(e, 5e-2) }
     }
 
-    /// The GEMV, CUDA graphs (captured and replayed) and the second attention kernel give the CPU's logits too.
+    /// cuBLAS, the GEMV, CUDA graphs (captured and replayed) and the second attention kernel alone, and the default
+    /// (GEMV w4, graphs, attention 3, norm/rope 2), also with the GEMV's base launch, give the CPU's logits too.
     func testExecutionVariantsMatchCPU() throws {
         guard let device = try? CUDADevice.shared() else { throw XCTSkip("no CUDA driver or GPU") }
-        let variants = [CUDALlama.Options(gemv: true), CUDALlama.Options(graphs: true),
-                        CUDALlama.Options(gemv: true, graphs: true, attention2: true)]
-        // The split attention (4-slot chunks: the selftest's lists span several) and the wide norm/rope kernels.
-        var split = CUDALlama.Options(gemv: true, graphs: true)
-        split.attention3 = true
+        func cublas(_ change: (inout CUDALlama.Options) -> Void) -> CUDALlama.Options {
+            var o = CUDALlama.Options.cublas
+            change(&o)
+            return o
+        }
+        let variants = [CUDALlama.Options.cublas, cublas { $0.gemv = true }, cublas { $0.graphs = true },
+                        cublas { $0.gemv = true; $0.graphs = true; $0.attention2 = true },
+                        CUDALlama.Options(), CUDALlama.Options(gemvVariant: "default")]
+        // The split attention with 4-slot chunks (the selftest's lists span several).
+        var split = CUDALlama.Options()
         split.attentionChunk = 4
-        split.normRope2 = true
         for options in variants + [split] {
             let r = try CUDASelfTest.run(device: device, dataType: .fp32, options: options)
             for e in r.maxAbsError { XCTAssertLessThan(e, 1e-3, options.summary) }

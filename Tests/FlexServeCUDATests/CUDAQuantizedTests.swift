@@ -38,11 +38,15 @@ final class CUDAQuantizedTests: XCTestCase {
 
     func testQuantizedWeightsAndOffloadMatchCPU() throws {
         guard let device = try? CUDADevice.shared() else { throw XCTSkip("no CUDA driver or GPU") }
-        for format in [DType.int8Group, .int4Group] {
-            let r = try CUDASelfTest.run(device: device, dataType: .fp32, options: CUDALlama.Options(), weightFormat: format)
-            for e in r.maxAbsError { XCTAssertLessThan(e, 1e-3, "\(format)") }
+        // cuBLAS and the default execution (GEMV, graphs, attention 3, norm/rope 2; with --offload without graphs).
+        for options in [CUDALlama.Options.cublas, CUDALlama.Options()] {
+            for format in [DType.int8Group, .int4Group] {
+                let r = try CUDASelfTest.run(device: device, dataType: .fp32, options: options, weightFormat: format)
+                for e in r.maxAbsError { XCTAssertLessThan(e, 1e-3, "\(format) \(options.summary)") }
+            }
+            let offloaded = try CUDASelfTest.run(device: device, dataType: .fp32, options: options, offload: true)
+            for e in offloaded.maxAbsError { XCTAssertLessThan(e, 1e-3, "offload \(options.summary)") }
+            XCTAssertEqual(offloaded.graphCaptures, 0, "offload runs without graphs")
         }
-        let offloaded = try CUDASelfTest.run(device: device, dataType: .fp32, options: CUDALlama.Options(), offload: true)
-        for e in offloaded.maxAbsError { XCTAssertLessThan(e, 1e-3, "offload") }
     }
 }

@@ -29,7 +29,7 @@ final class DecodeProfileTests: XCTestCase {
             XCTAssertTrue(GEMVKernelSource.code.contains("GEMVX_ALL(\(v.loads), \(v.warpsPerRow))"), v.name)
             XCTAssertEqual(8 % v.warpsPerRow, 0, v.name)
         }
-        XCTAssertEqual(CUDALlama.Options(gemv: true, gemvVariant: "w4").summary, "gemv<=8[w4]")
-        XCTAssertEqual(CUDALlama.Options(gemv: true).summary, "gemv<=8")
+        XCTAssertEqual(CUDALlama.Options(graphs: false, attention3: false, normRope2: false).summary, "gemv<=8[w4]")
+        XCTAssertEqual(CUDALlama.Options(graphs: false, attention3: false, normRope2: false, gemvVariant: "default").summary, "gemv<=8")
     }
 }

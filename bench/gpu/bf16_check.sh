@@ -14,6 +14,8 @@ LLAMA7B=${LLAMA7B:-/tmp/flexserve-llama7b-random}
 SMOL=/tmp/SmolLM2-135M-Instruct.Q4_1.gguf
 mkdir -p "$OUT" "$KEEP"
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# "default" = the built-in default: cuBLAS when this ran (results/bf16-storage, 2026-12-01/02); since 2026-12-02 GEMV w4 +
+# graphs + attention 3 + norm/RoPE 2 (cuBLAS: FLEXSERVE_CUDA_GEMV=0 FLEXSERVE_CUDA_GRAPHS=0 FLEXSERVE_CUDA_ATTENTION=1 FLEXSERVE_CUDA_NORM_ROPE=1).
 FAST="FLEXSERVE_CUDA_GEMV=1 FLEXSERVE_CUDA_GEMV_VARIANT=w8 FLEXSERVE_CUDA_GRAPHS=1 FLEXSERVE_CUDA_ATTENTION=3 FLEXSERVE_CUDA_NORM_ROPE=2"
 
 step() {  # NAME [VAR=value ...] COMMAND...: runs with a time limit; log to $KEEP/NAME.log

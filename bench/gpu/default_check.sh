@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Choosing the CUDA backend's default execution (issue 7): LLaMA-7B-shape fp16 decode vs the copy roofline, SmolLM2
-# greedy tokens vs the CPU, speculative SmolLM2 + ssms/smollm2-draft-a on the GPU, for the default (cuBLAS, spelled
-# out as $OLD), the candidate fast path $CAND (GEMV with its default launch variant, graphs, attention 3, norm/RoPE 2)
-# and $CAND with each other GEMV launch variant (w8, w4, w2, u8) and with FLEXSERVE_CUDA_GEMV_MAX_TOKENS=64.
-# The 2026-12-02 run (bench/gpu/results/default-candidates/) used a trial build whose built-in default was exactly $CAND
-# (the "0"/"1" spellings below switched its parts off) and ran with CAND= (empty); with the committed code, whose
-# default is still cuBLAS, keep CAND as set here. Every JSON records the execution it ran ("execution"). The payload (executable 21 MB, SmolLM2 GGUF 98 MB, draft GGUF 23 MB) reaches a warm machine in four
+# greedy tokens vs the CPU, speculative SmolLM2 + ssms/smollm2-draft-a on the GPU, for the built-in default ("default",
+# no variable: since 2026-12-02 GEMV launch variant w4 + graphs + attention 3 + norm/RoPE 2), cuBLAS (the default
+# before, spelled out as $OLD), the candidate C = $CAND (the same with the GEMV's base launch variant, spelled out),
+# and C with each other GEMV launch variant (w8, w4, w2, u8) and the default with FLEXSERVE_CUDA_GEMV_MAX_TOKENS=64.
+# The 2026-12-02 run (bench/gpu/results/default-candidates/) predates that default: it used a trial build whose
+# built-in default was C, and its "default" rows are C (with this script's settings: the "c" rows). Every JSON
+# records the execution it ran ("execution"). bench/gpu/default_w4_check.sh is the short confirmation of the new
+# default (bench/gpu/results/default-w4/). The payload (executable 21 MB, SmolLM2 GGUF 98 MB, draft GGUF 23 MB) reaches a warm machine in four
 # carried folders (a call carries 64 MiB), one per phase:
 #   PHASE=a  executable ($CARRY/flexserve.xz), GGUF part; starts writing the random LLaMA-7B model (setsid); selftests
 #   PHASE=b  GGUF part; 7B speeds (waits for the model writer)
@@ -24,9 +26,10 @@ FLEXSERVE=/tmp/flexserve
 P=bench/gpu/prompts.json
 mkdir -p "$OUT" "$KEEP" /tmp/smol-parts
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-# The settings: OLD = the default before this change, spelled out; the executable's default runs with no variable.
+# The settings: OLD = cuBLAS (the default before 2026-12-02), spelled out; CAND = C, spelled out; the executable's
+# default (C + w4) runs with no variable.
 OLD="FLEXSERVE_CUDA_GEMV=0 FLEXSERVE_CUDA_GRAPHS=0 FLEXSERVE_CUDA_ATTENTION=1 FLEXSERVE_CUDA_NORM_ROPE=1"
-CAND=${CAND-FLEXSERVE_CUDA_GEMV=1 FLEXSERVE_CUDA_GRAPHS=1 FLEXSERVE_CUDA_ATTENTION=3 FLEXSERVE_CUDA_NORM_ROPE=2}
+CAND=${CAND-FLEXSERVE_CUDA_GEMV=1 FLEXSERVE_CUDA_GEMV_VARIANT=default FLEXSERVE_CUDA_GRAPHS=1 FLEXSERVE_CUDA_ATTENTION=3 FLEXSERVE_CUDA_NORM_ROPE=2}
 
 step() {  # NAME [VAR=value ...] COMMAND...: with a time limit, a clean FLEXSERVE_CUDA_* environment; log $KEEP/NAME.log
     local name=$1; shift
@@ -48,7 +51,8 @@ a)
         setsid nohup python3 bench/gpu/make_llama7b.py "$LLAMA7B" /dev/null 128 0 > "$KEEP/make7b.log" 2>&1 < /dev/null &
     fi
     {
-      step selftest-env $CAND "$FLEXSERVE" gpu-check selftest
+      step selftest-env "$FLEXSERVE" gpu-check selftest
+      step selftest-c $CAND "$FLEXSERVE" gpu-check selftest
       step selftest-cublas "$FLEXSERVE" gpu-check selftest --variant cublas
       step selftest-old-env $OLD "$FLEXSERVE" gpu-check selftest
     } > "$KEEP/phase-a.log" 2>&1
@@ -62,14 +66,15 @@ b)
     {
       big() { local name=$1; shift; step "speed7b-$name" "$@" "$FLEXSERVE" gpu-check speed --model "$LLAMA7B" --data-type fp16 \
           --prompt-tokens 128 --decode-steps 128 --tree-sizes 1,8,16,32,64 --output "$KEEP/speed7b-$name.json"; }
-      big default $CAND
+      big default
+      big c $CAND
       big old $OLD
       big w8 $CAND FLEXSERVE_CUDA_GEMV_VARIANT=w8
       big w4 $CAND FLEXSERVE_CUDA_GEMV_VARIANT=w4
       big w2 $CAND FLEXSERVE_CUDA_GEMV_VARIANT=w2
       big u8 $CAND FLEXSERVE_CUDA_GEMV_VARIANT=u8
-      big default-gemv64 $CAND FLEXSERVE_CUDA_GEMV_MAX_TOKENS=64
-      big default-again $CAND
+      big default-gemv64 FLEXSERVE_CUDA_GEMV_MAX_TOKENS=64
+      big default-again
     } > "$KEEP/phase-b.log" 2>&1
     python3 - "$KEEP" <<'PY'
 import glob, json, os, sys
@@ -88,14 +93,15 @@ c)
     {
       cor() { local name=$1 types=$2 refs=$3; shift 3; step "correctness-$name" "$@" "$FLEXSERVE" gpu-check correctness --model "$SMOL" \
           --prompts $P --new-tokens 32 --data-types $types --cpu-reference $refs --output "$KEEP/correctness-$name.json"; }
-      cor default fp32,fp16,bf16 fp32,storage $CAND
+      cor default fp32,fp16,bf16 fp32,storage
+      cor c fp32,fp16 fp32 $CAND
       cor w4 fp32,fp16 fp32 $CAND FLEXSERVE_CUDA_GEMV_VARIANT=w4
       cor w2 fp32,fp16 fp32 $CAND FLEXSERVE_CUDA_GEMV_VARIANT=w2
       cor u8 fp32,fp16 fp32 $CAND FLEXSERVE_CUDA_GEMV_VARIANT=u8
       cor w8 fp32,fp16 fp32 $CAND FLEXSERVE_CUDA_GEMV_VARIANT=w8
       cor old fp32,fp16 fp32 $OLD
       for s in default old; do
-        E=$CAND; [ $s = old ] && E=$OLD
+        E=; [ $s = old ] && E=$OLD
         step smol-speed-$s $E "$FLEXSERVE" gpu-check speed --model "$SMOL" --data-type fp16 --prompt-tokens 128 --decode-steps 256 \
             --tree-sizes 1,4,8,16 --output "$KEEP/smol-speed-$s.json"
       done
@@ -109,8 +115,9 @@ d)
     {
       spec() { local name=$1; shift; step "spec-$name" "$@" "$FLEXSERVE" gpu-check speculative --model "$SMOL" --ssm-model /tmp/draft-a \
           --prompts $P --num-prompts 8 --max-new-tokens 128 --trees chain4,chain8,flexflow8 --output "$KEEP/spec-$name.json"; }
-      spec default $CAND
-      spec default-gemv64 $CAND FLEXSERVE_CUDA_GEMV_MAX_TOKENS=64
+      spec default
+      spec c $CAND
+      spec default-gemv64 FLEXSERVE_CUDA_GEMV_MAX_TOKENS=64
       spec old $OLD
       for v in w4 w2 u8 w8; do spec $v $CAND FLEXSERVE_CUDA_GEMV_VARIANT=$v; done
     } > "$KEEP/phase-d.log" 2>&1

@@ -9,6 +9,10 @@
 #   PHASE=7b       7B-shape decode with int8 and int4 weights vs the roofline of the bytes they stream; fp16 with
 #                  --offload vs the host-to-device bandwidth measured in the same run
 # Logs and JSON go to $OUT (the device tool's return folder) and /tmp/issue7 (kept while the machine is warm).
+# Steps without FLEXSERVE_CUDA_* variables run the built-in default: since 2026-12-02 GEMV (launch variant w4) +
+# graphs + attention 3 + norm/RoPE 2; the 2026-12-01 runs (results/issue7-run*) ran them with cuBLAS, the default
+# then: for that, put $CUBLAS in front of a step. FAST is the fastest dense setting (the default with GEMV w8);
+# selftest --variant NAME sets each part itself (int8 = cuBLAS + int8 weights).
 set -uo pipefail
 FLEXSERVE=${FLEXSERVE:-.gpu/flexserve}
 OUT=${OUT:-/tmp/issue7-out}
@@ -23,6 +27,7 @@ if [ "${PHASE}" != part ]; then
     cp -f "$FLEXSERVE" /tmp/flexserve 2>/dev/null
 fi
 FAST="FLEXSERVE_CUDA_GEMV=1 FLEXSERVE_CUDA_GEMV_VARIANT=w8 FLEXSERVE_CUDA_GRAPHS=1 FLEXSERVE_CUDA_ATTENTION=3 FLEXSERVE_CUDA_NORM_ROPE=2"
+CUBLAS="FLEXSERVE_CUDA_GEMV=0 FLEXSERVE_CUDA_GRAPHS=0 FLEXSERVE_CUDA_ATTENTION=1 FLEXSERVE_CUDA_NORM_ROPE=1"
 
 step() {  # NAME [VAR=value ...] COMMAND...: runs with a time limit; log to $OUT/NAME.log and $KEEP
     local name=$1; shift

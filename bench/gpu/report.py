@@ -12,9 +12,11 @@ def load(name):
 status = []
 if os.path.exists(os.path.join(folder, "status.tsv")):
     status = [line.rstrip("\n").split("\t") for line in open(os.path.join(folder, "status.tsv")) if line.strip()]
-names = ["correctness", "correctness-graphs", "correctness-gemv-graphs", "correctness-all", "smol-speed-cublas",
-         "smol-speed-gemv", "smol-speed-graphs", "smol-speed-gemv-graphs", "smol-speed-all", "spec-cublas", "spec-all",
-         "spec-gemv-graphs", "spec-gemv", "speed", "speed-gemv", "speed-gemv-graphs", "speed-all", "hf",
+# Plain names ("correctness", "speed") are the built-in default execution (GEMV w4 + graphs + attention 3 + norm/RoPE 2
+# since 2026-12-02; cuBLAS in results from before), "-cublas" the cuBLAS execution spelled out.
+names = ["correctness", "correctness-cublas", "correctness-graphs", "correctness-gemv-graphs", "correctness-all", "smol-speed-default",
+         "smol-speed-cublas", "smol-speed-gemv", "smol-speed-graphs", "smol-speed-gemv-graphs", "smol-speed-all", "spec-default",
+         "spec-cublas", "spec-all", "spec-gemv-graphs", "spec-gemv", "speed", "speed-cublas", "speed-gemv", "speed-gemv-graphs", "speed-all", "hf",
          "correctness-int8", "correctness-int4", "sampler", "speed-int8", "speed-int4", "speed-offload"]
 data = {n: load(n + ".json") for n in names}
 summary = {"steps": [{"name": s[0], "exit": s[1], "seconds": int(s[2]) if s[2].isdigit() else s[2]} for s in status], **data}
@@ -26,7 +28,7 @@ if status:
     print("steps: " + ", ".join(f"{s[0]} {'ok' if s[1] == '0' else ('SKIPPED' if s[1] == 'skipped' else 'FAILED(' + s[1] + ')')} {s[2]}s"
                                 for s in status))
 
-for name in ["correctness", "correctness-graphs", "correctness-gemv-graphs", "correctness-all", "correctness-int8", "correctness-int4"]:
+for name in ["correctness", "correctness-cublas", "correctness-graphs", "correctness-gemv-graphs", "correctness-all", "correctness-int8", "correctness-int4"]:
     rows = data[name]
     if not rows:
         continue
@@ -52,9 +54,9 @@ def speed_rows(title, keys):
               f"{100 * s['fractionOfRoofline']:10.1f}% | {graphs:17} | " + " ".join(f"{ms.get(n, float('nan')):6.2f}" for n in sizes))
 
 speed_rows("(d) SmolLM2-135M fp16, batch-1 decode and verify per execution",
-           ["smol-speed-cublas", "smol-speed-gemv", "smol-speed-graphs", "smol-speed-gemv-graphs", "smol-speed-all"])
+           ["smol-speed-default", "smol-speed-cublas", "smol-speed-gemv", "smol-speed-graphs", "smol-speed-gemv-graphs", "smol-speed-all"])
 
-for name in ["spec-cublas", "spec-all", "spec-gemv-graphs", "spec-gemv"]:
+for name in ["spec-default", "spec-cublas", "spec-all", "spec-gemv-graphs", "spec-gemv"]:
     rows = data[name]
     if not rows:
         continue
@@ -69,7 +71,7 @@ for name in ["spec-cublas", "spec-all", "spec-gemv-graphs", "spec-gemv"]:
               f"{r['report']['speedup']:6.2f}x | {spec['tokensPerLLMStep']:15.2f} | {spec['draftingSeconds']:10.2f} | "
               f"{spec['verifyingSeconds']:11.2f} | {spec['mismatches']}")
 
-big = ["speed", "speed-gemv", "speed-gemv-graphs", "speed-all"]
+big = ["speed", "speed-cublas", "speed-gemv", "speed-gemv-graphs", "speed-all"]
 speed = next((data[k] for k in big if data[k]), None)
 hf = data["hf"]
 if speed:

@@ -87,7 +87,7 @@ public enum GPUCheck {
     public struct Speed: Codable, Sendable {
         public var device: String
         public var dataType: String
-        /// Matrix products of few-token steps: "cublas", or "gemv" (FLEXSERVE_CUDA_GEMV=1).
+        /// Matrix products of few-token steps: "gemv" (the default), or "cublas" (FLEXSERVE_CUDA_GEMV=0).
         public var smallStepKernel: String
         /// `CUDALlama.Options.summary`: matrix-product path and whether steps replay CUDA graphs.
         public var execution: String?

@@ -1,6 +1,6 @@
 /// CUDA C for a weight-streaming matrix-vector product for steps of a few tokens (decode, small trees):
-/// one warp per weight row, 16-byte loads, every row read once for all of a launch's tokens. Opt-in
-/// (`FLEXSERVE_CUDA_GEMV=1`) until it is measured against cuBLAS on a GPU.
+/// one warp per weight row, 16-byte loads, every row read once for all of a launch's tokens. The default for
+/// steps of ≤ 8 tokens since 2026-12-02, in launch variant w4 (`FLEXSERVE_CUDA_GEMV=0`: cuBLAS instead).
 ///
 /// For Hopper's bandwidth each lane keeps four independent 16-byte weight loads in flight (one load at a
 /// time leaves the memory system mostly idle at batch 1), and weights bypass L1 (`L1::no_allocate`: each is

@@ -3,7 +3,8 @@ import FlexServeModels
 import FlexServeTensor
 
 /// LLaMA-family decoder (LLaMA 1/2/3, SmolLM2, Mistral, Qwen2) on one NVIDIA GPU, as `LlamaModel` computes it
-/// on the CPU: weights uploaded once in `dataType`, GEMMs through cuBLAS with fp32 accumulation, and the
+/// on the CPU: weights uploaded once in `dataType`, matrix products with fp32 accumulation (the package's GEMV for
+/// steps of ≤ 8 tokens by default, cuBLAS beyond; `Options`), and the
 /// package's own kernels for the rest. It conforms to `CausalLM`, so the request manager's continuous batching
 /// and speculative decoding drive it unchanged; its K/V live on the GPU at the host cache's slots.
 public final class CUDALlama: CausalLM, @unchecked Sendable {
@@ -14,7 +15,7 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
     public let weightBytes: Int
     let kernels: LlamaKernels
     let blas: CUBLAS
-    /// The weight-streaming GEMV for steps of few tokens, when enabled (`FLEXSERVE_CUDA_GEMV=1`); cuBLAS otherwise.
+    /// The weight-streaming GEMV for steps of few tokens, unless turned off (`FLEXSERVE_CUDA_GEMV=0`: cuBLAS).
     private(set) var gemv: GEMVKernel?
     public private(set) var options: Options
     /// Profiling hook (`DecodeProfile`): called with a category name before each part of a step is queued
@@ -72,6 +73,12 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
     ]
 
     /// How steps are executed; by default from the environment (`Options.environment`).
+    ///
+    /// The built-in default (`Options()`, since 2026-12-02) is the GEMV (launch variant w4) for steps of ≤ 8 tokens,
+    /// CUDA graphs, attention 3 and the wide norm/RoPE kernels: 77.6% of the copy roofline on the LLaMA-7B shape
+    /// (fp16, batch 1, H200) against 43.5% with cuBLAS, SmolLM2 fp32 and fp16 16/16 prompts identical to the CPU over
+    /// 32 greedy tokens (`bench/gpu/NOTES.md`). `Options.cublas` is the execution that was the default before.
+    /// With `--offload` the steps run without graphs whatever `graphs` says (the layer copies cross streams).
     public struct Options: Sendable, Equatable {
         /// Matrix products of steps of at most `gemvMaxTokens` tokens through the package's GEMV instead of cuBLAS.
         public var gemv: Bool
@@ -83,44 +90,66 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
         public var attention2: Bool
         /// Attention of steps of at most `attention3MaxTokens` tokens through `attention3` (split over chunks of each
         /// token's list, then combined in chunk order); larger steps take `attention2`. `FLEXSERVE_CUDA_ATTENTION=3`.
-        public var attention3: Bool = false
+        public var attention3: Bool
         public var attention3MaxTokens: Int = 64
         /// Smallest chunk of `attention3` (a token's chunk length is a multiple of it; `FLEXSERVE_CUDA_ATTENTION_CHUNK`).
         public var attentionChunk: Int = 32
         /// RMSNorm and RoPE through `rmsnorm2` / `rope_store2` (wide launches). `FLEXSERVE_CUDA_NORM_ROPE=2`.
-        public var normRope2: Bool = false
-        /// The GEMV's launch configuration: "default" or a name from `GEMVKernelSource.tuningVariants`.
+        public var normRope2: Bool
+        /// The GEMV's launch configuration: "default" (the kernel's base launch) or a name from
+        /// `GEMVKernelSource.tuningVariants`; w4 unless set.
         public var gemvVariant: String
 
-        public init(gemv: Bool = false, gemvMaxTokens: Int = 8, graphs: Bool = false, graphMaxTokens: Int = 32,
-                    attention2: Bool = false, gemvVariant: String = "default") {
+        public init(gemv: Bool = true, gemvMaxTokens: Int = 8, graphs: Bool = true, graphMaxTokens: Int = 32,
+                    attention2: Bool = false, attention3: Bool = true, normRope2: Bool = true, gemvVariant: String = "w4") {
             self.gemvVariant = gemvVariant
             self.gemv = gemv
             self.gemvMaxTokens = gemvMaxTokens
             self.graphs = graphs
             self.graphMaxTokens = graphMaxTokens
             self.attention2 = attention2
+            self.attention3 = attention3
+            self.normRope2 = normRope2
         }
 
-        /// `FLEXSERVE_CUDA_GEMV=1`, `FLEXSERVE_CUDA_GEMV_MAX_TOKENS`, `FLEXSERVE_CUDA_GRAPHS=1`, `FLEXSERVE_CUDA_GRAPH_MAX_TOKENS`,
-        /// `FLEXSERVE_CUDA_ATTENTION=2`, `FLEXSERVE_CUDA_GEMV_VARIANT` (default, u8, w2, w4, w8).
-        public static var environment: Options {
-            let env = ProcessInfo.processInfo.environment
-            var o = Options()
-            o.gemv = env["FLEXSERVE_CUDA_GEMV"] == "1"
-            if let n = env["FLEXSERVE_CUDA_GEMV_MAX_TOKENS"].flatMap({ Int($0) }), n > 0 { o.gemvMaxTokens = n }
-            o.graphs = env["FLEXSERVE_CUDA_GRAPHS"] == "1"
-            if let n = env["FLEXSERVE_CUDA_GRAPH_MAX_TOKENS"].flatMap({ Int($0) }), n > 0 { o.graphMaxTokens = n }
-            o.attention2 = env["FLEXSERVE_CUDA_ATTENTION"] == "2"
-            o.attention3 = env["FLEXSERVE_CUDA_ATTENTION"] == "3"
-            if let n = env["FLEXSERVE_CUDA_ATTENTION_CHUNK"].flatMap({ Int($0) }), n > 0 { o.attentionChunk = n }
-            if let n = env["FLEXSERVE_CUDA_ATTENTION3_MAX_TOKENS"].flatMap({ Int($0) }), n > 0 { o.attention3MaxTokens = n }
-            o.normRope2 = env["FLEXSERVE_CUDA_NORM_ROPE"] == "2"
-            if let v = env["FLEXSERVE_CUDA_GEMV_VARIANT"], !v.isEmpty { o.gemvVariant = v }
-            return o
+        /// cuBLAS for every product, no graphs, the first attention and norm/RoPE kernels: the default before
+        /// 2026-12-02 (`FLEXSERVE_CUDA_GEMV=0 FLEXSERVE_CUDA_GRAPHS=0 FLEXSERVE_CUDA_ATTENTION=1 FLEXSERVE_CUDA_NORM_ROPE=1`).
+        public static let cublas = Options(gemv: false, graphs: false, attention3: false, normRope2: false)
+
+        /// The built-in default changed by the environment: `FLEXSERVE_CUDA_GEMV=0|1`, `FLEXSERVE_CUDA_GEMV_MAX_TOKENS`,
+        /// `FLEXSERVE_CUDA_GEMV_VARIANT` (default, u8, w2, w4, w8), `FLEXSERVE_CUDA_GRAPHS=0|1`,
+        /// `FLEXSERVE_CUDA_GRAPH_MAX_TOKENS`, `FLEXSERVE_CUDA_ATTENTION=1|2|3`, `FLEXSERVE_CUDA_ATTENTION_CHUNK`,
+        /// `FLEXSERVE_CUDA_ATTENTION3_MAX_TOKENS`, `FLEXSERVE_CUDA_NORM_ROPE=1|2`.
+        public static var environment: Options { Options(environment: ProcessInfo.processInfo.environment) }
+
+        /// `Options()` with the `FLEXSERVE_CUDA_*` variables of `env` applied; an unset, empty or unrecognised
+        /// value leaves that part at its default.
+        public init(environment env: [String: String]) {
+            self.init()
+            func flag(_ name: String) -> Bool? { env[name] == "1" ? true : env[name] == "0" ? false : nil }
+            func count(_ name: String) -> Int? { env[name].flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil } }
+            if let on = flag("FLEXSERVE_CUDA_GEMV") { gemv = on }
+            if let n = count("FLEXSERVE_CUDA_GEMV_MAX_TOKENS") { gemvMaxTokens = n }
+            if let v = env["FLEXSERVE_CUDA_GEMV_VARIANT"], !v.isEmpty { gemvVariant = v }
+            if let on = flag("FLEXSERVE_CUDA_GRAPHS") { graphs = on }
+            if let n = count("FLEXSERVE_CUDA_GRAPH_MAX_TOKENS") { graphMaxTokens = n }
+            switch env["FLEXSERVE_CUDA_ATTENTION"] {
+            case "1": attention2 = false; attention3 = false
+            case "2": attention2 = true; attention3 = false
+            case "3": attention2 = false; attention3 = true
+            default: break
+            }
+            if let n = count("FLEXSERVE_CUDA_ATTENTION_CHUNK") { attentionChunk = n }
+            if let n = count("FLEXSERVE_CUDA_ATTENTION3_MAX_TOKENS") { attention3MaxTokens = n }
+            switch env["FLEXSERVE_CUDA_NORM_ROPE"] {
+            case "1": normRope2 = false
+            case "2": normRope2 = true
+            default: break
+            }
         }
 
-        /// A short name for reports: "cublas", "gemv<=8", "+graphs", "+attn2".
+        /// A short name for reports: "cublas", "gemv<=8" (base launch), "gemv<=8[w4]", "+graphs", "+attn2", "+attn3", "+nr2";
+        /// the default is "gemv<=8[w4]+graphs+attn3+nr2".
         public var summary: String {
             (gemv ? "gemv<=\(gemvMaxTokens)" + (gemvVariant == "default" ? "" : "[\(gemvVariant)]") : "cublas") + (graphs ? "+graphs" : "") + (attention2 ? "+attn2" : "")
                 + (attention3 ? "+attn3" + (attentionChunk == 32 ? "" : "[chunk \(attentionChunk)]") : "") + (normRope2 ? "+nr2" : "")
@@ -143,7 +172,9 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
         self.dataType = dataType
         kernels = try LlamaKernels(device: device, type: dataType)
         blas = try device.cublas()
+        // With --offload the steps run without graphs (`graphsApply`); say so in `options.summary` too.
         self.options = options
+        if offload { self.options.graphs = false }
         gemv = options.gemv ? try GEMVKernel(device: device, type: dataType, maxTokens: options.gemvMaxTokens,
                                              variant: options.gemvVariant) : nil
         let c = config, src = weights.source
