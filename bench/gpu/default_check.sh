@@ -31,16 +31,7 @@ export LD_LIBRARY_PATH=/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH
 OLD="FLEXSERVE_CUDA_GEMV=0 FLEXSERVE_CUDA_GRAPHS=0 FLEXSERVE_CUDA_ATTENTION=1 FLEXSERVE_CUDA_NORM_ROPE=1"
 CAND=${CAND-FLEXSERVE_CUDA_GEMV=1 FLEXSERVE_CUDA_GEMV_VARIANT=default FLEXSERVE_CUDA_GRAPHS=1 FLEXSERVE_CUDA_ATTENTION=3 FLEXSERVE_CUDA_NORM_ROPE=2}
 
-step() {  # NAME [VAR=value ...] COMMAND...: with a time limit, a clean FLEXSERVE_CUDA_* environment; log $KEEP/NAME.log
-    local name=$1; shift
-    echo; echo "== $name: $*"
-    local start=$SECONDS
-    timeout -k 10 "${STEP_TIMEOUT:-180}" env $(env | grep -o '^FLEXSERVE_CUDA_[A-Z0-9_]*' | sed 's/^/-u /') "$@" 2>&1 | tee "$KEEP/$name.log"
-    local rc=${PIPESTATUS[0]}
-    printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - start))" | tee -a "$KEEP/status.tsv"
-    [ "$rc" = 0 ] || echo "!! $name failed (exit $rc)"
-}
-back() { tar czf "$OUT/$PHASE.tgz" -C "$KEEP" .; }
+source bench/gpu/steps.sh
 
 cp -v "$CARRY"/part_* /tmp/smol-parts/ 2>/dev/null
 case "$PHASE" in

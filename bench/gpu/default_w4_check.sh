@@ -20,16 +20,7 @@ P=bench/gpu/prompts.json
 mkdir -p "$OUT" "$KEEP" /tmp/smol-parts
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
-step() {  # NAME COMMAND...: with a time limit and no FLEXSERVE_CUDA_* variable; log $KEEP/NAME.log
-    local name=$1; shift
-    echo; echo "== $name: $*"
-    local start=$SECONDS
-    timeout -k 10 "${STEP_TIMEOUT:-180}" env $(env | grep -o '^FLEXSERVE_CUDA_[A-Z0-9_]*' | sed 's/^/-u /') "$@" 2>&1 | tee "$KEEP/$name.log"
-    local rc=${PIPESTATUS[0]}
-    printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - start))" | tee -a "$KEEP/status.tsv"
-    [ "$rc" = 0 ] || echo "!! $name failed (exit $rc)"
-}
-back() { tar czf "$OUT/$PHASE.tgz" -C "$KEEP" .; }
+source bench/gpu/steps.sh
 
 cp -v "$CARRY"/g[123] /tmp/smol-parts/ 2>/dev/null
 case "$PHASE" in

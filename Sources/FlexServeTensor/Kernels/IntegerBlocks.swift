@@ -133,36 +133,38 @@ private func packHalfScales(_ blocks: (UnsafeRawPointer, UnsafeRawPointer, Unsaf
     return r
 }
 
-extension Q8_0Blocks: IntegerBlockFormat {
-    static var valueBits: Int { 8 }
+/// GGUF's scale-only formats: the block's fp16 scale first, `w = (u − zeroPoint)·d`, so `c = −zeroPoint·d`.
+/// The four rows' scales are packed side by side (8 bytes).
+protocol ScaleOnlyIntegerBlocks: IntegerBlockFormat {
+    static var zeroPoint: Float { get }
+}
+
+extension ScaleOnlyIntegerBlocks {
     static var quadHeaderBytes: Int { 8 }
+    static func packQuadHeader(_ blocks: (UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer),
+                               into header: UnsafeMutableRawPointer) {
+        packHalfScales(blocks, at: 0, into: header)
+    }
+    @inline(__always) static func quadScalesAndOffsets(_ header: UnsafeRawPointer) -> (SIMD4<Float>, SIMD4<Float>) {
+        let d = halves4(header)
+        return (d, d * -zeroPoint)
+    }
+}
+
+extension Q8_0Blocks: ScaleOnlyIntegerBlocks {
+    static var valueBits: Int { 8 }
+    static var zeroPoint: Float { 128 }
     static func integers(_ p: UnsafeRawPointer) -> SIMD32<UInt8> {
         var v = p.loadUnaligned(fromByteOffset: 2, as: SIMD32<UInt8>.self)
         for i in 0..<32 { v[i] ^= 0x80 }
         return v
     }
-    static func packQuadHeader(_ blocks: (UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer),
-                               into header: UnsafeMutableRawPointer) {
-        packHalfScales(blocks, at: 0, into: header)
-    }
-    @inline(__always) static func quadScalesAndOffsets(_ header: UnsafeRawPointer) -> (SIMD4<Float>, SIMD4<Float>) {
-        let d = halves4(header)
-        return (d, d * -128)
-    }
 }
 
-extension Q4_0Blocks: IntegerBlockFormat {
+extension Q4_0Blocks: ScaleOnlyIntegerBlocks {
     static var valueBits: Int { 4 }
-    static var quadHeaderBytes: Int { 8 }
+    static var zeroPoint: Float { 8 }
     static func integers(_ p: UnsafeRawPointer) -> SIMD32<UInt8> { nibbleBytes(p + 2) }
-    static func packQuadHeader(_ blocks: (UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer),
-                               into header: UnsafeMutableRawPointer) {
-        packHalfScales(blocks, at: 0, into: header)
-    }
-    @inline(__always) static func quadScalesAndOffsets(_ header: UnsafeRawPointer) -> (SIMD4<Float>, SIMD4<Float>) {
-        let d = halves4(header)
-        return (d, d * -8)
-    }
 }
 
 extension Q4_1Blocks: IntegerBlockFormat {
@@ -185,37 +187,30 @@ extension Q4_1Blocks: IntegerBlockFormat {
     }
 }
 
-/// The FlexFlow groups keep fp32 scales and minimums: d0…d3 then m0…m3.
-private func packFloatScalesAndMinimums(_ blocks: (UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer),
-                                        into header: UnsafeMutableRawPointer) {
-    for (k, block) in [blocks.0, blocks.1, blocks.2, blocks.3].enumerated() {
-        header.storeBytes(of: block.loadUnaligned(as: Float.self), toByteOffset: 4 * k, as: Float.self)
-        header.storeBytes(of: block.loadUnaligned(fromByteOffset: 4, as: Float.self), toByteOffset: 16 + 4 * k, as: Float.self)
+/// The FlexFlow groups: an fp32 scale and minimum first (`c = m`); the four rows' packed as d0…d3 then
+/// m0…m3 (32 bytes).
+protocol FloatGroupIntegerBlocks: IntegerBlockFormat {}
+
+extension FloatGroupIntegerBlocks {
+    static var quadHeaderBytes: Int { 32 }
+    static func packQuadHeader(_ blocks: (UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer),
+                               into header: UnsafeMutableRawPointer) {
+        for (k, block) in [blocks.0, blocks.1, blocks.2, blocks.3].enumerated() {
+            header.storeBytes(of: block.loadUnaligned(as: Float.self), toByteOffset: 4 * k, as: Float.self)
+            header.storeBytes(of: block.loadUnaligned(fromByteOffset: 4, as: Float.self), toByteOffset: 16 + 4 * k, as: Float.self)
+        }
+    }
+    @inline(__always) static func quadScalesAndOffsets(_ header: UnsafeRawPointer) -> (SIMD4<Float>, SIMD4<Float>) {
+        (header.load(as: SIMD4<Float>.self), header.load(fromByteOffset: 16, as: SIMD4<Float>.self))
     }
 }
 
-extension Int8GroupBlocks: IntegerBlockFormat {
+extension Int8GroupBlocks: FloatGroupIntegerBlocks {
     static var valueBits: Int { 8 }
-    static var quadHeaderBytes: Int { 32 }
     static func integers(_ p: UnsafeRawPointer) -> SIMD32<UInt8> { p.loadUnaligned(fromByteOffset: 8, as: SIMD32<UInt8>.self) }
-    static func packQuadHeader(_ blocks: (UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer),
-                               into header: UnsafeMutableRawPointer) {
-        packFloatScalesAndMinimums(blocks, into: header)
-    }
-    @inline(__always) static func quadScalesAndOffsets(_ header: UnsafeRawPointer) -> (SIMD4<Float>, SIMD4<Float>) {
-        (header.load(as: SIMD4<Float>.self), header.load(fromByteOffset: 16, as: SIMD4<Float>.self))
-    }
 }
 
-extension Int4GroupBlocks: IntegerBlockFormat {
+extension Int4GroupBlocks: FloatGroupIntegerBlocks {
     static var valueBits: Int { 4 }
-    static var quadHeaderBytes: Int { 32 }
     static func integers(_ p: UnsafeRawPointer) -> SIMD32<UInt8> { nibbleBytes(p + 8) }
-    static func packQuadHeader(_ blocks: (UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer),
-                               into header: UnsafeMutableRawPointer) {
-        packFloatScalesAndMinimums(blocks, into: header)
-    }
-    @inline(__always) static func quadScalesAndOffsets(_ header: UnsafeRawPointer) -> (SIMD4<Float>, SIMD4<Float>) {
-        (header.load(as: SIMD4<Float>.self), header.load(fromByteOffset: 16, as: SIMD4<Float>.self))
-    }
 }

@@ -1,0 +1,11 @@
+# Sourced by the phased GPU check scripts (default_check.sh, default_w4_check.sh); needs KEEP, OUT and PHASE.
+step() {  # NAME [VAR=value ...] COMMAND...: with a time limit, a clean FLEXSERVE_CUDA_* environment; log $KEEP/NAME.log
+    local name=$1; shift
+    echo; echo "== $name: $*"
+    local start=$SECONDS
+    timeout -k 10 "${STEP_TIMEOUT:-180}" env $(env | grep -o '^FLEXSERVE_CUDA_[A-Z0-9_]*' | sed 's/^/-u /') "$@" 2>&1 | tee "$KEEP/$name.log"
+    local rc=${PIPESTATUS[0]}
+    printf '%s\t%s\t%s\n' "$name" "$rc" "$((SECONDS - start))" | tee -a "$KEEP/status.tsv"
+    [ "$rc" = 0 ] || echo "!! $name failed (exit $rc)"
+}
+back() { tar czf "$OUT/$PHASE.tgz" -C "$KEEP" .; }
