@@ -40,11 +40,19 @@ public struct TensorView: @unchecked Sendable {
 public final class OwnedBuffer: @unchecked Sendable {
     public let pointer: UnsafeMutableRawPointer
     public let byteCount: Int
+    /// The huge-page region holding the bytes, or nil for ordinary heap memory.
+    private let region: HugePageArena.Region?
 
-    public init(byteCount: Int) {
+    /// - hugePages: for data streamed whole on every step (see `HugePageArena`).
+    public init(byteCount: Int, hugePages: Bool = false) {
         self.byteCount = byteCount
-        pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+        if hugePages {
+            (pointer, region) = HugePageArena.shared.allocate(byteCount: byteCount)
+        } else {
+            pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+            region = nil
+        }
     }
 
-    deinit { pointer.deallocate() }
+    deinit { if region == nil { pointer.deallocate() } }
 }

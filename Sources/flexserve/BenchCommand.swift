@@ -72,7 +72,7 @@ struct ThroughputBenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "throughput",
         abstract: "Prefill (512 tokens) and decode tokens/s per weight format, as fractions of measured bandwidth and FMA peak.",
-        discussion: "Decode is measured from a 16-token prompt (as llama-bench's tg) and again right after the prefill; each figure is the best of four segments (decode) or two runs (prefill), as the machine probes take their best pass.")
+        discussion: "Decode is measured from a 16-token prompt (as llama-bench's tg) and again right after the prefill; each figure is the best of eight segments (decode) or two runs (prefill), as the machine probes take their best pass. 'Of concurrent bandwidth' is the median over the short-prompt segments of each segment's GB/s over a bandwidth pass taken just before it (on a shared machine the best probe pass and the best decode segment may see different loads).")
 
     @Option(name: [.customLong("model"), .customLong("llm-model")]) var model: String
     @Option(help: "Comma-separated formats: stored, f32, f16, bf16, q8_0, q4_0, q4_1, int8, int4.") var formats = "stored,f32,q8_0,q4_1,int8,int4"
@@ -99,7 +99,7 @@ struct ThroughputBenchCommand: AsyncParsableCommand {
             }
             return a
         }
-        print("format     | acts | weight MB | prefill tok/s | prefill GFLOP/s | of FMA peak | decode tok/s | decode GB/s | of bandwidth | decode after prefill")
+        print("format     | acts | weight MB | prefill tok/s | prefill GFLOP/s | of FMA peak | decode tok/s | decode GB/s | of bandwidth | of concurrent bandwidth | decode after prefill")
         for name in formats.split(separator: ",").map(String.init) {
             let format = try WeightFormat.parse(name)
             for a in activationFormats {
@@ -107,9 +107,10 @@ struct ThroughputBenchCommand: AsyncParsableCommand {
                 let row = try ThroughputBenchmark.run(path: model, format: format, activations: a, machine: machine,
                                                       prefillTokens: prefillTokens, decodeTokens: decodeTokens)
                 rows.append(row)
-                print(String(format: "%-10@ | %4@ | %9.1f | %13.1f | %15.1f | %10.0f%% | %12.1f | %11.2f | %11.0f%% | %20.1f", name as NSString, a.rawValue as NSString,
-                             Double(row.weightBytes) / 1e6, row.prefillTokensPerSecond, row.prefillGFLOPs, row.prefillFractionOfFMAPeak * 100,
-                             row.decodeTokensPerSecond, row.decodeGBs, row.decodeFractionOfBandwidth * 100, row.decodeAfterPrefillTokensPerSecond))
+                print(String(format: "%-10@ | %4@ | %9.1f | %13.1f | %15.1f | %10.0f%% | %12.1f | %11.2f | %11.0f%% | %22.0f%% | %20.1f", name as NSString,
+                             a.rawValue as NSString, Double(row.weightBytes) / 1e6, row.prefillTokensPerSecond, row.prefillGFLOPs,
+                             row.prefillFractionOfFMAPeak * 100, row.decodeTokensPerSecond, row.decodeGBs, row.decodeFractionOfBandwidth * 100,
+                             row.decodeFractionOfConcurrentBandwidth * 100, row.decodeAfterPrefillTokensPerSecond))
             }
         }
         try writeJSON(Report(model: model, machine: machine, rows: rows), to: output)

@@ -1,8 +1,11 @@
 import Foundation
+import Synchronization
 import XCTest
 @testable import FlexServeTensor
 
 final class KernelTests: XCTestCase {
+    final class Claimed: Sendable { let count = Atomic<Int>(0) }
+
     /// ggml's block layouts, decoded by hand.
     func testDequantizeKnownBlocks() {
         var q8 = [UInt8](repeating: 0, count: 34)
@@ -116,6 +119,48 @@ final class KernelTests: XCTestCase {
                     XCTAssertEqual(one[r], exact[t * rows + r], accuracy: Float(0.01 * magnitude), "\(dtype) vs fp32 activations")
                 }
             }
+        }
+    }
+
+    /// Decoding shares a matrix of many quads between the threads, which take pieces from each other's
+    /// parts: every row is still computed once, with the bits of the multi-token path.
+    func testQ8DecodeOverManyQuadsMatchesMultiTokenPath() {
+        let (rows, cols, tokens) = (1029, 96, 3)
+        let weights = (0..<(rows * cols)).map { Float(sin(Double($0) * 0.013)) }
+        let x = (0..<(tokens * cols)).map { Float(cos(Double($0) * 0.7)) }
+        for dtype in [DType.q8_0, .q4_1] {
+            let tensor = TensorView.owned(weights, shape: [rows, cols]).converted(to: dtype)!.withIntegerDots()
+            var all = [Float](repeating: 0, count: tokens * rows)
+            x.withUnsafeBufferPointer { Linear.forward(x: $0.baseAddress!, tokens: tokens, weight: tensor, out: &all) }
+            for _ in 0..<20 {
+                for t in 0..<tokens {
+                    var one = [Float](repeating: .nan, count: rows)
+                    x.withUnsafeBufferPointer { Linear.forward(x: $0.baseAddress! + t * cols, tokens: 1, weight: tensor, out: &one) }
+                    XCTAssertEqual(one, Array(all[(t * rows)..<((t + 1) * rows)]), "\(dtype) token \(t)")
+                }
+            }
+        }
+    }
+
+    func testStealableRangesHandOutEveryItemOnce() {
+        let pool = ThreadPool(threads: 3)
+        for (total, parts, piece) in [(1000, 6, 7), (5, 6, 2), (0, 2, 3), (4096, 2, 1)] {
+            let hits = UnsafeMutablePointer<Int>.allocate(capacity: max(1, total))
+            hits.initialize(repeating: 0, count: max(1, total))
+            let ranges = StealableRanges(splitting: total, into: parts), claimed = Claimed()
+            // Owners take from the front of their parts while everyone takes from the backs of all parts.
+            pool.parallelFor(parts) { p in
+                func take(_ r: Range<Int>) {
+                    claimed.count.add(r.count, ordering: .relaxed)
+                    for i in r { hits[i] = 1 }
+                }
+                while let r = ranges.takeFront(p, piece) { take(r) }
+                for v in 0..<parts { while let r = ranges.takeBack(v, piece) { take(r) } }
+            }
+            // Every item claimed, and no more claims than items (so none twice).
+            XCTAssertTrue((0..<total).allSatisfy { hits[$0] == 1 }, "total \(total), parts \(parts)")
+            XCTAssertEqual(claimed.count.load(ordering: .relaxed), total)
+            hits.deallocate()
         }
     }
 

@@ -24,51 +24,10 @@ public struct MachineProbe: Codable, Sendable {
         return line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
     }
 
-    /// Best of several passes summing 512 MiB with every thread, each task reading its chunk as one
-    /// sequential stream, or as four interleaved streams with software prefetch (how the decode
-    /// kernels read weights; on this Zen 4 it reads ~40% faster), so the ceiling is the machine's,
-    /// not one access pattern's.
+    /// Best of eight `ReadProbe` passes.
     static func readBandwidth(pool: ThreadPool) -> Double {
-        let count = 128 << 20
-        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: count)
-        defer { buffer.deallocate() }
-        pool.parallelChunks(count, minChunk: 1 << 16) { r in (buffer + r.lowerBound).initialize(repeating: 1, count: r.count) }
-        @inline(__always) func sum(_ p: UnsafeRawPointer, _ i: Int) -> SIMD16<Float> {
-            p.loadUnaligned(fromByteOffset: i, as: SIMD16<Float>.self) + p.loadUnaligned(fromByteOffset: i + 64, as: SIMD16<Float>.self)
-        }
-        var best = 0.0
-        for pass in 0..<8 {
-            let streams = pass % 2 == 0 ? 1 : 4
-            let start = Date()
-            let sinks = UnsafeMutablePointer<Float>.allocate(capacity: 64)
-            sinks.initialize(repeating: 0, count: 64)
-            let chunks = pool.threadCount * 4
-            let size = count / chunks
-            pool.parallelFor(chunks) { c in
-                let p = UnsafeRawPointer(buffer + c * size)
-                var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
-                if streams == 1 {
-                    var i = 0
-                    while i < size * 4 {
-                        a0 += sum(p, i); a1 += sum(p, i + 128)
-                        i += 256
-                    }
-                } else {
-                    let quarter = size, q = (p, p + quarter, p + 2 * quarter, p + 3 * quarter)
-                    var i = 0
-                    while i < quarter {
-                        Prefetch.ahead(q.0 + i); Prefetch.ahead(q.1 + i); Prefetch.ahead(q.2 + i); Prefetch.ahead(q.3 + i)
-                        a0 += sum(q.0, i); a1 += sum(q.1, i); a2 += sum(q.2, i); a3 += sum(q.3, i)
-                        i += 128
-                    }
-                }
-                sinks[c % 64] += (a0 + a1 + a2 + a3).sum()
-            }
-            let seconds = Date().timeIntervalSince(start)
-            sinks.deallocate()
-            best = max(best, Double(count * 4) / seconds / 1e9)
-        }
-        return best
+        let probe = ReadProbe(pool: pool)
+        return (0..<8).map { probe.pass(streams: $0 % 2 == 0 ? 1 : 4) }.max()!
     }
 
     /// GFLOP/s of independent fp32 FMAs (two flops each) across the pool's threads: the better of

