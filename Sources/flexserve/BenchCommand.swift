@@ -8,7 +8,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks: speculative vs incremental decoding, throughput per weight format.",
-        subcommands: [SpeculativeBenchCommand.self, ThroughputBenchCommand.self],
+        subcommands: [SpeculativeBenchCommand.self, ThroughputBenchCommand.self, StreamingBenchCommand.self],
         defaultSubcommand: SpeculativeBenchCommand.self)
 }
 
@@ -72,7 +72,7 @@ struct ThroughputBenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "throughput",
         abstract: "Prefill (512 tokens) and decode tokens/s per weight format, as fractions of measured bandwidth and FMA peak.",
-        discussion: "Decode is measured from a 16-token prompt (as llama-bench's tg) and again right after the prefill; each figure is the best of eight segments (decode) or two runs (prefill), as the machine probes take their best pass. 'Of concurrent bandwidth' is the median over the short-prompt segments of each segment's GB/s over a bandwidth pass taken just before it (on a shared machine the best probe pass and the best decode segment may see different loads).")
+        discussion: "Decode is measured from a 16-token prompt (as llama-bench's tg) and again right after the prefill; each figure is the best of eight segments (decode) or two runs (prefill), as the machine probes take their best pass. 'Of concurrent bandwidth' decodes again with a bandwidth read of the same bytes after every step, and gives the median over eight segments of the steps' GB/s over the reads' (on a shared machine the best probe pass and the best decode segment may see different loads).")
 
     @Option(name: [.customLong("model"), .customLong("llm-model")]) var model: String
     @Option(help: "Comma-separated formats: stored, f32, f16, bf16, q8_0, q4_0, q4_1, int8, int4.") var formats = "stored,f32,q8_0,q4_1,int8,int4"
@@ -114,6 +114,33 @@ struct ThroughputBenchCommand: AsyncParsableCommand {
             }
         }
         try writeJSON(Report(model: model, machine: machine, rows: rows), to: output)
+        print("wrote \(output)")
+    }
+}
+
+/// `flexserve bench streaming`: the q8 decode kernels' streaming rate by dispatch size.
+struct StreamingBenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "streaming",
+        abstract: "q8 decode kernels' GB/s by how much one dispatch streams (40 MB of Q8_0 as matrices of 256 to 65,536 rows), against read bandwidth.")
+
+    @Option var passes = 20
+    @Option var output = "bench-streaming.json"
+
+    struct Report: Codable {
+        var readBandwidthGBs: Double
+        var rows: [StreamingBenchmark.Row]
+    }
+
+    mutating func run() async throws {
+        let (bandwidth, rows) = StreamingBenchmark.run(passes: passes)
+        print(String(format: "read bandwidth (best pass, same run): %.1f GB/s", bandwidth))
+        print("matrix rows | matrices per dispatch | KB per dispatch | GB/s | of bandwidth")
+        for r in rows {
+            print(String(format: "%11d | %21d | %15d | %4.1f | %11.0f%%", r.matrixRows, r.matricesPerDispatch, r.kilobytesPerDispatch,
+                         r.gigabytesPerSecond, r.fractionOfBandwidth * 100))
+        }
+        try writeJSON(Report(readBandwidthGBs: bandwidth, rows: rows), to: output)
         print("wrote \(output)")
     }
 }

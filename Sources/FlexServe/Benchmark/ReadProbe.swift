@@ -4,8 +4,8 @@ import FlexServeTensor
 /// Memory read bandwidth: every thread sums its chunk of a 512 MiB buffer (far larger than the
 /// caches), either as one sequential stream or as four interleaved streams with software prefetch
 /// (how the decode kernels read weights; on this Zen 4 it reads ~40% faster), so the ceiling is
-/// the machine's, not one access pattern's. The buffer is kept, so the benchmark can take passes
-/// between decode segments and compare each segment with the bandwidth of that moment.
+/// the machine's, not one access pattern's. The buffer is kept, so the benchmark can read slices of it
+/// between decode steps and compare the steps with the bandwidth of the same moments.
 final class ReadProbe {
     let pool: ThreadPool
     private let count = 128 << 20
@@ -21,12 +21,26 @@ final class ReadProbe {
         pool.parallelChunks(count, minChunk: 1 << 16) { r in (buffer + r.lowerBound).initialize(repeating: 1, count: r.count) }
     }
 
+    private var nextByte = 0
+
     /// GB/s of one pass over the buffer with `streams` (1 or 4) streams per task.
-    func pass(streams: Int) -> Double {
+    func pass(streams: Int) -> Double { read(floats: 0..<count, streams: streams) }
+
+    /// GB/s of reading about `bytes` (at most the buffer) with `streams` streams per task, from where the
+    /// previous call stopped, so successive calls read memory not in the caches.
+    func read(bytes: Int, streams: Int) -> Double {
+        let n = min(count, max(bytes / 4, 1 << 16)) / (pool.threadCount * 4 * 128) * (pool.threadCount * 4 * 128)
+        if nextByte / 4 + n > count { nextByte = 0 }
+        let start = nextByte / 4
+        nextByte += n * 4
+        return read(floats: start..<(start + n), streams: streams)
+    }
+
+    private func read(floats: Range<Int>, streams: Int) -> Double {
         @inline(__always) func sum(_ p: UnsafeRawPointer, _ i: Int) -> SIMD16<Float> {
             p.loadUnaligned(fromByteOffset: i, as: SIMD16<Float>.self) + p.loadUnaligned(fromByteOffset: i + 64, as: SIMD16<Float>.self)
         }
-        let buffer = buffer, count = count
+        let buffer = buffer + floats.lowerBound, count = floats.count
         let sinks = UnsafeMutablePointer<Float>.allocate(capacity: 64)
         defer { sinks.deallocate() }
         sinks.initialize(repeating: 0, count: 64)
@@ -55,7 +69,4 @@ final class ReadProbe {
         }
         return Double(count * 4) / Date().timeIntervalSince(start) / 1e9
     }
-
-    /// The better of a one-stream and a four-stream pass: the bandwidth available right now.
-    func now() -> Double { max(pass(streams: 1), pass(streams: 4)) }
 }

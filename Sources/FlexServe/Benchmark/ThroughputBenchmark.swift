@@ -18,9 +18,10 @@ public enum ThroughputBenchmark {
         public var decodeTokensPerSecond: Double
         public var decodeGBs: Double
         public var decodeFractionOfBandwidth: Double
-        /// The median over decode segments of each segment's GB/s over the read bandwidth measured
-        /// right before it: on a shared machine the probe's best pass and the decode's best segment
-        /// may come from different neighbours' loads (this VM's probe swings between 23 and 55 GB/s).
+        /// Decoding with a bandwidth probe read interleaved token by token (each step, then a read of as
+        /// many bytes): the median over eight segments of the steps' GB/s over the reads' GB/s. On a
+        /// shared machine the probe's best pass and the decode's best segment may see different
+        /// neighbours (this VM's probe swings between 23 and 59 GB/s); interleaved, both see the same.
         public var decodeFractionOfConcurrentBandwidth: Double
         /// Decoding right after the prefill, at a context of `prefillTokens` and more.
         public var decodeAfterPrefillTokensPerSecond: Double
@@ -47,41 +48,62 @@ public enum ThroughputBenchmark {
         let config = model.config
         let (bytes, params, headParams) = streamed(loaded.weights, config: config)
         let capacity = prefillTokens + decodeTokens + 1
-        let cache = model.makeCache(capacityTokens: 3 * (capacity + 64))  // three sequences, each rounded up to whole blocks
+        let cache = model.makeCache(capacityTokens: 4 * (capacity + 64))  // four sequences, each rounded up to whole blocks
         func prompt(_ n: Int) -> [Int] { (0..<n).map { ($0 * 7919 + 13) % config.vocabSize } }
 
-        /// Greedy decoding after `logits` (the prompt's), at positions from `start`, in eight equal segments:
-        /// the best segment's tokens per second, as the machine probes take their best pass (this machine is
-        /// shared; a neighbour's burst should not count against the kernels), and with a `probe`, the median
-        /// of each segment's streamed GB/s over a bandwidth pass taken just before it.
-        func decode(sequence: Int, start: Int, after logits: Logits, probe: ReadProbe? = nil) throws -> (best: Double, concurrent: Double) {
+        /// Tokens per second of greedy decoding after `logits` (the prompt's), at positions from `start`: the
+        /// best of eight equal segments, as the machine probes take their best pass (this machine is shared; a
+        /// neighbour's burst should not count against the kernels).
+        func decode(sequence: Int, start: Int, after logits: Logits) throws -> Double {
             var next = logits.withRow(0) { Sampler.argmax($0) }
             let segment = max(1, decodeTokens / 8)
-            var best = 0.0, fractions: [Double] = []
-            var bandwidth = probe?.now(), t0 = Date()
+            var best = 0.0, t0 = Date()
             for i in 0..<decodeTokens {
                 var step = Batch()
                 step.appendCausal([next], sequence: sequence, start: start + i, logits: .last)
                 next = try model.forward(step, cache: cache).withRow(0) { Sampler.argmax($0) }
                 if (i + 1) % segment == 0 {
-                    let rate = Double(segment) / Date().timeIntervalSince(t0)
-                    best = max(best, rate)
-                    if let probe, let b = bandwidth {
-                        fractions.append(Double(bytes) * rate / 1e9 / b)
-                        bandwidth = probe.now()
-                    }
+                    best = max(best, Double(segment) / Date().timeIntervalSince(t0))
                     t0 = Date()
                 }
             }
-            return (best, fractions.isEmpty ? .nan : fractions.sorted()[fractions.count / 2])
+            return best
+        }
+
+        /// `decodeFractionOfConcurrentBandwidth`: after each step, the probe reads the step's weight bytes (one
+        /// sequential stream and four prefetched streams per task, alternately; the faster counts).
+        func interleavedFraction(sequence: Int, start: Int, after logits: Logits, probe: ReadProbe) throws -> Double {
+            var next = logits.withRow(0) { Sampler.argmax($0) }
+            let segment = max(1, decodeTokens / 8)
+            var fractions: [Double] = []
+            var stepSeconds = 0.0, readSeconds = [0.0, 0.0], reads = [0, 0]
+            for i in 0..<decodeTokens {
+                var step = Batch()
+                step.appendCausal([next], sequence: sequence, start: start + i, logits: .last)
+                let t0 = Date()
+                next = try model.forward(step, cache: cache).withRow(0) { Sampler.argmax($0) }
+                stepSeconds += Date().timeIntervalSince(t0)
+                readSeconds[i % 2] += Double(bytes) / 1e9 / probe.read(bytes: bytes, streams: i % 2 == 0 ? 1 : 4)
+                reads[i % 2] += 1
+                if (i + 1) % segment == 0 {
+                    let bandwidth = (0..<2).map { reads[$0] == 0 ? 0 : Double(reads[$0] * bytes) / readSeconds[$0] }.max()!
+                    fractions.append(Double(segment * bytes) / stepSeconds / bandwidth)
+                    stepSeconds = 0; readSeconds = [0, 0]; reads = [0, 0]
+                }
+            }
+            return fractions.sorted()[fractions.count / 2]
         }
 
         // Decoding from a short prompt (llama-bench's "tg": the weights dominate what a step reads).
         try cache.reserve(sequence: 2, length: decodePrompt + decodeTokens + 1)
         var short = Batch()
         short.appendCausal(prompt(decodePrompt), sequence: 2, start: 0, logits: .last)
-        let (decodeRate, concurrentFraction) = try decode(sequence: 2, start: decodePrompt, after: try model.forward(short, cache: cache),
-                                                          probe: ReadProbe(pool: .shared))
+        let decodeRate = try decode(sequence: 2, start: decodePrompt, after: try model.forward(short, cache: cache))
+        try cache.reserve(sequence: 3, length: decodePrompt + decodeTokens + 1)
+        var again = Batch()
+        again.appendCausal(prompt(decodePrompt), sequence: 3, start: 0, logits: .last)
+        let concurrentFraction = try interleavedFraction(sequence: 3, start: decodePrompt, after: try model.forward(again, cache: cache),
+                                                         probe: ReadProbe(pool: .shared))
 
         // Prefill (the better of two runs), then decoding after it (each step also reads the long prompt's KV cache).
         var prefillSeconds = Double.infinity
@@ -94,7 +116,7 @@ public enum ThroughputBenchmark {
             logits = try model.forward(batch, cache: cache)
             prefillSeconds = min(prefillSeconds, Date().timeIntervalSince(t0))
         }
-        let longDecodeRate = try decode(sequence: 1, start: prefillTokens, after: logits!).best
+        let longDecodeRate = try decode(sequence: 1, start: prefillTokens, after: logits!)
 
         // 2 flops per weight per token for the projections (the vocabulary head runs for the last
         // token only); attention adds ~4·layers·hidden·position.
