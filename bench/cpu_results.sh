@@ -5,7 +5,7 @@
 # (`flexserve datasets build`) and, for the peer comparison, torch/transformers/gguf/accelerate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-B=.build/release/flexserve
+B=${FLEXSERVE:-.build/release/flexserve}
 M=models/SmolLM2-135M-Instruct.Q4_1.gguf
 date -u
 $B bench throughput --model $M --formats stored,f32,f16,q8_0,q4_1,int8,int4 --activations f32,q8 --output bench/results-throughput.json

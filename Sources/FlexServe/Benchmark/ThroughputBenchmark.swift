@@ -94,15 +94,19 @@ public enum ThroughputBenchmark {
             return fractions.sorted()[fractions.count / 2]
         }
 
+        /// The short prompt's logits in a fresh `sequence`.
+        func shortPrompt(sequence: Int) throws -> Logits {
+            cache.release(sequence: sequence)
+            try cache.reserve(sequence: sequence, length: decodePrompt + decodeTokens + 1)
+            var batch = Batch()
+            batch.appendCausal(prompt(decodePrompt), sequence: sequence, start: 0, logits: .last)
+            return try model.forward(batch, cache: cache)
+        }
+        // A warm-up run first, as llama-bench does: right after loading, the first steps ran up to 30% slower.
+        _ = try decode(sequence: 3, start: decodePrompt, after: try shortPrompt(sequence: 3))
         // Decoding from a short prompt (llama-bench's "tg": the weights dominate what a step reads).
-        try cache.reserve(sequence: 2, length: decodePrompt + decodeTokens + 1)
-        var short = Batch()
-        short.appendCausal(prompt(decodePrompt), sequence: 2, start: 0, logits: .last)
-        let decodeRate = try decode(sequence: 2, start: decodePrompt, after: try model.forward(short, cache: cache))
-        try cache.reserve(sequence: 3, length: decodePrompt + decodeTokens + 1)
-        var again = Batch()
-        again.appendCausal(prompt(decodePrompt), sequence: 3, start: 0, logits: .last)
-        let concurrentFraction = try interleavedFraction(sequence: 3, start: decodePrompt, after: try model.forward(again, cache: cache),
+        let decodeRate = try decode(sequence: 2, start: decodePrompt, after: try shortPrompt(sequence: 2))
+        let concurrentFraction = try interleavedFraction(sequence: 3, start: decodePrompt, after: try shortPrompt(sequence: 3),
                                                          probe: ReadProbe(pool: .shared))
 
         // Prefill (the better of two runs), then decoding after it (each step also reads the long prompt's KV cache).
