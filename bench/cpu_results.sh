@@ -9,6 +9,11 @@ B=${FLEXSERVE:-.build/release/flexserve}
 M=models/SmolLM2-135M-Instruct.Q4_1.gguf
 date -u
 $B bench throughput --model $M --formats stored,f32,f16,q8_0,q4_1,int8,int4 --activations f32,q8 --output bench/results-throughput.json
+$B bench streaming --output bench/results-streaming.json
+# The same decode kernels on megabyte-sized dispatches: TinyLlama-width layers with random weights.
+[ -d models/wide-llama-synthetic ] || python3 bench/make_wide_model.py models/wide-llama-synthetic
+$B bench throughput --model models/wide-llama-synthetic --formats q8_0,q4_1 --activations q8 --prefill-tokens 128 \
+    --output bench/results-throughput-wide.json
 python3 bench/hf_compare.py --threads 2 --formats f32,stored --activations f32,q8
 for a in f32 q8; do
     for f in stored int8 int4 q8_0; do $B perplexity --model $M --max-tokens 1023 --format $f --activations $a datasets/shakespeare.json; done
