@@ -5,7 +5,7 @@ import Darwin
 #endif
 import Synchronization
 
-/// Memory for data that is streamed whole on every step (packed weights, the KV cache), carved
+/// Memory for data that is written once and streamed whole on every step (packed weights), carved
 /// from 2 MiB-aligned regions the kernel is asked to back with transparent huge pages. A decode
 /// step reads ~100 MB: with 4 KiB pages that is ~25,000 TLB misses, each a page walk (a nested one
 /// under a hypervisor). Measured on this VM, in interleaved segments against the same model in
