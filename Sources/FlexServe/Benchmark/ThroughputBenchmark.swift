@@ -102,7 +102,7 @@ public enum ThroughputBenchmark {
             batch.appendCausal(prompt(decodePrompt), sequence: sequence, start: 0, logits: .last)
             return try model.forward(batch, cache: cache)
         }
-        // A warm-up run first, as llama-bench does: right after loading, the first steps ran up to 30% slower.
+        // A warm-up run first, as llama-bench does.
         _ = try decode(sequence: 3, start: decodePrompt, after: try shortPrompt(sequence: 3))
         // Decoding from a short prompt (llama-bench's "tg": the weights dominate what a step reads).
         let decodeRate = try decode(sequence: 2, start: decodePrompt, after: try shortPrompt(sequence: 2))

@@ -91,8 +91,11 @@ enum IntegerLinear {
     /// them side by side, prefetched ahead, taking pieces of `decodePieceBytes` from their fronts; when
     /// both are done it takes pieces from the backs of the other threads' parts (`StealableRanges`).
     /// A decode step makes ~120 of these dispatches of 0.3–2 MB: smaller tasks would each start cold
-    /// memory streams (four tasks per thread decoded 2–15% slower than one, measured in interleaved
-    /// segments), and one fixed task per thread leaves the faster core idle at every join.
+    /// memory streams (four tasks per thread decoded 1–15% slower than one, four streams per thread
+    /// 8–20% slower, measured in interleaved segments). With one fixed task per thread the threads
+    /// finished 1–2 ms apart per token; stealing brings that to 0.1–0.2 ms (at the same median speed:
+    /// memory is shared, so the idle core's bandwidth had gone to the other), and a core slowed by a
+    /// neighbour no longer holds up the step.
     static func decode<F: IntegerBlockFormat>(_: F.Type, _ a: Q8Activations, _ segments: UnsafeBufferPointer<Segment>,
                                               totalQuads: Int, pool: ThreadPool) {
         let threads = min(pool.threadCount, max(1, totalQuads / 16))
