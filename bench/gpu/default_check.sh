@@ -20,12 +20,6 @@ set -uo pipefail
 CARRY=${CARRY:?folder carried for this phase}
 OUT=${OUT:-/tmp/defcheck-out}
 KEEP=/tmp/defcheck
-LLAMA7B=/tmp/flexserve-llama7b-random
-SMOL=/tmp/SmolLM2-135M-Instruct.Q4_1.gguf
-FLEXSERVE=/tmp/flexserve
-P=bench/gpu/prompts.json
-mkdir -p "$OUT" "$KEEP" /tmp/smol-parts
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 # The settings: OLD = cuBLAS (the default before 2026-12-02), spelled out; CAND = C, spelled out; the executable's
 # default (C + w4) runs with no variable.
 OLD="FLEXSERVE_CUDA_GEMV=0 FLEXSERVE_CUDA_GRAPHS=0 FLEXSERVE_CUDA_ATTENTION=1 FLEXSERVE_CUDA_NORM_ROPE=1"

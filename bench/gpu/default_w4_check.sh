@@ -13,12 +13,6 @@ set -uo pipefail
 CARRY=${CARRY:?folder carried for this phase}
 OUT=${OUT:-/tmp/dw4-out}
 KEEP=/tmp/dw4
-LLAMA7B=/tmp/flexserve-llama7b-random
-SMOL=/tmp/SmolLM2-135M-Instruct.Q4_1.gguf
-FLEXSERVE=/tmp/flexserve
-P=bench/gpu/prompts.json
-mkdir -p "$OUT" "$KEEP" /tmp/smol-parts
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 
 source bench/gpu/steps.sh
 

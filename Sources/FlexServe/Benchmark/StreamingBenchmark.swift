@@ -4,8 +4,8 @@ import FlexServeTensor
 /// How fast the q8 decode kernels stream weights as a function of how much one dispatch streams:
 /// the same 40 MB of Q8_0 (576 columns, SmolLM2's width) as matrices of 256 to 65,536 rows, one
 /// dispatch each, and as 256-row matrices fused four to a dispatch (as Q/K/V and gate/up are), with
-/// a bandwidth pass in the same run. A decode step of a small model is ~120 dispatches of
-/// 0.3–2 MB, so this says how much of the gap to the probe is the size of the model's matrices.
+/// a bandwidth pass in the same run. A decode step of a small model is ~120 projection dispatches
+/// of 0.35–2 MB, so this says how much of the gap to the probe is the size of the model's matrices.
 public enum StreamingBenchmark {
     public struct Row: Codable, Sendable {
         public var matrixRows: Int

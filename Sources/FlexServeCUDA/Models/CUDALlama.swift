@@ -75,7 +75,7 @@ public final class CUDALlama: CausalLM, @unchecked Sendable {
     /// How steps are executed; by default from the environment (`Options.environment`).
     ///
     /// The built-in default (`Options()`, since 2026-12-02) is the GEMV (launch variant w4) for steps of ≤ 8 tokens,
-    /// CUDA graphs, attention 3 and the wide norm/RoPE kernels: 77.6% of the copy roofline on the LLaMA-7B shape
+    /// CUDA graphs, attention 3 and the wide norm/RoPE kernels: 76.3–77.6% of the copy roofline (two runs) on the LLaMA-7B shape
     /// (fp16, batch 1, H200) against 43.5% with cuBLAS, SmolLM2 fp32 and fp16 16/16 prompts identical to the CPU over
     /// 32 greedy tokens (`bench/gpu/NOTES.md`). `Options.cublas` is the execution that was the default before.
     /// With `--offload` the steps run without graphs whatever `graphs` says (the layer copies cross streams).
