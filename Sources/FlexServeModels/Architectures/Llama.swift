@@ -128,15 +128,12 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
             // The GPU's K/V cache holds the stored type; Q stays fp32 (rotated in place in the fp32 product output).
             stored(k.pointer, T * kvDim)
             stored(v.pointer, T * kvDim)
-            let keys = cache.keys(layer: l), values = cache.values(layer: l)
             for t in 0..<T {
-                let s = Int(addressing.write[t]) * kvDim
-                (keys + s).update(from: k.pointer + t * kvDim, count: kvDim)
-                (values + s).update(from: v.pointer + t * kvDim, count: kvDim)
+                cache.write(layer: l, slot: Int(addressing.write[t]), keys: k.pointer + t * kvDim, values: v.pointer + t * kvDim)
             }
             Attention.forward(q: q.pointer, tokens: T, numHeads: c.numHeads, numKVHeads: c.numKVHeads, headDim: c.headDim,
-                              keys: keys, values: values, slotStart: addressing.slotStart, slots: addressing.slots,
-                              scale: scale, out: attended.pointer)
+                              keys: cache.keys(layer: l), values: cache.values(layer: l), slotStart: addressing.slotStart, slots: addressing.slots,
+                              scale: scale, out: attended.pointer, layout: cache.layout)
             stored(attended.pointer, T * qDim)
             Linear.forward(x: attended.pointer, tokens: T, weight: layer.wo, out: h.pointer)
             axpy(1, h.pointer, x.pointer, T * H)

@@ -201,22 +201,18 @@ func cachedAttention(layer l: Int, cache: PagedKVCache, addressing a: PagedKVCac
                      tokens T: Int, heads: Int, kvHeads: Int, headDim: Int, scale: Float,
                      alibiSlopes: [Float]? = nil, out: UnsafeMutablePointer<Float>) {
     let kvDim = kvHeads * headDim
-    let keys = cache.keys(layer: l), values = cache.values(layer: l)
-    for t in 0..<T {
-        let s = Int(a.write[t]) * kvDim
-        (keys + s).update(from: k + t * kvDim, count: kvDim)
-        (values + s).update(from: v + t * kvDim, count: kvDim)
-    }
+    for t in 0..<T { cache.write(layer: l, slot: Int(a.write[t]), keys: k + t * kvDim, values: v + t * kvDim) }
     a.slotStart.withUnsafeBufferPointer { slotStart in
         a.slots.withUnsafeBufferPointer { slots in
             a.slotPositions.withUnsafeBufferPointer { slotPositions in
                 a.queryPositions.withUnsafeBufferPointer { queryPositions in
                     let run = { (slopes: UnsafePointer<Float>?) in
                         Attention.forward(q: q, tokens: T, numHeads: heads, numKVHeads: kvHeads, headDim: headDim,
-                                          keys: keys, values: values, slotStart: slotStart.baseAddress!,
+                                          keys: cache.keys(layer: l), values: cache.values(layer: l), slotStart: slotStart.baseAddress!,
                                           slots: slots.baseAddress ?? UnsafePointer(bitPattern: 0x10)!,
                                           scale: scale, out: out, alibiSlopes: slopes,
-                                          queryPositions: queryPositions.baseAddress, slotPositions: slotPositions.baseAddress)
+                                          queryPositions: queryPositions.baseAddress, slotPositions: slotPositions.baseAddress,
+                                          layout: cache.layout)
                     }
                     if let alibiSlopes { alibiSlopes.withUnsafeBufferPointer { run($0.baseAddress) } } else { run(nil) }
                 }

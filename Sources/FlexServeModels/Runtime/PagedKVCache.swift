@@ -15,6 +15,11 @@ public final class PagedKVCache: @unchecked Sendable {
     public let blockCount: Int
     let keys: [OwnedBuffer]
     let values: [OwnedBuffer]
+    /// Each layer's keys (and values) head by head, `[kvHead][slot][headDim]`: a decode step's attention
+    /// reads one head's keys over a sequence as one run, where the token-major layout put them 768 bytes
+    /// apart (SmolLM2) and the prefetchers pulled in the other heads' rows with them. Measured in interleaved
+    /// segments of one decode: 3.8% faster steps, 29 of 38 segment pairs.
+    public let layout: KVLayout
     private var freeBlocks: [Int32]
     /// The position (as `Batch.Token.position`) of the token whose K/V each physical slot holds, recorded
     /// by `positionedAddressing` at write time: ALiBi and sliding windows need keys' positions, which differ
@@ -37,6 +42,7 @@ public final class PagedKVCache: @unchecked Sendable {
         // (measured: the demo ran 15-25% slower with the cache in huge pages).
         keys = (0..<layers).map { _ in OwnedBuffer(byteCount: bytes) }
         values = (0..<layers).map { _ in OwnedBuffer(byteCount: bytes) }
+        layout = .planar(slots: blockCount * blockSize, headDim: headDim)
         freeBlocks = (0..<Int32(blockCount)).reversed()
         slotPositions = [Int32](repeating: 0, count: blockCount * blockSize)
     }
@@ -85,12 +91,13 @@ public final class PagedKVCache: @unchecked Sendable {
     public func move(sequence: Int, from: Int, to: Int) {
         if from == to { return }
         let src = Int(slot(sequence: sequence, index: from)), dst = Int(slot(sequence: sequence, index: to))
-        let stride = kvHeads * headDim
         for l in 0..<layers {
-            let k = keys[l].pointer.assumingMemoryBound(to: Float.self)
-            let v = values[l].pointer.assumingMemoryBound(to: Float.self)
-            (k + dst * stride).update(from: k + src * stride, count: stride)
-            (v + dst * stride).update(from: v + src * stride, count: stride)
+            let k = keys(layer: l), v = values(layer: l)
+            for h in 0..<kvHeads {
+                let from = layout.offset(slot: src, head: h), to = layout.offset(slot: dst, head: h)
+                (k + to).update(from: k + from, count: headDim)
+                (v + to).update(from: v + from, count: headDim)
+            }
         }
         slotPositions[dst] = slotPositions[src]
         moveObserver?(Int32(src), Int32(dst))
@@ -98,6 +105,17 @@ public final class PagedKVCache: @unchecked Sendable {
 
     public func keys(layer: Int) -> UnsafeMutablePointer<Float> { keys[layer].pointer.assumingMemoryBound(to: Float.self) }
     public func values(layer: Int) -> UnsafeMutablePointer<Float> { values[layer].pointer.assumingMemoryBound(to: Float.self) }
+
+    /// Stores one token's keys and values (`[kvHead][headDim]` each) at `slot` of `layer`.
+    @inline(__always)
+    public func write(layer: Int, slot: Int, keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>) {
+        let keys = keys(layer: layer), values = values(layer: layer)
+        for h in 0..<kvHeads {
+            let o = layout.offset(slot: slot, head: h)
+            (keys + o).update(from: k + h * headDim, count: headDim)
+            (values + o).update(from: v + h * headDim, count: headDim)
+        }
+    }
 
     /// Physical slots for a batch: where each token writes, and the flattened list of slots each token reads.
     public func addressing(for batch: Batch) throws -> (write: [Int32], slotStart: [Int32], slots: [Int32]) {

@@ -7,7 +7,7 @@ import Foundation
 public enum Attention {
     static let splitMinimumKeys = 256
 
-    /// - q: `[tokens][numHeads][headDim]`; keys/values: `[slot][numKVHeads][headDim]`.
+    /// - q: `[tokens][numHeads][headDim]`; keys/values: placed by `layout` (nil: `[slot][numKVHeads][headDim]`).
     /// - visible: slots of token t are `slots[slotStart[t]..<slotStart[t+1]]`.
     /// - out: `[tokens][numHeads][headDim]`.
     /// - alibiSlopes: ALiBi (`[numHeads]`): head h's score gets `slope[h] · (keyPosition − queryPosition)`, with the
@@ -17,9 +17,9 @@ public enum Attention {
                                slotStart: UnsafePointer<Int32>, slots: UnsafePointer<Int32>,
                                scale: Float, out: UnsafeMutablePointer<Float>, pool: ThreadPool = .shared,
                                alibiSlopes: UnsafePointer<Float>? = nil, queryPositions: UnsafePointer<Int32>? = nil,
-                               slotPositions: UnsafePointer<Int32>? = nil) {
+                               slotPositions: UnsafePointer<Int32>? = nil, layout: KVLayout? = nil) {
         let group = numHeads / numKVHeads
-        let kvStride = numKVHeads * headDim
+        let slotStride = layout?.slotStride ?? numKVHeads * headDim, headStride = layout?.headStride ?? headDim
         // Work comes in sets of up to three query heads of one KV head: each key and value row is
         // read once for the three heads (they share it under grouped-query attention), with 12
         // and 24 independent sums in registers. Every head's arithmetic is the same as alone.
@@ -27,7 +27,7 @@ public enum Attention {
         let sets = tokens * numKVHeads * headSets
         if sets == 0 { return }
         let a = Args(q: q, numHeads: numHeads, group: group, headSets: headSets, numKVHeads: numKVHeads, headDim: headDim,
-                     kvStride: kvStride, keys: keys, values: values, slotStart: slotStart, slots: slots, scale: scale,
+                     slotStride: slotStride, headStride: headStride, keys: keys, values: values, slotStart: slotStart, slots: slots, scale: scale,
                      alibiSlopes: alibiSlopes, queryPositions: queryPositions, slotPositions: slotPositions)
         if sets < 2 * pool.threadCount, Int(slotStart[tokens] - slotStart[0]) >= splitMinimumKeys {
             // Few sets over many keys (decoding a long sequence): one set per task would leave cores
@@ -46,13 +46,13 @@ public enum Attention {
                 for k in 0..<set.count { inv[k] = a.normalize(set, head: k, scores + k * set.n) }
                 var d = 0
                 if set.count == 3 {
-                    d = weightedValues3((scores, scores + set.n, scores + 2 * set.n), inv, n: set.n, values: values + set.kvHead * headDim,
-                                        slots: slots + set.lo, kvStride: kvStride, headDim: headDim,
+                    d = weightedValues3((scores, scores + set.n, scores + 2 * set.n), inv, n: set.n, values: values + set.kvHead * headStride,
+                                        slots: slots + set.lo, slotStride: slotStride, headDim: headDim,
                                         out: (out + set.outOffset(0, a), out + set.outOffset(1, a), out + set.outOffset(2, a)))
                 }
                 for k in 0..<set.count where d < headDim {
-                    weightedValues(scores + k * set.n, inv[k], n: set.n, values: values + set.kvHead * headDim + d, slots: slots + set.lo,
-                                   kvStride: kvStride, headDim: headDim - d, out: out + set.outOffset(k, a) + d)
+                    weightedValues(scores + k * set.n, inv[k], n: set.n, values: values + set.kvHead * headStride + d, slots: slots + set.lo,
+                                   slotStride: slotStride, headDim: headDim - d, out: out + set.outOffset(k, a) + d)
                 }
             }
         }
@@ -82,7 +82,7 @@ public enum Attention {
                     let i = task / columnChunks, set = a.set(i), d = task % columnChunks * 32
                     for k in 0..<set.count {
                         weightedValues(scoresBase + offsets[i] + k * set.n, invs[4 * i + k], n: set.n,
-                                       values: a.values + set.kvHead * a.headDim + d, slots: a.slots + set.lo, kvStride: a.kvStride,
+                                       values: a.values + set.kvHead * a.headStride + d, slots: a.slots + set.lo, slotStride: a.slotStride,
                                        headDim: min(32, a.headDim - d), out: out + set.outOffset(k, a) + d)
                     }
                 }
@@ -93,7 +93,7 @@ public enum Attention {
     /// The inputs of `forward`, and the steps every path shares.
     struct Args {
         let q: UnsafePointer<Float>
-        let numHeads: Int, group: Int, headSets: Int, numKVHeads: Int, headDim: Int, kvStride: Int
+        let numHeads: Int, group: Int, headSets: Int, numKVHeads: Int, headDim: Int, slotStride: Int, headStride: Int
         let keys: UnsafePointer<Float>, values: UnsafePointer<Float>
         let slotStart: UnsafePointer<Int32>, slots: UnsafePointer<Int32>
         let scale: Float
@@ -123,11 +123,11 @@ public enum Attention {
             var j = range.lowerBound
             while j < range.upperBound {
                 func key(_ k: Int) -> UnsafePointer<Float> {
-                    keys + Int(slots[s.lo + min(j + k, s.n - 1)]) * kvStride + s.kvHead * headDim
+                    keys + Int(slots[s.lo + min(j + k, s.n - 1)]) * slotStride + s.kvHead * headStride
                 }
                 if j + keysAhead < s.n {
-                    prefetchRows(keys + s.kvHead * headDim, slots + s.lo + j + keysAhead, count: min(4, s.n - j - keysAhead),
-                                 kvStride: kvStride, headDim: headDim)
+                    prefetchRows(keys + s.kvHead * headStride, slots + s.lo + j + keysAhead, count: min(4, s.n - j - keysAhead),
+                                 slotStride: slotStride, headDim: headDim)
                 }
                 let r = RowDot.threeTokens(query(0), query(1), query(2), (key(0), key(1), key(2), key(3)), headDim)
                 let (s0, s1, s2) = (r.0 * scale, r.1 * scale, r.2 * scale)
@@ -158,18 +158,18 @@ public enum Attention {
     @inline(__always)
     static func weightedValues3(_ scores: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>),
                                 _ inv: SIMD4<Float>, n: Int, values: UnsafePointer<Float>, slots: UnsafePointer<Int32>,
-                                kvStride: Int, headDim: Int,
+                                slotStride: Int, headDim: Int,
                                 out: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)) -> Int {
         var d = 0
         while d + 64 <= headDim {
             var a = (SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>())
             var b = a, c = a
             for j in 0..<n {
-                if d == 0, j + keysAhead < n { prefetchRows(values, slots + j + keysAhead, count: 1, kvStride: kvStride, headDim: headDim) }
+                if d == 0, j + keysAhead < n { prefetchRows(values, slots + j + keysAhead, count: 1, slotStride: slotStride, headDim: headDim) }
                 let p = SIMD8<Float>(repeating: scores.0[j] * inv[0])
                 let q = SIMD8<Float>(repeating: scores.1[j] * inv[1])
                 let r = SIMD8<Float>(repeating: scores.2[j] * inv[2])
-                let v = values + Int(slots[j]) * kvStride + d
+                let v = values + Int(slots[j]) * slotStride + d
                 @inline(__always) func step(_ x: inout SIMD8<Float>, _ y: inout SIMD8<Float>, _ z: inout SIMD8<Float>, _ o: Int) {
                     let w = RowDot.load(v, o)
                     x = x.addingProduct(p, w); y = y.addingProduct(q, w); z = z.addingProduct(r, w)
@@ -197,9 +197,9 @@ public enum Attention {
 
     /// Prefetches the first `headDim` floats of the `count` rows named by `slots`.
     @inline(__always)
-    static func prefetchRows(_ base: UnsafePointer<Float>, _ slots: UnsafePointer<Int32>, count: Int, kvStride: Int, headDim: Int) {
+    static func prefetchRows(_ base: UnsafePointer<Float>, _ slots: UnsafePointer<Int32>, count: Int, slotStride: Int, headDim: Int) {
         for k in 0..<count {
-            let row = UnsafeRawPointer(base + Int(slots[k]) * kvStride)
+            let row = UnsafeRawPointer(base + Int(slots[k]) * slotStride)
             for offset in stride(from: 0, to: headDim * 4, by: 64) { Prefetch.line(row + offset) }
         }
     }
@@ -229,14 +229,14 @@ public enum Attention {
     /// across all slots (the same multiply-adds per element as accumulating row by row in memory).
     @inline(__always)
     static func weightedValues(_ scores: UnsafePointer<Float>, _ inv: Float, n: Int, values: UnsafePointer<Float>,
-                               slots: UnsafePointer<Int32>, kvStride: Int, headDim: Int, out: UnsafeMutablePointer<Float>) {
+                               slots: UnsafePointer<Int32>, slotStride: Int, headDim: Int, out: UnsafeMutablePointer<Float>) {
         var d = 0
         while d + 32 <= headDim {
             var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
             for j in 0..<n {
-                if d == 0, j + keysAhead < n { prefetchRows(values, slots + j + keysAhead, count: 1, kvStride: kvStride, headDim: headDim) }
+                if d == 0, j + keysAhead < n { prefetchRows(values, slots + j + keysAhead, count: 1, slotStride: slotStride, headDim: headDim) }
                 let p = SIMD8<Float>(repeating: scores[j] * inv)
-                let v = values + Int(slots[j]) * kvStride + d
+                let v = values + Int(slots[j]) * slotStride + d
                 a0 = a0.addingProduct(p, RowDot.load(v, 0))
                 a1 = a1.addingProduct(p, RowDot.load(v, 8))
                 a2 = a2.addingProduct(p, RowDot.load(v, 16))
@@ -252,7 +252,7 @@ public enum Attention {
         if d < headDim {
             let rest = out + d
             rest.initialize(repeating: 0, count: headDim - d)
-            for j in 0..<n { axpy(scores[j] * inv, values + Int(slots[j]) * kvStride + d, rest, headDim - d) }
+            for j in 0..<n { axpy(scores[j] * inv, values + Int(slots[j]) * slotStride + d, rest, headDim - d) }
         }
     }
 }
