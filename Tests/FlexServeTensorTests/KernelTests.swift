@@ -204,6 +204,44 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Grouped-query attention (9 query heads over 3 KV heads) reading scattered slots, with the cache
+    /// token-major and head-major (`KVLayout`): the textbook formula per head, and the same bits either way.
+    func testGroupedAttentionInBothKVLayouts() {
+        let heads = 9, kvHeads = 3, headDim = 64, capacity = 48
+        let slots: [Int32] = (0..<37).map { Int32(($0 * 5 + 3) % capacity) }, n = slots.count
+        func key(_ s: Int, _ h: Int, _ d: Int) -> Float { Float(cos(Double(s * 131 + h * 17 + d) * 0.37)) }
+        func value(_ s: Int, _ h: Int, _ d: Int) -> Float { Float(sin(Double(s * 71 + h * 29 + d) * 0.23)) }
+        let q = (0..<(heads * headDim)).map { Float(sin(Double($0) * 0.11 + 1)) }
+        var outputs: [[Float]] = []
+        for layout in [KVLayout.interleaved(kvHeads: kvHeads, headDim: headDim), .planar(slots: capacity, headDim: headDim)] {
+            var keys = [Float](repeating: .nan, count: capacity * kvHeads * headDim), values = keys
+            for s in slots.map(Int.init) {
+                for h in 0..<kvHeads {
+                    for d in 0..<headDim {
+                        keys[layout.offset(slot: s, head: h) + d] = key(s, h, d)
+                        values[layout.offset(slot: s, head: h) + d] = value(s, h, d)
+                    }
+                }
+            }
+            var out = [Float](repeating: 0, count: heads * headDim)
+            Attention.forward(q: q, tokens: 1, numHeads: heads, numKVHeads: kvHeads, headDim: headDim, keys: keys, values: values,
+                              slotStart: [0, Int32(n)], slots: slots, scale: 0.125, out: &out, layout: layout)
+            outputs.append(out)
+        }
+        XCTAssertEqual(outputs[0], outputs[1])
+        for head in 0..<heads {
+            let h = head / (heads / kvHeads)
+            let scores = slots.map { s in
+                0.125 * (0..<headDim).reduce(0.0) { $0 + Double(q[head * headDim + $1]) * Double(key(Int(s), h, $1)) }
+            }
+            let weights = scores.map { Foundation.exp($0 - scores.max()!) }, total = weights.reduce(0, +)
+            for d in 0..<headDim {
+                let reference = zip(weights, slots).reduce(0.0) { $0 + $1.0 * Double(value(Int($1.1), h, d)) } / total
+                XCTAssertEqual(Double(outputs[1][head * headDim + d]), reference, accuracy: 1e-5, "head \(head) column \(d)")
+            }
+        }
+    }
+
     func testThreadPoolRunsEveryIndexOnce() {
         let pool = ThreadPool(threads: 3)
         for count in [1, 2, 7, 100, 1000] {
