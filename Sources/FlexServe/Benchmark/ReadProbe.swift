@@ -2,7 +2,7 @@ import Foundation
 import FlexServeTensor
 
 /// Memory read bandwidth: every thread sums its chunk of a 512 MiB buffer (far larger than the
-/// caches), either as one sequential stream or as four interleaved streams with software prefetch
+/// caches), either as one sequential stream or as four interleaved streams with software prefetch 512 bytes ahead
 /// (how the decode kernels read weights; on this Zen 4 it reads ~40% faster), so the ceiling is
 /// the machine's, not one access pattern's. The buffer is kept, so the benchmark can read slices of it
 /// between decode steps and compare the steps with the bandwidth of the same moments.
@@ -60,7 +60,8 @@ final class ReadProbe {
                 let quarter = size, q = (p, p + quarter, p + 2 * quarter, p + 3 * quarter)
                 var i = 0
                 while i < quarter {
-                    Prefetch.ahead(q.0 + i); Prefetch.ahead(q.1 + i); Prefetch.ahead(q.2 + i); Prefetch.ahead(q.3 + i)
+                    Prefetch.ahead(q.0 + i, by: 512); Prefetch.ahead(q.1 + i, by: 512)
+                    Prefetch.ahead(q.2 + i, by: 512); Prefetch.ahead(q.3 + i, by: 512)
                     a0 += sum(q.0, i); a1 += sum(q.1, i); a2 += sum(q.2, i); a3 += sum(q.3, i)
                     i += 128
                 }
