@@ -125,7 +125,7 @@ final class KernelTests: XCTestCase {
     /// Decoding shares a matrix of many quads between the threads, which take pieces from each other's
     /// parts: every row is still computed once, with the bits of the multi-token path.
     func testQ8DecodeOverManyQuadsMatchesMultiTokenPath() {
-        let (rows, cols, tokens) = (1029, 96, 3)
+        let (rows, cols, tokens) = (4101, 96, 3)
         let weights = (0..<(rows * cols)).map { Float(sin(Double($0) * 0.013)) }
         let x = (0..<(tokens * cols)).map { Float(cos(Double($0) * 0.7)) }
         for dtype in [DType.q8_0, .q4_1] {
