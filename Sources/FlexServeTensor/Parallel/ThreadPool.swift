@@ -63,9 +63,9 @@ public final class ThreadPool: @unchecked Sendable {
         }
     }
 
-    /// Splits 0..<total into about `threadCount * 4` chunks of at least `minChunk` and runs `body(range)` on each.
-    public func parallelChunks(_ total: Int, minChunk: Int = 1, _ body: (Range<Int>) -> Void) {
-        let chunks = max(1, min(threadCount * 4, total / max(1, minChunk)))
+    /// Splits 0..<total into about `threadCount * perThread` chunks of at least `minChunk` and runs `body(range)` on each.
+    public func parallelChunks(_ total: Int, minChunk: Int = 1, perThread: Int = 4, _ body: (Range<Int>) -> Void) {
+        let chunks = max(1, min(threadCount * perThread, total / max(1, minChunk)))
         let size = (total + chunks - 1) / chunks
         parallelFor(chunks) { c in
             let lo = c * size
