@@ -66,6 +66,42 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Projections fused into one decode dispatch (Q/K/V, gate/up) give each projection's own results bit
+    /// for bit, biases included, in every packed format.
+    func testFusedDecodeProjectionsMatchSeparateOnes() {
+        let cols = 64, shapes = [70, 45, 3]
+        let x = (0..<cols).map { Float(cos(Double($0) * 0.11)) }
+        for dtype in DType.allCases where dtype != .f32 {
+            let weights = shapes.enumerated().map { i, rows in
+                TensorView.owned((0..<(rows * cols)).map { Float(sin(Double($0 + 1000 * i) * 0.37)) }, shape: [rows, cols]).converted(to: dtype)!
+            }
+            let biases = shapes.map { rows in (0..<rows).map { Float($0) * 0.01 } }
+            var f0 = [Float](repeating: .nan, count: shapes[0]), f1 = [Float](repeating: .nan, count: shapes[1])
+            var f2 = [Float](repeating: .nan, count: shapes[2])
+            biases[0].withUnsafeBufferPointer { b0 in
+                f0.withUnsafeMutableBufferPointer { o0 in
+                    f1.withUnsafeMutableBufferPointer { o1 in
+                        f2.withUnsafeMutableBufferPointer { o2 in
+                            Linear.forward(x: x, tokens: 1, projections: [
+                                Linear.Projection(weight: weights[0], bias: b0.baseAddress, out: o0.baseAddress!),
+                                Linear.Projection(weight: weights[1], out: o1.baseAddress!),
+                                Linear.Projection(weight: weights[2], out: o2.baseAddress!),
+                            ])
+                        }
+                    }
+                }
+            }
+            let fused = [f0, f1, f2]
+            var separate = shapes.map { [Float](repeating: .nan, count: $0) }
+            for i in shapes.indices {
+                biases[i].withUnsafeBufferPointer { b in
+                    Linear.forward(x: x, tokens: 1, weight: weights[i], bias: i == 0 ? b.baseAddress : nil, out: &separate[i])
+                }
+                XCTAssertEqual(fused[i], separate[i], "\(dtype) projection \(i)")
+            }
+        }
+    }
+
     /// `q8` activations (ggml's Q8_0 scheme: per 32 values d = max|x|/127, q = round(x/d)) against
     /// each integer block format: equal to the exact dot of the dequantized weights with the
     /// dequantized activations up to float rounding, close to the fp32 path, and batch-invariant.
