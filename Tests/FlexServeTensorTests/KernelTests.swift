@@ -240,11 +240,17 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    /// Grouped-query attention (9 query heads over 3 KV heads) reading scattered slots, with the cache
-    /// token-major and head-major (`KVLayout`): the textbook formula per head, and the same bits either way.
+    /// Grouped-query attention reading scattered slots, with the cache token-major and head-major (`KVLayout`):
+    /// the textbook formula per head, and the same bits either way.
     func testGroupedAttentionInBothKVLayouts() {
-        let heads = 9, kvHeads = 3, headDim = 64, capacity = 48
-        let slots: [Int32] = (0..<37).map { Int32(($0 * 5 + 3) % capacity) }, n = slots.count
+        checkGroupedAttention(heads: 9, kvHeads: 3, keys: 37, capacity: 48)
+        // One KV head over 300 keys: fewer sets than threads, so decoding splits keys, heads and columns over the threads.
+        checkGroupedAttention(heads: 3, kvHeads: 1, keys: 300, capacity: 320)
+    }
+
+    func checkGroupedAttention(heads: Int, kvHeads: Int, keys n: Int, capacity: Int) {
+        let headDim = 64
+        let slots: [Int32] = (0..<n).map { Int32(($0 * 7 + 3) % capacity) }
         func key(_ s: Int, _ h: Int, _ d: Int) -> Float { Float(cos(Double(s * 131 + h * 17 + d) * 0.37)) }
         func value(_ s: Int, _ h: Int, _ d: Int) -> Float { Float(sin(Double(s * 71 + h * 29 + d) * 0.23)) }
         let q = (0..<(heads * headDim)).map { Float(sin(Double($0) * 0.11 + 1)) }
@@ -273,7 +279,7 @@ final class KernelTests: XCTestCase {
             let weights = scores.map { Foundation.exp($0 - scores.max()!) }, total = weights.reduce(0, +)
             for d in 0..<headDim {
                 let reference = zip(weights, slots).reduce(0.0) { $0 + $1.0 * Double(value(Int($1.1), h, d)) } / total
-                XCTAssertEqual(Double(outputs[1][head * headDim + d]), reference, accuracy: 1e-5, "head \(head) column \(d)")
+                XCTAssertEqual(Double(outputs[1][head * headDim + d]), reference, accuracy: 1e-5, "\(n) keys: head \(head) column \(d)")
             }
         }
     }
