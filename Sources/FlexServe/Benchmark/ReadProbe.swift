@@ -6,7 +6,14 @@ import FlexServeTensor
 /// (how the decode kernels read weights; on this Zen 4 it reads ~40% faster), so the ceiling is
 /// the machine's, not one access pattern's. The buffer is kept, so the benchmark can read slices of it
 /// between decode steps and compare the steps with the bandwidth of the same moments.
-final class ReadProbe {
+final class ReadProbe: @unchecked Sendable {
+    /// One probe for the process's benchmarks on the shared pool (run one at a time): the buffer is allocated
+    /// and touched once, not for every format a benchmark measures.
+    static let shared = ReadProbe(pool: .shared)
+
+    /// `shared` for the shared pool, else a new probe.
+    static func on(_ pool: ThreadPool) -> ReadProbe { pool === ThreadPool.shared ? shared : ReadProbe(pool: pool) }
+
     let pool: ThreadPool
     private let count = 128 << 20
     private let memory: OwnedBuffer

@@ -28,7 +28,7 @@ public enum StreamingBenchmark {
             }
         }
         let bytes = Double(matrices[0].reduce(0) { $0 + $1.byteCount })
-        let probe = ReadProbe(pool: pool)
+        let probe = ReadProbe.on(pool)
         var best = [Double](repeating: 0, count: layouts.count), bandwidth = 0.0
         // Interleaved passes, each layout's best (as the probe takes its best pass).
         for _ in 0..<passes {

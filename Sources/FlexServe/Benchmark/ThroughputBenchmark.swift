@@ -107,7 +107,7 @@ public enum ThroughputBenchmark {
         // Decoding from a short prompt (llama-bench's "tg": the weights dominate what a step reads).
         let decodeRate = try decode(sequence: 2, start: decodePrompt, after: try shortPrompt(sequence: 2))
         let concurrentFraction = try interleavedFraction(sequence: 3, start: decodePrompt, after: try shortPrompt(sequence: 3),
-                                                         probe: ReadProbe(pool: .shared))
+                                                         probe: .shared)
 
         // Prefill (the better of two runs), then decoding after it (each step also reads the long prompt's KV cache).
         var prefillSeconds = Double.infinity
