@@ -5,9 +5,11 @@ public enum VectorMath {
     /// clamped, so the result is never 0 or infinity, which softmax and SiLU tolerate.
     @inline(__always)
     public static func exp(_ x: SIMD8<Float>) -> SIMD8<Float> {
-        // An element loop: `clamped` is a generic call per vector.
+        // Masked replaces compile to two compares and blends; `clamped` is a generic call per vector, and an
+        // element loop of min/max made SwiGLU's activation 3x slower (6.3 against 2.0 µs for 1,536 values).
         var v = x
-        for i in 0..<8 { v[i] = Swift.min(Swift.max(x[i], -87.3), 88.3) }
+        v.replace(with: SIMD8(repeating: -87.3), where: x .< -87.3)
+        v.replace(with: SIMD8(repeating: 88.3), where: x .> 88.3)
         // Adding 1.5·2^23 rounds v·log2(e) to an integer n and leaves n in the low mantissa bits.
         let magic = SIMD8<Float>(repeating: 12_582_912)
         let shifted = v * 1.442_695_04 + magic
