@@ -16,6 +16,8 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
     /// as on the GPU. So the CPU computes the GPU's half-precision numerics with fp32 arithmetic in between: a
     /// reference for `gpu-check correctness --cpu-reference storage`. Off: no rounding, no cost.
     public let storageRounding: DType?
+    /// Decoding one token as one parallel region, where the weights take `q8` activations (nil otherwise).
+    private(set) var decodeStep: LlamaDecodeStep?
 
     struct LlamaLayer {
         let attentionNorm: [Float]
@@ -79,6 +81,7 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
         }
         rope = RotaryEmbedding(rotaryDim: c.headDim, theta: c.ropeTheta,
                                inverseFrequencies: RotaryEmbedding.scaledFrequencies(config: c))
+        decodeStep = LlamaDecodeStep(model: self)
     }
 
     public func forward(_ batch: Batch, cache: PagedKVCache) throws -> Logits {
@@ -91,6 +94,10 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
             return (write: a.write, slotStart: a.slotStart, slots: a.slots)
         } ?? cache.addressing(for: batch)
         let (cosTable, sinTable) = rope.tables(positions: batch.tokens.map { Int32($0.position) })
+        if T == 1, batch.tokens[0].wantsLogits, let step = decodeStep, step.lock.try() {
+            defer { step.lock.unlock() }
+            return try step.run(token: batch.tokens[0].id, addressing: addressing, cos: cosTable, sin: sinTable, cache: cache)
+        }
         let half = c.headDim / 2
 
         let x = FloatBuffer(T * H), h = FloatBuffer(T * H)

@@ -109,12 +109,15 @@ public final class PagedKVCache: @unchecked Sendable {
     /// Stores one token's keys and values (`[kvHead][headDim]` each) at `slot` of `layer`.
     @inline(__always)
     public func write(layer: Int, slot: Int, keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>) {
-        let keys = keys(layer: layer), values = values(layer: layer)
-        for h in 0..<kvHeads {
-            let o = layout.offset(slot: slot, head: h)
-            (keys + o).update(from: k + h * headDim, count: headDim)
-            (values + o).update(from: v + h * headDim, count: headDim)
-        }
+        for h in 0..<kvHeads { write(layer: layer, slot: slot, head: h, key: k + h * headDim, value: v + h * headDim) }
+    }
+
+    /// Stores KV head `head`'s key and value (`[headDim]` each) of one token at `slot` of `layer`.
+    @inline(__always)
+    public func write(layer: Int, slot: Int, head: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
+        let o = layout.offset(slot: slot, head: head)
+        (keys(layer: layer) + o).update(from: key, count: headDim)
+        (values(layer: layer) + o).update(from: value, count: headDim)
     }
 
     /// Physical slots for a batch: where each token writes, and the flattened list of slots each token reads.

@@ -40,25 +40,32 @@ public enum Attention {
             return
         }
         // One task per set.
-        pool.parallelFor(sets) { task in
-            let set = a.set(task)
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * max(1, set.n)) { buffer in
-                let scores = buffer.baseAddress!
-                a.score(set, scores, keys: 0..<set.n)
-                var inv = SIMD4<Float>()
-                for k in 0..<set.count { inv[k] = a.normalize(set, head: k, scores + k * set.n) }
-                var d = 0
-                if set.count == 3 {
-                    d = weightedValues3((scores, scores + set.n, scores + 2 * set.n), inv, n: set.n, values: values + set.kvHead * headStride,
-                                        slots: slots + set.lo, slotStride: slotStride, headDim: headDim,
-                                        out: (out + set.outOffset(0, a), out + set.outOffset(1, a), out + set.outOffset(2, a)))
-                }
-                for k in 0..<set.count where d < headDim {
-                    weightedValues(scores + k * set.n, inv[k], n: set.n, values: values + set.kvHead * headStride + d, slots: slots + set.lo,
-                                   slotStride: slotStride, headDim: headDim - d, out: out + set.outOffset(k, a) + d)
-                }
-            }
+        pool.parallelFor(sets) { a.attend(set: $0, out: out) }
+    }
+
+    /// Attention cut into independent tasks, one per set of up to three query heads of one KV head (token by
+    /// token), for a caller's own parallel region: `run(set:)` for each of `count` computes what `forward`
+    /// computes for those heads, bit for bit.
+    public struct HeadSets: @unchecked Sendable {
+        let args: Args
+        let out: UnsafeMutablePointer<Float>
+        public let count: Int
+
+        /// The arguments of `forward` (without ALiBi).
+        public init(q: UnsafePointer<Float>, tokens: Int, numHeads: Int, numKVHeads: Int, headDim: Int,
+                    keys: UnsafePointer<Float>, values: UnsafePointer<Float>, slotStart: UnsafePointer<Int32>, slots: UnsafePointer<Int32>,
+                    scale: Float, out: UnsafeMutablePointer<Float>, layout: KVLayout) {
+            let group = numHeads / numKVHeads, headSets = (group + 2) / 3
+            args = Args(q: q, numHeads: numHeads, group: group, headSets: headSets, numKVHeads: numKVHeads, headDim: headDim,
+                        slotStride: layout.slotStride, headStride: layout.headStride, keys: keys, values: values,
+                        slotStart: slotStart, slots: slots, scale: scale, alibiSlopes: nil, queryPositions: nil, slotPositions: nil)
+            self.out = out
+            count = Self.count(tokens: tokens, numHeads: numHeads, numKVHeads: numKVHeads)
         }
+
+        public static func count(tokens: Int, numHeads: Int, numKVHeads: Int) -> Int { tokens * numKVHeads * ((numHeads / numKVHeads + 2) / 3) }
+
+        public func run(set: Int) { args.attend(set: set, out: out) }
     }
 
     /// `forward` in three passes, each spread over all threads: scores by chunks of keys, softmax by
@@ -116,6 +123,29 @@ public enum Attention {
             let first = kvHead * group + i % headSets * 3
             let lo = Int(slotStart[t])
             return HeadSet(t: t, kvHead: kvHead, first: first, count: min(3, (kvHead + 1) * group - first), lo: lo, n: Int(slotStart[t + 1]) - lo)
+        }
+
+        /// Set `i` whole: scores, softmax, weighted values, into `out`.
+        @inline(__always)
+        func attend(set i: Int, out: UnsafeMutablePointer<Float>) {
+            let set = set(i)
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * max(1, set.n)) { buffer in
+                let scores = buffer.baseAddress!
+                score(set, scores, keys: 0..<set.n)
+                var inv = SIMD4<Float>()
+                for k in 0..<set.count { inv[k] = normalize(set, head: k, scores + k * set.n) }
+                var d = 0
+                if set.count == 3 {
+                    d = Attention.weightedValues3((scores, scores + set.n, scores + 2 * set.n), inv, n: set.n,
+                                                  values: values + set.kvHead * headStride, slots: slots + set.lo,
+                                                  slotStride: slotStride, headDim: headDim,
+                                                  out: (out + set.outOffset(0, self), out + set.outOffset(1, self), out + set.outOffset(2, self)))
+                }
+                for k in 0..<set.count where d < headDim {
+                    Attention.weightedValues(scores + k * set.n, inv[k], n: set.n, values: values + set.kvHead * headStride + d,
+                                             slots: slots + set.lo, slotStride: slotStride, headDim: headDim - d, out: out + set.outOffset(k, self) + d)
+                }
+            }
         }
 
         /// Scaled scores of the set's heads against `keys` (indices into its visible slots), into

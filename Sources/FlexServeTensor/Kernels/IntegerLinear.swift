@@ -30,7 +30,8 @@ enum IntegerLinear {
         let quads: Range<Int>
         let rows: Int
         let integers: UnsafeRawPointer, headers: UnsafeRawPointer
-        let bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>
+        let bias: UnsafePointer<Float>?
+        var out: UnsafeMutablePointer<Float>
 
         /// Local quad `q`'s records.
         @inline(__always) func quad<F: IntegerBlockFormat>(_ q: Int, _: F.Type, blocks: Int) -> Quad {
@@ -98,36 +99,47 @@ enum IntegerLinear {
     /// neighbour no longer holds up the step.
     static func decode<F: IntegerBlockFormat>(_: F.Type, _ a: Q8Activations, _ segments: UnsafeBufferPointer<Segment>,
                                               totalQuads: Int, pool: ThreadPool) {
-        let threads = min(pool.threadCount, max(1, totalQuads / 16))
-        let piece = max(1, decodePieceBytes / (a.blocks * (F.quadIntegerBytes + F.quadHeaderBytes)))
+        let threads = decodeThreads(totalQuads: totalQuads, pool: pool)
+        let piece = decodePiece(F.self, a)
         let parts = StealableRanges(splitting: totalQuads, into: 2 * threads)
+        pool.parallelFor(threads) { t in decodeSlot(F.self, t, a, segments, parts: parts, piece: piece) }
+    }
+
+    static func decodeThreads(totalQuads: Int, pool: ThreadPool) -> Int { min(pool.threadCount, max(1, totalQuads / 16)) }
+
+    static func decodePiece<F: IntegerBlockFormat>(_: F.Type, _ a: Q8Activations) -> Int {
+        max(1, decodePieceBytes / (a.blocks * (F.quadIntegerBytes + F.quadHeaderBytes)))
+    }
+
+    /// Thread slot `t`'s share of a decode: parts 2t and 2t + 1 streamed side by side, then pieces stolen from the others.
+    @inline(__always)
+    static func decodeSlot<F: IntegerBlockFormat>(_: F.Type, _ t: Int, _ a: Q8Activations, _ segments: UnsafeBufferPointer<Segment>,
+                                                  parts: StealableRanges, piece: Int) {
         @inline(__always) func one(_ q: Int) {
             let (s, local) = locate(q, segments)
             s.store(quad(a, token: 0, s.quad(local, F.self, blocks: a.blocks), F.self), quad: local, token: 0)
         }
-        pool.parallelFor(threads) { t in
-            var first = 0..<0, second = 0..<0
-            while true {
-                if first.isEmpty { first = parts.takeFront(2 * t, piece) ?? 0..<0 }
-                if second.isEmpty { second = parts.takeFront(2 * t + 1, piece) ?? 0..<0 }
-                if first.isEmpty || second.isEmpty {
-                    if first.isEmpty && second.isEmpty { break }
-                    for q in first { one(q) }
-                    for q in second { one(q) }
-                    first = 0..<0; second = 0..<0
-                    continue
-                }
-                let (s, local) = locate(first.lowerBound, segments), (u, other) = locate(second.lowerBound, segments)
-                let (v, w) = twoQuads(a, s.quad(local, F.self, blocks: a.blocks), u.quad(other, F.self, blocks: a.blocks), F.self)
-                s.store(v, quad: local, token: 0)
-                u.store(w, quad: other, token: 0)
-                first = first.dropFirst()
-                second = second.dropFirst()
+        var first = 0..<0, second = 0..<0
+        while true {
+            if first.isEmpty { first = parts.takeFront(2 * t, piece) ?? 0..<0 }
+            if second.isEmpty { second = parts.takeFront(2 * t + 1, piece) ?? 0..<0 }
+            if first.isEmpty || second.isEmpty {
+                if first.isEmpty && second.isEmpty { break }
+                for q in first { one(q) }
+                for q in second { one(q) }
+                first = 0..<0; second = 0..<0
+                continue
             }
-            for victim in 1..<parts.parts {
-                let part = (2 * t + victim) % parts.parts
-                while let stolen = parts.takeBack(part, piece) { for q in stolen { one(q) } }
-            }
+            let (s, local) = locate(first.lowerBound, segments), (u, other) = locate(second.lowerBound, segments)
+            let (v, w) = twoQuads(a, s.quad(local, F.self, blocks: a.blocks), u.quad(other, F.self, blocks: a.blocks), F.self)
+            s.store(v, quad: local, token: 0)
+            u.store(w, quad: other, token: 0)
+            first = first.dropFirst()
+            second = second.dropFirst()
+        }
+        for victim in 1..<parts.parts {
+            let part = (2 * t + victim) % parts.parts
+            while let stolen = parts.takeBack(part, piece) { for q in stolen { one(q) } }
         }
     }
 

@@ -24,8 +24,11 @@ struct Q8Activations {
         return (UnsafeRawPointer(values + i * 32), scales[i], scaledSums[i])
     }
 
-    func quantize(_ x: UnsafePointer<Float>, token t: Int) {
-        for b in 0..<blocks {
+    func quantize(_ x: UnsafePointer<Float>, token t: Int) { quantize(x, token: t, blocks: 0..<blocks) }
+
+    /// Blocks `range` of token t (each block's values, scale and sum depend on its 32 inputs alone).
+    func quantize(_ x: UnsafePointer<Float>, token t: Int, blocks range: Range<Int>) {
+        for b in range {
             let src = x + b * 32
             var amax = SIMD8<Float>()
             for k in 0..<4 {

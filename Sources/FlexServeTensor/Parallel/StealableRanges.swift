@@ -11,13 +11,21 @@ final class StealableRanges: @unchecked Sendable {
     private let bounds: UnsafeMutablePointer<Atomic<UInt64>>
     let parts: Int
 
+    private let total: Int
+
     init(splitting total: Int, into parts: Int) {
         precondition(total < 1 << 32 && parts > 0)
         self.parts = parts
+        self.total = total
         bounds = .allocate(capacity: parts)
         for i in 0..<parts {
             (bounds + i).initialize(to: Atomic(Self.pack(total * i / parts, total * (i + 1) / parts)))
         }
+    }
+
+    /// Every item back in its part, for another run over the same range (not while one is taking items).
+    func reset() {
+        for i in 0..<parts { bounds[i].store(Self.pack(total * i / parts, total * (i + 1) / parts), ordering: .relaxed) }
     }
 
     deinit {

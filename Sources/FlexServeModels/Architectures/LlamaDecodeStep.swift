@@ -1,0 +1,155 @@
+import Foundation
+import FlexServeTensor
+
+/// A LLaMA decode step (one token, its logits wanted, `q8` activations) as one parallel region
+/// (`ThreadPool.runPhases`) instead of a dispatch per projection with the glue between them on the
+/// caller alone. Per layer:
+///
+///     norm → quantize │ Q K V │ RoPE, cache write (per KV head) │ attention (per head set) │ quantize │ O
+///     residual → norm → quantize │ gate up │ SiLU·up → quantize (two halves) │ down
+///
+/// where `│` is the end of a phase and each projection runs one `TokenProjection` slot per thread
+/// (with up to three query heads per KV head, each head set's task does its head's RoPE and cache
+/// write itself). The same kernels in the same order as `LlamaModel.forward`, so the same logits bit
+/// for bit. Measured in interleaved segments of SmolLM2 decoding (q8 activations, contexts 16–80):
+/// 3.8–5.5% faster than the dispatches, Q8_0 and Q4_1, 29–34 of 38 segment pairs, four runs.
+///
+/// Everything a phase calls runs on the calling thread: a nested dispatch to the pool would wait on the
+/// region it runs in.
+final class LlamaDecodeStep: @unchecked Sendable {
+    private let config: ModelConfig
+    /// Each layer's two norm weights, `[layer][hiddenSize]`, and the final one.
+    private let attentionNorms: FloatBuffer, mlpNorms: FloatBuffer, finalNorm: FloatBuffer
+    private let rope: RotaryEmbedding
+    private let embedding: Embedding
+    private let pool: ThreadPool
+    private let x: FloatBuffer, h: FloatBuffer, q: FloatBuffer, k: FloatBuffer, v: FloatBuffer
+    private let attended: FloatBuffer, gate: FloatBuffer, up: FloatBuffer
+    private let qkv: [TokenProjection], o: [TokenProjection], gateUp: [TokenProjection], down: [TokenProjection]
+    private let head: TokenProjection
+    /// Held while a step runs (the buffers are the step's): a concurrent call takes `forward`'s general path.
+    let lock = NSLock()
+
+    private static let phasesPerLayer = 10
+
+    /// nil where the step does not apply: a weight without `q8` activations, GPU storage emulation, or fewer KV
+    /// heads than threads (attention then splits each head over keys, which needs dispatches of its own).
+    init?(model: LlamaModel, pool: ThreadPool = .shared) {
+        let c = model.config
+        guard model.storageRounding == nil, c.numKVHeads >= pool.threadCount, c.numHeads % c.numKVHeads == 0 else { return nil }
+        let H = c.hiddenSize, qDim = c.numHeads * c.headDim, kvDim = c.numKVHeads * c.headDim
+        x = FloatBuffer(H); h = FloatBuffer(H)
+        q = FloatBuffer(qDim); k = FloatBuffer(kvDim); v = FloatBuffer(kvDim)
+        attended = FloatBuffer(qDim); gate = FloatBuffer(c.intermediateSize); up = FloatBuffer(c.intermediateSize)
+        var qkv: [TokenProjection] = [], o: [TokenProjection] = [], gateUp: [TokenProjection] = [], down: [TokenProjection] = []
+        for layer in model.layers {
+            guard let a = TokenProjection(input: h.pointer, projections: [
+                      Linear.Projection(weight: layer.wq, bias: layer.bq?.pointer, out: q.pointer),
+                      Linear.Projection(weight: layer.wk, bias: layer.bk?.pointer, out: k.pointer),
+                      Linear.Projection(weight: layer.wv, bias: layer.bv?.pointer, out: v.pointer)], pool: pool),
+                  let b = TokenProjection(input: attended.pointer, projections: [Linear.Projection(weight: layer.wo, out: h.pointer)], pool: pool),
+                  let m = TokenProjection(input: h.pointer, projections: [Linear.Projection(weight: layer.gate, out: gate.pointer),
+                                                                          Linear.Projection(weight: layer.up, out: up.pointer)], pool: pool),
+                  let d = TokenProjection(input: gate.pointer, projections: [Linear.Projection(weight: layer.down, out: h.pointer)], pool: pool)
+            else { return nil }
+            qkv.append(a); o.append(b); gateUp.append(m); down.append(d)
+        }
+        // The head's output is set to each step's logits.
+        guard let head = TokenProjection(input: h.pointer, projections: [Linear.Projection(weight: model.lmHead, out: x.pointer)], pool: pool)
+        else { return nil }
+        (self.qkv, self.o, self.gateUp, self.down, self.head) = (qkv, o, gateUp, down, head)
+        config = c
+        attentionNorms = FloatBuffer(c.numLayers * H); mlpNorms = FloatBuffer(c.numLayers * H); finalNorm = FloatBuffer(H)
+        for (l, layer) in model.layers.enumerated() {
+            (attentionNorms.pointer + l * H).update(from: layer.attentionNorm, count: H)
+            (mlpNorms.pointer + l * H).update(from: layer.mlpNorm, count: H)
+        }
+        finalNorm.pointer.update(from: model.finalNorm, count: H)
+        rope = model.rope
+        embedding = model.embedding
+        self.pool = pool
+    }
+
+    /// The logits of `token`, written to the cache at `addressing`'s slot and attending to its slots, with RoPE's
+    /// `cos`/`sin` for its position.
+    func run(token: Int, addressing: (write: [Int32], slotStart: [Int32], slots: [Int32]),
+             cos: [Float], sin: [Float], cache: PagedKVCache) throws -> Logits {
+        let c = config
+        let H = c.hiddenSize, group = c.numHeads / c.numKVHeads, headDim = c.headDim
+        try embedding.lookup([token], into: x.pointer)
+        let logits = Logits(rows: 1, vocabSize: c.vocabSize)
+        head.setOutput(logits.storage.pointer, projection: 0)
+        for l in 0..<c.numLayers { qkv[l].reset(); o[l].reset(); gateUp[l].reset(); down[l].reset() }
+        head.reset()
+        let sets = Attention.HeadSets.count(tokens: 1, numHeads: c.numHeads, numKVHeads: c.numKVHeads)
+        var counts: [Int] = []
+        for l in 0..<c.numLayers {
+            counts += [1, qkv[l].slots, sets == c.numKVHeads ? 0 : c.numKVHeads, sets, 1, o[l].slots, 1, gateUp[l].slots, 2, down[l].slots]
+        }
+        counts += [1, head.slots]
+        let slot = Int(addressing.write[0]), scale = 1 / Float(headDim).squareRoot()
+        /// RoPE on KV head j's queries and key, then its key and value into the cache.
+        @inline(__always) func rotateAndStore(kvHead j: Int, layer l: Int, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
+            rope.apply(q.pointer + j * group * headDim, heads: group, headDim: headDim, cos: cos, sin: sin)
+            rope.apply(k.pointer + j * headDim, heads: 1, headDim: headDim, cos: cos, sin: sin)
+            cache.write(layer: l, slot: slot, head: j, key: k.pointer + j * headDim, value: v.pointer + j * headDim)
+        }
+        let halfBlocks = down[0].blocks / 2
+        addressing.slotStart.withUnsafeBufferPointer { slotStart in
+            addressing.slots.withUnsafeBufferPointer { slots in
+                cos.withUnsafeBufferPointer { cos in
+                    sin.withUnsafeBufferPointer { sin in
+                        pool.runPhases(counts) { phase, task in
+                            let l = phase / Self.phasesPerLayer
+                            guard l < c.numLayers else {
+                                if phase % Self.phasesPerLayer == 0 {
+                                    axpy(1, h.pointer, x.pointer, H)
+                                    Normalization.rms(x.pointer, rows: 1, dim: H, weight: finalNorm.pointer, eps: c.rmsNormEps, out: h.pointer)
+                                    head.quantize(blocks: 0..<head.blocks)
+                                } else {
+                                    head.run(slot: task)
+                                }
+                                return
+                            }
+                            switch phase % Self.phasesPerLayer {
+                            case 0:
+                                if l > 0 { axpy(1, h.pointer, x.pointer, H) }
+                                Normalization.rms(x.pointer, rows: 1, dim: H, weight: attentionNorms.pointer + l * H, eps: c.rmsNormEps, out: h.pointer)
+                                qkv[l].quantize(blocks: 0..<qkv[l].blocks)
+                            case 1:
+                                qkv[l].run(slot: task)
+                            case 2:
+                                rotateAndStore(kvHead: task, layer: l, cos: cos.baseAddress!, sin: sin.baseAddress!)
+                            case 3:
+                                // With one set per KV head, the set's task rotates and stores its head first (no phase 2).
+                                if sets == c.numKVHeads { rotateAndStore(kvHead: task, layer: l, cos: cos.baseAddress!, sin: sin.baseAddress!) }
+                                Attention.HeadSets(q: q.pointer, tokens: 1, numHeads: c.numHeads, numKVHeads: c.numKVHeads, headDim: headDim,
+                                                   keys: cache.keys(layer: l), values: cache.values(layer: l), slotStart: slotStart.baseAddress!,
+                                                   slots: slots.baseAddress!, scale: scale, out: attended.pointer, layout: cache.layout)
+                                    .run(set: task)
+                            case 4:
+                                o[l].quantize(blocks: 0..<o[l].blocks)
+                            case 5:
+                                o[l].run(slot: task)
+                            case 6:
+                                axpy(1, h.pointer, x.pointer, H)
+                                Normalization.rms(x.pointer, rows: 1, dim: H, weight: mlpNorms.pointer + l * H, eps: c.rmsNormEps, out: h.pointer)
+                                gateUp[l].quantize(blocks: 0..<gateUp[l].blocks)
+                            case 7:
+                                gateUp[l].run(slot: task)
+                            case 8:
+                                let blocks = task == 0 ? 0..<halfBlocks : halfBlocks..<down[l].blocks
+                                Activation.siluMultiply(gate.pointer + 32 * blocks.lowerBound, up.pointer + 32 * blocks.lowerBound,
+                                                        count: 32 * blocks.count)
+                                down[l].quantize(blocks: blocks)
+                            default:
+                                down[l].run(slot: task)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return logits
+    }
+}

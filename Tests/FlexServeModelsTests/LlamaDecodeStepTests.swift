@@ -1,0 +1,89 @@
+import XCTest
+import FlexServeTensor
+@testable import FlexServeModels
+
+/// `LlamaDecodeStep` (one token as one parallel region) against the general path: the logits of a token
+/// decoded alone must equal, bit for bit, its logits at the end of a batch (the multi-token kernels), over
+/// head layouts that take each of the step's phases (one head set per KV head, and two; Q/K/V biases), an
+/// MLP whose blocks split unevenly, a vocabulary that is not a whole number of row quads, and every integer
+/// block format.
+final class LlamaDecodeStepTests: XCTestCase {
+    /// Random weights by name, in memory.
+    struct RandomWeights: WeightStore {
+        var source: String { "random" }
+        let tensors: [String: TensorView]
+        func contains(_ name: String) -> Bool { tensors[name] != nil }
+        func tensor(_ name: String) throws -> TensorView {
+            guard let t = tensors[name] else { throw WeightFileError(file: source, tensor: name, problem: "missing") }
+            return t
+        }
+
+        init(config c: ModelConfig, biases: Bool, seed: UInt64) {
+            var state = seed
+            func next() -> Float {
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                return Float(Int64(bitPattern: state) >> 40) / Float(1 << 23)
+            }
+            var t: [String: TensorView] = [:]
+            func add(_ name: String, _ shape: [Int], scale: Float, offset: Float = 0) {
+                t[name] = .owned((0..<shape.reduce(1, *)).map { _ in offset + scale * next() }, shape: shape)
+            }
+            let qDim = c.numHeads * c.headDim, kvDim = c.numKVHeads * c.headDim
+            add("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize], scale: 1)
+            for l in 0..<c.numLayers {
+                let p = "model.layers.\(l)."
+                add(p + "input_layernorm.weight", [c.hiddenSize], scale: 0.2, offset: 1)
+                add(p + "post_attention_layernorm.weight", [c.hiddenSize], scale: 0.2, offset: 1)
+                add(p + "self_attn.q_proj.weight", [qDim, c.hiddenSize], scale: 0.3)
+                add(p + "self_attn.k_proj.weight", [kvDim, c.hiddenSize], scale: 0.3)
+                add(p + "self_attn.v_proj.weight", [kvDim, c.hiddenSize], scale: 0.3)
+                add(p + "self_attn.o_proj.weight", [c.hiddenSize, qDim], scale: 0.3)
+                add(p + "mlp.gate_proj.weight", [c.intermediateSize, c.hiddenSize], scale: 0.3)
+                add(p + "mlp.up_proj.weight", [c.intermediateSize, c.hiddenSize], scale: 0.3)
+                add(p + "mlp.down_proj.weight", [c.hiddenSize, c.intermediateSize], scale: 0.3)
+                if biases {
+                    add(p + "self_attn.q_proj.bias", [qDim], scale: 0.5)
+                    add(p + "self_attn.k_proj.bias", [kvDim], scale: 0.5)
+                    add(p + "self_attn.v_proj.bias", [kvDim], scale: 0.5)
+                }
+            }
+            add("model.norm.weight", [c.hiddenSize], scale: 0.2, offset: 1)
+            add("lm_head.weight", [c.vocabSize, c.hiddenSize], scale: 0.3)
+            tensors = t
+        }
+    }
+
+    func testDecodeStepEqualsTheBatchedPath() throws {
+        let shapes: [(heads: Int, kvHeads: Int, biases: Bool)] = [(8, 2, false), (6, 2, true), (4, 4, false)]
+        for (i, shape) in shapes.enumerated() {
+            let config = ModelConfig(architecture: "LlamaForCausalLM", vocabSize: 101, hiddenSize: 128, intermediateSize: 96,
+                                     numLayers: 2, numHeads: shape.heads, numKVHeads: shape.kvHeads, headDim: 16)
+            let weights = RandomWeights(config: config, biases: shape.biases, seed: UInt64(i + 1))
+            for format in [DType.q8_0, .q4_0, .q4_1, .int8Group, .int4Group] {
+                let model = try ModelLoader.build(config: config, weights: ConvertingStore(weights, to: format, activations: .q8)) as! LlamaModel
+                let what = "\(shape.heads)/\(shape.kvHeads) heads, \(format)"
+                if shape.kvHeads >= ThreadPool.shared.threadCount { XCTAssertNotNil(model.decodeStep, what) }
+                let prompt = (0..<9).map { ($0 * 37 + 5) % config.vocabSize }
+                let stepped = model.makeCache(capacityTokens: 64)
+                try stepped.reserve(sequence: 0, length: 16)
+                var batch = Batch()
+                batch.appendCausal(Array(prompt.dropLast()), sequence: 0, start: 0, logits: .none)
+                _ = try model.forward(batch, cache: stepped)
+                var tokens = prompt
+                for position in (prompt.count - 1)..<(prompt.count + 4) {
+                    var step = Batch()
+                    step.appendCausal([tokens[position]], sequence: 0, start: position, logits: .last)
+                    let decoded = try model.forward(step, cache: stepped).withRow(0) { Array($0) }
+                    let whole = model.makeCache(capacityTokens: 64)
+                    try whole.reserve(sequence: 0, length: position + 1)
+                    var all = Batch()
+                    all.appendCausal(Array(tokens.prefix(position + 1)), sequence: 0, start: 0, logits: .last)
+                    let batched = try model.forward(all, cache: whole).withRow(0) { Array($0) }
+                    XCTAssertEqual(decoded, batched, "\(what) at position \(position)")
+                    XCTAssertTrue(decoded.allSatisfy(\.isFinite), what)
+                    tokens.append(decoded.indices.max { decoded[$0] < decoded[$1] }!)
+                }
+            }
+        }
+    }
+}
