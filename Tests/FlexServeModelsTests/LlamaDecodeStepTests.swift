@@ -5,8 +5,8 @@ import FlexServeTensor
 /// `LlamaDecodeStep` (one token as one parallel region) against the general path: the logits of a token
 /// decoded alone must equal, bit for bit, its logits at the end of a batch (the multi-token kernels), over
 /// head layouts that take each of the step's phases (one head set per KV head, and two; Q/K/V biases), an
-/// MLP whose blocks split unevenly, a vocabulary that is not a whole number of row quads, and every integer
-/// block format.
+/// MLP whose blocks split unevenly, a vocabulary that is not a whole number of row quads, and every block
+/// format with `q8` and with fp32 activations.
 final class LlamaDecodeStepTests: XCTestCase {
     /// Random weights by name, in memory.
     struct RandomWeights: WeightStore {
@@ -59,9 +59,11 @@ final class LlamaDecodeStepTests: XCTestCase {
             let config = ModelConfig(architecture: "LlamaForCausalLM", vocabSize: 101, hiddenSize: 128, intermediateSize: 96,
                                      numLayers: 2, numHeads: shape.heads, numKVHeads: shape.kvHeads, headDim: 16)
             let weights = RandomWeights(config: config, biases: shape.biases, seed: UInt64(i + 1))
-            for format in [DType.q8_0, .q4_0, .q4_1, .int8Group, .int4Group] {
-                let model = try ModelLoader.build(config: config, weights: ConvertingStore(weights, to: format, activations: .q8)) as! LlamaModel
-                let what = "\(shape.heads)/\(shape.kvHeads) heads, \(format)"
+            let runs = [DType.q8_0, .q4_0, .q4_1, .int8Group, .int4Group].map { ($0, ActivationFormat.q8) }
+                + [DType.f16, .bf16, .q8_0, .q4_1, .int4Group].map { ($0, ActivationFormat.f32) }
+            for (format, activations) in runs {
+                let model = try ModelLoader.build(config: config, weights: ConvertingStore(weights, to: format, activations: activations)) as! LlamaModel
+                let what = "\(shape.heads)/\(shape.kvHeads) heads, \(format), \(activations) activations"
                 if shape.kvHeads >= ThreadPool.shared.threadCount { XCTAssertNotNil(model.decodeStep, what) }
                 let prompt = (0..<9).map { ($0 * 37 + 5) % config.vocabSize }
                 let stepped = model.makeCache(capacityTokens: 64)

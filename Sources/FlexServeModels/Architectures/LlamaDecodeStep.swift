@@ -1,7 +1,7 @@
 import Foundation
 import FlexServeTensor
 
-/// A LLaMA decode step (one token, its logits wanted, `q8` activations) as one parallel region
+/// A LLaMA decode step (one token, its logits wanted, every matrix in a block format) as one parallel region
 /// (`ThreadPool.runPhases`) instead of a dispatch per projection with the glue between them on the
 /// caller alone. Per layer:
 ///
@@ -11,8 +11,9 @@ import FlexServeTensor
 /// where `│` is the end of a phase and each projection runs one `TokenProjection` slot per thread
 /// (with up to three query heads per KV head, each head set's task does its head's RoPE and cache
 /// write itself). The same kernels in the same order as `LlamaModel.forward`, so the same logits bit
-/// for bit. Measured in interleaved segments of SmolLM2 decoding (q8 activations, contexts 16–80):
-/// 3.8–5.5% faster than the dispatches, Q8_0 and Q4_1, 29–34 of 38 segment pairs, four runs.
+/// for bit. Measured in interleaved segments of SmolLM2 decoding (contexts 16–80), against the dispatches:
+/// with q8 activations 3.8–5.5% faster (Q8_0 and Q4_1, 29–34 of 38 segment pairs, four runs), with fp32
+/// activations, whose kernels spend longer per byte, −1.3 to +3.3% (24–27 of 38 pairs, four runs).
 ///
 /// Everything a phase calls runs on the calling thread: a nested dispatch to the pool would wait on the
 /// region it runs in.
@@ -32,7 +33,7 @@ final class LlamaDecodeStep: @unchecked Sendable {
 
     private static let phasesPerLayer = 10
 
-    /// nil where the step does not apply: a weight without `q8` activations, GPU storage emulation, or fewer KV
+    /// nil where the step does not apply: fp32 weights, GPU storage emulation, or fewer KV
     /// heads than threads (attention then splits each head over keys, which needs dispatches of its own).
     init?(model: LlamaModel, pool: ThreadPool = .shared) {
         let c = model.config
@@ -84,7 +85,7 @@ final class LlamaDecodeStep: @unchecked Sendable {
         let sets = Attention.HeadSets.count(tokens: 1, numHeads: c.numHeads, numKVHeads: c.numKVHeads)
         var counts: [Int] = []
         for l in 0..<c.numLayers {
-            counts += [1, qkv[l].slots, sets == c.numKVHeads ? 0 : c.numKVHeads, sets, 1, o[l].slots, 1, gateUp[l].slots, 2, down[l].slots]
+            counts += [1, qkv[l].slots, sets == c.numKVHeads ? 0 : c.numKVHeads, sets, o[l].quantizes ? 1 : 0, o[l].slots, 1, gateUp[l].slots, 2, down[l].slots]
         }
         counts += [1, head.slots]
         let slot = Int(addressing.write[0]), scale = 1 / Float(headDim).squareRoot()

@@ -1,8 +1,8 @@
-/// One token's projections of one input against `InterleavedRows` weights (`q8` activations), as
-/// `Linear.forward` fuses them, cut into the steps of a caller's own parallel region
-/// (`ThreadPool.runPhases`): `quantize` the input, then `run(slot:)` once for each of `slots`; `reset()`
-/// before the next token. The same kernels as `Linear.forward` in the same order, so the same results
-/// bit for bit. Built once per model layer: the input, outputs and activation scratch stay put.
+/// One token's projections of one input, as `Linear.forward` fuses them, cut into the steps of a caller's
+/// own parallel region (`ThreadPool.runPhases`): `quantize` the input (for `q8` activations), then
+/// `run(slot:)` once for each of `slots`; `reset()` before the next token. The same kernels as
+/// `Linear.forward` in the same order, so the same results bit for bit. Built once per model layer:
+/// the input, outputs and activation scratch stay put.
 public final class TokenProjection: @unchecked Sendable {
     /// Tasks of `run(slot:)`: one per thread that streams.
     public let slots: Int
@@ -10,24 +10,57 @@ public final class TokenProjection: @unchecked Sendable {
     public let blocks: Int
     private let dtype: DType
     private let input: UnsafePointer<Float>
-    private let scratch: OwnedBuffer
-    private let activations: Q8Activations
-    private let segments: UnsafeMutableBufferPointer<IntegerLinear.Segment>
-    private let parts: StealableRanges
-    private let piece: Int
-    private let weights: [InterleavedRows]
+    private let weights: [TensorView]
+    private let biases: [UnsafePointer<Float>?]
+    private var outputs: [UnsafeMutablePointer<Float>]
+    private let kind: Kind
 
-    /// nil unless every weight is set up for `q8` activations in the same format and takes `input`'s length.
+    private enum Kind {
+        /// `q8` activations against `InterleavedRows` (`IntegerLinear`): threads stream their parts, then steal.
+        case integer(Integer)
+        /// fp32 activations against rows in a block format (`Linear.decodeOneToken`): one run of rows per slot.
+        case packed(rows: Int, rowBytes: Int)
+    }
+
+    private final class Integer {
+        let scratch: OwnedBuffer
+        let activations: Q8Activations
+        let segments: UnsafeMutableBufferPointer<IntegerLinear.Segment>
+        let parts: StealableRanges
+        let piece: Int
+
+        init(scratch: OwnedBuffer, activations: Q8Activations, segments: UnsafeMutableBufferPointer<IntegerLinear.Segment>,
+             parts: StealableRanges, piece: Int) {
+            (self.scratch, self.activations, self.segments, self.parts, self.piece) = (scratch, activations, segments, parts, piece)
+        }
+
+        deinit {
+            segments.baseAddress!.deinitialize(count: segments.count)
+            segments.deallocate()
+        }
+    }
+
+    /// nil where `Linear.forward` would not fuse these projections for one token: weights in different formats
+    /// or of other lengths than `input`, fp32 weights.
     public init?(input: UnsafePointer<Float>, projections: [Linear.Projection], pool: ThreadPool = .shared) {
-        guard let first = projections.first?.weight.interleaved, let cols = projections.first?.weight.shape.last,
-              projections.allSatisfy({ $0.weight.interleaved?.dtype == first.dtype && $0.weight.shape.last == cols }) else { return nil }
+        guard let first = projections.first?.weight, let cols = first.shape.last, cols % 32 == 0, first.dtype != .f32,
+              projections.allSatisfy({ $0.weight.dtype == first.dtype && $0.weight.shape.last == cols
+                                       && ($0.weight.interleaved == nil) == (first.interleaved == nil) }) else { return nil }
         dtype = first.dtype
-        weights = projections.map { $0.weight.interleaved! }
         self.input = input
+        weights = projections.map(\.weight)
+        biases = projections.map(\.bias)
+        outputs = projections.map(\.out)
         blocks = cols / 32
-        scratch = OwnedBuffer(byteCount: Q8Activations.byteCount(tokens: 1, cols: cols))
-        activations = Q8Activations(scratch: scratch.pointer, tokens: 1, cols: cols)
-        segments = .allocate(capacity: projections.count)
+        let total = projections.reduce(0) { $0 + $1.weight.shape[0] }
+        guard first.interleaved != nil else {
+            slots = max(1, min(pool.threadCount, total / 32))
+            kind = .packed(rows: total, rowBytes: dtype.byteCount(values: cols)!)
+            return
+        }
+        let scratch = OwnedBuffer(byteCount: Q8Activations.byteCount(tokens: 1, cols: cols))
+        let activations = Q8Activations(scratch: scratch.pointer, tokens: 1, cols: cols)
+        let segments = UnsafeMutableBufferPointer<IntegerLinear.Segment>.allocate(capacity: projections.count)
         var quads = 0
         for (i, p) in projections.enumerated() {
             let packed = p.weight.interleaved!
@@ -38,7 +71,7 @@ public final class TokenProjection: @unchecked Sendable {
             quads += packed.quads
         }
         slots = IntegerLinear.decodeThreads(totalQuads: quads, pool: pool)
-        parts = StealableRanges(splitting: quads, into: 2 * slots)
+        let piece: Int
         switch dtype {
         case .q8_0: piece = IntegerLinear.decodePiece(Q8_0Blocks.self, activations)
         case .q4_0: piece = IntegerLinear.decodePiece(Q4_0Blocks.self, activations)
@@ -47,31 +80,68 @@ public final class TokenProjection: @unchecked Sendable {
         case .int4Group: piece = IntegerLinear.decodePiece(Int4GroupBlocks.self, activations)
         case .f32, .f16, .bf16: return nil
         }
-    }
-
-    deinit {
-        segments.baseAddress!.deinitialize(count: segments.count)
-        segments.deallocate()
+        kind = .integer(Integer(scratch: scratch, activations: activations, segments: segments,
+                                parts: StealableRanges(splitting: quads, into: 2 * slots), piece: piece))
     }
 
     /// Projection `i` writes to `out` from now on (a vocabulary head into each step's logits).
-    public func setOutput(_ out: UnsafeMutablePointer<Float>, projection i: Int) { segments[i].out = out }
+    public func setOutput(_ out: UnsafeMutablePointer<Float>, projection i: Int) {
+        outputs[i] = out
+        if case .integer(let integer) = kind { integer.segments[i].out = out }
+    }
 
-    /// Quantizes input blocks `range` (all of them before any `run`).
-    public func quantize(blocks range: Range<Int>) { activations.quantize(input, token: 0, blocks: range) }
+    /// Whether `quantize` has work (`q8` activations).
+    public var quantizes: Bool { if case .integer = kind { true } else { false } }
+
+    /// Quantizes input blocks `range` for `q8` activations (all of them before any `run`); nothing for fp32 ones.
+    public func quantize(blocks range: Range<Int>) {
+        if case .integer(let integer) = kind { integer.activations.quantize(input, token: 0, blocks: range) }
+    }
 
     public func run(slot: Int) {
-        let segments = UnsafeBufferPointer(segments)
-        switch dtype {
-        case .q8_0: IntegerLinear.decodeSlot(Q8_0Blocks.self, slot, activations, segments, parts: parts, piece: piece)
-        case .q4_0: IntegerLinear.decodeSlot(Q4_0Blocks.self, slot, activations, segments, parts: parts, piece: piece)
-        case .q4_1: IntegerLinear.decodeSlot(Q4_1Blocks.self, slot, activations, segments, parts: parts, piece: piece)
-        case .int8Group: IntegerLinear.decodeSlot(Int8GroupBlocks.self, slot, activations, segments, parts: parts, piece: piece)
-        case .int4Group: IntegerLinear.decodeSlot(Int4GroupBlocks.self, slot, activations, segments, parts: parts, piece: piece)
-        case .f32, .f16, .bf16: preconditionFailure("\(dtype) has no integer blocks")
+        switch kind {
+        case .integer(let integer):
+            let segments = UnsafeBufferPointer(integer.segments), a = integer.activations, parts = integer.parts, piece = integer.piece
+            switch dtype {
+            case .q8_0: IntegerLinear.decodeSlot(Q8_0Blocks.self, slot, a, segments, parts: parts, piece: piece)
+            case .q4_0: IntegerLinear.decodeSlot(Q4_0Blocks.self, slot, a, segments, parts: parts, piece: piece)
+            case .q4_1: IntegerLinear.decodeSlot(Q4_1Blocks.self, slot, a, segments, parts: parts, piece: piece)
+            case .int8Group: IntegerLinear.decodeSlot(Int8GroupBlocks.self, slot, a, segments, parts: parts, piece: piece)
+            case .int4Group: IntegerLinear.decodeSlot(Int4GroupBlocks.self, slot, a, segments, parts: parts, piece: piece)
+            case .f32, .f16, .bf16: preconditionFailure("\(dtype) has no integer blocks")
+            }
+        case let .packed(rows, rowBytes):
+            switch dtype {
+            case .f16: runPacked(F16Blocks.self, slot: slot, total: rows, rowBytes: rowBytes)
+            case .bf16: runPacked(BF16Blocks.self, slot: slot, total: rows, rowBytes: rowBytes)
+            case .q8_0: runPacked(Q8_0Blocks.self, slot: slot, total: rows, rowBytes: rowBytes)
+            case .q4_0: runPacked(Q4_0Blocks.self, slot: slot, total: rows, rowBytes: rowBytes)
+            case .q4_1: runPacked(Q4_1Blocks.self, slot: slot, total: rows, rowBytes: rowBytes)
+            case .int8Group: runPacked(Int8GroupBlocks.self, slot: slot, total: rows, rowBytes: rowBytes)
+            case .int4Group: runPacked(Int4GroupBlocks.self, slot: slot, total: rows, rowBytes: rowBytes)
+            case .f32: preconditionFailure("fp32 rows need no decoding")
+            }
+        }
+    }
+
+    /// Slot `slot`'s run of rows (of all projections together), as `parallelChunks` cuts them for `Linear.decodeOneToken`.
+    private func runPacked<F: BlockFormat>(_: F.Type, slot: Int, total: Int, rowBytes: Int) {
+        let size = (total + slots - 1) / slots
+        let range = (slot * size)..<min(total, slot * size + size)
+        var start = 0
+        for (i, w) in weights.enumerated() {
+            let rows = w.shape[0]
+            let lo = max(range.lowerBound, start), hi = min(range.upperBound, start + rows)
+            if lo < hi {
+                Linear.decodeRows(F.self, x: input, w.data, rowBytes: rowBytes, blocks: blocks, (lo - start)..<(hi - start),
+                                  bias: biases[i], out: outputs[i])
+            }
+            start += rows
         }
     }
 
     /// Every row back to be taken, for the next token.
-    public func reset() { parts.reset() }
+    public func reset() {
+        if case .integer(let integer) = kind { integer.parts.reset() }
+    }
 }
