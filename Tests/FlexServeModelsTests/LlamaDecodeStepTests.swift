@@ -54,10 +54,11 @@ final class LlamaDecodeStepTests: XCTestCase {
     }
 
     func testDecodeStepEqualsTheBatchedPath() throws {
-        let shapes: [(heads: Int, kvHeads: Int, biases: Bool)] = [(8, 2, false), (6, 2, true), (4, 4, false)]
+        let shapes: [(heads: Int, kvHeads: Int, headDim: Int, biases: Bool)] = [(8, 2, 16, false), (6, 2, 16, true), (4, 4, 16, false),
+                                                                              (9, 3, 32, false)]
         for (i, shape) in shapes.enumerated() {
             let config = ModelConfig(architecture: "LlamaForCausalLM", vocabSize: 101, hiddenSize: 128, intermediateSize: 96,
-                                     numLayers: 2, numHeads: shape.heads, numKVHeads: shape.kvHeads, headDim: 16)
+                                     numLayers: 2, numHeads: shape.heads, numKVHeads: shape.kvHeads, headDim: shape.headDim)
             let weights = RandomWeights(config: config, biases: shape.biases, seed: UInt64(i + 1))
             let runs = [DType.q8_0, .q4_0, .q4_1, .int8Group, .int4Group].map { ($0, ActivationFormat.q8) }
                 + [DType.f16, .bf16, .q8_0, .q4_1, .int4Group].map { ($0, ActivationFormat.f32) }
