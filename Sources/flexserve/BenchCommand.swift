@@ -72,7 +72,7 @@ struct ThroughputBenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "throughput",
         abstract: "Prefill (512 tokens) and decode tokens/s per weight format, as fractions of measured bandwidth and FMA peak.",
-        discussion: "Decode is measured from a 16-token prompt (as llama-bench's tg) and again right after the prefill; each figure is the best of eight segments (decode) or two runs (prefill), as the machine probes take their best pass. 'Of concurrent bandwidth' decodes again with a bandwidth read of the same bytes after every step, and gives the median over eight segments of the steps' GB/s over the reads' (on a shared machine the best probe pass and the best decode segment may see different loads).")
+        discussion: "Decode is measured from a 16-token prompt (as llama-bench's tg) and again right after the prefill; each figure is the best of eight segments (decode) or two runs (prefill), as the machine probes take their best pass. 'Of bandwidth' is against the best read-probe pass of the whole run (probed at the start, before each row and at the end). 'Of concurrent bandwidth' decodes again with a bandwidth read of the same bytes after every step, and gives the median over eight segments of the steps' GB/s over the reads' (on a shared machine the best probe pass and the best decode segment may see different loads).")
 
     @Option(name: [.customLong("model"), .customLong("llm-model")]) var model: String
     @Option(help: "Comma-separated formats: stored, f32, f16, bf16, q8_0, q4_0, q4_1, int8, int4.") var formats = "stored,f32,q8_0,q4_1,int8,int4"
@@ -84,14 +84,20 @@ struct ThroughputBenchCommand: AsyncParsableCommand {
 
     struct Report: Codable {
         var model: String
+        /// `readBandwidthGBs` is the best of all `readProbes`.
         var machine: MachineProbe
+        /// The best pass of each read probe: at the start, before each row, at the end.
+        var readProbes: [Double]
         var rows: [ThroughputBenchmark.Row]
     }
 
     mutating func run() async throws {
-        let machine = MachineProbe.measure()
+        var machine = MachineProbe.measure()
         print(String(format: "machine: %@, %d threads, read %.1f GB/s, fp32 FMA %.0f GFLOP/s per core, %.0f all cores",
                      machine.cpu as NSString, machine.threads, machine.readBandwidthGBs, machine.fmaGFLOPsPerCore, machine.fmaGFLOPsAllCores))
+        // The read bandwidth of this shared machine moves from minute to minute (23–59 GB/s): the probe runs again
+        // before each row and at the end, and every row is reported against the best pass of the whole run.
+        var probes = [machine.readBandwidthGBs]
         var rows: [ThroughputBenchmark.Row] = []
         let activationFormats = try activations.split(separator: ",").map { name in
             guard let a = ActivationFormat(rawValue: String(name)) else {
@@ -99,21 +105,34 @@ struct ThroughputBenchCommand: AsyncParsableCommand {
             }
             return a
         }
-        print("format     | acts | weight MB | prefill tok/s | prefill GFLOP/s | of FMA peak | decode tok/s | decode GB/s | of bandwidth | of concurrent bandwidth | decode after prefill")
+        var names: [String] = []
         for name in formats.split(separator: ",").map(String.init) {
             let format = try WeightFormat.parse(name)
             for a in activationFormats {
                 if a == .q8, let format, !format.hasIntegerBlocks { continue }
+                probes.append(MachineProbe.readBandwidth())
                 let row = try ThroughputBenchmark.run(path: model, format: format, activations: a, machine: machine,
                                                       prefillTokens: prefillTokens, decodeTokens: decodeTokens)
                 rows.append(row)
-                print(String(format: "%-10@ | %4@ | %9.1f | %13.1f | %15.1f | %10.0f%% | %12.1f | %11.2f | %11.0f%% | %22.0f%% | %20.1f", name as NSString,
-                             a.rawValue as NSString, Double(row.weightBytes) / 1e6, row.prefillTokensPerSecond, row.prefillGFLOPs,
-                             row.prefillFractionOfFMAPeak * 100, row.decodeTokensPerSecond, row.decodeGBs, row.decodeFractionOfBandwidth * 100,
-                             row.decodeFractionOfConcurrentBandwidth * 100, row.decodeAfterPrefillTokensPerSecond))
+                names.append(name)
+                print(String(format: "  %@, %@ activations: decode %.1f tok/s (read probe before it %.1f GB/s)", name as NSString,
+                             a.rawValue as NSString, row.decodeTokensPerSecond, probes.last!))
             }
         }
-        try writeJSON(Report(model: model, machine: machine, rows: rows), to: output)
+        probes.append(MachineProbe.readBandwidth())
+        machine.readBandwidthGBs = probes.max()!
+        print(String(format: "read bandwidth: best pass of the run %.1f GB/s (probes %@)", machine.readBandwidthGBs,
+                     probes.map { String(format: "%.1f", $0) }.joined(separator: ", ") as NSString))
+        print("format     | acts | weight MB | prefill tok/s | prefill GFLOP/s | of FMA peak | decode tok/s | decode GB/s | of bandwidth | of concurrent bandwidth | decode after prefill")
+        for (name, var row) in zip(names, rows) {
+            row.decodeFractionOfBandwidth = row.decodeGBs / machine.readBandwidthGBs
+            print(String(format: "%-10@ | %4@ | %9.1f | %13.1f | %15.1f | %10.0f%% | %12.1f | %11.2f | %11.0f%% | %22.0f%% | %20.1f", name as NSString,
+                         row.activations.rawValue as NSString, Double(row.weightBytes) / 1e6, row.prefillTokensPerSecond, row.prefillGFLOPs,
+                         row.prefillFractionOfFMAPeak * 100, row.decodeTokensPerSecond, row.decodeGBs, row.decodeFractionOfBandwidth * 100,
+                         row.decodeFractionOfConcurrentBandwidth * 100, row.decodeAfterPrefillTokensPerSecond))
+        }
+        rows = rows.map { var r = $0; r.decodeFractionOfBandwidth = r.decodeGBs / machine.readBandwidthGBs; return r }
+        try writeJSON(Report(model: model, machine: machine, readProbes: probes, rows: rows), to: output)
         print("wrote \(output)")
     }
 }

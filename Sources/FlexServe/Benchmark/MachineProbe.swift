@@ -25,7 +25,7 @@ public struct MachineProbe: Codable, Sendable {
     }
 
     /// Best of eight `ReadProbe` passes.
-    static func readBandwidth(pool: ThreadPool) -> Double {
+    public static func readBandwidth(pool: ThreadPool = .shared) -> Double {
         let probe = ReadProbe.on(pool)
         return (0..<8).map { probe.pass(streams: $0 % 2 == 0 ? 1 : 4) }.max()!
     }
