@@ -33,7 +33,7 @@ public struct MachineProbe: Codable, Sendable {
     /// GFLOP/s of independent fp32 FMAs (two flops each) across the pool's threads: the better of
     /// 8-lane FMAs in 10 chains and 16-lane FMAs in 12 chains (on AVX-512 CPUs the wider form can
     /// issue faster: about 5% more on Zen 4), so the ceiling is the machine's, not one code form's.
-    static func fmaPeak(pool: ThreadPool) -> Double {
+    public static func fmaPeak(pool: ThreadPool) -> Double {
         let iterations = 20_000_000
         var best = 0.0
         for _ in 0..<3 {
