@@ -4,9 +4,9 @@ import FlexServeTensor
 
 /// `LlamaDecodeStep` (one token as one parallel region) against the general path: the logits of a token
 /// decoded alone must equal, bit for bit, its logits at the end of a batch (the multi-token kernels), over
-/// head layouts that take each of the step's phases (one head set per KV head, and two; Q/K/V biases), an
-/// MLP whose blocks split unevenly, a vocabulary that is not a whole number of row quads, and every block
-/// format with `q8` and with fp32 activations.
+/// head layouts that take each of the step's phases (one head set per KV head, and two; Q/K/V biases;
+/// Mistral's sliding window, shorter than the prompt), an MLP whose blocks split unevenly, a vocabulary that
+/// is not a whole number of row quads, and every block format with `q8` and with fp32 activations.
 final class LlamaDecodeStepTests: XCTestCase {
     /// Random weights by name, in memory.
     struct RandomWeights: WeightStore {
@@ -54,17 +54,18 @@ final class LlamaDecodeStepTests: XCTestCase {
     }
 
     func testDecodeStepEqualsTheBatchedPath() throws {
-        let shapes: [(heads: Int, kvHeads: Int, headDim: Int, biases: Bool)] = [(8, 2, 16, false), (6, 2, 16, true), (4, 4, 16, false),
-                                                                              (9, 3, 32, false)]
+        let shapes: [(heads: Int, kvHeads: Int, headDim: Int, biases: Bool, window: Int?)] = [
+            (8, 2, 16, false, nil), (6, 2, 16, true, nil), (4, 4, 16, false, nil), (9, 3, 32, false, nil), (4, 2, 16, false, 5)]
         for (i, shape) in shapes.enumerated() {
-            let config = ModelConfig(architecture: "LlamaForCausalLM", vocabSize: 101, hiddenSize: 128, intermediateSize: 96,
+            var config = ModelConfig(architecture: "LlamaForCausalLM", vocabSize: 101, hiddenSize: 128, intermediateSize: 96,
                                      numLayers: 2, numHeads: shape.heads, numKVHeads: shape.kvHeads, headDim: shape.headDim)
+            config.slidingWindow = shape.window
             let weights = RandomWeights(config: config, biases: shape.biases, seed: UInt64(i + 1))
             let runs = [DType.q8_0, .q4_0, .q4_1, .int8Group, .int4Group].map { ($0, ActivationFormat.q8) }
                 + [DType.f16, .bf16, .q8_0, .q4_1, .int4Group].map { ($0, ActivationFormat.f32) }
             for (format, activations) in runs {
                 let model = try ModelLoader.build(config: config, weights: ConvertingStore(weights, to: format, activations: activations)) as! LlamaModel
-                let what = "\(shape.heads)/\(shape.kvHeads) heads, \(format), \(activations) activations"
+                let what = "\(shape.heads)/\(shape.kvHeads) heads, window \(shape.window ?? 0), \(format), \(activations) activations"
                 if shape.kvHeads >= ThreadPool.shared.threadCount { XCTAssertNotNil(model.decodeStep, what) }
                 let prompt = (0..<9).map { ($0 * 37 + 5) % config.vocabSize }
                 let stepped = model.makeCache(capacityTokens: 64)
