@@ -15,8 +15,8 @@ import FlexServeTensor
 /// with q8 activations 3.8–5.5% faster (Q8_0 and Q4_1, 29–34 of 38 segment pairs, four runs), with fp32
 /// activations, whose kernels spend longer per byte, −1.3 to +3.3% (24–27 of 38 pairs, four runs).
 ///
-/// Everything a phase calls runs on the calling thread: a nested dispatch to the pool would wait on the
-/// region it runs in.
+/// Everything a phase calls runs on the calling thread (`serial`): a nested dispatch to the pool would
+/// wait on the region it runs in.
 final class LlamaDecodeStep: @unchecked Sendable {
     private let config: ModelConfig
     /// Each layer's two norm weights, `[layer][hiddenSize]`, and the final one.
@@ -32,6 +32,8 @@ final class LlamaDecodeStep: @unchecked Sendable {
     let lock = NSLock()
 
     private static let phasesPerLayer = 10
+    /// A pool without workers, for the kernels a phase calls that take one.
+    private static let serial = ThreadPool(threads: 1)
 
     /// nil where the step does not apply: fp32 weights, GPU storage emulation, or fewer KV
     /// heads than threads (attention then splits each head over keys, which needs dispatches of its own).
@@ -105,7 +107,7 @@ final class LlamaDecodeStep: @unchecked Sendable {
                             guard l < c.numLayers else {
                                 if phase % Self.phasesPerLayer == 0 {
                                     axpy(1, h.pointer, x.pointer, H)
-                                    Normalization.rms(x.pointer, rows: 1, dim: H, weight: finalNorm.pointer, eps: c.rmsNormEps, out: h.pointer)
+                                    Normalization.rms(x.pointer, rows: 1, dim: H, weight: finalNorm.pointer, eps: c.rmsNormEps, out: h.pointer, pool: Self.serial)
                                     head.quantize(blocks: 0..<head.blocks)
                                 } else {
                                     head.run(slot: task)
@@ -115,7 +117,7 @@ final class LlamaDecodeStep: @unchecked Sendable {
                             switch phase % Self.phasesPerLayer {
                             case 0:
                                 if l > 0 { axpy(1, h.pointer, x.pointer, H) }
-                                Normalization.rms(x.pointer, rows: 1, dim: H, weight: attentionNorms.pointer + l * H, eps: c.rmsNormEps, out: h.pointer)
+                                Normalization.rms(x.pointer, rows: 1, dim: H, weight: attentionNorms.pointer + l * H, eps: c.rmsNormEps, out: h.pointer, pool: Self.serial)
                                 qkv[l].quantize(blocks: 0..<qkv[l].blocks)
                             case 1:
                                 qkv[l].run(slot: task)
@@ -134,14 +136,14 @@ final class LlamaDecodeStep: @unchecked Sendable {
                                 o[l].run(slot: task)
                             case 6:
                                 axpy(1, h.pointer, x.pointer, H)
-                                Normalization.rms(x.pointer, rows: 1, dim: H, weight: mlpNorms.pointer + l * H, eps: c.rmsNormEps, out: h.pointer)
+                                Normalization.rms(x.pointer, rows: 1, dim: H, weight: mlpNorms.pointer + l * H, eps: c.rmsNormEps, out: h.pointer, pool: Self.serial)
                                 gateUp[l].quantize(blocks: 0..<gateUp[l].blocks)
                             case 7:
                                 gateUp[l].run(slot: task)
                             case 8:
                                 let blocks = task == 0 ? 0..<halfBlocks : halfBlocks..<down[l].blocks
                                 Activation.siluMultiply(gate.pointer + 32 * blocks.lowerBound, up.pointer + 32 * blocks.lowerBound,
-                                                        count: 32 * blocks.count)
+                                                        count: 32 * blocks.count, pool: Self.serial)
                                 down[l].quantize(blocks: blocks)
                             default:
                                 down[l].run(slot: task)
