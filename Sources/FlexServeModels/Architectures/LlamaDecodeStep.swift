@@ -28,6 +28,8 @@ final class LlamaDecodeStep: @unchecked Sendable {
     private let attended: FloatBuffer, gate: FloatBuffer, up: FloatBuffer
     private let qkv: [TokenProjection], o: [TokenProjection], gateUp: [TokenProjection], down: [TokenProjection]
     private let head: TokenProjection
+    /// Tasks in each phase of a step (`phasesPerLayer` a layer, then the final norm and the head).
+    private let phaseCounts: [Int]
     /// Held while a step runs (the buffers are the step's): a concurrent call takes `forward`'s general path.
     let lock = NSLock()
 
@@ -61,6 +63,13 @@ final class LlamaDecodeStep: @unchecked Sendable {
         guard let head = TokenProjection(input: h.pointer, projections: [Linear.Projection(weight: model.lmHead, out: x.pointer)], pool: pool)
         else { return nil }
         (self.qkv, self.o, self.gateUp, self.down, self.head) = (qkv, o, gateUp, down, head)
+        let sets = Attention.HeadSets.count(tokens: 1, numHeads: c.numHeads, numKVHeads: c.numKVHeads)
+        var counts: [Int] = []
+        for l in 0..<c.numLayers {
+            counts += [1, qkv[l].slots, sets == c.numKVHeads ? 0 : c.numKVHeads, sets, o[l].quantizes ? 1 : 0, o[l].slots,
+                       1, gateUp[l].slots, 2, down[l].slots]
+        }
+        phaseCounts = counts + [1, head.slots]
         config = c
         attentionNorms = FloatBuffer(c.numLayers * H); mlpNorms = FloatBuffer(c.numLayers * H); finalNorm = FloatBuffer(H)
         for (l, layer) in model.layers.enumerated() {
@@ -85,11 +94,6 @@ final class LlamaDecodeStep: @unchecked Sendable {
         for l in 0..<c.numLayers { qkv[l].reset(); o[l].reset(); gateUp[l].reset(); down[l].reset() }
         head.reset()
         let sets = Attention.HeadSets.count(tokens: 1, numHeads: c.numHeads, numKVHeads: c.numKVHeads)
-        var counts: [Int] = []
-        for l in 0..<c.numLayers {
-            counts += [1, qkv[l].slots, sets == c.numKVHeads ? 0 : c.numKVHeads, sets, o[l].quantizes ? 1 : 0, o[l].slots, 1, gateUp[l].slots, 2, down[l].slots]
-        }
-        counts += [1, head.slots]
         let slot = Int(addressing.write[0]), scale = 1 / Float(headDim).squareRoot()
         /// RoPE on KV head j's queries and key, then its key and value into the cache.
         @inline(__always) func rotateAndStore(kvHead j: Int, layer l: Int, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
@@ -102,7 +106,7 @@ final class LlamaDecodeStep: @unchecked Sendable {
             addressing.slots.withUnsafeBufferPointer { slots in
                 cos.withUnsafeBufferPointer { cos in
                     sin.withUnsafeBufferPointer { sin in
-                        pool.runPhases(counts) { phase, task in
+                        pool.runPhases(phaseCounts) { phase, task in
                             let l = phase / Self.phasesPerLayer
                             guard l < c.numLayers else {
                                 if phase % Self.phasesPerLayer == 0 {

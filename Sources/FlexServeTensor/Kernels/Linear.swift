@@ -134,16 +134,22 @@ public enum Linear {
         // shorter tasks start more cold streams (measured in interleaved segments of SmolLM2 decoding: one
         // task per thread 5.5–7.5% faster than four, Q4_1 and Q8_0, 32–37 of 38 segment pairs).
         pool.parallelChunks(total, minChunk: 32, perThread: 1) { range in
-            var start = 0
-            for p in projections {
-                let rows = p.weight.shape[0]
-                let lo = max(range.lowerBound, start), hi = min(range.upperBound, start + rows)
-                if lo < hi {
-                    decodeRows(F.self, x: x, p.weight.data, rowBytes: rowBytes, blocks: cols / 32, (lo - start)..<(hi - start),
-                               bias: p.bias, out: p.out)
-                }
-                start += rows
+            decodeRows(F.self, x: x, projections: projections, rowBytes: rowBytes, blocks: cols / 32, range)
+        }
+    }
+
+    /// Rows `range` of several projections' rows taken together (the first projection's, then the next's).
+    @inline(__always)
+    static func decodeRows<F: BlockFormat>(_: F.Type, x: UnsafePointer<Float>, projections: [Projection], rowBytes: Int, blocks: Int,
+                                           _ range: Range<Int>) {
+        var start = 0
+        for p in projections {
+            let rows = p.weight.shape[0]
+            let lo = max(range.lowerBound, start), hi = min(range.upperBound, start + rows)
+            if lo < hi {
+                decodeRows(F.self, x: x, p.weight.data, rowBytes: rowBytes, blocks: blocks, (lo - start)..<(hi - start), bias: p.bias, out: p.out)
             }
+            start += rows
         }
     }
 

@@ -10,9 +10,7 @@ public final class TokenProjection: @unchecked Sendable {
     public let blocks: Int
     private let dtype: DType
     private let input: UnsafePointer<Float>
-    private let weights: [TensorView]
-    private let biases: [UnsafePointer<Float>?]
-    private var outputs: [UnsafeMutablePointer<Float>]
+    private var projections: [Linear.Projection]
     private let kind: Kind
 
     private enum Kind {
@@ -48,9 +46,7 @@ public final class TokenProjection: @unchecked Sendable {
                                        && ($0.weight.interleaved == nil) == (first.interleaved == nil) }) else { return nil }
         dtype = first.dtype
         self.input = input
-        weights = projections.map(\.weight)
-        biases = projections.map(\.bias)
-        outputs = projections.map(\.out)
+        self.projections = projections
         blocks = cols / 32
         let total = projections.reduce(0) { $0 + $1.weight.shape[0] }
         guard first.interleaved != nil else {
@@ -86,7 +82,8 @@ public final class TokenProjection: @unchecked Sendable {
 
     /// Projection `i` writes to `out` from now on (a vocabulary head into each step's logits).
     public func setOutput(_ out: UnsafeMutablePointer<Float>, projection i: Int) {
-        outputs[i] = out
+        let p = projections[i]
+        projections[i] = Linear.Projection(weight: p.weight, bias: p.bias, out: out)
         if case .integer(let integer) = kind { integer.segments[i].out = out }
     }
 
@@ -127,17 +124,8 @@ public final class TokenProjection: @unchecked Sendable {
     /// Slot `slot`'s run of rows (of all projections together), as `parallelChunks` cuts them for `Linear.decodeOneToken`.
     private func runPacked<F: BlockFormat>(_: F.Type, slot: Int, total: Int, rowBytes: Int) {
         let size = (total + slots - 1) / slots
-        let range = (slot * size)..<min(total, slot * size + size)
-        var start = 0
-        for (i, w) in weights.enumerated() {
-            let rows = w.shape[0]
-            let lo = max(range.lowerBound, start), hi = min(range.upperBound, start + rows)
-            if lo < hi {
-                Linear.decodeRows(F.self, x: input, w.data, rowBytes: rowBytes, blocks: blocks, (lo - start)..<(hi - start),
-                                  bias: biases[i], out: outputs[i])
-            }
-            start += rows
-        }
+        Linear.decodeRows(F.self, x: input, projections: projections, rowBytes: rowBytes, blocks: blocks,
+                          (slot * size)..<min(total, slot * size + size))
     }
 
     /// Every row back to be taken, for the next token.
