@@ -30,6 +30,9 @@ final class ReadProbe: @unchecked Sendable {
 
     private var nextByte = 0
 
+    /// The most `read(phases:)` can read in one call.
+    var capacityBytes: Int { count * 4 }
+
     /// GB/s of one pass over the buffer with `streams` (1 or 4) streams per task.
     func pass(streams: Int) -> Double { read(floats: 0..<count, streams: streams) }
 
@@ -41,6 +44,38 @@ final class ReadProbe: @unchecked Sendable {
         let start = nextByte / 4
         nextByte += n * 4
         return read(floats: start..<(start + n), streams: streams)
+    }
+
+    /// GB/s of reading `phases` (bytes each) in one parallel region, every phase finished by all threads before the
+    /// next starts, each thread's share of a phase as two streams prefetched ahead: how the decode step reads its
+    /// weights (`ThreadPool.runPhases`), without the arithmetic and the attention between the phases.
+    func read(phases: [Int]) -> Double {
+        let threads = pool.threadCount, unit = 2 * threads * 64
+        let sizes = phases.map { max(unit, $0 / unit * unit) }
+        let total = sizes.reduce(0, +)
+        precondition(total <= capacityBytes, "phases larger than the probe's buffer")
+        if nextByte + total > capacityBytes { nextByte = 0 }
+        var offsets: [Int] = []
+        for size in sizes { offsets.append(nextByte); nextByte += size }
+        let base = UnsafeRawPointer(buffer)
+        let sinks = UnsafeMutablePointer<SIMD16<Float>>.allocate(capacity: threads)
+        defer { sinks.deallocate() }
+        sinks.initialize(repeating: SIMD16<Float>(), count: threads)
+        let start = Date()
+        pool.runPhases([Int](repeating: threads, count: sizes.count)) { phase, task in
+            let quarter = sizes[phase] / threads / 2
+            let a = base + offsets[phase] + 2 * task * quarter, b = a + quarter
+            var s0 = SIMD16<Float>(), s1 = SIMD16<Float>()
+            var i = 0
+            while i < quarter {
+                Prefetch.ahead(a + i); Prefetch.ahead(b + i)
+                s0 += a.loadUnaligned(fromByteOffset: i, as: SIMD16<Float>.self)
+                s1 += b.loadUnaligned(fromByteOffset: i, as: SIMD16<Float>.self)
+                i += 64
+            }
+            sinks[task] += s0 + s1
+        }
+        return Double(total) / Date().timeIntervalSince(start) / 1e9
     }
 
     private func read(floats: Range<Int>, streams: Int) -> Double {

@@ -23,8 +23,44 @@ public enum ThroughputBenchmark {
         /// shared machine the probe's best pass and the decode's best segment may see different
         /// neighbours (this VM's probe swings between 23 and 59 GB/s); interleaved, both see the same.
         public var decodeFractionOfConcurrentBandwidth: Double
+        /// The same steps against reads of their weights in the step's own phases (`ReadProbe.read(phases:)`,
+        /// interleaved likewise): what the step's dependent phases leave of the bandwidth before any arithmetic.
+        /// nil where the step's matrices are not LLaMA's.
+        public var decodeFractionOfPhasedReads: Double?
+        /// Median `ThreadPlacement` handoff over the interleaved segments: ~50 ns with the threads in one core
+        /// complex, ~160 ns across two.
+        public var threadHandoffNanoseconds: Double?
+        public var interleavedSegments: [InterleavedSegment]
         /// Decoding right after the prefill, at a context of `prefillTokens` and more.
         public var decodeAfterPrefillTokensPerSecond: Double
+    }
+
+    /// One segment of the interleaved decode: GB/s of the steps, of the plain reads and of the phased reads
+    /// between them, and the threads' handoff just before it.
+    public struct InterleavedSegment: Codable, Sendable {
+        public var decodeGBs: Double
+        public var readGBs: Double
+        public var phasedReadGBs: Double?
+        public var handoffNanoseconds: Double?
+    }
+
+    /// Bytes a LLaMA decode step streams in each of its phases (Q/K/V, output, gate/up and down of every layer, then
+    /// the head), or nil where the matrices have other names.
+    static func phaseBytes(_ store: any WeightStore, config: ModelConfig) -> [Int]? {
+        func bytes(_ names: [String]) -> Int? {
+            let tensors = names.compactMap { try? store.tensor($0) }
+            return tensors.count == names.count ? tensors.reduce(0) { $0 + $1.byteCount } : nil
+        }
+        var phases: [Int] = []
+        for l in 0..<config.numLayers {
+            for group in [["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"], ["self_attn.o_proj"],
+                          ["mlp.gate_proj", "mlp.up_proj"], ["mlp.down_proj"]] {
+                guard let b = bytes(group.map { "model.layers.\(l).\($0).weight" }) else { return nil }
+                phases.append(b)
+            }
+        }
+        guard let head = bytes(["lm_head.weight"]) ?? bytes(["model.embed_tokens.weight"]) else { return nil }
+        return phases + [head]
     }
 
     /// Bytes of the matrices a decode step streams (every projection and the vocabulary head).
@@ -47,6 +83,8 @@ public enum ThroughputBenchmark {
         let model = loaded.model
         let config = model.config
         let (bytes, params, headParams) = streamed(loaded.weights, config: config)
+        // (nil, too, where the probe's buffer cannot hold a step's weights)
+        let phases = phaseBytes(loaded.weights, config: config).flatMap { $0.reduce(0, +) <= ReadProbe.shared.capacityBytes ? $0 : nil }
         let capacity = prefillTokens + decodeTokens + 1
         let cache = model.makeCache(capacityTokens: 4 * (capacity + 64))  // four sequences, each rounded up to whole blocks
         func prompt(_ n: Int) -> [Int] { (0..<n).map { ($0 * 7919 + 13) % config.vocabSize } }
@@ -70,29 +108,35 @@ public enum ThroughputBenchmark {
             return best
         }
 
-        /// `decodeFractionOfConcurrentBandwidth`: after each step, the probe reads the step's weight bytes (one
-        /// sequential stream and four prefetched streams per task, alternately; the faster counts).
-        func interleavedFraction(sequence: Int, start: Int, after logits: Logits, probe: ReadProbe) throws -> Double {
+        /// The interleaved decode: after each step one read of the step's weight bytes, in turn one sequential stream per
+        /// task, four prefetched streams per task (the faster of the two counts) and the step's own phases (where known).
+        func interleaved(sequence: Int, start: Int, after logits: Logits, probe: ReadProbe) throws -> [InterleavedSegment] {
             var next = logits.withRow(0) { Sampler.argmax($0) }
-            let segment = max(1, decodeTokens / 8)
-            var fractions: [Double] = []
-            var stepSeconds = 0.0, readSeconds = [0.0, 0.0], reads = [0, 0]
+            let segment = max(3, decodeTokens / 8)
+            let kinds = phases == nil ? 2 : 3
+            var segments: [InterleavedSegment] = []
+            var stepSeconds = 0.0, readSeconds = [0.0, 0.0, 0.0], reads = [0, 0, 0]
+            var handoff = ThreadPlacement.handoffNanoseconds(pool: probe.pool)
             for i in 0..<decodeTokens {
                 var step = Batch()
                 step.appendCausal([next], sequence: sequence, start: start + i, logits: .last)
                 let t0 = Date()
                 next = try model.forward(step, cache: cache).withRow(0) { Sampler.argmax($0) }
                 stepSeconds += Date().timeIntervalSince(t0)
-                readSeconds[i % 2] += Double(bytes) / 1e9 / probe.read(bytes: bytes, streams: i % 2 == 0 ? 1 : 4)
-                reads[i % 2] += 1
+                let kind = i % kinds
+                readSeconds[kind] += Double(bytes) / 1e9 / (kind == 2 ? probe.read(phases: phases!) : probe.read(bytes: bytes, streams: kind == 0 ? 1 : 4))
+                reads[kind] += 1
                 if (i + 1) % segment == 0 {
-                    let bandwidth = (0..<2).map { reads[$0] == 0 ? 0 : Double(reads[$0] * bytes) / readSeconds[$0] }.max()!
-                    fractions.append(Double(segment * bytes) / stepSeconds / bandwidth)
-                    stepSeconds = 0; readSeconds = [0, 0]; reads = [0, 0]
+                    func gbs(_ kind: Int) -> Double { reads[kind] == 0 ? 0 : Double(reads[kind] * bytes) / readSeconds[kind] / 1e9 }
+                    segments.append(InterleavedSegment(decodeGBs: Double(segment * bytes) / stepSeconds / 1e9, readGBs: max(gbs(0), gbs(1)),
+                                                       phasedReadGBs: kinds == 3 ? gbs(2) : nil, handoffNanoseconds: handoff))
+                    stepSeconds = 0; readSeconds = [0, 0, 0]; reads = [0, 0, 0]
+                    handoff = ThreadPlacement.handoffNanoseconds(pool: probe.pool)
                 }
             }
-            return fractions.sorted()[fractions.count / 2]
+            return segments
         }
+        func median(_ values: [Double]) -> Double? { values.isEmpty ? nil : values.sorted()[values.count / 2] }
 
         /// The short prompt's logits in a fresh `sequence`.
         func shortPrompt(sequence: Int) throws -> Logits {
@@ -106,8 +150,7 @@ public enum ThroughputBenchmark {
         _ = try decode(sequence: 3, start: decodePrompt, after: try shortPrompt(sequence: 3))
         // Decoding from a short prompt (llama-bench's "tg": the weights dominate what a step reads).
         let decodeRate = try decode(sequence: 2, start: decodePrompt, after: try shortPrompt(sequence: 2))
-        let concurrentFraction = try interleavedFraction(sequence: 3, start: decodePrompt, after: try shortPrompt(sequence: 3),
-                                                         probe: .shared)
+        let segments = try interleaved(sequence: 3, start: decodePrompt, after: try shortPrompt(sequence: 3), probe: .shared)
 
         // Prefill (the better of two runs), then decoding after it (each step also reads the long prompt's KV cache).
         var prefillSeconds = Double.infinity
@@ -132,7 +175,9 @@ public enum ThroughputBenchmark {
                    prefillFractionOfFMAPeak: prefillFlops / prefillSeconds / 1e9 / machine.fmaGFLOPsAllCores,
                    decodeTokensPerSecond: decodeRate, decodeGBs: Double(bytes) * decodeRate / 1e9,
                    decodeFractionOfBandwidth: Double(bytes) * decodeRate / 1e9 / machine.readBandwidthGBs,
-                   decodeFractionOfConcurrentBandwidth: concurrentFraction,
+                   decodeFractionOfConcurrentBandwidth: median(segments.map { $0.decodeGBs / $0.readGBs })!,
+                   decodeFractionOfPhasedReads: median(segments.compactMap { s in s.phasedReadGBs.map { s.decodeGBs / $0 } }),
+                   threadHandoffNanoseconds: median(segments.compactMap(\.handoffNanoseconds)), interleavedSegments: segments,
                    decodeAfterPrefillTokensPerSecond: longDecodeRate)
     }
 }
