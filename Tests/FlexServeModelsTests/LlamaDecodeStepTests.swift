@@ -6,7 +6,7 @@ import FlexServeTensor
 /// decoded alone must equal, bit for bit, its logits at the end of a batch (the multi-token kernels), over
 /// head layouts that take each of the step's phases (one head set per KV head, and two; Q/K/V biases;
 /// Mistral's sliding window, shorter than the prompt), an MLP whose blocks split unevenly, a vocabulary that
-/// is not a whole number of row quads, and every block format with `q8` and with fp32 activations.
+/// is not a whole number of 16-row groups, and every block format with `q8` and with fp32 activations.
 final class LlamaDecodeStepTests: XCTestCase {
     /// Random weights by name, in memory.
     struct RandomWeights: WeightStore {

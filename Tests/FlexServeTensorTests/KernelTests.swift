@@ -158,9 +158,10 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    /// Decoding shares a matrix of many quads between the threads, which take pieces from each other's
-    /// parts: every row is still computed once, with the bits of the multi-token path.
-    func testQ8DecodeOverManyQuadsMatchesMultiTokenPath() {
+    /// Decoding shares a matrix of many row groups between the threads, which take pieces from each other's
+    /// parts (257 groups of 16 rows, the last of 5; pieces of 20 groups): every row is still computed once,
+    /// with the bits of the multi-token path.
+    func testQ8DecodeOverManyGroupsMatchesMultiTokenPath() {
         let (rows, cols, tokens) = (4101, 96, 3)
         let weights = (0..<(rows * cols)).map { Float(sin(Double($0) * 0.013)) }
         let x = (0..<(tokens * cols)).map { Float(cos(Double($0) * 0.7)) }

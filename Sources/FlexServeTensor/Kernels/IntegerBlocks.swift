@@ -10,117 +10,122 @@ import _Builtin_intrinsics.intel
 /// - Q4_0: `w = (u − 8)·d`, so `c = −8·d`;
 /// - Q8_0: signed bytes, made unsigned by `u = q + 128`, so `c = −128·d` (exact: a power of 2).
 ///
-/// The kernels read them from `InterleavedRows`: four rows' blocks side by side, so one 512-bit
-/// `vpdpbusd` pair covers a block of four rows. This file says how each format's blocks are
-/// written into that layout (`integers`, `packQuadHeader`) and read back (`quadIntegers`,
-/// `quadScalesAndOffsets`).
+/// The kernels read them from `InterleavedRows`: sixteen rows' blocks side by side, each row in one
+/// 32-bit lane of a 512-bit vector, so eight `vpdpbusd` give a block's sixteen dot products and the
+/// rows' scales apply lane by lane. This file says how each format's blocks are written into that
+/// layout (`integers`, `packGroupHeader`) and read back (`groupChunks`, `groupScalesAndOffsets`).
 protocol IntegerBlockFormat: BlockFormat {
     /// 4 (two values per byte) or 8.
     static var valueBits: Int { get }
-    /// Bytes of the four rows' scales (and offsets) of one block in the interleaved layout.
-    static var quadHeaderBytes: Int { get }
+    /// Bytes of the sixteen rows' scales (and offsets) of one block in the interleaved layout.
+    static var groupHeaderBytes: Int { get }
     /// The block's 32 values as unsigned bytes, in order.
     static func integers(_ p: UnsafeRawPointer) -> SIMD32<UInt8>
-    /// The header of four rows' blocks, in the format's own precision (fp16 stays fp16).
-    static func packQuadHeader(_ blocks: (UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer),
-                               into header: UnsafeMutableRawPointer)
-    /// The four rows' (d, c) of a packed header.
-    static func quadScalesAndOffsets(_ header: UnsafeRawPointer) -> (SIMD4<Float>, SIMD4<Float>)
+    /// The header of sixteen rows' blocks (`rows[k]` at row k's block), in the format's own precision (fp16 stays fp16).
+    static func packGroupHeader(_ rows: [UnsafeRawPointer], into header: UnsafeMutableRawPointer)
+    /// The sixteen rows' (d, c) of a packed header.
+    static func groupScalesAndOffsets(_ header: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>)
+}
+
+/// Rows in a group of `InterleavedRows`: one per 32-bit lane of a 512-bit vector.
+let groupRows = 16
+
+/// A block of a group's sixteen rows as eight chunks: chunk c holds values 4c..<4c+4 of every row
+/// (row r in bytes 4r..<4r+4), the bytes one `vpdpbusd` multiplies with activations 4c..<4c+4.
+struct GroupChunks {
+    var c0, c1, c2, c3, c4, c5, c6, c7: SIMD64<UInt8>
 }
 
 extension IntegerBlockFormat {
-    /// Bytes of the four rows' values of one block: 64 (4-bit) or 128 (8-bit).
-    static var quadIntegerBytes: Int { 4 * 32 * valueBits / 8 }
+    /// Bytes of the sixteen rows' values of one block: 256 (4-bit) or 512 (8-bit).
+    static var groupIntegerBytes: Int { groupRows * 32 * valueBits / 8 }
 
-    /// The four rows' values of one block as two 64-byte vectors, each holding 16 values of
-    /// every row (row k in bytes 16k..<16k+16): values 0..<16 in `low`, 16..<32 in `high`.
+    /// The block's chunks from the interleaved record at `p`: for 8-bit formats the eight chunks in
+    /// order; for 4-bit ones four vectors, chunk c in the low nibbles and chunk c + 4 in the high ones.
     @inline(__always)
-    static func quadIntegers(_ p: UnsafeRawPointer) -> (low: SIMD64<UInt8>, high: SIMD64<UInt8>) {
+    static func groupChunks(_ p: UnsafeRawPointer) -> GroupChunks {
+        @inline(__always) func load(_ i: Int) -> SIMD64<UInt8> { p.load(fromByteOffset: 64 * i, as: SIMD64<UInt8>.self) }
         if valueBits == 8 {
-            return (p.load(as: SIMD64<UInt8>.self), p.load(fromByteOffset: 64, as: SIMD64<UInt8>.self))
+            return GroupChunks(c0: load(0), c1: load(1), c2: load(2), c3: load(3), c4: load(4), c5: load(5), c6: load(6), c7: load(7))
         }
-        // 4-bit: byte j of a row holds value j in its low nibble and value j + 16 in its high one.
         #if FLEXSERVE_AVX512
-        let packed = p.load(as: __m512i.self), mask = _mm512_set1_epi8(15)
-        return (unsafeBitCast(_mm512_and_si512(packed, mask), to: SIMD64<UInt8>.self),
-                unsafeBitCast(_mm512_and_si512(_mm512_srli_epi16(packed, 4), mask), to: SIMD64<UInt8>.self))
+        let mask = _mm512_set1_epi8(15)
+        @inline(__always) func low(_ i: Int) -> SIMD64<UInt8> {
+            unsafeBitCast(_mm512_and_si512(p.load(fromByteOffset: 64 * i, as: __m512i.self), mask), to: SIMD64<UInt8>.self)
+        }
+        @inline(__always) func high(_ i: Int) -> SIMD64<UInt8> {
+            unsafeBitCast(_mm512_and_si512(_mm512_srli_epi16(p.load(fromByteOffset: 64 * i, as: __m512i.self), 4), mask), to: SIMD64<UInt8>.self)
+        }
+        return GroupChunks(c0: low(0), c1: low(1), c2: low(2), c3: low(3), c4: high(0), c5: high(1), c6: high(2), c7: high(3))
         #else
-        let packed = p.load(as: SIMD64<UInt8>.self)
-        return (packed & 0x0F, packed &>> 4)
+        let (a, b, c, d) = (load(0), load(1), load(2), load(3))
+        return GroupChunks(c0: a & 0x0F, c1: b & 0x0F, c2: c & 0x0F, c3: d & 0x0F, c4: a &>> 4, c5: b &>> 4, c6: c &>> 4, c7: d &>> 4)
         #endif
     }
 
-    /// Writes block `b`'s values of four rows into the interleaved record at `p`.
-    static func packQuadIntegers(_ blocks: (UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer),
-                                 into p: UnsafeMutableRawPointer) {
+    /// Writes one block of sixteen rows (`rows[k]` at row k's block) into the interleaved record at `p`.
+    static func packGroupIntegers(_ rows: [UnsafeRawPointer], into p: UnsafeMutableRawPointer) {
         let bytes = p.assumingMemoryBound(to: UInt8.self)
-        for (k, block) in [blocks.0, blocks.1, blocks.2, blocks.3].enumerated() {
+        for (r, block) in rows.enumerated() {
             let u = integers(block)
-            for j in 0..<16 {
-                if valueBits == 8 {
-                    bytes[16 * k + j] = u[j]
-                    bytes[64 + 16 * k + j] = u[16 + j]
-                } else {
-                    bytes[16 * k + j] = u[j] | (u[16 + j] &<< 4)
+            for c in 0..<4 {
+                for j in 0..<4 {
+                    if valueBits == 8 {
+                        bytes[64 * c + 4 * r + j] = u[4 * c + j]
+                        bytes[64 * (c + 4) + 4 * r + j] = u[16 + 4 * c + j]
+                    } else {
+                        bytes[64 * c + 4 * r + j] = u[4 * c + j] | (u[16 + 4 * c + j] &<< 4)
+                    }
                 }
             }
         }
     }
 }
 
-/// Σ u·x_q over a block of four rows: lane 4k+j (row k) sums the products of values 4j..<4j+4
-/// and 16+4j..<16+4j+4, exactly (int32, then converted: |sum| < 2^24).
+/// Σ u·x_q of one block for each of a group's sixteen rows, exactly (int32, then converted: |sum| < 2^24).
 /// `x` points at the token's 32 quantized activations of the block.
 @inline(__always)
-func quadDots(_ low: SIMD64<UInt8>, _ high: SIMD64<UInt8>, _ x: UnsafeRawPointer) -> SIMD16<Float> {
+func groupDots(_ u: GroupChunks, _ x: UnsafeRawPointer) -> SIMD16<Float> {
     #if FLEXSERVE_AVX512
     // The unmasked intrinsic is a C macro Swift cannot import; an all-ones mask compiles to plain vpdpbusd.
-    let xLow = _mm512_broadcast_i32x4(x.loadUnaligned(as: __m128i.self))
-    let xHigh = _mm512_broadcast_i32x4(x.loadUnaligned(fromByteOffset: 16, as: __m128i.self))
-    let first = _mm512_maskz_dpbusd_epi32(0xFFFF, _mm512_setzero_si512(), unsafeBitCast(low, to: __m512i.self), xLow)
-    let sums = _mm512_maskz_dpbusd_epi32(0xFFFF, first, unsafeBitCast(high, to: __m512i.self), xHigh)
-    return unsafeBitCast(_mm512_cvtepi32_ps(sums), to: SIMD16<Float>.self)
+    @inline(__always) func dot(_ sum: __m512i, _ chunk: SIMD64<UInt8>, _ c: Int) -> __m512i {
+        _mm512_maskz_dpbusd_epi32(0xFFFF, sum, unsafeBitCast(chunk, to: __m512i.self),
+                                  _mm512_set1_epi32(x.loadUnaligned(fromByteOffset: 4 * c, as: Int32.self)))
+    }
+    // Two chains, values 0..<16 and 16..<32, so the multiply-adds overlap.
+    let zero = _mm512_setzero_si512()
+    let first = dot(dot(dot(dot(zero, u.c0, 0), u.c1, 1), u.c2, 2), u.c3, 3)
+    let second = dot(dot(dot(dot(zero, u.c4, 4), u.c5, 5), u.c6, 6), u.c7, 7)
+    return unsafeBitCast(_mm512_cvtepi32_ps(_mm512_add_epi32(first, second)), to: SIMD16<Float>.self)
     #else
     let xs = x.loadUnaligned(as: SIMD32<Int8>.self)
+    let chunks = [u.c0, u.c1, u.c2, u.c3, u.c4, u.c5, u.c6, u.c7]
     var r = SIMD16<Float>()
-    for lane in 0..<16 {
-        let (k, j) = lane.quotientAndRemainder(dividingBy: 4)
+    for row in 0..<groupRows {
         var s: Int32 = 0
-        for i in 0..<4 {
-            s &+= Int32(low[16 * k + 4 * j + i]) &* Int32(xs[4 * j + i])
-            s &+= Int32(high[16 * k + 4 * j + i]) &* Int32(xs[16 + 4 * j + i])
+        for (c, chunk) in chunks.enumerated() {
+            for j in 0..<4 { s &+= Int32(chunk[4 * row + j]) &* Int32(xs[4 * c + j]) }
         }
-        r[lane] = Float(s)
+        r[row] = Float(s)
     }
     return r
     #endif
 }
 
-/// Each row's value on its four lanes.
-@inline(__always)
-func quadLanes(_ v: SIMD4<Float>) -> SIMD16<Float> {
+/// Sixteen fp16 values as floats.
+@inline(__always) private func halves16(_ p: UnsafeRawPointer) -> SIMD16<Float> {
     #if FLEXSERVE_AVX512
-    let index = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0)
-    return unsafeBitCast(_mm512_permutexvar_ps(index, _mm512_castps128_ps512(unsafeBitCast(v, to: __m128.self))),
-                         to: SIMD16<Float>.self)
+    unsafeBitCast(_mm512_cvtph_ps(p.loadUnaligned(as: __m256i.self)), to: SIMD16<Float>.self)
     #else
-    SIMD16(v[0], v[0], v[0], v[0], v[1], v[1], v[1], v[1], v[2], v[2], v[2], v[2], v[3], v[3], v[3], v[3])
+    var r = SIMD16<Float>()
+    for k in 0..<16 { r[k] = Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: 2 * k, as: UInt16.self))) }
+    return r
     #endif
 }
 
-@inline(__always) private func halves4(_ p: UnsafeRawPointer) -> SIMD4<Float> {
-    #if FLEXSERVE_AVX512
-    unsafeBitCast(_mm_cvtph_ps(_mm_loadl_epi64(p.assumingMemoryBound(to: __m128i.self))), to: SIMD4<Float>.self)
-    #else
-    @inline(__always) func half(_ k: Int) -> Float { Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: 2 * k, as: UInt16.self))) }
-    return SIMD4(half(0), half(1), half(2), half(3))
-    #endif
-}
-
-/// The fp16 scales of four blocks (at byte 0 of each), side by side.
-private func packHalfScales(_ blocks: (UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer),
-                            at offset: Int, into header: UnsafeMutableRawPointer) {
-    for (k, block) in [blocks.0, blocks.1, blocks.2, blocks.3].enumerated() {
+/// The fp16 field at `offset` of each row's block, side by side.
+private func packHalfScales(_ rows: [UnsafeRawPointer], at offset: Int, into header: UnsafeMutableRawPointer) {
+    for (k, block) in rows.enumerated() {
         header.storeBytes(of: block.loadUnaligned(fromByteOffset: offset, as: UInt16.self), toByteOffset: 2 * k, as: UInt16.self)
     }
 }
@@ -134,19 +139,18 @@ private func packHalfScales(_ blocks: (UnsafeRawPointer, UnsafeRawPointer, Unsaf
 }
 
 /// GGUF's scale-only formats: the block's fp16 scale first, `w = (u − zeroPoint)·d`, so `c = −zeroPoint·d`.
-/// The four rows' scales are packed side by side (8 bytes).
+/// The sixteen rows' scales are packed side by side (32 bytes).
 protocol ScaleOnlyIntegerBlocks: IntegerBlockFormat {
     static var zeroPoint: Float { get }
 }
 
 extension ScaleOnlyIntegerBlocks {
-    static var quadHeaderBytes: Int { 8 }
-    static func packQuadHeader(_ blocks: (UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer),
-                               into header: UnsafeMutableRawPointer) {
-        packHalfScales(blocks, at: 0, into: header)
+    static var groupHeaderBytes: Int { 32 }
+    static func packGroupHeader(_ rows: [UnsafeRawPointer], into header: UnsafeMutableRawPointer) {
+        packHalfScales(rows, at: 0, into: header)
     }
-    @inline(__always) static func quadScalesAndOffsets(_ header: UnsafeRawPointer) -> (SIMD4<Float>, SIMD4<Float>) {
-        let d = halves4(header)
+    @inline(__always) static func groupScalesAndOffsets(_ header: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>) {
+        let d = halves16(header)
         return (d, d * -zeroPoint)
     }
 }
@@ -169,39 +173,32 @@ extension Q4_0Blocks: ScaleOnlyIntegerBlocks {
 
 extension Q4_1Blocks: IntegerBlockFormat {
     static var valueBits: Int { 4 }
-    static var quadHeaderBytes: Int { 16 }
+    static var groupHeaderBytes: Int { 64 }
     static func integers(_ p: UnsafeRawPointer) -> SIMD32<UInt8> { nibbleBytes(p + 4) }
-    /// d0…d3 then m0…m3, so one conversion yields both vectors.
-    static func packQuadHeader(_ blocks: (UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer),
-                               into header: UnsafeMutableRawPointer) {
-        packHalfScales(blocks, at: 0, into: header)
-        packHalfScales(blocks, at: 2, into: header + 8)
+    /// d0…d15 then m0…m15.
+    static func packGroupHeader(_ rows: [UnsafeRawPointer], into header: UnsafeMutableRawPointer) {
+        packHalfScales(rows, at: 0, into: header)
+        packHalfScales(rows, at: 2, into: header + 32)
     }
-    @inline(__always) static func quadScalesAndOffsets(_ header: UnsafeRawPointer) -> (SIMD4<Float>, SIMD4<Float>) {
-        #if FLEXSERVE_AVX512
-        let f = unsafeBitCast(_mm256_cvtph_ps(header.load(as: __m128i.self)), to: SIMD8<Float>.self)
-        return (f.lowHalf, f.highHalf)
-        #else
-        (halves4(header), halves4(header + 8))
-        #endif
+    @inline(__always) static func groupScalesAndOffsets(_ header: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>) {
+        (halves16(header), halves16(header + 32))
     }
 }
 
-/// The FlexFlow groups: an fp32 scale and minimum first (`c = m`); the four rows' packed as d0…d3 then
-/// m0…m3 (32 bytes).
+/// The FlexFlow groups: an fp32 scale and minimum first (`c = m`); the sixteen rows' packed as d0…d15
+/// then m0…m15 (128 bytes).
 protocol FloatGroupIntegerBlocks: IntegerBlockFormat {}
 
 extension FloatGroupIntegerBlocks {
-    static var quadHeaderBytes: Int { 32 }
-    static func packQuadHeader(_ blocks: (UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer),
-                               into header: UnsafeMutableRawPointer) {
-        for (k, block) in [blocks.0, blocks.1, blocks.2, blocks.3].enumerated() {
+    static var groupHeaderBytes: Int { 128 }
+    static func packGroupHeader(_ rows: [UnsafeRawPointer], into header: UnsafeMutableRawPointer) {
+        for (k, block) in rows.enumerated() {
             header.storeBytes(of: block.loadUnaligned(as: Float.self), toByteOffset: 4 * k, as: Float.self)
-            header.storeBytes(of: block.loadUnaligned(fromByteOffset: 4, as: Float.self), toByteOffset: 16 + 4 * k, as: Float.self)
+            header.storeBytes(of: block.loadUnaligned(fromByteOffset: 4, as: Float.self), toByteOffset: 64 + 4 * k, as: Float.self)
         }
     }
-    @inline(__always) static func quadScalesAndOffsets(_ header: UnsafeRawPointer) -> (SIMD4<Float>, SIMD4<Float>) {
-        (header.load(as: SIMD4<Float>.self), header.load(fromByteOffset: 16, as: SIMD4<Float>.self))
+    @inline(__always) static func groupScalesAndOffsets(_ header: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>) {
+        (header.load(as: SIMD16<Float>.self), header.load(fromByteOffset: 64, as: SIMD16<Float>.self))
     }
 }
 

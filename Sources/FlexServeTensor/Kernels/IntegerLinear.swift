@@ -1,10 +1,10 @@
 /// `Linear` for a weight in `InterleavedRows` with `q8` activations: each token's activations are
-/// quantized once (`Q8Activations`), then every quad of rows and token takes, over the blocks in
-/// order,
+/// quantized once (`Q8Activations`), then every group of sixteen rows and token takes, over the
+/// blocks in order,
 ///
-///     lanes   += Float(Σ u·x_q) · (d·a)     (four lanes per row, one fused multiply-add)
+///     sums    += Float(Σ u·x_q) · (d·a)     (a lane per row, one fused multiply-add)
 ///     offsets += c · (a·Σx_q)               (fused)
-///     out      = (lanes₀ + lanes₁) + (lanes₂ + lanes₃) + offset (+ bias)
+///     out      = sums + offsets (+ bias)
 ///
 /// whatever the number of tokens, so decoding and tree verification agree bit for bit here too.
 enum IntegerLinear {
@@ -22,32 +22,40 @@ enum IntegerLinear {
         }
     }
 
-    /// Tokens that go past a quad while its blocks stay in L1.
+    /// Tokens that go past a group while its blocks stay in L1.
     static let tokenTile = 128
 
-    /// One projection's quads as a range of the quads of all.
+    /// One projection's groups as a range of the groups of all.
     struct Segment {
-        let quads: Range<Int>
+        let groups: Range<Int>
         let rows: Int
         let integers: UnsafeRawPointer, headers: UnsafeRawPointer
         let bias: UnsafePointer<Float>?
         var out: UnsafeMutablePointer<Float>
 
-        /// Local quad `q`'s records.
-        @inline(__always) func quad<F: IntegerBlockFormat>(_ q: Int, _: F.Type, blocks: Int) -> Quad {
-            let record = q * blocks
-            return Quad(integers: integers + record * F.quadIntegerBytes, headers: headers + record * F.quadHeaderBytes)
+        /// Local group `g`'s records.
+        @inline(__always) func group<F: IntegerBlockFormat>(_ g: Int, _: F.Type, blocks: Int) -> Group {
+            let record = g * blocks
+            return Group(integers: integers + record * F.groupIntegerBytes, headers: headers + record * F.groupHeaderBytes)
         }
 
-        /// Stores the results of local quad `q` (rows 4q..<4q+4 that exist) for token t.
-        @inline(__always) func store(_ v: SIMD4<Float>, quad q: Int, token t: Int) {
-            let o = out + t * rows
-            for k in 0..<min(4, rows - 4 * q) { o[4 * q + k] = v[k] + (bias?[4 * q + k] ?? 0) }
+        /// Stores the results of local group `g` (rows 16g..<16g+16 that exist) for token t.
+        @inline(__always) func store(_ v: SIMD16<Float>, group g: Int, token t: Int) {
+            let o = out + t * rows + groupRows * g
+            let n = min(groupRows, rows - groupRows * g)
+            if let bias {
+                let b = bias + groupRows * g
+                for k in 0..<n { o[k] = v[k] + b[k] }
+            } else if n == groupRows {
+                UnsafeMutableRawPointer(o).storeBytes(of: v, as: SIMD16<Float>.self)
+            } else {
+                for k in 0..<n { o[k] = v[k] }
+            }
         }
     }
 
-    /// Where one quad's records start.
-    struct Quad {
+    /// Where one group's records start.
+    struct Group {
         let integers: UnsafeRawPointer, headers: UnsafeRawPointer
     }
 
@@ -58,10 +66,10 @@ enum IntegerLinear {
         var first = 0
         for p in projections {
             let packed = p.weight.interleaved!
-            segments.append(Segment(quads: first..<(first + packed.quads), rows: packed.rows,
+            segments.append(Segment(groups: first..<(first + packed.groups), rows: packed.rows,
                                     integers: UnsafeRawPointer(packed.integers.pointer), headers: UnsafeRawPointer(packed.headers.pointer),
                                     bias: p.bias, out: p.out))
-            first += packed.quads
+            first += packed.groups
         }
         withUnsafeTemporaryAllocation(byteCount: Q8Activations.byteCount(tokens: tokens, cols: cols), alignment: 64) { scratch in
             let a = Q8Activations(scratch: scratch.baseAddress!, tokens: tokens, cols: cols)
@@ -72,74 +80,59 @@ enum IntegerLinear {
             }
             segments.withUnsafeBufferPointer { segments in
                 if tokens == 1 {
-                    decode(F.self, a, segments, totalQuads: first, pool: pool)
+                    decode(F.self, a, segments, totalGroups: first, pool: pool)
                 } else {
-                    forward(F.self, a, tokens: tokens, segments, totalQuads: first, pool: pool)
+                    forward(F.self, a, tokens: tokens, segments, totalGroups: first, pool: pool)
                 }
             }
         }
     }
 
-    /// Calls `body(segment, local quad range)` for the parts of `range` (global quads) in each segment.
+    /// Calls `body(segment, local group range)` for the parts of `range` (global groups) in each segment.
     @inline(__always)
     static func forEachPart(of range: Range<Int>, in segments: UnsafeBufferPointer<Segment>, _ body: (Segment, Range<Int>) -> Void) {
-        for s in segments where s.quads.overlaps(range) {
-            body(s, (max(range.lowerBound, s.quads.lowerBound) - s.quads.lowerBound)..<(min(range.upperBound, s.quads.upperBound) - s.quads.lowerBound))
+        for s in segments where s.groups.overlaps(range) {
+            body(s, (max(range.lowerBound, s.groups.lowerBound) - s.groups.lowerBound)..<(min(range.upperBound, s.groups.upperBound) - s.groups.lowerBound))
         }
     }
 
-    /// One token. Each thread owns two parts of the quads (of all projections together) and streams
-    /// them side by side, prefetched ahead, taking pieces of `decodePieceBytes` from their fronts; when
-    /// both are done it takes pieces from the backs of the other threads' parts (`StealableRanges`).
-    /// A decode step makes ~120 of these dispatches of 0.3–2 MB: smaller tasks would each start cold
-    /// memory streams (four tasks per thread decoded 1–15% slower than one, four streams per thread
-    /// 8–20% slower, measured in interleaved segments). With one fixed task per thread the threads
-    /// finished 1–2 ms apart per token; stealing brings that to 0.1–0.2 ms (at the same median speed:
-    /// memory is shared, so the idle core's bandwidth had gone to the other), and a core slowed by a
-    /// neighbour no longer holds up the step.
+    /// One token. Each thread owns a part of the groups (of all projections together) and streams it in
+    /// order, taking pieces of `decodePieceBytes` from its front; when done it takes pieces from the backs
+    /// of the other threads' parts (`StealableRanges`), so a core slowed by a neighbour does not hold up the
+    /// step (with one fixed task per thread the threads finished 1–2 ms apart per SmolLM2 token; with
+    /// stealing 0.1–0.2 ms). One stream per thread with no software prefetch: the hardware prefetchers
+    /// keep up with a group's 256–512-byte records (a 160 MB Q8_0 matrix streamed at 96–98% of the
+    /// read probe with the threads in one core complex and 79–85% with them in two, against 83% and 61–70%
+    /// for two streams per thread prefetched 256 bytes ahead, interleaved in one process).
     static func decode<F: IntegerBlockFormat>(_: F.Type, _ a: Q8Activations, _ segments: UnsafeBufferPointer<Segment>,
-                                              totalQuads: Int, pool: ThreadPool) {
-        let threads = decodeThreads(totalQuads: totalQuads, pool: pool)
+                                              totalGroups: Int, pool: ThreadPool) {
+        let threads = decodeThreads(totalGroups: totalGroups, pool: pool)
         let piece = decodePiece(F.self, a)
-        let parts = StealableRanges(splitting: totalQuads, into: 2 * threads)
+        let parts = StealableRanges(splitting: totalGroups, into: threads)
         pool.parallelFor(threads) { t in decodeSlot(F.self, t, a, segments, parts: parts, piece: piece) }
     }
 
-    static func decodeThreads(totalQuads: Int, pool: ThreadPool) -> Int { min(pool.threadCount, max(1, totalQuads / 16)) }
+    /// At least 64 rows a thread.
+    static func decodeThreads(totalGroups: Int, pool: ThreadPool) -> Int { min(pool.threadCount, max(1, totalGroups / 4)) }
 
     static func decodePiece<F: IntegerBlockFormat>(_: F.Type, _ a: Q8Activations) -> Int {
-        max(1, decodePieceBytes / (a.blocks * (F.quadIntegerBytes + F.quadHeaderBytes)))
+        max(1, decodePieceBytes / (a.blocks * (F.groupIntegerBytes + F.groupHeaderBytes)))
     }
 
-    /// Thread slot `t`'s share of a decode: parts 2t and 2t + 1 streamed side by side, then pieces stolen from the others.
+    /// Thread slot `t`'s share of a decode: part t from its front, then pieces from the backs of the others.
     @inline(__always)
     static func decodeSlot<F: IntegerBlockFormat>(_: F.Type, _ t: Int, _ a: Q8Activations, _ segments: UnsafeBufferPointer<Segment>,
                                                   parts: StealableRanges, piece: Int) {
-        @inline(__always) func one(_ q: Int) {
-            let (s, local) = locate(q, segments)
-            s.store(quad(a, token: 0, s.quad(local, F.self, blocks: a.blocks), F.self), quad: local, token: 0)
-        }
-        var first = 0..<0, second = 0..<0
-        while true {
-            if first.isEmpty { first = parts.takeFront(2 * t, piece) ?? 0..<0 }
-            if second.isEmpty { second = parts.takeFront(2 * t + 1, piece) ?? 0..<0 }
-            if first.isEmpty || second.isEmpty {
-                if first.isEmpty && second.isEmpty { break }
-                for q in first { one(q) }
-                for q in second { one(q) }
-                first = 0..<0; second = 0..<0
-                continue
+        @inline(__always) func run(_ groups: Range<Int>) {
+            for g in groups {
+                let (s, local) = locate(g, segments)
+                s.store(group(a, token: 0, s.group(local, F.self, blocks: a.blocks), F.self), group: local, token: 0)
             }
-            let (s, local) = locate(first.lowerBound, segments), (u, other) = locate(second.lowerBound, segments)
-            let (v, w) = twoQuads(a, s.quad(local, F.self, blocks: a.blocks), u.quad(other, F.self, blocks: a.blocks), F.self)
-            s.store(v, quad: local, token: 0)
-            u.store(w, quad: other, token: 0)
-            first = first.dropFirst()
-            second = second.dropFirst()
         }
+        while let own = parts.takeFront(t, piece) { run(own) }
         for victim in 1..<parts.parts {
-            let part = (2 * t + victim) % parts.parts
-            while let stolen = parts.takeBack(part, piece) { for q in stolen { one(q) } }
+            let part = (t + victim) % parts.parts
+            while let stolen = parts.takeBack(part, piece) { run(stolen) }
         }
     }
 
@@ -148,33 +141,33 @@ enum IntegerLinear {
     /// 1.3–5.2% faster (Q8_0 and Q4_1, 20–27 of 38 segment pairs, five runs); 64 KB 0.8–2.5% slower than 32 KB.
     static let decodePieceBytes = 32 << 10
 
-    /// The segment holding global quad `q`, and `q`'s index in it.
+    /// The segment holding global group `g`, and `g`'s index in it.
     @inline(__always)
-    static func locate(_ q: Int, _ segments: UnsafeBufferPointer<Segment>) -> (Segment, Int) {
+    static func locate(_ g: Int, _ segments: UnsafeBufferPointer<Segment>) -> (Segment, Int) {
         var i = 0
-        while q >= segments[i].quads.upperBound { i += 1 }
-        return (segments[i], q - segments[i].quads.lowerBound)
+        while g >= segments[i].groups.upperBound { i += 1 }
+        return (segments[i], g - segments[i].groups.lowerBound)
     }
 
-    /// Several tokens: a quad's blocks stay in L1 while the tokens go past them four at a time.
+    /// Several tokens: a group's blocks stay in L1 while the tokens go past them four at a time.
     static func forward<F: IntegerBlockFormat>(_: F.Type, _ a: Q8Activations, tokens: Int, _ segments: UnsafeBufferPointer<Segment>,
-                                               totalQuads: Int, pool: ThreadPool) {
-        pool.parallelChunks(totalQuads, minChunk: max(1, 64 / tokens)) { range in
+                                               totalGroups: Int, pool: ThreadPool) {
+        pool.parallelChunks(totalGroups, minChunk: max(1, 16 / tokens)) { range in
             var tile = 0
             while tile < tokens {
                 let tileEnd = min(tokens, tile + tokenTile)
                 forEachPart(of: range, in: segments) { s, local in
-                    for q in local {
-                        let w = s.quad(q, F.self, blocks: a.blocks)
+                    for g in local {
+                        let w = s.group(g, F.self, blocks: a.blocks)
                         var t = tile
                         while t + 4 <= tileEnd {
-                            let v = quadFourTokens(a, token: t, w, F.self)
-                            s.store(v.0, quad: q, token: t); s.store(v.1, quad: q, token: t + 1)
-                            s.store(v.2, quad: q, token: t + 2); s.store(v.3, quad: q, token: t + 3)
+                            let v = groupFourTokens(a, token: t, w, F.self)
+                            s.store(v.0, group: g, token: t); s.store(v.1, group: g, token: t + 1)
+                            s.store(v.2, group: g, token: t + 2); s.store(v.3, group: g, token: t + 3)
                             t += 4
                         }
                         while t < tileEnd {
-                            s.store(quad(a, token: t, w, F.self), quad: q, token: t)
+                            s.store(group(a, token: t, w, F.self), group: g, token: t)
                             t += 1
                         }
                     }
@@ -184,67 +177,42 @@ enum IntegerLinear {
         }
     }
 
-    /// One block of one token into a quad's sums: the step every path takes.
+    /// One block of one token into a group's sums: the step every path takes.
     @inline(__always)
-    static func accumulate(_ lanes: inout SIMD16<Float>, _ offsets: inout SIMD4<Float>, _ a: Q8Activations, token t: Int, block b: Int,
-                           _ low: SIMD64<UInt8>, _ high: SIMD64<UInt8>, scales: SIMD16<Float>, offsetsPerUnit c: SIMD4<Float>) {
+    static func accumulate(_ sums: inout SIMD16<Float>, _ offsets: inout SIMD16<Float>, _ a: Q8Activations, token t: Int, block b: Int,
+                           _ u: GroupChunks, scales d: SIMD16<Float>, offsetsPerUnit c: SIMD16<Float>) {
         let (x, scale, scaledSum) = a.block(t, b)
-        lanes = lanes.addingProduct(quadDots(low, high, x), scales * scale)
+        sums = sums.addingProduct(groupDots(u, x), d * scale)
         offsets = offsets.addingProduct(c, scaledSum)
     }
 
+    /// One token against one group.
     @inline(__always)
-    static func result(_ lanes: SIMD16<Float>, _ offsets: SIMD4<Float>) -> SIMD4<Float> {
-        let pairs = lanes.evenHalf + lanes.oddHalf
-        return (pairs.evenHalf + pairs.oddHalf) + offsets
+    static func group<F: IntegerBlockFormat>(_ a: Q8Activations, token t: Int, _ w: Group, _: F.Type) -> SIMD16<Float> {
+        var sums = SIMD16<Float>(), offsets = SIMD16<Float>()
+        for b in 0..<a.blocks {
+            let u = F.groupChunks(w.integers + b * F.groupIntegerBytes)
+            let (d, c) = F.groupScalesAndOffsets(w.headers + b * F.groupHeaderBytes)
+            accumulate(&sums, &offsets, a, token: t, block: b, u, scales: d, offsetsPerUnit: c)
+        }
+        return sums + offsets
     }
 
-    /// One token against one quad.
+    /// Asks for the cache lines of block record `i` (`bytes` long) of a stream, `Prefetch.distance` ahead.
+    /// Four tokens against one group (prefill, verification): each block unpacked once for four tokens.
     @inline(__always)
-    static func quad<F: IntegerBlockFormat>(_ a: Q8Activations, token t: Int, _ w: Quad, _: F.Type) -> SIMD4<Float> {
-        var lanes = SIMD16<Float>(), offsets = SIMD4<Float>()
+    static func groupFourTokens<F: IntegerBlockFormat>(_ a: Q8Activations, token t: Int, _ w: Group, _: F.Type)
+        -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
+        var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
+        var o0 = SIMD16<Float>(), o1 = SIMD16<Float>(), o2 = SIMD16<Float>(), o3 = SIMD16<Float>()
         for b in 0..<a.blocks {
-            let (low, high) = F.quadIntegers(w.integers + b * F.quadIntegerBytes)
-            let (d, c) = F.quadScalesAndOffsets(w.headers + b * F.quadHeaderBytes)
-            accumulate(&lanes, &offsets, a, token: t, block: b, low, high, scales: quadLanes(d), offsetsPerUnit: c)
+            let u = F.groupChunks(w.integers + b * F.groupIntegerBytes)
+            let (d, c) = F.groupScalesAndOffsets(w.headers + b * F.groupHeaderBytes)
+            accumulate(&s0, &o0, a, token: t, block: b, u, scales: d, offsetsPerUnit: c)
+            accumulate(&s1, &o1, a, token: t + 1, block: b, u, scales: d, offsetsPerUnit: c)
+            accumulate(&s2, &o2, a, token: t + 2, block: b, u, scales: d, offsetsPerUnit: c)
+            accumulate(&s3, &o3, a, token: t + 3, block: b, u, scales: d, offsetsPerUnit: c)
         }
-        return result(lanes, offsets)
-    }
-
-    /// One token against two quads (decoding): two independent chains, both streams prefetched.
-    @inline(__always)
-    static func twoQuads<F: IntegerBlockFormat>(_ a: Q8Activations, _ v: Quad, _ w: Quad, _: F.Type) -> (SIMD4<Float>, SIMD4<Float>) {
-        var lanesV = SIMD16<Float>(), offsetsV = SIMD4<Float>(), lanesW = SIMD16<Float>(), offsetsW = SIMD4<Float>()
-        for b in 0..<a.blocks {
-            let i = b * F.quadIntegerBytes, h = b * F.quadHeaderBytes
-            Prefetch.ahead(v.integers + i); Prefetch.ahead(w.integers + i)
-            if F.quadIntegerBytes > 64 { Prefetch.ahead(v.integers + i + 64); Prefetch.ahead(w.integers + i + 64) }
-            // Headers are 8–32 bytes a block: one prefetch per cache line is enough.
-            if Int(bitPattern: v.headers + h) & 63 < F.quadHeaderBytes { Prefetch.ahead(v.headers + h) }
-            if Int(bitPattern: w.headers + h) & 63 < F.quadHeaderBytes { Prefetch.ahead(w.headers + h) }
-            let (lowV, highV) = F.quadIntegers(v.integers + i), (lowW, highW) = F.quadIntegers(w.integers + i)
-            let (dV, cV) = F.quadScalesAndOffsets(v.headers + h), (dW, cW) = F.quadScalesAndOffsets(w.headers + h)
-            accumulate(&lanesV, &offsetsV, a, token: 0, block: b, lowV, highV, scales: quadLanes(dV), offsetsPerUnit: cV)
-            accumulate(&lanesW, &offsetsW, a, token: 0, block: b, lowW, highW, scales: quadLanes(dW), offsetsPerUnit: cW)
-        }
-        return (result(lanesV, offsetsV), result(lanesW, offsetsW))
-    }
-
-    /// Four tokens against one quad (prefill, verification): each block unpacked once for four tokens.
-    @inline(__always)
-    static func quadFourTokens<F: IntegerBlockFormat>(_ a: Q8Activations, token t: Int, _ w: Quad, _: F.Type)
-        -> (SIMD4<Float>, SIMD4<Float>, SIMD4<Float>, SIMD4<Float>) {
-        var l0 = SIMD16<Float>(), l1 = SIMD16<Float>(), l2 = SIMD16<Float>(), l3 = SIMD16<Float>()
-        var o0 = SIMD4<Float>(), o1 = SIMD4<Float>(), o2 = SIMD4<Float>(), o3 = SIMD4<Float>()
-        for b in 0..<a.blocks {
-            let (low, high) = F.quadIntegers(w.integers + b * F.quadIntegerBytes)
-            let (d, c) = F.quadScalesAndOffsets(w.headers + b * F.quadHeaderBytes)
-            let scales = quadLanes(d)
-            accumulate(&l0, &o0, a, token: t, block: b, low, high, scales: scales, offsetsPerUnit: c)
-            accumulate(&l1, &o1, a, token: t + 1, block: b, low, high, scales: scales, offsetsPerUnit: c)
-            accumulate(&l2, &o2, a, token: t + 2, block: b, low, high, scales: scales, offsetsPerUnit: c)
-            accumulate(&l3, &o3, a, token: t + 3, block: b, low, high, scales: scales, offsetsPerUnit: c)
-        }
-        return (result(l0, o0), result(l1, o1), result(l2, o2), result(l3, o3))
+        return (s0 + o0, s1 + o1, s2 + o2, s3 + o3)
     }
 }

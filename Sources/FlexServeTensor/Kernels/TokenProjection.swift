@@ -57,16 +57,16 @@ public final class TokenProjection: @unchecked Sendable {
         let scratch = OwnedBuffer(byteCount: Q8Activations.byteCount(tokens: 1, cols: cols))
         let activations = Q8Activations(scratch: scratch.pointer, tokens: 1, cols: cols)
         let segments = UnsafeMutableBufferPointer<IntegerLinear.Segment>.allocate(capacity: projections.count)
-        var quads = 0
+        var groups = 0
         for (i, p) in projections.enumerated() {
             let packed = p.weight.interleaved!
             (segments.baseAddress! + i).initialize(to: IntegerLinear.Segment(
-                quads: quads..<(quads + packed.quads), rows: packed.rows,
+                groups: groups..<(groups + packed.groups), rows: packed.rows,
                 integers: UnsafeRawPointer(packed.integers.pointer), headers: UnsafeRawPointer(packed.headers.pointer),
                 bias: p.bias, out: p.out))
-            quads += packed.quads
+            groups += packed.groups
         }
-        slots = IntegerLinear.decodeThreads(totalQuads: quads, pool: pool)
+        slots = IntegerLinear.decodeThreads(totalGroups: groups, pool: pool)
         let piece: Int
         switch dtype {
         case .q8_0: piece = IntegerLinear.decodePiece(Q8_0Blocks.self, activations)
@@ -77,7 +77,7 @@ public final class TokenProjection: @unchecked Sendable {
         case .f32, .f16, .bf16: return nil
         }
         kind = .integer(Integer(scratch: scratch, activations: activations, segments: segments,
-                                parts: StealableRanges(splitting: quads, into: 2 * slots), piece: piece))
+                                parts: StealableRanges(splitting: groups, into: slots), piece: piece))
     }
 
     /// Projection `i` writes to `out` from now on (a vocabulary head into each step's logits).
