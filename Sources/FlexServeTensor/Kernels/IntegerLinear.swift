@@ -198,7 +198,6 @@ enum IntegerLinear {
         return sums + offsets
     }
 
-    /// Asks for the cache lines of block record `i` (`bytes` long) of a stream, `Prefetch.distance` ahead.
     /// Four tokens against one group (prefill, verification): each block unpacked once for four tokens.
     @inline(__always)
     static func groupFourTokens<F: IntegerBlockFormat>(_ a: Q8Activations, token t: Int, _ w: Group, _: F.Type)
