@@ -28,4 +28,7 @@ $B bench $S --ssm-model ssms/smollm2-draft-a --ssm-model ssms/smollm2-draft-b --
 $B bench $S --ssm-model ssms/smollm2-draft-a --expansion-degree 1 --max-tree-depth 3 --prompt-lookup 6 \
     --output bench/results-speculative-chain.json
 $B bench $S --max-tree-depth 0 --prompt-lookup 6 --output bench/results-speculative-lookup.json
+$B bench $S --ssm-model ssms/smollm2-draft-a --expansion-degree 1 --max-tree-depth 3 --prompt-lookup 6 --activations q8 \
+    --output bench/results-speculative-chain-q8.json
+$B bench $S --max-tree-depth 0 --prompt-lookup 6 --activations q8 --output bench/results-speculative-lookup-q8.json
 date -u
