@@ -159,8 +159,8 @@ final class KernelTests: XCTestCase {
     }
 
     /// Decoding shares a matrix of many row groups between the threads, which take pieces from each other's
-    /// parts (257 groups of 16 rows, the last of 5; pieces of 20 groups): every row is still computed once,
-    /// with the bits of the multi-token path.
+    /// parts (257 groups of 16 rows, the last of 5; own pieces of 80 groups, stolen ones of 20): every row is
+    /// still computed once, with the bits of the multi-token path.
     func testQ8DecodeOverManyGroupsMatchesMultiTokenPath() {
         let (rows, cols, tokens) = (4101, 96, 3)
         let weights = (0..<(rows * cols)).map { Float(sin(Double($0) * 0.013)) }

@@ -97,9 +97,9 @@ enum IntegerLinear {
     }
 
     /// One token. Each thread owns a part of the groups (of all projections together) and streams it in
-    /// order, taking pieces of `decodePieceBytes` from its front; when done it takes pieces from the backs
-    /// of the other threads' parts (`StealableRanges`), so a core slowed by a neighbour does not hold up the
-    /// step (with one fixed task per thread the threads finished 1–2 ms apart per SmolLM2 token; with
+    /// order, taking pieces of `decodePieceBytes.own` from its front; when done it takes pieces of
+    /// `decodePieceBytes.stolen` from the backs of the other threads' parts (`StealableRanges`), so a core
+    /// slowed by a neighbour does not hold up the step (with one fixed task per thread the threads finished 1–2 ms apart per SmolLM2 token; with
     /// stealing 0.1–0.2 ms). One stream per thread with no software prefetch: the hardware prefetchers
     /// keep up with a group's 256–512-byte records (a 160 MB Q8_0 matrix streamed at 96–98% of the
     /// read probe with the threads in one core complex and 79–85% with them in two, against 83% and 61–70%
@@ -107,39 +107,46 @@ enum IntegerLinear {
     static func decode<F: IntegerBlockFormat>(_: F.Type, _ a: Q8Activations, _ segments: UnsafeBufferPointer<Segment>,
                                               totalGroups: Int, pool: ThreadPool) {
         let threads = decodeThreads(totalGroups: totalGroups, pool: pool)
-        let piece = decodePiece(F.self, a)
+        let pieces = decodePieces(F.self, a)
         let parts = StealableRanges(splitting: totalGroups, into: threads)
-        pool.parallelFor(threads) { t in decodeSlot(F.self, t, a, segments, parts: parts, piece: piece) }
+        pool.parallelFor(threads) { t in decodeSlot(F.self, t, a, segments, parts: parts, pieces: pieces) }
     }
 
     /// At least 64 rows a thread.
     static func decodeThreads(totalGroups: Int, pool: ThreadPool) -> Int { min(pool.threadCount, max(1, totalGroups / 4)) }
 
-    static func decodePiece<F: IntegerBlockFormat>(_: F.Type, _ a: Q8Activations) -> Int {
-        max(1, decodePieceBytes / (a.blocks * (F.groupIntegerBytes + F.groupHeaderBytes)))
+    /// `decodePieceBytes` in groups.
+    static func decodePieces<F: IntegerBlockFormat>(_: F.Type, _ a: Q8Activations) -> (own: Int, stolen: Int) {
+        let groupBytes = a.blocks * (F.groupIntegerBytes + F.groupHeaderBytes)
+        return (max(1, decodePieceBytes.own / groupBytes), max(1, decodePieceBytes.stolen / groupBytes))
     }
 
     /// Thread slot `t`'s share of a decode: part t from its front, then pieces from the backs of the others.
     @inline(__always)
     static func decodeSlot<F: IntegerBlockFormat>(_: F.Type, _ t: Int, _ a: Q8Activations, _ segments: UnsafeBufferPointer<Segment>,
-                                                  parts: StealableRanges, piece: Int) {
+                                                  parts: StealableRanges, pieces: (own: Int, stolen: Int)) {
         @inline(__always) func run(_ groups: Range<Int>) {
             for g in groups {
                 let (s, local) = locate(g, segments)
                 s.store(group(a, token: 0, s.group(local, F.self, blocks: a.blocks), F.self), group: local, token: 0)
             }
         }
-        while let own = parts.takeFront(t, piece) { run(own) }
+        while let own = parts.takeFront(t, pieces.own) { run(own) }
         for victim in 1..<parts.parts {
             let part = (t + victim) % parts.parts
-            while let stolen = parts.takeBack(part, piece) { run(stolen) }
+            while let stolen = parts.takeBack(part, pieces.stolen) { run(stolen) }
         }
     }
 
-    /// Bytes of a decode piece: about two microseconds of one stream, the most a thread can be left waiting at
-    /// the join. Measured in interleaved segments of SmolLM2 decoding with q8 activations: 32 KB against 16 KB
-    /// 1.3–5.2% faster (Q8_0 and Q4_1, 20–27 of 38 segment pairs, five runs); 64 KB 0.8–2.5% slower than 32 KB.
-    static let decodePieceBytes = 32 << 10
+    /// Bytes of a decode piece an owner takes from its part, and one a thread that is done takes from another's.
+    /// A stolen piece is about two microseconds of one stream, the most a thread is left waiting at the join
+    /// once all own pieces are taken (with the four-row kernels, 32 KB pieces decoded 1.3–5.2% faster than
+    /// 16 KB and 0.8–2.5% faster than 64 KB). An owner's pieces are larger: each take is an atomic exchange on
+    /// a cache line the other thread also writes, ~165 ns away with the threads in two core complexes. In
+    /// interleaved 8-token segments of SmolLM2 decoding (q8 activations, contexts 16–80), 128 KB own pieces
+    /// against 32 KB: with the threads apart Q8_0 4.7% and Q4_1 4.1% faster (237 and 235 of 298 segment pairs;
+    /// 256 KB: Q8_0 5.6%), with them together Q4_1 1.5% slower (0.5% at 256 KB), Q8_0 unchanged at 64 KB.
+    static let decodePieceBytes = (own: 128 << 10, stolen: 32 << 10)
 
     /// The segment holding global group `g`, and `g`'s index in it.
     @inline(__always)

@@ -25,11 +25,11 @@ public final class TokenProjection: @unchecked Sendable {
         let activations: Q8Activations
         let segments: UnsafeMutableBufferPointer<IntegerLinear.Segment>
         let parts: StealableRanges
-        let piece: Int
+        let pieces: (own: Int, stolen: Int)
 
         init(scratch: OwnedBuffer, activations: Q8Activations, segments: UnsafeMutableBufferPointer<IntegerLinear.Segment>,
-             parts: StealableRanges, piece: Int) {
-            (self.scratch, self.activations, self.segments, self.parts, self.piece) = (scratch, activations, segments, parts, piece)
+             parts: StealableRanges, pieces: (own: Int, stolen: Int)) {
+            (self.scratch, self.activations, self.segments, self.parts, self.pieces) = (scratch, activations, segments, parts, pieces)
         }
 
         deinit {
@@ -67,17 +67,17 @@ public final class TokenProjection: @unchecked Sendable {
             groups += packed.groups
         }
         slots = IntegerLinear.decodeThreads(totalGroups: groups, pool: pool)
-        let piece: Int
+        let pieces: (own: Int, stolen: Int)
         switch dtype {
-        case .q8_0: piece = IntegerLinear.decodePiece(Q8_0Blocks.self, activations)
-        case .q4_0: piece = IntegerLinear.decodePiece(Q4_0Blocks.self, activations)
-        case .q4_1: piece = IntegerLinear.decodePiece(Q4_1Blocks.self, activations)
-        case .int8Group: piece = IntegerLinear.decodePiece(Int8GroupBlocks.self, activations)
-        case .int4Group: piece = IntegerLinear.decodePiece(Int4GroupBlocks.self, activations)
+        case .q8_0: pieces = IntegerLinear.decodePieces(Q8_0Blocks.self, activations)
+        case .q4_0: pieces = IntegerLinear.decodePieces(Q4_0Blocks.self, activations)
+        case .q4_1: pieces = IntegerLinear.decodePieces(Q4_1Blocks.self, activations)
+        case .int8Group: pieces = IntegerLinear.decodePieces(Int8GroupBlocks.self, activations)
+        case .int4Group: pieces = IntegerLinear.decodePieces(Int4GroupBlocks.self, activations)
         case .f32, .f16, .bf16: return nil
         }
         kind = .integer(Integer(scratch: scratch, activations: activations, segments: segments,
-                                parts: StealableRanges(splitting: groups, into: slots), piece: piece))
+                                parts: StealableRanges(splitting: groups, into: slots), pieces: pieces))
     }
 
     /// Projection `i` writes to `out` from now on (a vocabulary head into each step's logits).
@@ -98,13 +98,13 @@ public final class TokenProjection: @unchecked Sendable {
     public func run(slot: Int) {
         switch kind {
         case .integer(let integer):
-            let segments = UnsafeBufferPointer(integer.segments), a = integer.activations, parts = integer.parts, piece = integer.piece
+            let segments = UnsafeBufferPointer(integer.segments), a = integer.activations, parts = integer.parts, pieces = integer.pieces
             switch dtype {
-            case .q8_0: IntegerLinear.decodeSlot(Q8_0Blocks.self, slot, a, segments, parts: parts, piece: piece)
-            case .q4_0: IntegerLinear.decodeSlot(Q4_0Blocks.self, slot, a, segments, parts: parts, piece: piece)
-            case .q4_1: IntegerLinear.decodeSlot(Q4_1Blocks.self, slot, a, segments, parts: parts, piece: piece)
-            case .int8Group: IntegerLinear.decodeSlot(Int8GroupBlocks.self, slot, a, segments, parts: parts, piece: piece)
-            case .int4Group: IntegerLinear.decodeSlot(Int4GroupBlocks.self, slot, a, segments, parts: parts, piece: piece)
+            case .q8_0: IntegerLinear.decodeSlot(Q8_0Blocks.self, slot, a, segments, parts: parts, pieces: pieces)
+            case .q4_0: IntegerLinear.decodeSlot(Q4_0Blocks.self, slot, a, segments, parts: parts, pieces: pieces)
+            case .q4_1: IntegerLinear.decodeSlot(Q4_1Blocks.self, slot, a, segments, parts: parts, pieces: pieces)
+            case .int8Group: IntegerLinear.decodeSlot(Int8GroupBlocks.self, slot, a, segments, parts: parts, pieces: pieces)
+            case .int4Group: IntegerLinear.decodeSlot(Int4GroupBlocks.self, slot, a, segments, parts: parts, pieces: pieces)
             case .f32, .f16, .bf16: preconditionFailure("\(dtype) has no integer blocks")
             }
         case let .packed(rows, rowBytes):
