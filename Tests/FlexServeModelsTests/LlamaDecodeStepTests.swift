@@ -67,27 +67,44 @@ final class LlamaDecodeStepTests: XCTestCase {
                 let model = try ModelLoader.build(config: config, weights: ConvertingStore(weights, to: format, activations: activations)) as! LlamaModel
                 let what = "\(shape.heads)/\(shape.kvHeads) heads, window \(shape.window ?? 0), \(format), \(activations) activations"
                 if shape.kvHeads >= ThreadPool.shared.threadCount { XCTAssertNotNil(model.decodeStep, what) }
-                let prompt = (0..<9).map { ($0 * 37 + 5) % config.vocabSize }
-                let stepped = model.makeCache(capacityTokens: 64)
-                try stepped.reserve(sequence: 0, length: 16)
-                var batch = Batch()
-                batch.appendCausal(Array(prompt.dropLast()), sequence: 0, start: 0, logits: .none)
-                _ = try model.forward(batch, cache: stepped)
-                var tokens = prompt
-                for position in (prompt.count - 1)..<(prompt.count + 4) {
-                    var step = Batch()
-                    step.appendCausal([tokens[position]], sequence: 0, start: position, logits: .last)
-                    let decoded = try model.forward(step, cache: stepped).withRow(0) { Array($0) }
-                    let whole = model.makeCache(capacityTokens: 64)
-                    try whole.reserve(sequence: 0, length: position + 1)
-                    var all = Batch()
-                    all.appendCausal(Array(tokens.prefix(position + 1)), sequence: 0, start: 0, logits: .last)
-                    let batched = try model.forward(all, cache: whole).withRow(0) { Array($0) }
-                    XCTAssertEqual(decoded, batched, "\(what) at position \(position)")
-                    XCTAssertTrue(decoded.allSatisfy(\.isFinite), what)
-                    tokens.append(decoded.indices.max { decoded[$0] < decoded[$1] }!)
-                }
+                try assertDecodedEqualsBatched(model, prompt: (0..<9).map { ($0 * 37 + 5) % config.vocabSize }, steps: 5, what)
             }
+        }
+    }
+
+    /// The same on SmolLM2 with `q8` activations, weights as stored and in int4 groups.
+    func testSmolLM2DecodeStepEqualsTheBatchedPath() throws {
+        let prompt = ((try Fixtures.json("smollm2/greedy.json")["items"] as! [[String: Any]])[0]["prompt_ids"] as! [Int])
+        for format in [nil, DType.int4Group] {
+            let model = try ModelLoader.load(path: try Fixtures.smolLM2, weightFormat: format, activations: .q8).model as! LlamaModel
+            let what = format?.rawValue ?? "stored"
+            if ThreadPool.shared.threadCount <= 3 { XCTAssertNotNil(model.decodeStep, "\(what): the decode step should apply") }
+            try assertDecodedEqualsBatched(model, prompt: prompt, steps: 4, what)
+        }
+    }
+
+    /// Greedy-decodes `steps` tokens after `prompt` one at a time; each token's logits must equal, bit for bit,
+    /// those at the end of a batch holding the whole sequence so far.
+    func assertDecodedEqualsBatched(_ model: LlamaModel, prompt: [Int], steps: Int, _ what: String) throws {
+        let capacity = prompt.count + steps + 16
+        let stepped = model.makeCache(capacityTokens: capacity)
+        try stepped.reserve(sequence: 0, length: prompt.count + steps)
+        var batch = Batch()
+        batch.appendCausal(Array(prompt.dropLast()), sequence: 0, start: 0, logits: .none)
+        _ = try model.forward(batch, cache: stepped)
+        var tokens = prompt
+        for position in (prompt.count - 1)..<(prompt.count - 1 + steps) {
+            var step = Batch()
+            step.appendCausal([tokens[position]], sequence: 0, start: position, logits: .last)
+            let decoded = try model.forward(step, cache: stepped).withRow(0) { Array($0) }
+            let whole = model.makeCache(capacityTokens: capacity)
+            try whole.reserve(sequence: 0, length: position + 1)
+            var all = Batch()
+            all.appendCausal(Array(tokens.prefix(position + 1)), sequence: 0, start: 0, logits: .last)
+            let batched = try model.forward(all, cache: whole).withRow(0) { Array($0) }
+            XCTAssertEqual(decoded, batched, "\(what) at position \(position)")
+            XCTAssertTrue(decoded.allSatisfy(\.isFinite), what)
+            tokens.append(decoded.indices.max { decoded[$0] < decoded[$1] }!)
         }
     }
 }

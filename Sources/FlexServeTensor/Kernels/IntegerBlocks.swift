@@ -96,17 +96,19 @@ func groupDots(_ u: GroupChunks, _ x: UnsafeRawPointer) -> SIMD16<Float> {
     let zero = _mm512_setzero_si512()
     let first = dot(dot(dot(dot(zero, u.c0, 0), u.c1, 1), u.c2, 2), u.c3, 3)
     let second = dot(dot(dot(dot(zero, u.c4, 4), u.c5, 5), u.c6, 6), u.c7, 7)
-    return unsafeBitCast(_mm512_cvtepi32_ps(_mm512_add_epi32(first, second)), to: SIMD16<Float>.self)
+    return _mm512_cvtepi32_ps(_mm512_add_epi32(first, second))
     #else
     let xs = x.loadUnaligned(as: SIMD32<Int8>.self)
-    let chunks = [u.c0, u.c1, u.c2, u.c3, u.c4, u.c5, u.c6, u.c7]
     var r = SIMD16<Float>()
-    for row in 0..<groupRows {
-        var s: Int32 = 0
-        for (c, chunk) in chunks.enumerated() {
-            for j in 0..<4 { s &+= Int32(chunk[4 * row + j]) &* Int32(xs[4 * c + j]) }
+    // The eight chunks lie one after another in `u`: chunk c's byte k at 64c + k.
+    withUnsafeBytes(of: u) { chunks in
+        for row in 0..<groupRows {
+            var s: Int32 = 0
+            for c in 0..<8 {
+                for j in 0..<4 { s &+= Int32(chunks[64 * c + 4 * row + j]) &* Int32(xs[4 * c + j]) }
+            }
+            r[row] = Float(s)
         }
-        r[row] = Float(s)
     }
     return r
     #endif
@@ -115,7 +117,7 @@ func groupDots(_ u: GroupChunks, _ x: UnsafeRawPointer) -> SIMD16<Float> {
 /// Sixteen fp16 values as floats.
 @inline(__always) private func halves16(_ p: UnsafeRawPointer) -> SIMD16<Float> {
     #if FLEXSERVE_AVX512
-    unsafeBitCast(_mm512_cvtph_ps(p.loadUnaligned(as: __m256i.self)), to: SIMD16<Float>.self)
+    _mm512_cvtph_ps(p.loadUnaligned(as: __m256i.self))
     #else
     var r = SIMD16<Float>()
     for k in 0..<16 { r[k] = Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: 2 * k, as: UInt16.self))) }
