@@ -2,9 +2,9 @@
 /// with W stored `[outFeatures, inFeatures]` in any `DType`.
 ///
 /// Several tokens: rows are taken four at a time (packed formats are first decoded into an fp32
-/// scratch that stays in L1) and dotted with a tile of tokens, six tokens per step where AVX-512's
-/// 32 vector registers hold the 24 sums (else two), so that both the decoded rows and the
-/// activations are reused from registers and cache. One token against packed rows (decoding):
+/// scratch that stays in L1) and dotted with a tile of tokens, eight tokens per step where AVX-512's
+/// 32 vector registers hold the 32 sums, two rows to a register (else two tokens), so that both the
+/// decoded rows and the activations are reused from registers and cache. One token against packed rows (decoding):
 /// four rows at a time are decoded in registers as they stream from memory.
 ///
 /// Every output is the same sequence of operations whatever the batch: `RowDot`'s lane order,
@@ -59,11 +59,9 @@ public enum Linear {
                         }
                         var t = tile
                         #if FLEXSERVE_AVX512
-                        while t + 6 <= tileEnd {
-                            let d = RowDot.sixTokens(x + t * cols, stride: cols, w, cols)
-                            store(d.0, token: t); store(d.1, token: t + 1); store(d.2, token: t + 2)
-                            store(d.3, token: t + 3); store(d.4, token: t + 4); store(d.5, token: t + 5)
-                            t += 6
+                        while t + 8 <= tileEnd {
+                            RowDot.eightTokens(x + t * cols, stride: cols, w, cols) { k, d in store(d, token: t + k) }
+                            t += 8
                         }
                         #endif
                         while t + 2 <= tileEnd {
