@@ -45,8 +45,8 @@ extension IntegerBlockFormat {
     /// 4 KB: a decode thread with its cores' links to itself needs ~30 GB/s in flight, and every format but
     /// Q8_0 spends long enough on a record that the hardware prefetchers alone fall behind. In interleaved
     /// 8-token segments of SmolLM2 decoding (q8 activations, contexts 16–80), against no software prefetch:
-    /// Q4_1 +8–14% with the threads in one core complex and +21–26% in two, Q4_0 +11% and +10–18%, int4
-    /// +7%, int8 +9% and +15%. 2 KB gained less, 5–8 KB about the same, and into L2 only less.
+    /// Q4_1 +8–14% with the threads in one core complex and +21–26% in two, Q4_0 +11–15% and +10–18%, int4
+    /// +7–14%, int8 +9% and +15%. 2 KB gained less, 5–6 KB about the same, 8 KB and into L2 only less.
     static var decodePrefetchBytes: Int { 4096 }
 
     /// The block's chunks from the interleaved record at `p`: for 8-bit formats the eight chunks in
@@ -170,7 +170,7 @@ extension Q8_0Blocks: ScaleOnlyIntegerBlocks {
     static var valueBits: Int { 8 }
     static var zeroPoint: Float { 128 }
     /// None: the lightest kernel's loads run far enough ahead by themselves (2 or 4 KB ahead measured
-    /// 0.98–1.02× in both placements of the threads).
+    /// 0.98–1.03× in eleven of thirteen comparisons over both placements of the threads).
     static var decodePrefetchBytes: Int { 0 }
     static func integers(_ p: UnsafeRawPointer) -> SIMD32<UInt8> {
         var v = p.loadUnaligned(fromByteOffset: 2, as: SIMD32<UInt8>.self)
