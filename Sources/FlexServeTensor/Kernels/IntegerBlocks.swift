@@ -42,8 +42,8 @@ extension IntegerBlockFormat {
     /// Bytes of the sixteen rows' values of one block: 256 (4-bit) or 512 (8-bit).
     static var groupIntegerBytes: Int { groupRows * 32 * valueBits / 8 }
 
-    /// 4 KB: a decode thread with its cores' links to itself needs ~30 GB/s in flight, and every format but
-    /// Q8_0 spends long enough on a record that the hardware prefetchers alone fall behind. In interleaved
+    /// 4 KB: a decode thread whose core has a link to memory of its own can pull ~35 GB/s, and in every
+    /// format but Q8_0 the kernel spends long enough on a record that the hardware prefetchers alone fall behind. In interleaved
     /// 8-token segments of SmolLM2 decoding (q8 activations, contexts 16–80), against no software prefetch:
     /// Q4_1 +8–14% with the threads in one core complex and +21–26% in two, Q4_0 +11–15% and +10–18%, int4
     /// +7–14%, int8 +9% and +15%. 2 KB gained less, 5–6 KB about the same, 8 KB and into L2 only less.

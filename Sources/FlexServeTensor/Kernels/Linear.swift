@@ -3,9 +3,9 @@
 ///
 /// Several tokens: rows are taken four at a time (packed formats are first decoded into an fp32
 /// scratch that stays in L1) and dotted with a tile of tokens, eight tokens per step where AVX-512's
-/// 32 vector registers hold the 32 sums, two rows to a register (else two tokens), so that both the
-/// decoded rows and the activations are reused from registers and cache. One token against packed rows (decoding):
-/// four rows at a time are decoded in registers as they stream from memory.
+/// 32 vector registers can hold the 32 (row, token) sums, two rows to a register (else two tokens), so
+/// that both the decoded rows and the activations are reused from registers and cache. One token
+/// against packed rows (decoding): four rows at a time are decoded in registers as they stream from memory.
 ///
 /// Every output is the same sequence of operations whatever the batch: `RowDot`'s lane order,
 /// then its fixed horizontal sum. A token's logits therefore do not depend on what else is in
