@@ -1,6 +1,7 @@
 import XCTest
 import FlexServeTensor
 @testable import FlexServeModels
+import FlexServeTestSupport
 
 /// Every non-LLaMA architecture against transformers on tiny random checkpoints (tools/fixtures/make_arch_fixtures.py):
 /// the logits of every prompt position within 1e-4 (relative to the row's largest logit) and 24 greedy tokens

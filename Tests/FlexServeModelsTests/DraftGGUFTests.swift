@@ -1,6 +1,7 @@
 import XCTest
 import FlexServeTensor
 @testable import FlexServeModels
+import FlexServeTestSupport
 
 /// A draft model as tools/distill/gguf_export.py writes it (Tests/Fixtures/draft-gguf, made by
 /// tools/distill/make_draft_fixture.py): Q8_0 GGUF without a tokenizer, trimmed vocabulary, tied head,

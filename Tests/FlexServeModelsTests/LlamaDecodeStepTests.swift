@@ -1,6 +1,7 @@
 import XCTest
 import FlexServeTensor
 @testable import FlexServeModels
+import FlexServeTestSupport
 
 /// `LlamaDecodeStep` (one token as one parallel region) against the general path: the logits of a token
 /// decoded alone must equal, bit for bit, its logits at the end of a batch (the multi-token kernels), over

@@ -1,5 +1,6 @@
 import XCTest
 @testable import FlexServeModels
+import FlexServeTestSupport
 
 final class ModelConfigTests: XCTestCase {
     let base: [String: Any] = [

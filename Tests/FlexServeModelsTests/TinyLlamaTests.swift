@@ -1,6 +1,7 @@
 import XCTest
 import FlexServeTensor
 @testable import FlexServeModels
+import FlexServeTestSupport
 
 /// The tiny random LLaMA against HuggingFace transformers' logits and greedy tokens, for every
 /// weight format (safetensors f32/f16/bf16, GGUF f32/f16/Q8_0/Q4_0/Q4_1).

@@ -1,6 +1,7 @@
 import XCTest
 import FlexServeTensor
 @testable import FlexServeModels
+import FlexServeTestSupport
 
 /// Truncated, misaligned and lying files must be thrown errors that name the file and tensor.
 final class WeightFileErrorTests: XCTestCase {

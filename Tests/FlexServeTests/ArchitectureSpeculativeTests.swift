@@ -1,6 +1,7 @@
 import XCTest
 @testable import FlexServe
 @testable import FlexServeModels
+import FlexServeTestSupport
 
 /// For every architecture family, greedy speculative inference emits exactly the tokens of incremental
 /// decoding: with a draft model of the same family (the LLM plus noise, in f16: drafts partly accepted)

@@ -1,5 +1,6 @@
 import XCTest
 @testable import FlexServe
+import FlexServeTestSupport
 
 /// Per-request settings through the engine: seeds, stop strings, limits, bad settings.
 final class GenerationSettingsTests: XCTestCase {

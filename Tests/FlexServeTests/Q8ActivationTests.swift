@@ -2,6 +2,7 @@ import XCTest
 @testable import FlexServe
 @testable import FlexServeModels
 import FlexServeTensor
+import FlexServeTestSupport
 
 /// The default model with `q8` activations (llama.cpp's numerics) against transformers' fp32
 /// outputs: logits close, greedy tokens identical wherever transformers' choice was not a near

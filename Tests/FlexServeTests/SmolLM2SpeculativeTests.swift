@@ -1,5 +1,6 @@
 import XCTest
 @testable import FlexServe
+import FlexServeTestSupport
 
 /// SmolLM2 with our distilled SSMs: greedy speculative output equals transformers' greedy tokens
 /// (which incremental decoding reproduces, see SmolLM2Tests) on 32 prompts, as batches, with one

@@ -1,6 +1,7 @@
 import XCTest
 @testable import FlexServeModels
 import FlexServeTensor
+import FlexServeTestSupport
 
 /// The CPU emulating a GPU's half-precision storage (`LlamaModel.storageRounding`, the reference of
 /// `gpu-check correctness --cpu-reference storage`) on the real default model, against HuggingFace transformers in fp32

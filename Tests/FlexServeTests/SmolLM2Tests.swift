@@ -1,6 +1,7 @@
 import XCTest
 @testable import FlexServe
 @testable import FlexServeModels
+import FlexServeTestSupport
 
 /// The real default model against HuggingFace transformers (which dequantizes the same GGUF to
 /// fp32): prompt token ids, last-position logits, and 64 greedy tokens for 48 prompts (raw and

@@ -1,6 +1,7 @@
 import XCTest
 @testable import FlexServe
 @testable import FlexServeModels
+import FlexServeTestSupport
 
 /// Greedy speculative inference must emit exactly the tokens of incremental decoding, whatever
 /// the drafts: random SSMs (almost every draft rejected), the LLM as its own SSM (almost every draft

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import FlexServe
 @testable import FlexServeModels
+import FlexServeTestSupport
 
 /// Lossless stochastic verification: the first three generated tokens of speculative sampling
 /// (the first from the prefill, the next two from one verified tree) must follow the LLM's own

@@ -4,8 +4,9 @@ import FlexServeTensor
 
 /// Where the host has put the pool's threads, as seen from how long a cache line written by one takes to
 /// reach the other. On this 2-vCPU EPYC VM the host moves the vCPUs from minute to minute: within one core
-/// complex (one shared L3) a handoff takes ~50 ns and both threads share one link to memory (~30 GB/s);
-/// on two complexes it takes ~160 ns and each has its own link (~50 GB/s read).
+/// complex (one shared L3) a handoff takes ~50 ns and both threads share one link to memory (~30–48 GB/s
+/// read on the Zen 4 and Zen 5 hosts seen); on two complexes it takes ~160–210 ns and each has its own link
+/// (~50–90 GB/s).
 public enum ThreadPlacement {
     /// Handoffs slower than this cross core complexes.
     public static let sharedCacheLimitNanoseconds = 100.0

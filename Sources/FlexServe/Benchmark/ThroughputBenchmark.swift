@@ -28,7 +28,7 @@ public enum ThroughputBenchmark {
         /// nil where the step's matrices are not LLaMA's.
         public var decodeFractionOfPhasedReads: Double?
         /// Median `ThreadPlacement` handoff over the interleaved segments: ~50 ns with the threads in one core
-        /// complex, ~160 ns across two.
+        /// complex, ~160–210 ns across two.
         public var threadHandoffNanoseconds: Double?
         public var interleavedSegments: [InterleavedSegment]
         /// Decoding right after the prefill, at a context of `prefillTokens` and more.

@@ -103,7 +103,7 @@ enum IntegerLinear {
     /// stealing 0.1–0.2 ms). One stream per thread (a 160 MB Q8_0 matrix streamed at 96–98% of the read
     /// probe with the threads in one core complex and 79–85% with them in two, against 83% and 61–70% for two
     /// streams per thread prefetched 256 bytes ahead, interleaved in one process), asking for lines
-    /// `decodePrefetchBytes` ahead in every format but Q8_0 (`streamedGroup`).
+    /// `decodePrefetchBytes` ahead in every format but Q8_0.
     static func decode<F: IntegerBlockFormat>(_: F.Type, _ a: Q8Activations, _ segments: UnsafeBufferPointer<Segment>,
                                               totalGroups: Int, pool: ThreadPool) {
         let threads = decodeThreads(totalGroups: totalGroups, pool: pool)
@@ -128,7 +128,7 @@ enum IntegerLinear {
         @inline(__always) func run(_ groups: Range<Int>) {
             for g in groups {
                 let (s, local) = locate(g, segments)
-                s.store(streamedGroup(a, s.group(local, F.self, blocks: a.blocks), F.self), group: local, token: 0)
+                s.store(group(a, token: 0, s.group(local, F.self, blocks: a.blocks), F.self, prefetch: F.decodePrefetchBytes), group: local, token: 0)
             }
         }
         while let own = parts.takeFront(t, pieces.own) { run(own) }
@@ -193,32 +193,21 @@ enum IntegerLinear {
         offsets = offsets.addingProduct(c, scaledSum)
     }
 
-    /// One token against one group.
+    /// One token against one group; a decode streaming the group from memory asks for the lines `prefetch`
+    /// bytes ahead of each integer record (its headers in proportion).
     @inline(__always)
-    static func group<F: IntegerBlockFormat>(_ a: Q8Activations, token t: Int, _ w: Group, _: F.Type) -> SIMD16<Float> {
-        var sums = SIMD16<Float>(), offsets = SIMD16<Float>()
-        for b in 0..<a.blocks {
-            let u = F.groupChunks(w.integers + b * F.groupIntegerBytes)
-            let (d, c) = F.groupScalesAndOffsets(w.headers + b * F.groupHeaderBytes)
-            accumulate(&sums, &offsets, a, token: t, block: b, u, scales: d, offsetsPerUnit: c)
-        }
-        return sums + offsets
-    }
-
-    /// One token against one group read from memory: `group` asking for the lines `F.decodePrefetchBytes`
-    /// ahead of each record.
-    @inline(__always)
-    static func streamedGroup<F: IntegerBlockFormat>(_ a: Q8Activations, _ w: Group, _: F.Type) -> SIMD16<Float> {
-        let distance = F.decodePrefetchBytes
-        guard distance > 0 else { return group(a, token: 0, w, F.self) }
-        let headerDistance = distance * F.groupHeaderBytes / F.groupIntegerBytes
+    static func group<F: IntegerBlockFormat>(_ a: Q8Activations, token t: Int, _ w: Group, _: F.Type, prefetch: Int = 0) -> SIMD16<Float> {
         var sums = SIMD16<Float>(), offsets = SIMD16<Float>()
         for b in 0..<a.blocks {
             let integers = w.integers + b * F.groupIntegerBytes, header = w.headers + b * F.groupHeaderBytes
-            for line in stride(from: 0, to: F.groupIntegerBytes, by: 64) { Prefetch.ahead(integers + line, by: distance) }
-            for line in stride(from: 0, to: F.groupHeaderBytes, by: 64) { Prefetch.ahead(header + line, by: headerDistance) }
+            if prefetch > 0 {
+                for line in stride(from: 0, to: F.groupIntegerBytes, by: 64) { Prefetch.ahead(integers + line, by: prefetch) }
+                for line in stride(from: 0, to: F.groupHeaderBytes, by: 64) {
+                    Prefetch.ahead(header + line, by: prefetch * F.groupHeaderBytes / F.groupIntegerBytes)
+                }
+            }
             let (d, c) = F.groupScalesAndOffsets(header)
-            accumulate(&sums, &offsets, a, token: 0, block: b, F.groupChunks(integers), scales: d, offsetsPerUnit: c)
+            accumulate(&sums, &offsets, a, token: t, block: b, F.groupChunks(integers), scales: d, offsetsPerUnit: c)
         }
         return sums + offsets
     }

@@ -1,8 +1,8 @@
 import Foundation
 
-/// Paths of committed test fixtures and of the default model installed by the setup script.
-enum Fixtures {
-    static let packageRoot: URL = {
+/// Paths of committed test fixtures and of the default model installed by the setup script, for every test target.
+public enum Fixtures {
+    public static let packageRoot: URL = {
         var url = URL(fileURLWithPath: #filePath)
         while url.path != "/" {
             url.deleteLastPathComponent()
@@ -11,12 +11,12 @@ enum Fixtures {
         fatalError("no Package.swift above \(#filePath)")
     }()
 
-    static func path(_ relative: String) -> String {
+    public static func path(_ relative: String) -> String {
         packageRoot.appendingPathComponent("Tests/Fixtures").appendingPathComponent(relative).path
     }
 
     /// The default model, linked by scripts/setup.sh (or named by FLEXSERVE_SMOLLM2_GGUF).
-    static var smolLM2: String {
+    public static var smolLM2: String {
         get throws {
             let path = ProcessInfo.processInfo.environment["FLEXSERVE_SMOLLM2_GGUF"]
                 ?? packageRoot.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf").path
@@ -28,7 +28,7 @@ enum Fixtures {
         }
     }
 
-    static func json(_ relative: String) throws -> [String: Any] {
+    public static func json(_ relative: String) throws -> [String: Any] {
         let data = try Data(contentsOf: URL(fileURLWithPath: path(relative)))
         return try JSONSerialization.jsonObject(with: data) as! [String: Any]
     }
