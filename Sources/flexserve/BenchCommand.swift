@@ -32,6 +32,7 @@ struct SpeculativeBenchCommand: AsyncParsableCommand {
     @Option(help: "cpu or cuda (the LLM and the SSMs on an NVIDIA GPU).") var device = "cpu"
     @Option(name: .customLong("data-type"), help: "GPU storage type: fp16 (default), bf16 or fp32.") var dataType: String?
     @Option(help: "f32 or q8 activations against integer block weights (CPU).") var activations: ActivationFormat = .f32
+    @Option(name: .customLong("kv-cache-dtype"), help: "How the CPU KV caches hold keys and values: f32 or f16.") var kvCacheType: KVCacheType = .f32
 
     mutating func run() async throws {
         let computeDevice = try ComputeDevice(device: device, dataType: dataType)
@@ -40,7 +41,7 @@ struct SpeculativeBenchCommand: AsyncParsableCommand {
         let all = try PromptDataset.load(named: dataset)
         let prompts = all.filter { $0.count <= maxPromptChars }.prefix(numPrompts)
             .map { raw ? $0 : SpeculativeBenchmark.chatPrompt($0, tokenizer: llm.tokenizer) }
-        let bench = SpeculativeBenchmark(llm: llm, ssms: ssms, tree: try tree.shape, maxNewTokens: maxNewTokens)
+        let bench = SpeculativeBenchmark(llm: llm, ssms: ssms, tree: try tree.shape, maxNewTokens: maxNewTokens, kvCacheType: kvCacheType)
         let interactive = isatty(2) != 0
         var report = try await bench.run(prompts: Array(prompts), dataset: dataset) { line in
             if interactive { FileHandle.standardError.write("\r\(line)\u{1B}[K".data(using: .utf8)!) }
@@ -80,6 +81,7 @@ struct ThroughputBenchCommand: AsyncParsableCommand {
     @Option(name: .customLong("decode-tokens")) var decodeTokens = 128
     @Option(help: "Comma-separated activation formats for integer block weights: f32 (reference numerics), q8 (int8 dot products).")
     var activations = "f32"
+    @Option(name: .customLong("kv-cache-dtype"), help: "Comma-separated KV cache types: f32, f16.") var kvCacheTypes = "f32"
     @Option var output = "bench-throughput.json"
 
     struct Report: Codable {
@@ -106,18 +108,26 @@ struct ThroughputBenchCommand: AsyncParsableCommand {
             }
             return a
         }
+        let cacheTypes = try kvCacheTypes.split(separator: ",").map { name in
+            guard let t = KVCacheType(rawValue: String(name)) else {
+                throw ValidationError("unknown KV cache type '\(name)' (expected f32 or f16)")
+            }
+            return t
+        }
         var names: [String] = []
         for name in formats.split(separator: ",").map(String.init) {
             let format = try WeightFormat.parse(name)
             for a in activationFormats {
                 if a == .q8, let format, !format.hasIntegerBlocks { continue }
-                probes.append(MachineProbe.readBandwidth())
-                let row = try ThroughputBenchmark.run(path: model, format: format, activations: a, machine: machine,
-                                                      prefillTokens: prefillTokens, decodeTokens: decodeTokens)
-                rows.append(row)
-                names.append(name)
-                print(String(format: "  %@, %@ activations: decode %.1f tok/s (read probe before it %.1f GB/s)", name as NSString,
-                             a.rawValue as NSString, row.decodeTokensPerSecond, probes.last!))
+                for kv in cacheTypes {
+                    probes.append(MachineProbe.readBandwidth())
+                    let row = try ThroughputBenchmark.run(path: model, format: format, activations: a, kvCacheType: kv, machine: machine,
+                                                          prefillTokens: prefillTokens, decodeTokens: decodeTokens)
+                    rows.append(row)
+                    names.append(name)
+                    print(String(format: "  %@, %@ activations, %@ KV cache: decode %.1f tok/s (read probe before it %.1f GB/s)", name as NSString,
+                                 a.rawValue as NSString, kv.rawValue as NSString, row.decodeTokensPerSecond, probes.last!))
+                }
             }
         }
         probes.append(MachineProbe.readBandwidth())
@@ -134,11 +144,11 @@ struct ThroughputBenchCommand: AsyncParsableCommand {
             r.prefillFractionOfFMAPeak = r.prefillGFLOPs / machine.fmaGFLOPsAllCores
             return r
         }
-        print("format     | acts | weight MB | prefill tok/s | prefill GFLOP/s | of FMA peak | decode tok/s | decode GB/s | of bandwidth | of concurrent bandwidth | of phased reads | handoff ns | decode after prefill")
+        print("format     | acts |  kv | weight MB | prefill tok/s | prefill GFLOP/s | of FMA peak | decode tok/s | decode GB/s | of bandwidth | of concurrent bandwidth | of phased reads | handoff ns | decode after prefill")
         func column(_ text: String, _ width: Int) -> NSString { (String(repeating: " ", count: max(0, width - text.count)) + text) as NSString }
         for (name, row) in zip(names, rows) {
-            print(String(format: "%-10@ | %4@ | %9.1f | %13.1f | %15.1f | %10.0f%% | %12.1f | %11.2f | %11.0f%% | %22.0f%% | %15@ | %10@ | %20.1f", name as NSString,
-                         row.activations.rawValue as NSString, Double(row.weightBytes) / 1e6, row.prefillTokensPerSecond, row.prefillGFLOPs,
+            print(String(format: "%-10@ | %4@ | %3@ | %9.1f | %13.1f | %15.1f | %10.0f%% | %12.1f | %11.2f | %11.0f%% | %22.0f%% | %15@ | %10@ | %20.1f", name as NSString,
+                         row.activations.rawValue as NSString, row.kvCacheType.rawValue as NSString, Double(row.weightBytes) / 1e6, row.prefillTokensPerSecond, row.prefillGFLOPs,
                          row.prefillFractionOfFMAPeak * 100, row.decodeTokensPerSecond, row.decodeGBs, row.decodeFractionOfBandwidth * 100,
                          row.decodeFractionOfConcurrentBandwidth * 100,
                          column(row.decodeFractionOfPhasedReads.map { String(format: "%.0f%%", $0 * 100) } ?? "-", 15),
@@ -157,7 +167,7 @@ struct ThroughputBenchCommand: AsyncParsableCommand {
                               median(segments.map(\.decodeGBs)), median(segments.map(\.readGBs)), median(segments.map { $0.decodeGBs / $0.readGBs }) * 100,
                               (phased.isEmpty ? "" : String(format: ", phased reads %.1f GB/s", median(phased))) as NSString)
             }
-            print("  \(name), \(row.activations.rawValue): " + text.joined(separator: "; "))
+            print("  \(name), \(row.activations.rawValue), \(row.kvCacheType.rawValue) KV: " + text.joined(separator: "; "))
         }
         try writeJSON(Report(model: model, machine: machine, readProbes: probes, rows: rows), to: output)
         print("wrote \(output)")

@@ -42,7 +42,7 @@ func runDecoding(options: ServingOptions, ssmModels: [String], tree: TreeShape) 
     status.done(([options.llmModel] + ssmModels).joined(separator: ", "))
     try llm.compile(options.generationConfig, ssms: ssms, options: EngineOptions(
         maxRequestsPerBatch: options.maxRequestsPerBatch, maxSeqLength: options.maxSequenceLength,
-        maxTokensPerBatch: options.maxTokensPerBatch, tree: tree))
+        maxTokensPerBatch: options.maxTokensPerBatch, kvCacheType: options.kvCacheType, tree: tree))
 
     let start = Date()
     let results = try await withThrowingTaskGroup(of: (Int, GenerationResult).self) { group in

@@ -27,6 +27,8 @@ struct ServeCommand: AsyncParsableCommand {
     var maxSequenceLength: Int?
     @Option(name: .customLong("kv-cache-tokens"), help: "KV-cache capacity in tokens (default: a full sequence per batch slot).")
     var kvCacheTokens: Int?
+    @Option(name: .customLong("kv-cache-dtype"), help: "How the KV cache holds keys and values: f32 (as computed) or f16 (half the memory and attention reads).")
+    var kvCacheType: KVCacheType = .f32
     @Option(name: .customLong("max-queue"), help: "Requests that may wait beyond the running batch; more get 429.")
     var maxQueue = 256
     @Option(name: .customLong("max-body-bytes"), help: "Largest request body; larger ones get 413.")
@@ -53,7 +55,7 @@ struct ServeCommand: AsyncParsableCommand {
         let seqLength = maxSequenceLength ?? min(1024, contextLimit)
         try llm.compile(GenerationConfig(), ssms: ssms, options: EngineOptions(
             maxRequestsPerBatch: maxRequestsPerBatch, maxSeqLength: seqLength, maxTokensPerBatch: maxTokensPerBatch,
-            kvCacheTokens: kvCacheTokens, tree: try tree.shape))
+            kvCacheTokens: kvCacheTokens, kvCacheType: kvCacheType, tree: try tree.shape))
 
         var options = ServerOptions(modelName: servedModelName ?? Self.defaultName(llm.path))
         options.modelAliases = Array(Set([model, llm.path, Self.defaultName(llm.path)]))

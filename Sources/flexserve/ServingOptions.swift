@@ -37,6 +37,8 @@ struct ServingOptions: ParsableArguments {
     @Flag var offload = false
     @Option(help: "Activations against quantized weights on the CPU: f32 (reference numerics) or q8 (int8 dot products: faster on CPUs with AVX-512 VNNI, slower elsewhere).")
     var activations: ActivationFormat = .f32
+    @Option(name: .customLong("kv-cache-dtype"), help: "How the CPU KV cache holds keys and values: f32 (as computed) or f16 (half the memory and attention reads).")
+    var kvCacheType: KVCacheType = .f32
     @Option(help: "cpu or cuda (an NVIDIA GPU, LLaMA-family models; SSMs stay on the CPU).") var device = "cpu"
     @Option(name: .customLong("data-type"), help: "GPU storage type: fp16 (default), bf16 or fp32.") var dataType: String?
     @Option(name: .customLong("tensor-parallelism-degree")) var tensorParallelism = 1
@@ -110,3 +112,4 @@ struct LoadingStatus {
 }
 
 extension ActivationFormat: ExpressibleByArgument {}
+extension KVCacheType: ExpressibleByArgument {}

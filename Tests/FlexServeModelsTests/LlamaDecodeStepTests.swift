@@ -7,7 +7,8 @@ import FlexServeTestSupport
 /// decoded alone must equal, bit for bit, its logits at the end of a batch (the multi-token kernels), over
 /// head layouts that take each of the step's phases (one head set per KV head, and two; Q/K/V biases;
 /// Mistral's sliding window, shorter than the prompt), an MLP whose blocks split unevenly, a vocabulary that
-/// is not a whole number of 16-row groups, and every block format with `q8` and with fp32 activations.
+/// is not a whole number of 16-row groups, and every block format with `q8` and with fp32 activations; with
+/// the KV cache in fp32 and in fp16.
 final class LlamaDecodeStepTests: XCTestCase {
     /// Random weights by name, in memory.
     struct RandomWeights: WeightStore {
@@ -62,13 +63,14 @@ final class LlamaDecodeStepTests: XCTestCase {
                                      numLayers: 2, numHeads: shape.heads, numKVHeads: shape.kvHeads, headDim: shape.headDim)
             config.slidingWindow = shape.window
             let weights = RandomWeights(config: config, biases: shape.biases, seed: UInt64(i + 1))
-            let runs = [DType.q8_0, .q4_0, .q4_1, .int8Group, .int4Group].map { ($0, ActivationFormat.q8) }
-                + [DType.f16, .bf16, .q8_0, .q4_1, .int4Group].map { ($0, ActivationFormat.f32) }
-            for (format, activations) in runs {
+            let runs = [DType.q8_0, .q4_0, .q4_1, .int8Group, .int4Group].map { ($0, ActivationFormat.q8, KVCacheType.f32) }
+                + [DType.f16, .bf16, .q8_0, .q4_1, .int4Group].map { ($0, ActivationFormat.f32, KVCacheType.f32) }
+                + [(DType.q4_1, ActivationFormat.q8, KVCacheType.f16), (.f16, .f32, .f16)]
+            for (format, activations, cacheType) in runs {
                 let model = try ModelLoader.build(config: config, weights: ConvertingStore(weights, to: format, activations: activations)) as! LlamaModel
-                let what = "\(shape.heads)/\(shape.kvHeads) heads, window \(shape.window ?? 0), \(format), \(activations) activations"
+                let what = "\(shape.heads)/\(shape.kvHeads) heads, window \(shape.window ?? 0), \(format), \(activations) activations, \(cacheType) KV cache"
                 if shape.kvHeads >= ThreadPool.shared.threadCount { XCTAssertNotNil(model.decodeStep, what) }
-                try assertDecodedEqualsBatched(model, prompt: (0..<9).map { ($0 * 37 + 5) % config.vocabSize }, steps: 5, what)
+                try assertDecodedEqualsBatched(model, prompt: (0..<9).map { ($0 * 37 + 5) % config.vocabSize }, steps: 5, cacheType: cacheType, what)
             }
         }
     }
@@ -86,9 +88,9 @@ final class LlamaDecodeStepTests: XCTestCase {
 
     /// Greedy-decodes `steps` tokens after `prompt` one at a time; each token's logits must equal, bit for bit,
     /// those at the end of a batch holding the whole sequence so far.
-    func assertDecodedEqualsBatched(_ model: LlamaModel, prompt: [Int], steps: Int, _ what: String) throws {
+    func assertDecodedEqualsBatched(_ model: LlamaModel, prompt: [Int], steps: Int, cacheType: KVCacheType = .f32, _ what: String) throws {
         let capacity = prompt.count + steps + 16
-        let stepped = model.makeCache(capacityTokens: capacity)
+        let stepped = model.makeCache(capacityTokens: capacity, type: cacheType)
         try stepped.reserve(sequence: 0, length: prompt.count + steps)
         var batch = Batch()
         batch.appendCausal(Array(prompt.dropLast()), sequence: 0, start: 0, logits: .none)
@@ -98,7 +100,7 @@ final class LlamaDecodeStepTests: XCTestCase {
             var step = Batch()
             step.appendCausal([tokens[position]], sequence: 0, start: position, logits: .last)
             let decoded = try model.forward(step, cache: stepped).withRow(0) { Array($0) }
-            let whole = model.makeCache(capacityTokens: capacity)
+            let whole = model.makeCache(capacityTokens: capacity, type: cacheType)
             try whole.reserve(sequence: 0, length: position + 1)
             var all = Batch()
             all.appendCausal(Array(tokens.prefix(position + 1)), sequence: 0, start: 0, logits: .last)

@@ -227,12 +227,17 @@ final class KernelTests: XCTestCase {
 
     func checkAttention(headDim: Int, n: Int) {
         let q = (0..<headDim).map { Float(sin(Double($0) + 1)) }
-        let keys = (0..<(n * headDim)).map { Float(cos(Double($0) * 0.7)) }
-        let values = (0..<(n * headDim)).map { Float(sin(Double($0) * 0.2)) }
+        var keys = (0..<(n * headDim)).map { Float(cos(Double($0) * 0.7)) }
+        var values = (0..<(n * headDim)).map { Float(sin(Double($0) * 0.2)) }
         let slots = (0..<n).map { Int32(n - 1 - $0) }, starts: [Int32] = [0, Int32(n)]
         var out = [Float](repeating: 0, count: headDim)
-        Attention.forward(q: q, tokens: 1, numHeads: 1, numKVHeads: 1, headDim: headDim, keys: keys, values: values,
-                          slotStart: starts, slots: slots, scale: 0.25, out: &out)
+        keys.withUnsafeMutableBufferPointer { k in
+            values.withUnsafeMutableBufferPointer { v in
+                Attention.forward(q: q, tokens: 1, numHeads: 1, numKVHeads: 1, headDim: headDim,
+                                  kv: KVStore(keys: k.baseAddress!, values: v.baseAddress!, layout: .interleaved(kvHeads: 1, headDim: headDim)),
+                                  slotStart: starts, slots: slots, scale: 0.25, out: &out)
+            }
+        }
         let scores = (0..<n).map { j in 0.25 * (0..<headDim).reduce(0.0) { $0 + Double(q[$1] * keys[j * headDim + $1]) } }
         let weights = scores.map { Foundation.exp($0 - scores.max()!) }
         for d in 0..<headDim {
@@ -242,8 +247,9 @@ final class KernelTests: XCTestCase {
     }
 
     /// Grouped-query attention reading scattered slots, with the cache token-major and head-major (`KVLayout`):
-    /// the textbook formula per head, and the same bits either way.
-    func testGroupedAttentionInBothKVLayouts() {
+    /// the textbook formula per head, and the same bits either way; with an fp16 cache, the formula over the
+    /// keys and values rounded to fp16.
+    func testGroupedAttentionInBothKVLayoutsAndTypes() {
         checkGroupedAttention(heads: 9, kvHeads: 3, keys: 37, capacity: 48)
         // One KV head over 300 keys: fewer sets than threads, so decoding splits keys, heads and columns over the threads.
         checkGroupedAttention(heads: 3, kvHeads: 1, keys: 300, capacity: 320)
@@ -256,31 +262,41 @@ final class KernelTests: XCTestCase {
         func value(_ s: Int, _ h: Int, _ d: Int) -> Float { Float(sin(Double(s * 71 + h * 29 + d) * 0.23)) }
         let q = (0..<(heads * headDim)).map { Float(sin(Double($0) * 0.11 + 1)) }
         var outputs: [[Float]] = []
-        for layout in [KVLayout.interleaved(kvHeads: kvHeads, headDim: headDim), .planar(slots: capacity, headDim: headDim)] {
-            var keys = [Float](repeating: .nan, count: capacity * kvHeads * headDim), values = keys
+        let stores: [(KVLayout, KVCacheType)] = [(.interleaved(kvHeads: kvHeads, headDim: headDim), .f32),
+                                                 (.planar(slots: capacity, headDim: headDim), .f32),
+                                                 (.planar(slots: capacity, headDim: headDim), .f16)]
+        for (layout, type) in stores {
+            let bytes = capacity * kvHeads * headDim * type.bytes
+            let keys = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64), values = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+            defer { keys.deallocate(); values.deallocate() }
+            keys.initializeMemory(as: UInt8.self, repeating: 0xFF, count: bytes)  // NaN in either type
+            values.initializeMemory(as: UInt8.self, repeating: 0xFF, count: bytes)
+            let store = KVStore(keys: keys, values: values, type: type, layout: layout)
             for s in slots.map(Int.init) {
                 for h in 0..<kvHeads {
-                    for d in 0..<headDim {
-                        keys[layout.offset(slot: s, head: h) + d] = key(s, h, d)
-                        values[layout.offset(slot: s, head: h) + d] = value(s, h, d)
-                    }
+                    store.write(slot: s, head: h, key: (0..<headDim).map { key(s, h, $0) }, value: (0..<headDim).map { value(s, h, $0) }, headDim: headDim)
                 }
             }
             var out = [Float](repeating: 0, count: heads * headDim)
-            Attention.forward(q: q, tokens: 1, numHeads: heads, numKVHeads: kvHeads, headDim: headDim, keys: keys, values: values,
-                              slotStart: [0, Int32(n)], slots: slots, scale: 0.125, out: &out, layout: layout)
+            Attention.forward(q: q, tokens: 1, numHeads: heads, numKVHeads: kvHeads, headDim: headDim, kv: store,
+                              slotStart: [0, Int32(n)], slots: slots, scale: 0.125, out: &out)
             outputs.append(out)
         }
         XCTAssertEqual(outputs[0], outputs[1])
-        for head in 0..<heads {
-            let h = head / (heads / kvHeads)
-            let scores = slots.map { s in
-                0.125 * (0..<headDim).reduce(0.0) { $0 + Double(q[head * headDim + $1]) * Double(key(Int(s), h, $1)) }
-            }
-            let weights = scores.map { Foundation.exp($0 - scores.max()!) }, total = weights.reduce(0, +)
-            for d in 0..<headDim {
-                let reference = zip(weights, slots).reduce(0.0) { $0 + $1.0 * Double(value(Int($1.1), h, d)) } / total
-                XCTAssertEqual(Double(outputs[1][head * headDim + d]), reference, accuracy: 1e-5, "\(n) keys: head \(head) column \(d)")
+        XCTAssertNotEqual(outputs[1], outputs[2])
+        for (output, rounded) in [(outputs[1], false), (outputs[2], true)] {
+            func k(_ s: Int, _ h: Int, _ d: Int) -> Double { rounded ? Double(Float16(key(s, h, d))) : Double(key(s, h, d)) }
+            func v(_ s: Int, _ h: Int, _ d: Int) -> Double { rounded ? Double(Float16(value(s, h, d))) : Double(value(s, h, d)) }
+            for head in 0..<heads {
+                let h = head / (heads / kvHeads)
+                let scores = slots.map { s in
+                    0.125 * (0..<headDim).reduce(0.0) { $0 + Double(q[head * headDim + $1]) * k(Int(s), h, $1) }
+                }
+                let weights = scores.map { Foundation.exp($0 - scores.max()!) }, total = weights.reduce(0, +)
+                for d in 0..<headDim {
+                    let reference = zip(weights, slots).reduce(0.0) { $0 + $1.0 * v(Int($1.1), h, d) } / total
+                    XCTAssertEqual(Double(output[head * headDim + d]), reference, accuracy: 1e-5, "\(n) keys, fp16 \(rounded): head \(head) column \(d)")
+                }
             }
         }
     }

@@ -43,4 +43,24 @@ final class SmolLM2SpeculativeTests: XCTestCase {
     func testTwoSSMsMerged() async throws {
         try await run(ssms: ["ssms/smollm2-draft-a", "ssms/smollm2-draft-b"], tree: TreeShape(depth: 3, expansion: [1, 1, 1], maxWidth: 2))
     }
+
+    /// With an fp16 KV cache the tokens are no longer transformers' fp32 ones everywhere, but speculation still
+    /// gives exactly what the LLM alone gives with that cache.
+    func testFP16CacheSpeculativeEqualsIncremental() async throws {
+        let json = try Fixtures.json("smollm2/greedy.json")
+        let prompts = (json["items"] as! [[String: Any]]).prefix(16).map { $0["prompt_ids"] as! [Int] }
+        var outputs: [[[Int]]] = []
+        for ssms in [[], ["ssms/smollm2-draft-a"]] {
+            let llm = try LLM(try Fixtures.smolLM2)
+            try llm.compile(GenerationConfig(), ssms: try ssms.map { try SSM(Fixtures.packageRoot.appendingPathComponent($0).path) },
+                            maxRequestsPerBatch: 16, maxSeqLength: 512, maxTokensPerBatch: 512, kvCacheType: .f16,
+                            tree: TreeShape(depth: 4, expansion: [1, 1, 2, 1], maxWidth: 4))
+            var out: [[Int]] = []
+            for ids in prompts { out.append(try await llm.generate(tokens: ids, maxNewTokens: Self.newTokens).outputTokens) }
+            outputs.append(out)
+        }
+        for (i, (alone, speculative)) in zip(outputs[0], outputs[1]).enumerated() {
+            XCTAssertEqual(speculative, alone, "prompt \(i)")
+        }
+    }
 }

@@ -1,6 +1,7 @@
 import XCTest
 @testable import FlexServe
 @testable import FlexServeModels
+import FlexServeTensor
 import FlexServeTestSupport
 
 /// The real default model against HuggingFace transformers (which dequantizes the same GGUF to
@@ -48,6 +49,30 @@ final class SmolLM2Tests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// An fp16 KV cache rounds every key and value (relative error up to 2⁻¹¹): the last-position logits stay
+    /// within a looser bound of transformers' fp32 ones, and differ from the fp32 cache's (the cache type is used).
+    func testLastPositionLogitsWithAnFP16CacheStayNearTransformers() throws {
+        let model = try ModelLoader.load(path: try Fixtures.smolLM2).model
+        var worst: Float = 0, compared = 0, changed = 0
+        for item in try items() {
+            guard let top = item.topLogits else { continue }
+            var rows: [[Float]] = []
+            for type in [KVCacheType.f32, .f16] {
+                let cache = model.makeCache(capacityTokens: 1024, type: type)
+                try cache.reserve(sequence: 0, length: item.promptIDs.count)
+                var batch = Batch()
+                batch.appendCausal(item.promptIDs, sequence: 0, start: 0, logits: .last)
+                rows.append(try model.forward(batch, cache: cache).withRow(0) { row in top.ids.map { row[$0] } })
+            }
+            compared += 1
+            if rows[0] != rows[1] { changed += 1 }
+            for (got, expected) in zip(rows[1], top.values) { worst = max(worst, abs(got - expected) / max(1, abs(expected))) }
+        }
+        XCTAssertEqual(changed, compared, "every prompt's logits should move with the fp16 cache")
+        // Measured 8.5e-4 (the fp32 cache: within 1e-3 of transformers).
+        XCTAssertLessThan(worst, 3e-3, "largest relative logit error with an fp16 KV cache")
     }
 
     func testGreedyTokensMatchTransformersInOneBatch() async throws {

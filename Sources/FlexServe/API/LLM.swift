@@ -38,10 +38,10 @@ public final class LLM: @unchecked Sendable {
     /// Fixes the default generation settings and the serving limits, and starts the engine.
     public func compile(_ config: GenerationConfig = GenerationConfig(), ssms: [SSM] = [],
                         maxRequestsPerBatch: Int = 16, maxSeqLength: Int = 1024, maxTokensPerBatch: Int = 256,
-                        kvCacheTokens: Int? = nil, tree: TreeShape = TreeShape()) throws {
+                        kvCacheTokens: Int? = nil, kvCacheType: KVCacheType = .f32, tree: TreeShape = TreeShape()) throws {
         try compile(config, ssms: ssms, options: EngineOptions(
             maxRequestsPerBatch: maxRequestsPerBatch, maxSeqLength: maxSeqLength, maxTokensPerBatch: maxTokensPerBatch,
-            kvCacheTokens: kvCacheTokens, tree: tree))
+            kvCacheTokens: kvCacheTokens, kvCacheType: kvCacheType, tree: tree))
     }
 
     public func compile(_ config: GenerationConfig, ssms: [SSM], options: EngineOptions) throws {

@@ -1,4 +1,5 @@
 import Foundation
+import FlexServeTensor
 import FlexServeTokenizers
 
 /// Incremental decoding and speculative inference on the same prompts, one request at a time
@@ -36,12 +37,14 @@ public struct SpeculativeBenchmark {
     public var ssms: [SSM]
     public var tree: TreeShape
     public var maxNewTokens: Int
+    public var kvCacheType: KVCacheType
 
-    public init(llm: LLM, ssms: [SSM], tree: TreeShape, maxNewTokens: Int) {
+    public init(llm: LLM, ssms: [SSM], tree: TreeShape, maxNewTokens: Int, kvCacheType: KVCacheType = .f32) {
         self.llm = llm
         self.ssms = ssms
         self.tree = tree
         self.maxNewTokens = maxNewTokens
+        self.kvCacheType = kvCacheType
     }
 
     /// Wraps a user prompt in the model's chat template when it has one.
@@ -61,7 +64,8 @@ public struct SpeculativeBenchmark {
         let speculates = !ssms.isEmpty || tree.promptLookup > 0
         for (mode, drafts) in [("incremental", [SSM]()), ("speculative", ssms)] where mode == "incremental" || speculates {
             try llm.compile(config, ssms: drafts, options: EngineOptions(maxRequestsPerBatch: 1, maxSeqLength: 2048,
-                                                                         maxTokensPerBatch: 512, tree: mode == "incremental" ? TreeShape(depth: 0) : tree))
+                                                                         maxTokensPerBatch: 512, kvCacheType: kvCacheType,
+                                                                         tree: mode == "incremental" ? TreeShape(depth: 0) : tree))
             var outputs: [GenerationResult] = []
             let start = Date()
             for (i, p) in prompts.enumerated() {

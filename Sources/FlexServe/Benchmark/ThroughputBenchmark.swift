@@ -10,6 +10,7 @@ public enum ThroughputBenchmark {
     public struct Row: Codable, Sendable {
         public var format: String
         public var activations: ActivationFormat
+        public var kvCacheType: KVCacheType
         public var weightBytes: Int
         public var prefillTokens: Int
         public var prefillTokensPerSecond: Double
@@ -77,7 +78,7 @@ public enum ThroughputBenchmark {
         return (tensors.reduce(0) { $0 + $1.byteCount }, tensors.reduce(0) { $0 + $1.count }, head)
     }
 
-    public static func run(path: String, format: DType?, activations: ActivationFormat = .f32, machine: MachineProbe,
+    public static func run(path: String, format: DType?, activations: ActivationFormat = .f32, kvCacheType: KVCacheType = .f32, machine: MachineProbe,
                            prefillTokens: Int = 512, decodeTokens: Int = 64, decodePrompt: Int = 16) throws -> Row {
         let loaded = try ModelLoader.load(path: path, weightFormat: format, activations: activations)
         let model = loaded.model
@@ -86,7 +87,7 @@ public enum ThroughputBenchmark {
         // (nil, too, where the probe's buffer cannot hold a step's weights)
         let phases = phaseBytes(loaded.weights, config: config).flatMap { $0.reduce(0, +) <= ReadProbe.shared.capacityBytes ? $0 : nil }
         let capacity = prefillTokens + decodeTokens + 1
-        let cache = model.makeCache(capacityTokens: 4 * (capacity + 64))  // four sequences, each rounded up to whole blocks
+        let cache = model.makeCache(capacityTokens: 4 * (capacity + 64), type: kvCacheType)  // four sequences, each rounded up to whole blocks
         func prompt(_ n: Int) -> [Int] { (0..<n).map { ($0 * 7919 + 13) % config.vocabSize } }
 
         /// Tokens per second of greedy decoding after `logits` (the prompt's), at positions from `start`: the
@@ -169,7 +170,7 @@ public enum ThroughputBenchmark {
         // token only); attention adds ~4·layers·hidden·position.
         let attentionFlops = 4.0 * Double(config.numLayers * config.numHeads * config.headDim) * Double(prefillTokens) * Double(prefillTokens) / 2
         let prefillFlops = 2 * Double(params - headParams) * Double(prefillTokens) + 2 * Double(headParams) + attentionFlops
-        return Row(format: format?.rawValue ?? "as stored", activations: activations, weightBytes: bytes, prefillTokens: prefillTokens,
+        return Row(format: format?.rawValue ?? "as stored", activations: activations, kvCacheType: kvCacheType, weightBytes: bytes, prefillTokens: prefillTokens,
                    prefillTokensPerSecond: Double(prefillTokens) / prefillSeconds,
                    prefillGFLOPs: prefillFlops / prefillSeconds / 1e9,
                    prefillFractionOfFMAPeak: prefillFlops / prefillSeconds / 1e9 / machine.fmaGFLOPsAllCores,

@@ -1,3 +1,5 @@
+import FlexServeTensor
+
 /// Limits and shapes fixed when a model is compiled for serving (FlexFlow's `compile` arguments).
 public struct EngineOptions: Sendable, Equatable {
     public var maxRequestsPerBatch: Int
@@ -6,17 +8,20 @@ public struct EngineOptions: Sendable, Equatable {
     /// KV-cache capacity in tokens; nil sizes it for `maxRequestsPerBatch` full-length sequences.
     public var kvCacheTokens: Int?
     public var kvBlockSize: Int
+    /// How the KV cache holds keys and values (the LLM's and the SSMs'): fp16 halves what attention reads.
+    public var kvCacheType: KVCacheType
     public var tree: TreeShape
     /// Only tests change this: it lets them show that the naive rule is measurably lossy.
     var stochasticRule: TreeVerifier.StochasticRule = .specInfer
 
     public init(maxRequestsPerBatch: Int = 16, maxSeqLength: Int = 1024, maxTokensPerBatch: Int = 256,
-                kvCacheTokens: Int? = nil, kvBlockSize: Int = 16, tree: TreeShape = TreeShape()) {
+                kvCacheTokens: Int? = nil, kvBlockSize: Int = 16, kvCacheType: KVCacheType = .f32, tree: TreeShape = TreeShape()) {
         self.maxRequestsPerBatch = maxRequestsPerBatch
         self.maxSeqLength = maxSeqLength
         self.maxTokensPerBatch = maxTokensPerBatch
         self.kvCacheTokens = kvCacheTokens
         self.kvBlockSize = kvBlockSize
+        self.kvCacheType = kvCacheType
         self.tree = tree
     }
 

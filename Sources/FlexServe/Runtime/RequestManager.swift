@@ -30,9 +30,9 @@ final class RequestManager: @unchecked Sendable {
         self.options = options
         let capacity = options.kvCacheTokens
             ?? options.maxRequestsPerBatch * (options.maxSeqLength + options.tree.maxTreeNodes(ssms: ssms.count) + 1)
-        cache = llm.makeCache(capacityTokens: capacity, blockSize: options.kvBlockSize)
+        cache = llm.makeCache(capacityTokens: capacity, blockSize: options.kvBlockSize, type: options.kvCacheType)
         drafter = ssms.isEmpty && options.tree.promptLookup == 0 ? nil : Drafter(
-            ssms: ssms, caches: ssms.map { $0.makeCache(capacityTokens: capacity, blockSize: options.kvBlockSize) },
+            ssms: ssms, caches: ssms.map { $0.makeCache(capacityTokens: capacity, blockSize: options.kvBlockSize, type: options.kvCacheType) },
             shape: options.tree)
         let thread = Thread { [weak self] in self?.run() }
         thread.name = "flexserve-engine"

@@ -8,9 +8,9 @@ public protocol CausalLM: AnyObject, Sendable {
 }
 
 extension CausalLM {
-    public func makeCache(capacityTokens: Int, blockSize: Int = 16) -> PagedKVCache {
+    public func makeCache(capacityTokens: Int, blockSize: Int = 16, type: KVCacheType = .f32) -> PagedKVCache {
         PagedKVCache(layers: config.numLayers, kvHeads: config.numKVHeads, headDim: config.headDim,
-                     capacityTokens: capacityTokens, blockSize: blockSize)
+                     capacityTokens: capacityTokens, blockSize: blockSize, type: type)
     }
 }
 

@@ -139,8 +139,8 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
                 cache.write(layer: l, slot: Int(addressing.write[t]), keys: k.pointer + t * kvDim, values: v.pointer + t * kvDim)
             }
             Attention.forward(q: q.pointer, tokens: T, numHeads: c.numHeads, numKVHeads: c.numKVHeads, headDim: c.headDim,
-                              keys: cache.keys(layer: l), values: cache.values(layer: l), slotStart: addressing.slotStart, slots: addressing.slots,
-                              scale: scale, out: attended.pointer, layout: cache.layout)
+                              kv: cache.store(layer: l), slotStart: addressing.slotStart, slots: addressing.slots,
+                              scale: scale, out: attended.pointer)
             stored(attended.pointer, T * qDim)
             Linear.forward(x: attended.pointer, tokens: T, weight: layer.wo, out: h.pointer)
             axpy(1, h.pointer, x.pointer, T * H)

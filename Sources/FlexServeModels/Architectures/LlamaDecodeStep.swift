@@ -131,8 +131,8 @@ final class LlamaDecodeStep: @unchecked Sendable {
                                 // With one set per KV head, the set's task rotates and stores its head first (no phase 2).
                                 if sets == c.numKVHeads { rotateAndStore(kvHead: task, layer: l, cos: cos.baseAddress!, sin: sin.baseAddress!) }
                                 Attention.HeadSets(q: q.pointer, tokens: 1, numHeads: c.numHeads, numKVHeads: c.numKVHeads, headDim: headDim,
-                                                   keys: cache.keys(layer: l), values: cache.values(layer: l), slotStart: slotStart.baseAddress!,
-                                                   slots: slots.baseAddress!, scale: scale, out: attended.pointer, layout: cache.layout)
+                                                   kv: cache.store(layer: l), slotStart: slotStart.baseAddress!,
+                                                   slots: slots.baseAddress!, scale: scale, out: attended.pointer)
                                     .run(set: task)
                             case 4:
                                 o[l].quantize(blocks: 0..<o[l].blocks)

@@ -208,11 +208,10 @@ func cachedAttention(layer l: Int, cache: PagedKVCache, addressing a: PagedKVCac
                 a.queryPositions.withUnsafeBufferPointer { queryPositions in
                     let run = { (slopes: UnsafePointer<Float>?) in
                         Attention.forward(q: q, tokens: T, numHeads: heads, numKVHeads: kvHeads, headDim: headDim,
-                                          keys: cache.keys(layer: l), values: cache.values(layer: l), slotStart: slotStart.baseAddress!,
+                                          kv: cache.store(layer: l), slotStart: slotStart.baseAddress!,
                                           slots: slots.baseAddress ?? UnsafePointer(bitPattern: 0x10)!,
                                           scale: scale, out: out, alibiSlopes: slopes,
-                                          queryPositions: queryPositions.baseAddress, slotPositions: slotPositions.baseAddress,
-                                          layout: cache.layout)
+                                          queryPositions: queryPositions.baseAddress, slotPositions: slotPositions.baseAddress)
                     }
                     if let alibiSlopes { alibiSlopes.withUnsafeBufferPointer { run($0.baseAddress) } } else { run(nil) }
                 }

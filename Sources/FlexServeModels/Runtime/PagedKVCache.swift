@@ -13,6 +13,8 @@ public final class PagedKVCache: @unchecked Sendable {
     public let headDim: Int
     public let blockSize: Int
     public let blockCount: Int
+    /// How each key and value element is held.
+    public let type: KVCacheType
     let keys: [OwnedBuffer]
     let values: [OwnedBuffer]
     /// Each layer's keys (and values) head by head, `[kvHead][slot][headDim]`: a decode step's attention
@@ -30,13 +32,14 @@ public final class PagedKVCache: @unchecked Sendable {
     /// memory (the GPU) can copy them too; CPU models leave it nil.
     public var moveObserver: ((_ from: Int32, _ to: Int32) -> Void)?
 
-    public init(layers: Int, kvHeads: Int, headDim: Int, capacityTokens: Int, blockSize: Int = 16) {
+    public init(layers: Int, kvHeads: Int, headDim: Int, capacityTokens: Int, blockSize: Int = 16, type: KVCacheType = .f32) {
         self.layers = layers
+        self.type = type
         self.kvHeads = kvHeads
         self.headDim = headDim
         self.blockSize = blockSize
         blockCount = max(1, (capacityTokens + blockSize - 1) / blockSize)
-        let bytes = blockCount * blockSize * kvHeads * headDim * 4
+        let bytes = blockCount * blockSize * kvHeads * headDim * type.bytes
         // Ordinary pages: a cache is touched block by block as sequences grow, and a huge-page fault there
         // (zeroing 2 MiB, compacting memory first when it is fragmented) stalls a request mid-generation
         // (measured: the demo ran 15-25% slower with the cache in huge pages).
@@ -49,7 +52,7 @@ public final class PagedKVCache: @unchecked Sendable {
 
     public var freeBlockCount: Int { freeBlocks.count }
     public var capacityTokens: Int { blockCount * blockSize }
-    public var bytes: Int { 2 * layers * blockCount * blockSize * kvHeads * headDim * 4 }
+    public var bytes: Int { 2 * layers * blockCount * blockSize * kvHeads * headDim * type.bytes }
 
     /// Entries the sequence can hold without taking more blocks.
     public func capacity(of sequence: Int) -> Int { (tables[sequence]?.count ?? 0) * blockSize }
@@ -92,19 +95,17 @@ public final class PagedKVCache: @unchecked Sendable {
         if from == to { return }
         let src = Int(slot(sequence: sequence, index: from)), dst = Int(slot(sequence: sequence, index: to))
         for l in 0..<layers {
-            let k = keys(layer: l), v = values(layer: l)
-            for h in 0..<kvHeads {
-                let from = layout.offset(slot: src, head: h), to = layout.offset(slot: dst, head: h)
-                (k + to).update(from: k + from, count: headDim)
-                (v + to).update(from: v + from, count: headDim)
-            }
+            let store = store(layer: l)
+            for h in 0..<kvHeads { store.copy(head: h, from: src, to: dst, headDim: headDim) }
         }
         slotPositions[dst] = slotPositions[src]
         moveObserver?(Int32(src), Int32(dst))
     }
 
-    public func keys(layer: Int) -> UnsafeMutablePointer<Float> { keys[layer].pointer.assumingMemoryBound(to: Float.self) }
-    public func values(layer: Int) -> UnsafeMutablePointer<Float> { values[layer].pointer.assumingMemoryBound(to: Float.self) }
+    /// Layer `layer`'s keys and values, for attention.
+    public func store(layer: Int) -> KVStore {
+        KVStore(keys: UnsafeMutableRawPointer(keys[layer].pointer), values: UnsafeMutableRawPointer(values[layer].pointer), type: type, layout: layout)
+    }
 
     /// Stores one token's keys and values (`[kvHead][headDim]` each) at `slot` of `layer`.
     @inline(__always)
@@ -115,9 +116,7 @@ public final class PagedKVCache: @unchecked Sendable {
     /// Stores KV head `head`'s key and value (`[headDim]` each) of one token at `slot` of `layer`.
     @inline(__always)
     public func write(layer: Int, slot: Int, head: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
-        let o = layout.offset(slot: slot, head: head)
-        (keys(layer: layer) + o).update(from: key, count: headDim)
-        (values(layer: layer) + o).update(from: value, count: headDim)
+        store(layer: layer).write(slot: slot, head: head, key: key, value: value, headDim: headDim)
     }
 
     /// Physical slots for a batch: where each token writes, and the flattened list of slots each token reads.

@@ -7,19 +7,38 @@ import Foundation
 public enum Attention {
     static let splitMinimumKeys = 256
 
-    /// - q: `[tokens][numHeads][headDim]`; keys/values: placed by `layout` (nil: `[slot][numKVHeads][headDim]`).
+    /// - q: `[tokens][numHeads][headDim]`; keys and values: one layer of a KV store (`kv`).
     /// - visible: slots of token t are `slots[slotStart[t]..<slotStart[t+1]]`.
     /// - out: `[tokens][numHeads][headDim]`.
     /// - alibiSlopes: ALiBi (`[numHeads]`): head h's score gets `slope[h] · (keyPosition − queryPosition)`, with the
     ///   query positions `[tokens]` and the key position of each entry of `slots` (`slotPositions`, parallel to `slots`).
-    public static func forward(q: UnsafePointer<Float>, tokens: Int, numHeads: Int, numKVHeads: Int, headDim: Int,
-                               keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
+    public static func forward(q: UnsafePointer<Float>, tokens: Int, numHeads: Int, numKVHeads: Int, headDim: Int, kv: KVStore,
                                slotStart: UnsafePointer<Int32>, slots: UnsafePointer<Int32>,
                                scale: Float, out: UnsafeMutablePointer<Float>, pool: ThreadPool = .shared,
                                alibiSlopes: UnsafePointer<Float>? = nil, queryPositions: UnsafePointer<Int32>? = nil,
-                               slotPositions: UnsafePointer<Int32>? = nil, layout: KVLayout? = nil) {
+                               slotPositions: UnsafePointer<Int32>? = nil) {
+        switch kv.type {
+        case .f32:
+            forward(q: q, tokens: tokens, numHeads: numHeads, numKVHeads: numKVHeads, headDim: headDim,
+                    keys: kv.keys.assumingMemoryBound(to: Float.self), values: kv.values.assumingMemoryBound(to: Float.self),
+                    slotStart: slotStart, slots: slots, scale: scale, out: out, pool: pool, alibiSlopes: alibiSlopes,
+                    queryPositions: queryPositions, slotPositions: slotPositions, layout: kv.layout)
+        case .f16:
+            forward(q: q, tokens: tokens, numHeads: numHeads, numKVHeads: numKVHeads, headDim: headDim,
+                    keys: kv.keys.assumingMemoryBound(to: Float16.self), values: kv.values.assumingMemoryBound(to: Float16.self),
+                    slotStart: slotStart, slots: slots, scale: scale, out: out, pool: pool, alibiSlopes: alibiSlopes,
+                    queryPositions: queryPositions, slotPositions: slotPositions, layout: kv.layout)
+        }
+    }
+
+    static func forward<E: KVElement>(q: UnsafePointer<Float>, tokens: Int, numHeads: Int, numKVHeads: Int, headDim: Int,
+                                      keys: UnsafePointer<E>, values: UnsafePointer<E>,
+                                      slotStart: UnsafePointer<Int32>, slots: UnsafePointer<Int32>,
+                                      scale: Float, out: UnsafeMutablePointer<Float>, pool: ThreadPool,
+                                      alibiSlopes: UnsafePointer<Float>?, queryPositions: UnsafePointer<Int32>?,
+                                      slotPositions: UnsafePointer<Int32>?, layout: KVLayout) {
         let group = numHeads / numKVHeads
-        let slotStride = layout?.slotStride ?? numKVHeads * headDim, headStride = layout?.headStride ?? headDim
+        let slotStride = layout.slotStride, headStride = layout.headStride
         // Work comes in sets of up to three query heads of one KV head: each key and value row is
         // read once for the three heads (they share it under grouped-query attention), with 12
         // and 24 independent sums in registers. Every head's arithmetic is the same as alone.
@@ -47,30 +66,44 @@ public enum Attention {
     /// token), for a caller's own parallel region: `run(set:)` for each of `count` computes what `forward`
     /// computes for those heads, bit for bit.
     public struct HeadSets: @unchecked Sendable {
-        let args: Args
+        private enum Typed {
+            case f32(Args<Float>), f16(Args<Float16>)
+        }
+        private let args: Typed
         let out: UnsafeMutablePointer<Float>
         public let count: Int
 
         /// The arguments of `forward` (without ALiBi).
-        public init(q: UnsafePointer<Float>, tokens: Int, numHeads: Int, numKVHeads: Int, headDim: Int,
-                    keys: UnsafePointer<Float>, values: UnsafePointer<Float>, slotStart: UnsafePointer<Int32>, slots: UnsafePointer<Int32>,
-                    scale: Float, out: UnsafeMutablePointer<Float>, layout: KVLayout) {
+        public init(q: UnsafePointer<Float>, tokens: Int, numHeads: Int, numKVHeads: Int, headDim: Int, kv: KVStore,
+                    slotStart: UnsafePointer<Int32>, slots: UnsafePointer<Int32>, scale: Float, out: UnsafeMutablePointer<Float>) {
             let group = numHeads / numKVHeads, headSets = (group + 2) / 3
-            args = Args(q: q, numHeads: numHeads, group: group, headSets: headSets, numKVHeads: numKVHeads, headDim: headDim,
-                        slotStride: layout.slotStride, headStride: layout.headStride, keys: keys, values: values,
-                        slotStart: slotStart, slots: slots, scale: scale, alibiSlopes: nil, queryPositions: nil, slotPositions: nil)
+            func typed<E: KVElement>(_: E.Type) -> Args<E> {
+                Args(q: q, numHeads: numHeads, group: group, headSets: headSets, numKVHeads: numKVHeads, headDim: headDim,
+                     slotStride: kv.layout.slotStride, headStride: kv.layout.headStride,
+                     keys: kv.keys.assumingMemoryBound(to: E.self), values: kv.values.assumingMemoryBound(to: E.self),
+                     slotStart: slotStart, slots: slots, scale: scale, alibiSlopes: nil, queryPositions: nil, slotPositions: nil)
+            }
+            switch kv.type {
+            case .f32: args = .f32(typed(Float.self))
+            case .f16: args = .f16(typed(Float16.self))
+            }
             self.out = out
             count = Self.count(tokens: tokens, numHeads: numHeads, numKVHeads: numKVHeads)
         }
 
         public static func count(tokens: Int, numHeads: Int, numKVHeads: Int) -> Int { tokens * numKVHeads * ((numHeads / numKVHeads + 2) / 3) }
 
-        public func run(set: Int) { args.attend(set: set, out: out) }
+        public func run(set: Int) {
+            switch args {
+            case .f32(let a): a.attend(set: set, out: out)
+            case .f16(let a): a.attend(set: set, out: out)
+            }
+        }
     }
 
     /// `forward` in three passes, each spread over all threads: scores by chunks of keys, softmax by
     /// head, weighted values by 32 columns. Every value is computed as in the one-task-per-set path.
-    static func splitForward(_ a: Args, sets: Int, out: UnsafeMutablePointer<Float>, pool: ThreadPool) {
+    static func splitForward<E: KVElement>(_ a: Args<E>, sets: Int, out: UnsafeMutablePointer<Float>, pool: ThreadPool) {
         var offsets = [Int](repeating: 0, count: sets + 1)
         for i in 0..<sets { offsets[i + 1] = offsets[i] + 3 * a.set(i).n }
         let keyChunks = max(1, (4 * pool.threadCount + sets - 1) / sets)
@@ -101,10 +134,10 @@ public enum Attention {
     }
 
     /// The inputs of `forward`, and the steps every path shares.
-    struct Args {
+    struct Args<E: KVElement> {
         let q: UnsafePointer<Float>
         let numHeads: Int, group: Int, headSets: Int, numKVHeads: Int, headDim: Int, slotStride: Int, headStride: Int
-        let keys: UnsafePointer<Float>, values: UnsafePointer<Float>
+        let keys: UnsafePointer<E>, values: UnsafePointer<E>
         let slotStart: UnsafePointer<Int32>, slots: UnsafePointer<Int32>
         let scale: Float
         let alibiSlopes: UnsafePointer<Float>?, queryPositions: UnsafePointer<Int32>?, slotPositions: UnsafePointer<Int32>?
@@ -155,7 +188,7 @@ public enum Attention {
             func query(_ k: Int) -> UnsafePointer<Float> { q + (s.t * numHeads + s.first + min(k, s.count - 1)) * headDim }
             var j = range.lowerBound
             while j < range.upperBound {
-                func key(_ k: Int) -> UnsafePointer<Float> {
+                func key(_ k: Int) -> UnsafePointer<E> {
                     keys + Int(slots[s.lo + min(j + k, s.n - 1)]) * slotStride + s.kvHead * headStride
                 }
                 if j + keysAhead < s.n {
@@ -189,8 +222,8 @@ public enum Attention {
     /// `weightedValues` for three heads over the same values, 64 columns at a time (each value
     /// vector feeds three heads' sums). Returns how many columns it did; the caller does the rest.
     @inline(__always)
-    static func weightedValues3(_ scores: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>),
-                                _ inv: SIMD4<Float>, n: Int, values: UnsafePointer<Float>, slots: UnsafePointer<Int32>,
+    static func weightedValues3<E: KVElement>(_ scores: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>),
+                                _ inv: SIMD4<Float>, n: Int, values: UnsafePointer<E>, slots: UnsafePointer<Int32>,
                                 slotStride: Int, headDim: Int,
                                 out: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)) -> Int {
         var d = 0
@@ -204,7 +237,7 @@ public enum Attention {
                 let r = SIMD8<Float>(repeating: scores.2[j] * inv[2])
                 let v = values + Int(slots[j]) * slotStride + d
                 @inline(__always) func step(_ x: inout SIMD8<Float>, _ y: inout SIMD8<Float>, _ z: inout SIMD8<Float>, _ o: Int) {
-                    let w = RowDot.load(v, o)
+                    let w = E.load8(v, o)
                     x = x.addingProduct(p, w); y = y.addingProduct(q, w); z = z.addingProduct(r, w)
                 }
                 step(&a.0, &b.0, &c.0, 0); step(&a.1, &b.1, &c.1, 8); step(&a.2, &b.2, &c.2, 16); step(&a.3, &b.3, &c.3, 24)
@@ -231,10 +264,10 @@ public enum Attention {
 
     /// Prefetches the first `headDim` floats of the `count` rows named by `slots`.
     @inline(__always)
-    static func prefetchRows(_ base: UnsafePointer<Float>, _ slots: UnsafePointer<Int32>, count: Int, slotStride: Int, headDim: Int) {
+    static func prefetchRows<E: KVElement>(_ base: UnsafePointer<E>, _ slots: UnsafePointer<Int32>, count: Int, slotStride: Int, headDim: Int) {
         for k in 0..<count {
             let row = UnsafeRawPointer(base + Int(slots[k]) * slotStride)
-            for offset in stride(from: 0, to: headDim * 4, by: 64) { Prefetch.line(row + offset) }
+            for offset in stride(from: 0, to: headDim * MemoryLayout<E>.stride, by: 64) { Prefetch.line(row + offset) }
         }
     }
 
@@ -262,7 +295,7 @@ public enum Attention {
     /// out = Σ_j (scores[j]·inv) · value_j. Columns go 32 at a time with the sums in registers
     /// across all slots (the same multiply-adds per element as accumulating row by row in memory).
     @inline(__always)
-    static func weightedValues(_ scores: UnsafePointer<Float>, _ inv: Float, n: Int, values: UnsafePointer<Float>,
+    static func weightedValues<E: KVElement>(_ scores: UnsafePointer<Float>, _ inv: Float, n: Int, values: UnsafePointer<E>,
                                slots: UnsafePointer<Int32>, slotStride: Int, headDim: Int, out: UnsafeMutablePointer<Float>) {
         var d = 0
         while d + 32 <= headDim {
@@ -271,10 +304,10 @@ public enum Attention {
                 if d == 0, j + keysAhead < n { prefetchRows(values, slots + j + keysAhead, count: 1, slotStride: slotStride, headDim: headDim) }
                 let p = SIMD8<Float>(repeating: scores[j] * inv)
                 let v = values + Int(slots[j]) * slotStride + d
-                a0 = a0.addingProduct(p, RowDot.load(v, 0))
-                a1 = a1.addingProduct(p, RowDot.load(v, 8))
-                a2 = a2.addingProduct(p, RowDot.load(v, 16))
-                a3 = a3.addingProduct(p, RowDot.load(v, 24))
+                a0 = a0.addingProduct(p, E.load8(v, 0))
+                a1 = a1.addingProduct(p, E.load8(v, 8))
+                a2 = a2.addingProduct(p, E.load8(v, 16))
+                a3 = a3.addingProduct(p, E.load8(v, 24))
             }
             let o = UnsafeMutableRawPointer(out + d)
             o.storeBytes(of: a0, as: SIMD8<Float>.self)
@@ -286,7 +319,21 @@ public enum Attention {
         if d < headDim {
             let rest = out + d
             rest.initialize(repeating: 0, count: headDim - d)
-            for j in 0..<n { axpy(scores[j] * inv, values + Int(slots[j]) * slotStride + d, rest, headDim - d) }
+            for j in 0..<n { axpyValues(scores[j] * inv, values + Int(slots[j]) * slotStride + d, rest, headDim - d) }
         }
+    }
+
+    /// `axpy` with x in the store's type: with fp32 the same multiply-adds in the same order.
+    @inline(__always)
+    static func axpyValues<E: KVElement>(_ a: Float, _ x: UnsafePointer<E>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        let yr = UnsafeMutableRawPointer(y)
+        let av = SIMD8<Float>(repeating: a)
+        var i = 0
+        while i + 8 <= n {
+            let v = yr.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self).addingProduct(av, E.load8(x, i))
+            yr.storeBytes(of: v, toByteOffset: i * 4, as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < n { y[i] += a * E.load(x, i); i += 1 }
     }
 }

@@ -46,17 +46,18 @@ public enum RowDot {
         return s
     }
 
-    /// Three tokens against four rows (attention: three query heads against four keys), 12
-    /// independent sums. Per (row, token) the same lanes, order, reduction and tail as `oneToken`.
+    /// Three tokens against four rows (attention: three query heads against four keys, in the KV store's
+    /// type), 12 independent sums. Per (row, token) the same lanes, order, reduction and tail as `oneToken`.
     @inline(__always)
-    public static func threeTokens(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ z: UnsafePointer<Float>,
-                                   _ w: Rows, _ n: Int) -> (SIMD4<Float>, SIMD4<Float>, SIMD4<Float>) {
+    static func threeTokens<E: KVElement>(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ z: UnsafePointer<Float>,
+                                          _ w: (UnsafePointer<E>, UnsafePointer<E>, UnsafePointer<E>, UnsafePointer<E>),
+                                          _ n: Int) -> (SIMD4<Float>, SIMD4<Float>, SIMD4<Float>) {
         var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
         var b0 = SIMD8<Float>(), b1 = SIMD8<Float>(), b2 = SIMD8<Float>(), b3 = SIMD8<Float>()
         var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), c2 = SIMD8<Float>(), c3 = SIMD8<Float>()
         var i = 0
         while i + 8 <= n {
-            let w0 = load(w.0, i), w1 = load(w.1, i), w2 = load(w.2, i), w3 = load(w.3, i)
+            let w0 = E.load8(w.0, i), w1 = E.load8(w.1, i), w2 = E.load8(w.2, i), w3 = E.load8(w.3, i)
             let xv = load(x, i), yv = load(y, i), zv = load(z, i)
             a0 = a0.addingProduct(xv, w0); a1 = a1.addingProduct(xv, w1); a2 = a2.addingProduct(xv, w2); a3 = a3.addingProduct(xv, w3)
             b0 = b0.addingProduct(yv, w0); b1 = b1.addingProduct(yv, w1); b2 = b2.addingProduct(yv, w2); b3 = b3.addingProduct(yv, w3)
@@ -66,9 +67,11 @@ public enum RowDot {
         var s = SIMD4(horizontalSum(a0), horizontalSum(a1), horizontalSum(a2), horizontalSum(a3))
         var t = SIMD4(horizontalSum(b0), horizontalSum(b1), horizontalSum(b2), horizontalSum(b3))
         var u = SIMD4(horizontalSum(c0), horizontalSum(c1), horizontalSum(c2), horizontalSum(c3))
-        tail(x, w, from: i, n, &s)
-        tail(y, w, from: i, n, &t)
-        tail(z, w, from: i, n, &u)
+        while i < n {
+            let r = SIMD4(E.load(w.0, i), E.load(w.1, i), E.load(w.2, i), E.load(w.3, i))
+            for k in 0..<4 { s[k] += x[i] * r[k]; t[k] += y[i] * r[k]; u[k] += z[i] * r[k] }
+            i += 1
+        }
         return (s, t, u)
     }
 
