@@ -211,6 +211,7 @@ struct PerplexityCommand: AsyncParsableCommand {
     @Option(help: "f32 or q8 activations against integer block weights.") var activations: ActivationFormat = .f32
     @Option var stride = 256
     @Option(name: .customLong("max-tokens"), help: "Score at most this many tokens of the file.") var maxTokens: Int?
+    @Option(name: .customLong("kv-cache-dtype"), help: "How the KV cache holds keys and values: f32 or f16.") var kvCacheType: KVCacheType = .f32
     @Argument var file: String
 
     mutating func run() async throws {
@@ -219,9 +220,10 @@ struct PerplexityCommand: AsyncParsableCommand {
         var tokens = llm.tokenizer.encode(text)
         if let maxTokens { tokens = Array(tokens.prefix(maxTokens)) }
         let start = Date()
-        let result = try Perplexity.evaluate(model: llm.model, tokens: tokens, context: context, stride: stride)
-        print(String(format: "perplexity %.4f over %d tokens (format %@, activations %@, context %d, stride %d, %.1f s)",
-                     result.perplexity, result.tokens, format as NSString, activations.rawValue as NSString, context, stride, Date().timeIntervalSince(start)))
+        let result = try Perplexity.evaluate(model: llm.model, tokens: tokens, context: context, stride: stride, kvCacheType: kvCacheType)
+        print(String(format: "perplexity %.4f over %d tokens (format %@, activations %@, KV cache %@, context %d, stride %d, %.1f s)",
+                     result.perplexity, result.tokens, format as NSString, activations.rawValue as NSString, kvCacheType.rawValue as NSString,
+                     context, stride, Date().timeIntervalSince(start)))
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import FlexServeModels
+import FlexServeTensor
 
 /// Perplexity of a text under a model with a sliding window, as transformers' perplexity guide
 /// computes it: windows of `context` tokens advancing by `stride`; each window scores only the
@@ -11,7 +12,8 @@ public enum Perplexity {
         public var meanNLL: Double
     }
 
-    public static func evaluate(model: any CausalLM, tokens: [Int], context: Int = 512, stride: Int = 256) throws -> Result {
+    public static func evaluate(model: any CausalLM, tokens: [Int], context: Int = 512, stride: Int = 256,
+                                kvCacheType: KVCacheType = .f32) throws -> Result {
         guard tokens.count >= 2 else { throw GenerationError.invalidSetting("perplexity needs at least 2 tokens") }
         guard context >= 2, stride >= 1, stride <= context else {
             throw GenerationError.invalidSetting("need 2 <= context and 1 <= stride <= context")
@@ -23,7 +25,7 @@ public enum Perplexity {
         while previousEnd < tokens.count {
             let end = min(begin + context, tokens.count)
             let window = Array(tokens[begin..<end])
-            let cache = model.makeCache(capacityTokens: window.count)
+            let cache = model.makeCache(capacityTokens: window.count, type: kvCacheType)
             try cache.reserve(sequence: 0, length: window.count)
             var batch = Batch()
             batch.appendCausal(window, sequence: 0, start: 0, logits: .all)
