@@ -12,18 +12,15 @@ public enum KVCacheType: String, Sendable, CaseIterable, Codable {
     }
 }
 
-/// An element type a KV store can hold. Attention reads it widened to fp32, eight lanes at a time, so
-/// with fp32 elements every product is what it was before the type was a parameter.
+/// An element type a KV store can hold. Attention reads it widened to fp32, eight lanes at a time (fp32
+/// elements as they are), and does all its arithmetic in fp32.
 public protocol KVElement {
-    static var cacheType: KVCacheType { get }
     static func load8(_ p: UnsafePointer<Self>, _ i: Int) -> SIMD8<Float>
     static func load(_ p: UnsafePointer<Self>, _ i: Int) -> Float
     static func store(_ x: UnsafePointer<Float>, into p: UnsafeMutablePointer<Self>, count: Int)
 }
 
 extension Float: KVElement {
-    public static var cacheType: KVCacheType { .f32 }
-
     @inline(__always)
     public static func load8(_ p: UnsafePointer<Float>, _ i: Int) -> SIMD8<Float> {
         UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self)
@@ -39,8 +36,6 @@ extension Float: KVElement {
 }
 
 extension Float16: KVElement {
-    public static var cacheType: KVCacheType { .f16 }
-
     /// An element loop, not `SIMD8<Float>(v)`: the standard library's conversion is a call per vector.
     @inline(__always)
     public static func load8(_ p: UnsafePointer<Float16>, _ i: Int) -> SIMD8<Float> {

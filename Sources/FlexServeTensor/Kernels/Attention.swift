@@ -186,12 +186,12 @@ public enum Attention {
         @inline(__always)
         func score(_ s: HeadSet, _ scores: UnsafeMutablePointer<Float>, keys range: Range<Int>) {
             func query(_ k: Int) -> UnsafePointer<Float> { q + (s.t * numHeads + s.first + min(k, s.count - 1)) * headDim }
+            let keysAhead = Attention.keysAhead(s.n)
             var j = range.lowerBound
             while j < range.upperBound {
                 func key(_ k: Int) -> UnsafePointer<E> {
                     keys + Int(slots[s.lo + min(j + k, s.n - 1)]) * slotStride + s.kvHead * headStride
                 }
-                let keysAhead = Attention.keysAhead(s.n)
                 if j + keysAhead < s.n {
                     prefetchRows(keys + s.kvHead * headStride, slots + s.lo + j + keysAhead, count: min(4, s.n - j - keysAhead),
                                  slotStride: slotStride, headDim: headDim)
