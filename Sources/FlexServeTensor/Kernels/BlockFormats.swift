@@ -9,12 +9,21 @@ protocol BlockFormat {
     static func decode(_ p: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>)
     /// The same 32 values as four 8-value quarters (`BlockFormatsAVX512.swift` has faster ones).
     static func decode8(_ p: UnsafeRawPointer) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)
+    /// Two rows' blocks at once: quarter k of block `a` in the low half of the k-th vector, of block `b` in the
+    /// high half (the layout of `RowDot`'s two-row registers). The same values as `decode8` of each.
+    static func decodePair(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>)
 }
 
 extension BlockFormat {
     @inline(__always) static func decode8(_ p: UnsafeRawPointer) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
         let (lo, hi) = decode(p)
         return (lo.lowHalf, lo.highHalf, hi.lowHalf, hi.highHalf)
+    }
+
+    @inline(__always) static func decodePair(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
+        let u = decode8(a), v = decode8(b)
+        return (SIMD16(lowHalf: u.0, highHalf: v.0), SIMD16(lowHalf: u.1, highHalf: v.1),
+                SIMD16(lowHalf: u.2, highHalf: v.2), SIMD16(lowHalf: u.3, highHalf: v.3))
     }
 }
 

@@ -20,6 +20,39 @@ enum AVX512Decode {
                 _mm256_cvtepi32_ps(_mm256_srli_epi32(i0, 4)), _mm256_cvtepi32_ps(_mm256_srli_epi32(i1, 4)))
     }
 
+    /// `nibbles` of two rows' blocks, row `a`'s in the low half of each vector and `b`'s in the high half.
+    @inline(__always)
+    static func nibblePairs(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ offset: Int) -> (__m512, __m512, __m512, __m512) {
+        @inline(__always) func bytes(_ o: Int) -> __m128i {
+            SIMD2<Int64>(a.loadUnaligned(fromByteOffset: o, as: Int64.self), b.loadUnaligned(fromByteOffset: o, as: Int64.self))
+        }
+        let i0 = _mm512_cvtepu8_epi32(bytes(offset)), i1 = _mm512_cvtepu8_epi32(bytes(offset + 8))
+        let mask = _mm512_set1_epi32(15)
+        return (_mm512_cvtepi32_ps(_mm512_and_si512(i0, mask)), _mm512_cvtepi32_ps(_mm512_and_si512(i1, mask)),
+                _mm512_cvtepi32_ps(_mm512_srli_epi32(i0, 4)), _mm512_cvtepi32_ps(_mm512_srli_epi32(i1, 4)))
+    }
+
+    /// Two rows' eight bytes at `offset`, row `a`'s first.
+    @inline(__always)
+    static func bytePairs(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ offset: Int) -> __m128i {
+        SIMD2<Int64>(a.loadUnaligned(fromByteOffset: offset, as: Int64.self), b.loadUnaligned(fromByteOffset: offset, as: Int64.self))
+    }
+
+    /// `halfScales` of two rows, row `a`'s in the low halves.
+    @inline(__always)
+    static func halfScalePairs(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>) {
+        let (da, ma) = halfScales(a), (db, mb) = halfScales(b)
+        return (SIMD16(lowHalf: da, highHalf: db), SIMD16(lowHalf: ma, highHalf: mb))
+    }
+
+    /// Two rows' fp32 scale and offset (FlexFlow's groups), row `a`'s in the low halves.
+    @inline(__always)
+    static func floatScalePairs(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>) {
+        (SIMD16(lowHalf: SIMD8(repeating: a.loadUnaligned(as: Float.self)), highHalf: SIMD8(repeating: b.loadUnaligned(as: Float.self))),
+         SIMD16(lowHalf: SIMD8(repeating: a.loadUnaligned(fromByteOffset: 4, as: Float.self)),
+                highHalf: SIMD8(repeating: b.loadUnaligned(fromByteOffset: 4, as: Float.self))))
+    }
+
     /// The first two fp16 values at `p`, each broadcast.
     @inline(__always)
     static func halfScales(_ p: UnsafeRawPointer) -> (__m256, __m256) {
@@ -36,6 +69,12 @@ extension Q4_1Blocks {
         let (q0, q1, q2, q3) = AVX512Decode.nibbles(p, 4)
         return (_mm256_fmadd_ps(q0, d, m), _mm256_fmadd_ps(q1, d, m), _mm256_fmadd_ps(q2, d, m), _mm256_fmadd_ps(q3, d, m))
     }
+
+    @inline(__always) static func decodePair(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
+        let (d, m) = AVX512Decode.halfScalePairs(a, b)
+        let (q0, q1, q2, q3) = AVX512Decode.nibblePairs(a, b, 4)
+        return (_mm512_fmadd_ps(q0, d, m), _mm512_fmadd_ps(q1, d, m), _mm512_fmadd_ps(q2, d, m), _mm512_fmadd_ps(q3, d, m))
+    }
 }
 
 extension Q4_0Blocks {
@@ -45,6 +84,13 @@ extension Q4_0Blocks {
         let m = _mm256_mul_ps(d, _mm256_set1_ps(-8))
         let (q0, q1, q2, q3) = AVX512Decode.nibbles(p, 2)
         return (_mm256_fmadd_ps(q0, d, m), _mm256_fmadd_ps(q1, d, m), _mm256_fmadd_ps(q2, d, m), _mm256_fmadd_ps(q3, d, m))
+    }
+
+    @inline(__always) static func decodePair(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
+        let (d, _) = AVX512Decode.halfScalePairs(a, b)
+        let m = d * -8
+        let (q0, q1, q2, q3) = AVX512Decode.nibblePairs(a, b, 2)
+        return (_mm512_fmadd_ps(q0, d, m), _mm512_fmadd_ps(q1, d, m), _mm512_fmadd_ps(q2, d, m), _mm512_fmadd_ps(q3, d, m))
     }
 }
 
@@ -56,6 +102,13 @@ extension Int4GroupBlocks {
         @inline(__always) func v(_ q: __m256) -> SIMD8<Float> { _mm256_add_ps(_mm256_mul_ps(q, d), m) }
         return (v(q0), v(q1), v(q2), v(q3))
     }
+
+    @inline(__always) static func decodePair(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
+        let (d, m) = AVX512Decode.floatScalePairs(a, b)
+        let (q0, q1, q2, q3) = AVX512Decode.nibblePairs(a, b, 8)
+        @inline(__always) func v(_ q: __m512) -> SIMD16<Float> { _mm512_add_ps(_mm512_mul_ps(q, d), m) }
+        return (v(q0), v(q1), v(q2), v(q3))
+    }
 }
 
 extension Q8_0Blocks {
@@ -63,6 +116,14 @@ extension Q8_0Blocks {
         let (d, _) = AVX512Decode.halfScales(p)
         @inline(__always) func q(_ o: Int) -> SIMD8<Float> {
             _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(AVX512Decode.bytes8(p, o))), d)
+        }
+        return (q(2), q(10), q(18), q(26))
+    }
+
+    @inline(__always) static func decodePair(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
+        let (d, _) = AVX512Decode.halfScalePairs(a, b)
+        @inline(__always) func q(_ o: Int) -> SIMD16<Float> {
+            _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(AVX512Decode.bytePairs(a, b, o))), d)
         }
         return (q(2), q(10), q(18), q(26))
     }
@@ -76,11 +137,27 @@ extension Int8GroupBlocks {
         }
         return (q(8), q(16), q(24), q(32))
     }
+
+    @inline(__always) static func decodePair(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
+        let (d, m) = AVX512Decode.floatScalePairs(a, b)
+        @inline(__always) func q(_ o: Int) -> SIMD16<Float> {
+            _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(AVX512Decode.bytePairs(a, b, o))), d), m)
+        }
+        return (q(8), q(16), q(24), q(32))
+    }
 }
 
 extension F16Blocks {
     @inline(__always) static func decode8(_ p: UnsafeRawPointer) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
         @inline(__always) func h(_ o: Int) -> SIMD8<Float> { _mm256_cvtph_ps(p.loadUnaligned(fromByteOffset: o, as: SIMD2<Int64>.self)) }
+        return (h(0), h(16), h(32), h(48))
+    }
+
+    @inline(__always) static func decodePair(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
+        @inline(__always) func h(_ o: Int) -> SIMD16<Float> {
+            let u = a.loadUnaligned(fromByteOffset: o, as: SIMD2<Int64>.self), v = b.loadUnaligned(fromByteOffset: o, as: SIMD2<Int64>.self)
+            return _mm512_cvtph_ps(SIMD4<Int64>(u[0], u[1], v[0], v[1]))
+        }
         return (h(0), h(16), h(32), h(48))
     }
 }

@@ -92,14 +92,17 @@ public enum RowDot {
     }
 
     /// The same for four packed rows at once: four independent chains of FMAs (one row's chain is
-    /// bound by the FMA latency), and each activation vector loaded once for four rows.
+    /// bound by the FMA latency), and each activation vector loaded once for four rows. Two rows share
+    /// each 512-bit register, eight lanes each (`BlockFormat.decodePair`), so the decoding too runs
+    /// sixteen lanes wide: on Zen 5, fp32-activation decoding of SmolLM2 ran 20% faster as stored (Q4_1),
+    /// 22% with int4 and 11% with Q8_0 than with a row per 256-bit register (interleaved segments).
     @inline(__always)
     static func oneToken<F: BlockFormat>(_ x: UnsafePointer<Float>, packedRows w: (UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer),
                                          _: F.Type, blocks: Int) -> SIMD4<Float> {
-        var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), a2 = SIMD8<Float>(), a3 = SIMD8<Float>()
-        @inline(__always) func step(_ a: inout SIMD8<Float>, _ p: UnsafeRawPointer,
-                                    _ x0: SIMD8<Float>, _ x1: SIMD8<Float>, _ x2: SIMD8<Float>, _ x3: SIMD8<Float>) {
-            let (v0, v1, v2, v3) = F.decode8(p)
+        var a01 = SIMD16<Float>(), a23 = SIMD16<Float>()
+        @inline(__always) func step(_ a: inout SIMD16<Float>, _ p: UnsafeRawPointer, _ q: UnsafeRawPointer,
+                                    _ x0: SIMD16<Float>, _ x1: SIMD16<Float>, _ x2: SIMD16<Float>, _ x3: SIMD16<Float>) {
+            let (v0, v1, v2, v3) = F.decodePair(p, q)
             a = a.addingProduct(x0, v0)
             a = a.addingProduct(x1, v1)
             a = a.addingProduct(x2, v2)
@@ -107,15 +110,13 @@ public enum RowDot {
         }
         for b in 0..<blocks {
             let i = b * 32
-            let x0 = load(x, i), x1 = load(x, i + 8), x2 = load(x, i + 16), x3 = load(x, i + 24)
+            let x0 = twice(x, i), x1 = twice(x, i + 8), x2 = twice(x, i + 16), x3 = twice(x, i + 24)
             let o = b * F.blockBytes
             Prefetch.ahead(w.0 + o); Prefetch.ahead(w.1 + o); Prefetch.ahead(w.2 + o); Prefetch.ahead(w.3 + o)
-            step(&a0, w.0 + o, x0, x1, x2, x3)
-            step(&a1, w.1 + o, x0, x1, x2, x3)
-            step(&a2, w.2 + o, x0, x1, x2, x3)
-            step(&a3, w.3 + o, x0, x1, x2, x3)
+            step(&a01, w.0 + o, w.1 + o, x0, x1, x2, x3)
+            step(&a23, w.2 + o, w.3 + o, x0, x1, x2, x3)
         }
-        return SIMD4(horizontalSum(a0), horizontalSum(a1), horizontalSum(a2), horizontalSum(a3))
+        return SIMD4(horizontalSum(a01.lowHalf), horizontalSum(a01.highHalf), horizontalSum(a23.lowHalf), horizontalSum(a23.highHalf))
     }
 
     /// Two rows' eight lanes side by side in one 512-bit register.
