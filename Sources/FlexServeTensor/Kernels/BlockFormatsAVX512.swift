@@ -169,5 +169,13 @@ extension BF16Blocks {
         }
         return (h(0), h(16), h(32), h(48))
     }
+
+    @inline(__always) static func decodePair(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
+        @inline(__always) func h(_ o: Int) -> SIMD16<Float> {
+            let u = a.loadUnaligned(fromByteOffset: o, as: SIMD2<Int64>.self), v = b.loadUnaligned(fromByteOffset: o, as: SIMD2<Int64>.self)
+            return unsafeBitCast(_mm512_slli_epi32(_mm512_cvtepu16_epi32(SIMD4<Int64>(u[0], u[1], v[0], v[1])), 16), to: SIMD16<Float>.self)
+        }
+        return (h(0), h(16), h(32), h(48))
+    }
 }
 #endif
