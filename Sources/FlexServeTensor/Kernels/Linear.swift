@@ -151,24 +151,28 @@ public enum Linear {
         }
     }
 
-    /// Rows `range` of one packed matrix: four at a time, from the four quarters of the range, so four
-    /// independent sums (one row's chain of FMAs is latency-bound) over four sequential streams.
+    /// Rows `range` of one packed matrix: eight at a time, from the eight eighths of the range, so eight
+    /// independent sums (one row's chain of FMAs is latency-bound) over eight sequential streams; then four
+    /// consecutive rows, then one at a time.
     @inline(__always)
     static func decodeRows<F: BlockFormat>(_: F.Type, x: UnsafePointer<Float>, _ base: UnsafeRawPointer, rowBytes: Int, blocks: Int,
                                            _ range: Range<Int>, bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>) {
-        let quarter = range.count / 4
-        for i in 0..<quarter {
+        let eighth = range.count / 8
+        for i in 0..<eighth {
             let r = range.lowerBound + i
-            let rs = (r, r + quarter, r + 2 * quarter, r + 3 * quarter)
-            let d = RowDot.oneToken(x, packedRows: (base + rs.0 * rowBytes, base + rs.1 * rowBytes, base + rs.2 * rowBytes, base + rs.3 * rowBytes),
-                                    F.self, blocks: blocks)
-            out[rs.0] = d[0] + (bias?[rs.0] ?? 0)
-            out[rs.1] = d[1] + (bias?[rs.1] ?? 0)
-            out[rs.2] = d[2] + (bias?[rs.2] ?? 0)
-            out[rs.3] = d[3] + (bias?[rs.3] ?? 0)
+            let d = RowDot.oneToken(x, eightPackedRows: base + r * rowBytes, stride: eighth * rowBytes, F.self, blocks: blocks)
+            for k in 0..<8 { out[r + k * eighth] = d[k] + (bias?[r + k * eighth] ?? 0) }
         }
-        for r in (range.lowerBound + 4 * quarter)..<range.upperBound {
+        var r = range.lowerBound + 8 * eighth
+        if range.upperBound - r >= 4 {
+            let d = RowDot.oneToken(x, packedRows: (base + r * rowBytes, base + (r + 1) * rowBytes, base + (r + 2) * rowBytes, base + (r + 3) * rowBytes),
+                                    F.self, blocks: blocks)
+            for k in 0..<4 { out[r + k] = d[k] + (bias?[r + k] ?? 0) }
+            r += 4
+        }
+        while r < range.upperBound {
             out[r] = RowDot.oneToken(x, packedRow: base + r * rowBytes, F.self, blocks: blocks) + (bias?[r] ?? 0)
+            r += 1
         }
     }
 }

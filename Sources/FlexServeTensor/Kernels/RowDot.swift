@@ -119,6 +119,36 @@ public enum RowDot {
         return SIMD4(horizontalSum(a01.lowHalf), horizontalSum(a01.highHalf), horizontalSum(a23.lowHalf), horizontalSum(a23.highHalf))
     }
 
+    /// The same for eight packed rows `stride` bytes apart, from `w`: four pairs, so four independent chains
+    /// of FMAs where four rows gave two (each chain takes a block's four FMAs one after another). On Zen 5,
+    /// fp32-activation decoding of SmolLM2 ran 7.5% faster as stored (29 of 30 interleaved segment pairs),
+    /// 7.7% with int4 and 2.3% with Q8_0 than with four rows.
+    @inline(__always)
+    static func oneToken<F: BlockFormat>(_ x: UnsafePointer<Float>, eightPackedRows w: UnsafeRawPointer, stride: Int,
+                                         _: F.Type, blocks: Int) -> SIMD8<Float> {
+        var a01 = SIMD16<Float>(), a23 = SIMD16<Float>(), a45 = SIMD16<Float>(), a67 = SIMD16<Float>()
+        @inline(__always) func step(_ a: inout SIMD16<Float>, _ p: UnsafeRawPointer,
+                                    _ x0: SIMD16<Float>, _ x1: SIMD16<Float>, _ x2: SIMD16<Float>, _ x3: SIMD16<Float>) {
+            let (v0, v1, v2, v3) = F.decodePair(p, p + stride)
+            a = a.addingProduct(x0, v0)
+            a = a.addingProduct(x1, v1)
+            a = a.addingProduct(x2, v2)
+            a = a.addingProduct(x3, v3)
+        }
+        for b in 0..<blocks {
+            let i = b * 32
+            let x0 = twice(x, i), x1 = twice(x, i + 8), x2 = twice(x, i + 16), x3 = twice(x, i + 24)
+            let p = w + b * F.blockBytes
+            for r in 0..<8 { Prefetch.ahead(p + r * stride) }
+            step(&a01, p, x0, x1, x2, x3)
+            step(&a23, p + 2 * stride, x0, x1, x2, x3)
+            step(&a45, p + 4 * stride, x0, x1, x2, x3)
+            step(&a67, p + 6 * stride, x0, x1, x2, x3)
+        }
+        return SIMD8(horizontalSum(a01.lowHalf), horizontalSum(a01.highHalf), horizontalSum(a23.lowHalf), horizontalSum(a23.highHalf),
+                     horizontalSum(a45.lowHalf), horizontalSum(a45.highHalf), horizontalSum(a67.lowHalf), horizontalSum(a67.highHalf))
+    }
+
     /// Two rows' eight lanes side by side in one 512-bit register.
     @inline(__always)
     static func pair(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ i: Int) -> SIMD16<Float> {
