@@ -24,8 +24,8 @@ public enum Linear {
             IntegerLinear.forward(x: x, tokens: tokens, projections: [Projection(weight: weight, bias: bias, out: out)], pool: pool)
             return
         }
-        if tokens == 1, dtype != .f32, cols % 32 == 0 {
-            decodeOneToken(x: x, projections: [Projection(weight: weight, bias: bias, out: out)], pool: pool)
+        if tokens <= fewTokens, dtype != .f32, cols % 32 == 0 {
+            decodeTokens(x: x, tokens: tokens, projections: [Projection(weight: weight, bias: bias, out: out)], pool: pool)
             return
         }
         let rowBytes = dtype.byteCount(values: cols)!
@@ -101,30 +101,36 @@ public enum Linear {
             && projections.allSatisfy { $0.weight.interleaved?.dtype == first.dtype && $0.weight.shape.last == cols }
         if fusable {
             IntegerLinear.forward(x: x, tokens: tokens, projections: projections, pool: pool)
-        } else if tokens == 1, first.dtype != .f32, cols % 32 == 0,
+        } else if tokens <= fewTokens, first.dtype != .f32, cols % 32 == 0,
                   projections.allSatisfy({ $0.weight.interleaved == nil && $0.weight.dtype == first.dtype && $0.weight.shape.last == cols }) {
-            decodeOneToken(x: x, projections: projections, pool: pool)
+            decodeTokens(x: x, tokens: tokens, projections: projections, pool: pool)
         } else {
             for p in projections { forward(x: x, tokens: tokens, weight: p.weight, bias: p.bias, out: p.out, pool: pool) }
         }
     }
 
-    /// One token against packed rows: decoded in registers, no scratch (each weight is used once). Several
-    /// projections of the same token share one dispatch, their rows split between the threads as one range.
-    static func decodeOneToken(x: UnsafePointer<Float>, projections: [Projection], pool: ThreadPool) {
+    /// Up to this many tokens (a speculative step's few draft tokens) take packed rows decoded in registers
+    /// (`decodeTokens`); more take rows decoded into an fp32 scratch and the eight-token kernel. SmolLM2
+    /// forwards of k tokens as stored, fp32 activations, against the scratch for every k > 1 (alternating, Zen 5):
+    /// k = 2: −26%, 3: −36%, 4: −31%, 5–7: −3 to −21%, 8: −10 to −12%, 12: −5%, 16: +1%.
+    static let fewTokens = 8
+
+    /// A few tokens against packed rows: decoded in registers, no scratch (one token uses each weight once).
+    /// Several projections of the same tokens share one dispatch, their rows split between the threads as one range.
+    static func decodeTokens(x: UnsafePointer<Float>, tokens: Int, projections: [Projection], pool: ThreadPool) {
         switch projections[0].weight.dtype {
         case .f32: fatalError("fp32 rows need no decoding")
-        case .f16: decodeOneToken(F16Blocks.self, x: x, projections: projections, pool: pool)
-        case .bf16: decodeOneToken(BF16Blocks.self, x: x, projections: projections, pool: pool)
-        case .q8_0: decodeOneToken(Q8_0Blocks.self, x: x, projections: projections, pool: pool)
-        case .q4_0: decodeOneToken(Q4_0Blocks.self, x: x, projections: projections, pool: pool)
-        case .q4_1: decodeOneToken(Q4_1Blocks.self, x: x, projections: projections, pool: pool)
-        case .int8Group: decodeOneToken(Int8GroupBlocks.self, x: x, projections: projections, pool: pool)
-        case .int4Group: decodeOneToken(Int4GroupBlocks.self, x: x, projections: projections, pool: pool)
+        case .f16: decodeTokens(F16Blocks.self, x: x, tokens: tokens, projections: projections, pool: pool)
+        case .bf16: decodeTokens(BF16Blocks.self, x: x, tokens: tokens, projections: projections, pool: pool)
+        case .q8_0: decodeTokens(Q8_0Blocks.self, x: x, tokens: tokens, projections: projections, pool: pool)
+        case .q4_0: decodeTokens(Q4_0Blocks.self, x: x, tokens: tokens, projections: projections, pool: pool)
+        case .q4_1: decodeTokens(Q4_1Blocks.self, x: x, tokens: tokens, projections: projections, pool: pool)
+        case .int8Group: decodeTokens(Int8GroupBlocks.self, x: x, tokens: tokens, projections: projections, pool: pool)
+        case .int4Group: decodeTokens(Int4GroupBlocks.self, x: x, tokens: tokens, projections: projections, pool: pool)
         }
     }
 
-    static func decodeOneToken<F: BlockFormat>(_ format: F.Type, x: UnsafePointer<Float>, projections: [Projection], pool: ThreadPool) {
+    static func decodeTokens<F: BlockFormat>(_ format: F.Type, x: UnsafePointer<Float>, tokens: Int, projections: [Projection], pool: ThreadPool) {
         let cols = projections[0].weight.shape.last!
         let rowBytes = projections[0].weight.dtype.byteCount(values: cols)!
         let total = projections.reduce(0) { $0 + $1.weight.shape[0] }
@@ -132,22 +138,50 @@ public enum Linear {
         // shorter tasks start more cold streams (measured in interleaved segments of SmolLM2 decoding: one
         // task per thread 5.5–7.5% faster than four, Q4_1 and Q8_0, 32–37 of 38 segment pairs).
         pool.parallelChunks(total, minChunk: 32, perThread: 1) { range in
-            decodeRows(F.self, x: x, projections: projections, rowBytes: rowBytes, blocks: cols / 32, range)
+            decodeRows(F.self, x: x, tokens: tokens, projections: projections, rowBytes: rowBytes, blocks: cols / 32, range)
         }
     }
 
     /// Rows `range` of several projections' rows taken together (the first projection's, then the next's).
     @inline(__always)
-    static func decodeRows<F: BlockFormat>(_: F.Type, x: UnsafePointer<Float>, projections: [Projection], rowBytes: Int, blocks: Int,
-                                           _ range: Range<Int>) {
+    static func decodeRows<F: BlockFormat>(_: F.Type, x: UnsafePointer<Float>, tokens: Int = 1, projections: [Projection], rowBytes: Int,
+                                           blocks: Int, _ range: Range<Int>) {
         var start = 0
         for p in projections {
             let rows = p.weight.shape[0]
             let lo = max(range.lowerBound, start), hi = min(range.upperBound, start + rows)
-            if lo < hi {
+            if lo < hi, tokens == 1 {
                 decodeRows(F.self, x: x, p.weight.data, rowBytes: rowBytes, blocks: blocks, (lo - start)..<(hi - start), bias: p.bias, out: p.out)
+            } else if lo < hi {
+                decodeRows(F.self, x: x, tokens: tokens, p.weight.data, rows: rows, rowBytes: rowBytes, blocks: blocks, (lo - start)..<(hi - start),
+                           bias: p.bias, out: p.out)
             }
             start += rows
+        }
+    }
+
+    /// Rows `range` of one packed matrix (of `rows`) against several tokens: four consecutive rows at a time
+    /// (past the end, the last row again, its results not stored), four tokens at a time.
+    @inline(__always)
+    static func decodeRows<F: BlockFormat>(_: F.Type, x: UnsafePointer<Float>, tokens: Int, _ base: UnsafeRawPointer, rows: Int, rowBytes: Int,
+                                           blocks: Int, _ range: Range<Int>, bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>) {
+        let cols = blocks * 32
+        var r = range.lowerBound
+        while r < range.upperBound {
+            let n = min(4, range.upperBound - r)
+            let w = (base + r * rowBytes, base + (r + min(1, n - 1)) * rowBytes, base + (r + min(2, n - 1)) * rowBytes, base + (r + min(3, n - 1)) * rowBytes)
+            var t = 0
+            while t < tokens {
+                let count = min(4, tokens - t)
+                let d = RowDot.fourTokens(x + t * cols, stride: cols, count: count, packedRows: w, F.self, blocks: blocks)
+                for k in 0..<count {
+                    let sums = k == 0 ? d.0 : k == 1 ? d.1 : k == 2 ? d.2 : d.3
+                    let o = out + (t + k) * rows
+                    for j in 0..<n { o[r + j] = sums[j] + (bias?[r + j] ?? 0) }
+                }
+                t += count
+            }
+            r += n
         }
     }
 

@@ -149,6 +149,36 @@ public enum RowDot {
                      horizontalSum(a45.lowHalf), horizontalSum(a45.highHalf), horizontalSum(a67.lowHalf), horizontalSum(a67.highHalf))
     }
 
+    /// Up to four tokens (`count`; the sums past it are not computed) against four packed rows, each block decoded in
+    /// registers once for all of them (verifying a few draft tokens), two rows to a 512-bit register. Per
+    /// (row, token) the same lanes, order and reduction as `oneToken`.
+    @inline(__always)
+    static func fourTokens<F: BlockFormat>(_ x: UnsafePointer<Float>, stride: Int, count: Int,
+                                           packedRows w: (UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer),
+                                           _: F.Type, blocks: Int) -> (SIMD4<Float>, SIMD4<Float>, SIMD4<Float>, SIMD4<Float>) {
+        let x0 = x, x1 = x + stride, x2 = x + 2 * stride, x3 = x + 3 * stride
+        var a0 = SIMD16<Float>(), b0 = SIMD16<Float>(), a1 = SIMD16<Float>(), b1 = SIMD16<Float>()
+        var a2 = SIMD16<Float>(), b2 = SIMD16<Float>(), a3 = SIMD16<Float>(), b3 = SIMD16<Float>()
+        for block in 0..<blocks {
+            let i = block * 32, o = block * F.blockBytes
+            Prefetch.ahead(w.0 + o); Prefetch.ahead(w.1 + o); Prefetch.ahead(w.2 + o); Prefetch.ahead(w.3 + o)
+            let (u0, u1, u2, u3) = F.decodePair(w.0 + o, w.1 + o), (v0, v1, v2, v3) = F.decodePair(w.2 + o, w.3 + o)
+            @inline(__always) func token(_ a: inout SIMD16<Float>, _ b: inout SIMD16<Float>, _ xt: UnsafePointer<Float>) {
+                let p0 = twice(xt, i), p1 = twice(xt, i + 8), p2 = twice(xt, i + 16), p3 = twice(xt, i + 24)
+                a = a.addingProduct(p0, u0); a = a.addingProduct(p1, u1); a = a.addingProduct(p2, u2); a = a.addingProduct(p3, u3)
+                b = b.addingProduct(p0, v0); b = b.addingProduct(p1, v1); b = b.addingProduct(p2, v2); b = b.addingProduct(p3, v3)
+            }
+            token(&a0, &b0, x0)
+            if count > 1 { token(&a1, &b1, x1) }
+            if count > 2 { token(&a2, &b2, x2) }
+            if count > 3 { token(&a3, &b3, x3) }
+        }
+        @inline(__always) func sums(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD4<Float> {
+            SIMD4(horizontalSum(a.lowHalf), horizontalSum(a.highHalf), horizontalSum(b.lowHalf), horizontalSum(b.highHalf))
+        }
+        return (sums(a0, b0), sums(a1, b1), sums(a2, b2), sums(a3, b3))
+    }
+
     /// Two rows' eight lanes side by side in one 512-bit register.
     @inline(__always)
     static func pair(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ i: Int) -> SIMD16<Float> {

@@ -16,7 +16,7 @@ public final class TokenProjection: @unchecked Sendable {
     private enum Kind {
         /// `q8` activations against `InterleavedRows` (`IntegerLinear`): threads stream their parts, then steal.
         case integer(Integer)
-        /// fp32 activations against rows in a block format (`Linear.decodeOneToken`): one run of rows per slot.
+        /// fp32 activations against rows in a block format (`Linear.decodeTokens`): one run of rows per slot.
         case packed(rows: Int, rowBytes: Int)
     }
 
@@ -121,7 +121,7 @@ public final class TokenProjection: @unchecked Sendable {
         }
     }
 
-    /// Slot `slot`'s run of rows (of all projections together), as `parallelChunks` cuts them for `Linear.decodeOneToken`.
+    /// Slot `slot`'s run of rows (of all projections together), as `parallelChunks` cuts them for `Linear.decodeTokens`.
     private func runPacked<F: BlockFormat>(_: F.Type, slot: Int, total: Int, rowBytes: Int) {
         let size = (total + slots - 1) / slots
         Linear.decodeRows(F.self, x: input, projections: projections, rowBytes: rowBytes, blocks: blocks,
