@@ -40,9 +40,9 @@ final class KernelTests: XCTestCase {
     /// Every format against a plain dequantize-then-dot, and each token's result independent of
     /// how many tokens share the call (speculative verification relies on it).
     func testLinearMatchesReferenceAndIsBatchInvariant() {
-        // The second shape has a row length that is no multiple of 8 and more tokens than one tile; the last two
+        // The second shape has a row length that is no multiple of 8 and more tokens than one tile; the last three
         // take the few-token kernels (rows decoded in registers) with a partial group of tokens.
-        for (rows, cols, tokens) in [(37, 96, 11), (9, 100, 70), (37, 96, 3), (70, 64, 7)] {
+        for (rows, cols, tokens) in [(37, 96, 11), (9, 100, 70), (37, 96, 3), (70, 64, 7), (21, 64, 13)] {
             checkLinear(rows: rows, cols: cols, tokens: tokens)
         }
     }

@@ -109,11 +109,11 @@ public enum Linear {
         }
     }
 
-    /// Up to this many tokens (a speculative step's few draft tokens) take packed rows decoded in registers
+    /// Up to this many tokens (a speculative step's draft tokens) take packed rows decoded in registers
     /// (`decodeTokens`); more take rows decoded into an fp32 scratch and the eight-token kernel. SmolLM2
     /// forwards of k tokens as stored, fp32 activations, against the scratch for every k > 1 (alternating, Zen 5):
-    /// k = 2: −26%, 3: −36%, 4: −31%, 5–7: −3 to −21%, 8: −10 to −12%, 12: −5%, 16: +1%.
-    static let fewTokens = 8
+    /// k = 2: −26%, 3: −36%, 4: −31%, 5: −46%, 8: −19%, 12: −14%, 16: −3%.
+    static let fewTokens = 16
 
     /// A few tokens against packed rows: decoded in registers, no scratch (one token uses each weight once).
     /// Several projections of the same tokens share one dispatch, their rows split between the threads as one range.
@@ -161,7 +161,8 @@ public enum Linear {
     }
 
     /// Rows `range` of one packed matrix (of `rows`) against several tokens: four consecutive rows at a time
-    /// (past the end, the last row again, its results not stored), four tokens at a time.
+    /// (past the end, the last row again, its results not stored), up to eight tokens at a time while more
+    /// than four are left, then the last four or fewer.
     @inline(__always)
     static func decodeRows<F: BlockFormat>(_: F.Type, x: UnsafePointer<Float>, tokens: Int, _ base: UnsafeRawPointer, rows: Int, rowBytes: Int,
                                            blocks: Int, _ range: Range<Int>, bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>) {
@@ -171,6 +172,14 @@ public enum Linear {
             let n = min(4, range.upperBound - r)
             let w = (base + r * rowBytes, base + (r + min(1, n - 1)) * rowBytes, base + (r + min(2, n - 1)) * rowBytes, base + (r + min(3, n - 1)) * rowBytes)
             var t = 0
+            while tokens - t > 4 {
+                let count = min(8, tokens - t)
+                RowDot.eightTokens(x + t * cols, stride: cols, count: count, packedRows: w, F.self, blocks: blocks) { k, sums in
+                    let o = out + (t + k) * rows
+                    for j in 0..<n { o[r + j] = sums[j] + (bias?[r + j] ?? 0) }
+                }
+                t += count
+            }
             while t < tokens {
                 let count = min(4, tokens - t)
                 let d = RowDot.fourTokens(x + t * cols, stride: cols, count: count, packedRows: w, F.self, blocks: blocks)

@@ -179,6 +179,40 @@ public enum RowDot {
         return (sums(a0, b0), sums(a1, b1), sums(a2, b2), sums(a3, b3))
     }
 
+    /// `fourTokens` for five to eight tokens (`count`): each block decoded once for all of them, sixteen
+    /// accumulators. `store(t, sums)` takes token t's four row sums.
+    @inline(__always)
+    static func eightTokens<F: BlockFormat>(_ x: UnsafePointer<Float>, stride: Int, count: Int,
+                                            packedRows w: (UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer),
+                                            _: F.Type, blocks: Int, _ store: (Int, SIMD4<Float>) -> Void) {
+        var a0 = SIMD16<Float>(), b0 = SIMD16<Float>(), a1 = SIMD16<Float>(), b1 = SIMD16<Float>()
+        var a2 = SIMD16<Float>(), b2 = SIMD16<Float>(), a3 = SIMD16<Float>(), b3 = SIMD16<Float>()
+        var a4 = SIMD16<Float>(), b4 = SIMD16<Float>(), a5 = SIMD16<Float>(), b5 = SIMD16<Float>()
+        var a6 = SIMD16<Float>(), b6 = SIMD16<Float>(), a7 = SIMD16<Float>(), b7 = SIMD16<Float>()
+        for block in 0..<blocks {
+            let i = block * 32, o = block * F.blockBytes
+            Prefetch.ahead(w.0 + o); Prefetch.ahead(w.1 + o); Prefetch.ahead(w.2 + o); Prefetch.ahead(w.3 + o)
+            let (u0, u1, u2, u3) = F.decodePair(w.0 + o, w.1 + o), (v0, v1, v2, v3) = F.decodePair(w.2 + o, w.3 + o)
+            @inline(__always) func token(_ a: inout SIMD16<Float>, _ b: inout SIMD16<Float>, _ t: Int) {
+                let xt = x + t * stride
+                let p0 = twice(xt, i), p1 = twice(xt, i + 8), p2 = twice(xt, i + 16), p3 = twice(xt, i + 24)
+                a = a.addingProduct(p0, u0); a = a.addingProduct(p1, u1); a = a.addingProduct(p2, u2); a = a.addingProduct(p3, u3)
+                b = b.addingProduct(p0, v0); b = b.addingProduct(p1, v1); b = b.addingProduct(p2, v2); b = b.addingProduct(p3, v3)
+            }
+            token(&a0, &b0, 0); token(&a1, &b1, 1); token(&a2, &b2, 2); token(&a3, &b3, 3); token(&a4, &b4, 4)
+            if count > 5 { token(&a5, &b5, 5) }
+            if count > 6 { token(&a6, &b6, 6) }
+            if count > 7 { token(&a7, &b7, 7) }
+        }
+        @inline(__always) func sums(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD4<Float> {
+            SIMD4(horizontalSum(a.lowHalf), horizontalSum(a.highHalf), horizontalSum(b.lowHalf), horizontalSum(b.highHalf))
+        }
+        store(0, sums(a0, b0)); store(1, sums(a1, b1)); store(2, sums(a2, b2)); store(3, sums(a3, b3)); store(4, sums(a4, b4))
+        if count > 5 { store(5, sums(a5, b5)) }
+        if count > 6 { store(6, sums(a6, b6)) }
+        if count > 7 { store(7, sums(a7, b7)) }
+    }
+
     /// Two rows' eight lanes side by side in one 512-bit register.
     @inline(__always)
     static func pair(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ i: Int) -> SIMD16<Float> {
