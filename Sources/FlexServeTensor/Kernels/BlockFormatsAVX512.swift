@@ -23,10 +23,7 @@ enum AVX512Decode {
     /// `nibbles` of two rows' blocks, row `a`'s in the low half of each vector and `b`'s in the high half.
     @inline(__always)
     static func nibblePairs(_ a: UnsafeRawPointer, _ b: UnsafeRawPointer, _ offset: Int) -> (__m512, __m512, __m512, __m512) {
-        @inline(__always) func bytes(_ o: Int) -> __m128i {
-            SIMD2<Int64>(a.loadUnaligned(fromByteOffset: o, as: Int64.self), b.loadUnaligned(fromByteOffset: o, as: Int64.self))
-        }
-        let i0 = _mm512_cvtepu8_epi32(bytes(offset)), i1 = _mm512_cvtepu8_epi32(bytes(offset + 8))
+        let i0 = _mm512_cvtepu8_epi32(bytePairs(a, b, offset)), i1 = _mm512_cvtepu8_epi32(bytePairs(a, b, offset + 8))
         let mask = _mm512_set1_epi32(15)
         return (_mm512_cvtepi32_ps(_mm512_and_si512(i0, mask)), _mm512_cvtepi32_ps(_mm512_and_si512(i1, mask)),
                 _mm512_cvtepi32_ps(_mm512_srli_epi32(i0, 4)), _mm512_cvtepi32_ps(_mm512_srli_epi32(i1, 4)))
