@@ -1,5 +1,6 @@
 import XCTest
 @testable import FlexServe
+import FlexServeTensor
 import FlexServeTestSupport
 
 /// SmolLM2 with our distilled SSMs: greedy speculative output equals transformers' greedy tokens
@@ -55,6 +56,8 @@ final class SmolLM2SpeculativeTests: XCTestCase {
             try llm.compile(GenerationConfig(), ssms: try ssms.map { try SSM(Fixtures.packageRoot.appendingPathComponent($0).path) },
                             maxRequestsPerBatch: 16, maxSeqLength: 512, maxTokensPerBatch: 512, kvCacheType: .f16,
                             tree: TreeShape(depth: 4, expansion: [1, 1, 2, 1], maxWidth: 4))
+            XCTAssertEqual(llm.manager?.cache.type, .f16, "the LLM's cache")
+            XCTAssertEqual(llm.manager?.drafter?.caches.map(\.type) ?? [], ssms.map { _ in .f16 }, "the SSMs' caches")
             var out: [[Int]] = []
             for ids in prompts { out.append(try await llm.generate(tokens: ids, maxNewTokens: Self.newTokens).outputTokens) }
             outputs.append(out)

@@ -10,7 +10,7 @@ public final class LLM: @unchecked Sendable {
     public let model: any CausalLM
     public let tokenizer: Tokenizer
     public private(set) var defaults = GenerationConfig()
-    private var manager: RequestManager?
+    private(set) var manager: RequestManager?
 
     /// Loads a model from a HuggingFace folder, a `.gguf` file, or an id already in the HuggingFace cache.
     /// `weightFormat` converts the projection matrices at load (e.g. `.int8Group`, `.int4Group`: FlexFlow's

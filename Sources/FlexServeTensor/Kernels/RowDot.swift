@@ -100,23 +100,13 @@ public enum RowDot {
     static func oneToken<F: BlockFormat>(_ x: UnsafePointer<Float>, packedRows w: (UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer),
                                          _: F.Type, blocks: Int) -> SIMD4<Float> {
         var a01 = SIMD16<Float>(), a23 = SIMD16<Float>()
-        @inline(__always) func step(_ a: inout SIMD16<Float>, _ p: UnsafeRawPointer, _ q: UnsafeRawPointer,
-                                    _ x0: SIMD16<Float>, _ x1: SIMD16<Float>, _ x2: SIMD16<Float>, _ x3: SIMD16<Float>) {
-            let (v0, v1, v2, v3) = F.decodePair(p, q)
-            a = a.addingProduct(x0, v0)
-            a = a.addingProduct(x1, v1)
-            a = a.addingProduct(x2, v2)
-            a = a.addingProduct(x3, v3)
-        }
         for b in 0..<blocks {
-            let i = b * 32
-            let x0 = twice(x, i), x1 = twice(x, i + 8), x2 = twice(x, i + 16), x3 = twice(x, i + 24)
-            let o = b * F.blockBytes
+            let xs = activationsTwice(x, b * 32), o = b * F.blockBytes
             Prefetch.ahead(w.0 + o); Prefetch.ahead(w.1 + o); Prefetch.ahead(w.2 + o); Prefetch.ahead(w.3 + o)
-            step(&a01, w.0 + o, w.1 + o, x0, x1, x2, x3)
-            step(&a23, w.2 + o, w.3 + o, x0, x1, x2, x3)
+            accumulate(&a01, xs, F.decodePair(w.0 + o, w.1 + o))
+            accumulate(&a23, xs, F.decodePair(w.2 + o, w.3 + o))
         }
-        return SIMD4(horizontalSum(a01.lowHalf), horizontalSum(a01.highHalf), horizontalSum(a23.lowHalf), horizontalSum(a23.highHalf))
+        return pairSums(a01, a23)
     }
 
     /// The same for eight packed rows `stride` bytes apart, from `w`: four pairs, so four independent chains
@@ -127,26 +117,15 @@ public enum RowDot {
     static func oneToken<F: BlockFormat>(_ x: UnsafePointer<Float>, eightPackedRows w: UnsafeRawPointer, stride: Int,
                                          _: F.Type, blocks: Int) -> SIMD8<Float> {
         var a01 = SIMD16<Float>(), a23 = SIMD16<Float>(), a45 = SIMD16<Float>(), a67 = SIMD16<Float>()
-        @inline(__always) func step(_ a: inout SIMD16<Float>, _ p: UnsafeRawPointer,
-                                    _ x0: SIMD16<Float>, _ x1: SIMD16<Float>, _ x2: SIMD16<Float>, _ x3: SIMD16<Float>) {
-            let (v0, v1, v2, v3) = F.decodePair(p, p + stride)
-            a = a.addingProduct(x0, v0)
-            a = a.addingProduct(x1, v1)
-            a = a.addingProduct(x2, v2)
-            a = a.addingProduct(x3, v3)
-        }
         for b in 0..<blocks {
-            let i = b * 32
-            let x0 = twice(x, i), x1 = twice(x, i + 8), x2 = twice(x, i + 16), x3 = twice(x, i + 24)
-            let p = w + b * F.blockBytes
+            let xs = activationsTwice(x, b * 32), p = w + b * F.blockBytes
             for r in 0..<8 { Prefetch.ahead(p + r * stride) }
-            step(&a01, p, x0, x1, x2, x3)
-            step(&a23, p + 2 * stride, x0, x1, x2, x3)
-            step(&a45, p + 4 * stride, x0, x1, x2, x3)
-            step(&a67, p + 6 * stride, x0, x1, x2, x3)
+            accumulate(&a01, xs, F.decodePair(p, p + stride))
+            accumulate(&a23, xs, F.decodePair(p + 2 * stride, p + 3 * stride))
+            accumulate(&a45, xs, F.decodePair(p + 4 * stride, p + 5 * stride))
+            accumulate(&a67, xs, F.decodePair(p + 6 * stride, p + 7 * stride))
         }
-        return SIMD8(horizontalSum(a01.lowHalf), horizontalSum(a01.highHalf), horizontalSum(a23.lowHalf), horizontalSum(a23.highHalf),
-                     horizontalSum(a45.lowHalf), horizontalSum(a45.highHalf), horizontalSum(a67.lowHalf), horizontalSum(a67.highHalf))
+        return SIMD8(lowHalf: pairSums(a01, a23), highHalf: pairSums(a45, a67))
     }
 
     /// Up to four tokens (`count`; the sums past it are not computed) against four packed rows, each block decoded in
@@ -156,27 +135,23 @@ public enum RowDot {
     static func fourTokens<F: BlockFormat>(_ x: UnsafePointer<Float>, stride: Int, count: Int,
                                            packedRows w: (UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer, UnsafeRawPointer),
                                            _: F.Type, blocks: Int) -> (SIMD4<Float>, SIMD4<Float>, SIMD4<Float>, SIMD4<Float>) {
-        let x0 = x, x1 = x + stride, x2 = x + 2 * stride, x3 = x + 3 * stride
         var a0 = SIMD16<Float>(), b0 = SIMD16<Float>(), a1 = SIMD16<Float>(), b1 = SIMD16<Float>()
         var a2 = SIMD16<Float>(), b2 = SIMD16<Float>(), a3 = SIMD16<Float>(), b3 = SIMD16<Float>()
         for block in 0..<blocks {
             let i = block * 32, o = block * F.blockBytes
             Prefetch.ahead(w.0 + o); Prefetch.ahead(w.1 + o); Prefetch.ahead(w.2 + o); Prefetch.ahead(w.3 + o)
-            let (u0, u1, u2, u3) = F.decodePair(w.0 + o, w.1 + o), (v0, v1, v2, v3) = F.decodePair(w.2 + o, w.3 + o)
-            @inline(__always) func token(_ a: inout SIMD16<Float>, _ b: inout SIMD16<Float>, _ xt: UnsafePointer<Float>) {
-                let p0 = twice(xt, i), p1 = twice(xt, i + 8), p2 = twice(xt, i + 16), p3 = twice(xt, i + 24)
-                a = a.addingProduct(p0, u0); a = a.addingProduct(p1, u1); a = a.addingProduct(p2, u2); a = a.addingProduct(p3, u3)
-                b = b.addingProduct(p0, v0); b = b.addingProduct(p1, v1); b = b.addingProduct(p2, v2); b = b.addingProduct(p3, v3)
+            let u = F.decodePair(w.0 + o, w.1 + o), v = F.decodePair(w.2 + o, w.3 + o)
+            @inline(__always) func token(_ a: inout SIMD16<Float>, _ b: inout SIMD16<Float>, _ t: Int) {
+                let xs = activationsTwice(x + t * stride, i)
+                accumulate(&a, xs, u)
+                accumulate(&b, xs, v)
             }
-            token(&a0, &b0, x0)
-            if count > 1 { token(&a1, &b1, x1) }
-            if count > 2 { token(&a2, &b2, x2) }
-            if count > 3 { token(&a3, &b3, x3) }
+            token(&a0, &b0, 0)
+            if count > 1 { token(&a1, &b1, 1) }
+            if count > 2 { token(&a2, &b2, 2) }
+            if count > 3 { token(&a3, &b3, 3) }
         }
-        @inline(__always) func sums(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD4<Float> {
-            SIMD4(horizontalSum(a.lowHalf), horizontalSum(a.highHalf), horizontalSum(b.lowHalf), horizontalSum(b.highHalf))
-        }
-        return (sums(a0, b0), sums(a1, b1), sums(a2, b2), sums(a3, b3))
+        return (pairSums(a0, b0), pairSums(a1, b1), pairSums(a2, b2), pairSums(a3, b3))
     }
 
     /// `fourTokens` for five to eight tokens (`count`): each block decoded once for all of them, sixteen
@@ -192,25 +167,44 @@ public enum RowDot {
         for block in 0..<blocks {
             let i = block * 32, o = block * F.blockBytes
             Prefetch.ahead(w.0 + o); Prefetch.ahead(w.1 + o); Prefetch.ahead(w.2 + o); Prefetch.ahead(w.3 + o)
-            let (u0, u1, u2, u3) = F.decodePair(w.0 + o, w.1 + o), (v0, v1, v2, v3) = F.decodePair(w.2 + o, w.3 + o)
+            let u = F.decodePair(w.0 + o, w.1 + o), v = F.decodePair(w.2 + o, w.3 + o)
             @inline(__always) func token(_ a: inout SIMD16<Float>, _ b: inout SIMD16<Float>, _ t: Int) {
-                let xt = x + t * stride
-                let p0 = twice(xt, i), p1 = twice(xt, i + 8), p2 = twice(xt, i + 16), p3 = twice(xt, i + 24)
-                a = a.addingProduct(p0, u0); a = a.addingProduct(p1, u1); a = a.addingProduct(p2, u2); a = a.addingProduct(p3, u3)
-                b = b.addingProduct(p0, v0); b = b.addingProduct(p1, v1); b = b.addingProduct(p2, v2); b = b.addingProduct(p3, v3)
+                let xs = activationsTwice(x + t * stride, i)
+                accumulate(&a, xs, u)
+                accumulate(&b, xs, v)
             }
             token(&a0, &b0, 0); token(&a1, &b1, 1); token(&a2, &b2, 2); token(&a3, &b3, 3); token(&a4, &b4, 4)
             if count > 5 { token(&a5, &b5, 5) }
             if count > 6 { token(&a6, &b6, 6) }
             if count > 7 { token(&a7, &b7, 7) }
         }
-        @inline(__always) func sums(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD4<Float> {
-            SIMD4(horizontalSum(a.lowHalf), horizontalSum(a.highHalf), horizontalSum(b.lowHalf), horizontalSum(b.highHalf))
-        }
-        store(0, sums(a0, b0)); store(1, sums(a1, b1)); store(2, sums(a2, b2)); store(3, sums(a3, b3)); store(4, sums(a4, b4))
-        if count > 5 { store(5, sums(a5, b5)) }
-        if count > 6 { store(6, sums(a6, b6)) }
-        if count > 7 { store(7, sums(a7, b7)) }
+        store(0, pairSums(a0, b0)); store(1, pairSums(a1, b1)); store(2, pairSums(a2, b2)); store(3, pairSums(a3, b3)); store(4, pairSums(a4, b4))
+        if count > 5 { store(5, pairSums(a5, b5)) }
+        if count > 6 { store(6, pairSums(a6, b6)) }
+        if count > 7 { store(7, pairSums(a7, b7)) }
+    }
+
+    /// One token's four eight-value activation vectors of the block at `i`, each in both halves of a register.
+    @inline(__always)
+    static func activationsTwice(_ x: UnsafePointer<Float>, _ i: Int) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
+        (twice(x, i), twice(x, i + 8), twice(x, i + 16), twice(x, i + 24))
+    }
+
+    /// A block of two rows (`BlockFormat.decodePair`) against one token's activations into `a`: per lane the
+    /// four products in order, as `oneToken` adds them.
+    @inline(__always)
+    static func accumulate(_ a: inout SIMD16<Float>, _ x: (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>),
+                           _ w: (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>)) {
+        a = a.addingProduct(x.0, w.0)
+        a = a.addingProduct(x.1, w.1)
+        a = a.addingProduct(x.2, w.2)
+        a = a.addingProduct(x.3, w.3)
+    }
+
+    /// The four row sums of two two-row accumulators (rows 0 and 1 in `a`, 2 and 3 in `b`).
+    @inline(__always)
+    static func pairSums(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD4<Float> {
+        SIMD4(horizontalSum(a.lowHalf), horizontalSum(a.highHalf), horizontalSum(b.lowHalf), horizontalSum(b.highHalf))
     }
 
     /// Two rows' eight lanes side by side in one 512-bit register.
@@ -255,7 +249,7 @@ public enum RowDot {
             i += 8
         }
         @inline(__always) func finish(_ t: Int, _ xt: UnsafePointer<Float>, _ a: SIMD16<Float>, _ b: SIMD16<Float>) {
-            var s = SIMD4(horizontalSum(a.lowHalf), horizontalSum(a.highHalf), horizontalSum(b.lowHalf), horizontalSum(b.highHalf))
+            var s = pairSums(a, b)
             tail(xt, w, from: i, n, &s)
             store(t, s)
         }
