@@ -25,8 +25,6 @@ protocol IntegerBlockFormat: BlockFormat {
     static func packGroupHeader(_ rows: [UnsafeRawPointer], into header: UnsafeMutableRawPointer)
     /// The sixteen rows' (d, c) of a packed header.
     static func groupScalesAndOffsets(_ header: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>)
-    /// How far ahead of a decode's integers (headers in proportion) the kernel asks for cache lines; 0 for none.
-    static var decodePrefetchBytes: Int { get }
 }
 
 /// Rows in a group of `InterleavedRows`: one per 32-bit lane of a 512-bit vector.
@@ -41,13 +39,6 @@ struct GroupChunks {
 extension IntegerBlockFormat {
     /// Bytes of the sixteen rows' values of one block: 256 (4-bit) or 512 (8-bit).
     static var groupIntegerBytes: Int { groupRows * 32 * valueBits / 8 }
-
-    /// 4 KB: a decode thread whose core has a link to memory of its own can pull ~35 GB/s, and in every
-    /// format but Q8_0 the kernel spends long enough on a record that the hardware prefetchers alone fall behind. In interleaved
-    /// 8-token segments of SmolLM2 decoding (q8 activations, contexts 16–80), against no software prefetch:
-    /// Q4_1 +8–14% with the threads in one core complex and +21–26% in two, Q4_0 +11–15% and +10–18%, int4
-    /// +7–14%, int8 +9% and +15%. 2 KB gained less, 5–6 KB about the same, 8 KB and into L2 only less.
-    static var decodePrefetchBytes: Int { 4096 }
 
     /// The block's chunks from the interleaved record at `p`: for 8-bit formats the eight chunks in
     /// order; for 4-bit ones four vectors, chunk c in the low nibbles and chunk c + 4 in the high ones.
@@ -169,9 +160,6 @@ extension ScaleOnlyIntegerBlocks {
 extension Q8_0Blocks: ScaleOnlyIntegerBlocks {
     static var valueBits: Int { 8 }
     static var zeroPoint: Float { 128 }
-    /// None: the lightest kernel's loads run far enough ahead by themselves (2 or 4 KB ahead measured
-    /// 0.98–1.03× in eleven of thirteen comparisons over both placements of the threads).
-    static var decodePrefetchBytes: Int { 0 }
     static func integers(_ p: UnsafeRawPointer) -> SIMD32<UInt8> {
         var v = p.loadUnaligned(fromByteOffset: 2, as: SIMD32<UInt8>.self)
         for i in 0..<32 { v[i] ^= 0x80 }

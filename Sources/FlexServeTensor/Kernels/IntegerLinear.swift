@@ -103,7 +103,7 @@ enum IntegerLinear {
     /// stealing 0.1–0.2 ms). One stream per thread (a 160 MB Q8_0 matrix streamed at 96–98% of the read
     /// probe with the threads in one core complex and 79–85% with them in two, against 83% and 61–70% for two
     /// streams per thread prefetched 256 bytes ahead, interleaved in one process), asking for lines
-    /// `decodePrefetchBytes` ahead in every format but Q8_0.
+    /// `decodePrefetchBytes` ahead.
     static func decode<F: IntegerBlockFormat>(_: F.Type, _ a: Q8Activations, _ segments: UnsafeBufferPointer<Segment>,
                                               totalGroups: Int, pool: ThreadPool) {
         let threads = decodeThreads(totalGroups: totalGroups, pool: pool)
@@ -128,7 +128,7 @@ enum IntegerLinear {
         @inline(__always) func run(_ groups: Range<Int>) {
             for g in groups {
                 let (s, local) = locate(g, segments)
-                s.store(group(a, token: 0, s.group(local, F.self, blocks: a.blocks), F.self, prefetch: F.decodePrefetchBytes), group: local, token: 0)
+                s.store(group(a, token: 0, s.group(local, F.self, blocks: a.blocks), F.self, prefetch: decodePrefetchBytes), group: local, token: 0)
             }
         }
         while let own = parts.takeFront(t, pieces.own) { run(own) }
@@ -147,6 +147,16 @@ enum IntegerLinear {
     /// against 32 KB: with the threads apart Q8_0 4.7% and Q4_1 4.1% faster (237 and 235 of 298 segment pairs;
     /// 256 KB: Q8_0 5.6%), with them together Q4_1 1.5% slower (0.5% at 256 KB), Q8_0 unchanged at 64 KB.
     static let decodePieceBytes = (own: 128 << 10, stolen: 32 << 10)
+
+    /// How far ahead of a decode's integer records (headers in proportion) the kernel asks for cache lines:
+    /// the hardware prefetchers alone fall behind the memory a core can reach. In interleaved 8-token
+    /// segments of SmolLM2 decoding (q8 activations), against no software prefetch, on Zen 5: Q4_1 +8–14%
+    /// with the threads in one core complex and +21–26% in two, Q4_0 +11–15% and +10–18%, int4 +7–14%, int8
+    /// +9% and +15%; Q8_0, the lightest kernel, 0.98–1.03 in eleven of thirteen comparisons. On a Sapphire
+    /// Rapids host, whose L2 streamer stops at each 4 KB page, Q8_0 +15% (19 of 20 pairs; 1 KB +7%, 2 KB
+    /// +15%, 3–6 KB the same as 4). 2 KB gained less on Zen 5, 5–6 KB about the same, 8 KB and into L2 only
+    /// less (on Sapphire Rapids too: Q8_0 and Q4_1 −3 to −4% into L2, Q4_1 −2 to −6% at 1, 2, 6 or 8 KB).
+    static let decodePrefetchBytes = 4096
 
     /// The segment holding global group `g`, and `g`'s index in it.
     @inline(__always)
