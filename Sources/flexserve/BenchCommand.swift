@@ -73,7 +73,7 @@ struct ThroughputBenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "throughput",
         abstract: "Prefill (512 tokens) and decode tokens/s per weight format, as fractions of measured bandwidth and FMA peak.",
-        discussion: "Decode is measured from a 16-token prompt (as llama-bench's tg) and again right after the prefill; each figure is the best of eight segments (decode) or two runs (prefill), as the machine probes take their best pass. 'Of bandwidth' is against the best read-probe pass of the whole run (probed at the start, before each row and at the end). 'Of concurrent bandwidth' decodes again with a bandwidth read of the same bytes after every step, and gives the median over eight segments of the steps' GB/s over the reads' (on a shared machine the best probe pass and the best decode segment may see different loads). 'Of phased reads' is against reads of the same bytes in the step's own dependent phases (Q/K/V, output, gate/up, down per layer, then the head), interleaved likewise. 'Handoff ns' is how long a cache line takes from one thread to the other: ~50 ns within one core complex, ~160–210 across two.")
+        discussion: "Decode is measured from a 16-token prompt (as llama-bench's tg) and again right after the prefill; each figure is the best of eight segments (decode) or two runs (prefill), as the machine probes take their best pass. 'Of bandwidth' is against the best read-probe pass of the whole run (probed at the start, before each row and at the end). 'Of concurrent bandwidth' decodes again with a bandwidth read of the same bytes after every step, and gives the median over eight segments of the steps' GB/s over the reads' (on a shared machine the best probe pass and the best decode segment may see different loads). 'Of phased reads' is against reads of the same bytes in the step's own dependent phases (Q/K/V, output, gate/up, down per layer, then the head), interleaved likewise. 'Handoff ns' is how long a cache line takes from one thread to the other: ~50 ns within one core complex of an AMD host, ~160–210 across two; ~110–140 on an Intel mesh.")
 
     @Option(name: [.customLong("model"), .customLong("llm-model")]) var model: String
     @Option(help: "Comma-separated formats: stored, f32, f16, bf16, q8_0, q4_0, q4_1, int8, int4.") var formats = "stored,f32,q8_0,q4_1,int8,int4"
@@ -154,10 +154,14 @@ struct ThroughputBenchCommand: AsyncParsableCommand {
                          column(row.decodeFractionOfPhasedReads.map { String(format: "%.0f%%", $0 * 100) } ?? "-", 15),
                          column(row.threadHandoffNanoseconds.map { String(format: "%.0f", $0) } ?? "-", 10), row.decodeAfterPrefillTokensPerSecond))
         }
-        // The host moves the threads between one core complex (shared memory link) and two (one link each): the
-        // interleaved segments split by where the threads were.
-        print("interleaved segments by thread placement: decode GB/s / read GB/s (of concurrent bandwidth), phased-read GB/s")
-        for (name, row) in zip(names, rows) {
+        // An AMD host moves the threads between one core complex (shared memory link) and two (one link each): the
+        // interleaved segments split by where the threads were. (On an Intel mesh every handoff takes ~110–140 ns
+        // and there is nothing to split.)
+        let splitsPlacements = machine.cpu.contains("AMD")
+        if splitsPlacements {
+            print("interleaved segments by thread placement: decode GB/s / read GB/s (of concurrent bandwidth), phased-read GB/s")
+        }
+        for (name, row) in zip(names, rows) where splitsPlacements {
             let parts = [("one core complex", row.interleavedSegments.filter { ($0.handoffNanoseconds ?? 0) < ThreadPlacement.sharedCacheLimitNanoseconds }),
                          ("two core complexes", row.interleavedSegments.filter { ($0.handoffNanoseconds ?? 0) >= ThreadPlacement.sharedCacheLimitNanoseconds })]
             let text = parts.filter { !$0.1.isEmpty }.map { label, segments -> String in
