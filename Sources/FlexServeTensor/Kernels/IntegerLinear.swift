@@ -154,7 +154,7 @@ enum IntegerLinear {
     /// with the threads in one core complex and +21–26% in two, Q4_0 +11–15% and +10–18%, int4 +7–14%, int8
     /// +9% and +15%; Q8_0, the lightest kernel, 0.98–1.03 in eleven of thirteen comparisons. On a Sapphire
     /// Rapids host, whose L2 streamer stops at each 4 KB page, Q8_0 +15% (19 of 20 pairs; 1 KB +7%, 2 KB
-    /// +15%, 3–6 KB the same as 4). 2 KB gained less on Zen 5, 5–6 KB about the same, 8 KB and into L2 only
+    /// +15%, 3 and 6 KB within 5% of 4). 2 KB gained less on Zen 5, 5–6 KB about the same, 8 KB and into L2 only
     /// less (on Sapphire Rapids too: Q8_0 and Q4_1 −3 to −4% into L2, Q4_1 −2 to −6% at 1, 2, 6 or 8 KB).
     static let decodePrefetchBytes = 4096
 
