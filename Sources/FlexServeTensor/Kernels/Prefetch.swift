@@ -8,8 +8,8 @@ public enum Prefetch {
     /// SmolLM2 decoding: 256 against 512, Q8_0 with q8 activations 1.6–4.6% faster (20–27 of 38 segment
     /// pairs), Q4_1 with fp32 activations 3.4%, Q4_1 with q8 and f16 unchanged; 128 the same as 256;
     /// 2048 7–9% slower, none at all 3–5% slower. Far-ahead requests crowd out the lines the
-    /// hardware prefetchers are already fetching. (The q8 kernels read sixteen-row groups of 256–512-byte
-    /// records and stream best with no software prefetch: `IntegerLinear.decode`.)
+    /// hardware prefetchers are already fetching. (The q8 kernels, reading sixteen-row groups of 256–512-byte
+    /// records, ask 1–4 KB ahead: `IntegerLinear.decodePrefetchBytes`.)
     public static let distance = 256
 
     /// Asks for the cache line `distance` (or `bytes`) past `p` (into all cache levels): with several rows
