@@ -167,9 +167,9 @@ enum IntegerLinear {
     /// the same as 256 KB (20 pairs), 64 KB −9%.
     static let decodePieceBytes = (own: (decodeStreams == 4 ? 256 : 128) << 10, stolen: 32 << 10)
 
-    /// Weight streams a decode thread reads side by side: 4 on Intel, 1 elsewhere. Sapphire Rapids' L2 streamer
-    /// follows each stream only within its 4 KB page, and one core's software prefetches are limited by its fill
-    /// buffers, so one stream per thread reads about 21 GB/s of the host's 24–29. Four streams (each piece cut into four
+    /// Weight streams a decode thread reads side by side: 4 on Intel, 1 elsewhere. On the Sapphire Rapids host one
+    /// stream per thread reads about 21 GB/s of the 24–29 the probe's four-stream passes reach (likely because its L2
+    /// streamer stops at each 4 KB page and a core's software prefetches are bounded by its fill buffers). Four streams (each piece cut into four
     /// equal runs, their groups decoded together, `fourGroups`), against one, in interleaved 8-token segments of
     /// SmolLM2 decoding (q8 activations): Q8_0 +9.6% (20 of 20 pairs), Q4_1 +10.2% (17 of 20), the stored model +9.9%
     /// (19 of 20); two streams gained 6–9%. On Zen 5 one stream read 96–98% of the probe with the threads in one core
