@@ -180,6 +180,40 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// A decode thread on Intel reads four groups side by side (`fourGroups`), elsewhere one at a time (`group`):
+    /// the same bits either way, with and without prefetching, in every integer block format.
+    func testFourStreamsMatchOneGroupAtATime() {
+        let (rows, cols) = (64 + 16 * 3 + 5, 160)
+        let weights = (0..<(rows * cols)).map { Float(sin(Double($0) * 0.029)) }
+        let x = (0..<cols).map { Float(cos(Double($0) * 0.31)) * 2 }
+        func compare<F: IntegerBlockFormat>(_: F.Type, _ dtype: DType) {
+            let packed = TensorView.owned(weights, shape: [rows, cols]).converted(to: dtype)!.withIntegerDots().interleaved!
+            let scratch = OwnedBuffer(byteCount: Q8Activations.byteCount(tokens: 1, cols: cols))
+            let a = Q8Activations(scratch: scratch.pointer, tokens: 1, cols: cols)
+            x.withUnsafeBufferPointer { a.quantize($0.baseAddress!, token: 0) }
+            func group(_ g: Int) -> IntegerLinear.Group {
+                let record = g * a.blocks
+                return IntegerLinear.Group(integers: UnsafeRawPointer(packed.integers.pointer) + record * F.groupIntegerBytes,
+                                           headers: UnsafeRawPointer(packed.headers.pointer) + record * F.groupHeaderBytes)
+            }
+            // Groups 0, 2, 5 and 7 (the last, of 5 rows), as four runs of a piece would give them.
+            let picked = [0, 2, 5, packed.groups - 1]
+            for prefetch in [0, 1024] {
+                let four = IntegerLinear.fourGroups(a, (group(picked[0]), group(picked[1]), group(picked[2]), group(picked[3])), F.self,
+                                                    prefetch: prefetch)
+                for (i, v) in [four.0, four.1, four.2, four.3].enumerated() {
+                    let one = IntegerLinear.group(a, token: 0, group(picked[i]), F.self, prefetch: prefetch)
+                    XCTAssertEqual((0..<16).map { v[$0].bitPattern }, (0..<16).map { one[$0].bitPattern }, "\(dtype) group \(picked[i])")
+                }
+            }
+        }
+        compare(Q8_0Blocks.self, .q8_0)
+        compare(Q4_0Blocks.self, .q4_0)
+        compare(Q4_1Blocks.self, .q4_1)
+        compare(Int8GroupBlocks.self, .int8Group)
+        compare(Int4GroupBlocks.self, .int4Group)
+    }
+
     func testStealableRangesHandOutEveryItemOnce() {
         let pool = ThreadPool(threads: 3)
         for (total, parts, piece) in [(1000, 6, 7), (5, 6, 2), (0, 2, 3), (4096, 2, 1)] {
@@ -300,6 +334,37 @@ final class KernelTests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// Phases in one region: every task of a phase runs once, after all of the phase before; threads with no task
+    /// left call `whileWaiting` (here until the phase is done), and the thread index each task gets is in range.
+    func testRunPhasesKeepsPhasesInOrder() {
+        let pool = ThreadPool(threads: 3)
+        let counts = [1, 5, 0, 2, 64, 1]
+        let starts = counts.reduce(into: [0]) { $0.append($0.last! + $1) }
+        let hits = UnsafeMutablePointer<Atomic<Int>>.allocate(capacity: starts.last!)
+        for i in 0..<starts.last! { (hits + i).initialize(to: Atomic(0)) }
+        let finished = UnsafeMutablePointer<Atomic<Int>>.allocate(capacity: counts.count)
+        for p in counts.indices { (finished + p).initialize(to: Atomic(0)) }
+        let misordered = Atomic<Int>(0), badThread = Atomic<Int>(0)
+        for _ in 0..<20 {
+            for i in 0..<starts.last! { hits[i].store(0, ordering: .relaxed) }
+            for p in counts.indices { finished[p].store(0, ordering: .relaxed) }
+            pool.runPhases(counts, { phase, task, thread in
+                if phase > 0, finished[phase - 1].load(ordering: .acquiring) < counts[phase - 1] { misordered.add(1, ordering: .relaxed) }
+                if !(0..<3).contains(thread) { badThread.add(1, ordering: .relaxed) }
+                hits[starts[phase] + task].add(1, ordering: .relaxed)
+                finished[phase].add(1, ordering: .releasing)
+            }, whileWaiting: { _, thread in
+                if !(0..<3).contains(thread) { badThread.add(1, ordering: .relaxed) }
+                return true
+            })
+            XCTAssertTrue((0..<starts.last!).allSatisfy { hits[$0].load(ordering: .relaxed) == 1 })
+        }
+        XCTAssertEqual(misordered.load(ordering: .relaxed), 0)
+        XCTAssertEqual(badThread.load(ordering: .relaxed), 0)
+        hits.deinitialize(count: starts.last!); hits.deallocate()
+        finished.deinitialize(count: counts.count); finished.deallocate()
     }
 
     func testThreadPoolRunsEveryIndexOnce() {

@@ -62,7 +62,7 @@ final class ReadProbe: @unchecked Sendable {
         defer { sinks.deallocate() }
         sinks.initialize(repeating: SIMD16<Float>(), count: threads)
         let start = Date()
-        pool.runPhases([Int](repeating: threads, count: sizes.count)) { phase, task in
+        pool.runPhases([Int](repeating: threads, count: sizes.count)) { phase, task, _ in
             let quarter = sizes[phase] / threads / 2
             let a = base + offsets[phase] + 2 * task * quarter, b = a + quarter
             var s0 = SIMD16<Float>(), s1 = SIMD16<Float>()

@@ -15,6 +15,11 @@ import FlexServeTensor
 /// with q8 activations 3.8–5.5% faster (Q8_0 and Q4_1, 29–34 of 38 segment pairs, four runs), with fp32
 /// activations, whose kernels spend longer per byte, −1.3 to +3.3% (24–27 of 38 pairs, four runs).
 ///
+/// A projection's tasks each run their thread's slot, and a thread waiting for a phase (a norm on the other thread,
+/// the other's last attention head set or stolen piece) asks for the first lines of its slot of the next projection
+/// (`TokenProjection.warm`): the weight reads go on through the glue between projections (measured at
+/// `IntegerLinear.warmGroupsPerStream`).
+///
 /// Everything a phase calls runs on the calling thread (`serial`): a nested dispatch to the pool would
 /// wait on the region it runs in.
 final class LlamaDecodeStep: @unchecked Sendable {
@@ -30,6 +35,8 @@ final class LlamaDecodeStep: @unchecked Sendable {
     private let head: TokenProjection
     /// Tasks in each phase of a step (`phasesPerLayer` a layer, then the final norm and the head).
     private let phaseCounts: [Int]
+    /// Per thread (a cache line each): the phase whose projection it warms while waiting, and the chunks asked for.
+    private let warming: UnsafeMutablePointer<Int>
     /// Held while a step runs (the buffers are the step's): a concurrent call takes `forward`'s general path.
     let lock = NSLock()
 
@@ -80,6 +87,23 @@ final class LlamaDecodeStep: @unchecked Sendable {
         rope = model.rope
         embedding = model.embedding
         self.pool = pool
+        warming = .allocate(capacity: 8 * pool.threadCount)
+        warming.initialize(repeating: -1, count: 8 * pool.threadCount)
+    }
+
+    deinit { warming.deallocate() }
+
+    /// The first projection phase after `phase` and its projection.
+    private func nextProjection(after phase: Int) -> (phase: Int, projection: TokenProjection)? {
+        let l = phase / Self.phasesPerLayer, layers = config.numLayers
+        guard l < layers else { return phase % Self.phasesPerLayer == 0 ? (phase + 1, head) : nil }
+        switch phase % Self.phasesPerLayer {
+        case 0: return (phase + 1, qkv[l])
+        case 1...4: return (l * Self.phasesPerLayer + 5, o[l])
+        case 5, 6: return (l * Self.phasesPerLayer + 7, gateUp[l])
+        case 7, 8: return (l * Self.phasesPerLayer + 9, down[l])
+        default: return l + 1 < layers ? (phase + 2, qkv[l + 1]) : (phase + 2, head)
+        }
     }
 
     /// The logits of `token`, written to the cache at `addressing`'s slot and attending to its slots, with RoPE's
@@ -93,6 +117,7 @@ final class LlamaDecodeStep: @unchecked Sendable {
         head.setOutput(logits.storage.pointer, projection: 0)
         for l in 0..<c.numLayers { qkv[l].reset(); o[l].reset(); gateUp[l].reset(); down[l].reset() }
         head.reset()
+        for t in 0..<pool.threadCount { warming[8 * t] = -1 }
         let sets = Attention.HeadSets.count(tokens: 1, numHeads: c.numHeads, numKVHeads: c.numKVHeads)
         let slot = Int(addressing.write[0]), scale = 1 / Float(headDim).squareRoot()
         /// RoPE on KV head j's queries and key, then its key and value into the cache.
@@ -106,7 +131,7 @@ final class LlamaDecodeStep: @unchecked Sendable {
             addressing.slots.withUnsafeBufferPointer { slots in
                 cos.withUnsafeBufferPointer { cos in
                     sin.withUnsafeBufferPointer { sin in
-                        pool.runPhases(phaseCounts) { phase, task in
+                        pool.runPhases(phaseCounts, { phase, task, thread in
                             let l = phase / Self.phasesPerLayer
                             guard l < c.numLayers else {
                                 if phase % Self.phasesPerLayer == 0 {
@@ -114,7 +139,7 @@ final class LlamaDecodeStep: @unchecked Sendable {
                                     Normalization.rms(x.pointer, rows: 1, dim: H, weight: finalNorm.pointer, eps: c.rmsNormEps, out: h.pointer, pool: Self.serial)
                                     head.quantize(blocks: 0..<head.blocks)
                                 } else {
-                                    head.run(slot: task)
+                                    head.run(task: task, thread: thread)
                                 }
                                 return
                             }
@@ -124,7 +149,7 @@ final class LlamaDecodeStep: @unchecked Sendable {
                                 Normalization.rms(x.pointer, rows: 1, dim: H, weight: attentionNorms.pointer + l * H, eps: c.rmsNormEps, out: h.pointer, pool: Self.serial)
                                 qkv[l].quantize(blocks: 0..<qkv[l].blocks)
                             case 1:
-                                qkv[l].run(slot: task)
+                                qkv[l].run(task: task, thread: thread)
                             case 2:
                                 rotateAndStore(kvHead: task, layer: l, cos: cos.baseAddress!, sin: sin.baseAddress!)
                             case 3:
@@ -137,22 +162,28 @@ final class LlamaDecodeStep: @unchecked Sendable {
                             case 4:
                                 o[l].quantize(blocks: 0..<o[l].blocks)
                             case 5:
-                                o[l].run(slot: task)
+                                o[l].run(task: task, thread: thread)
                             case 6:
                                 axpy(1, h.pointer, x.pointer, H)
                                 Normalization.rms(x.pointer, rows: 1, dim: H, weight: mlpNorms.pointer + l * H, eps: c.rmsNormEps, out: h.pointer, pool: Self.serial)
                                 gateUp[l].quantize(blocks: 0..<gateUp[l].blocks)
                             case 7:
-                                gateUp[l].run(slot: task)
+                                gateUp[l].run(task: task, thread: thread)
                             case 8:
                                 let blocks = task == 0 ? 0..<halfBlocks : halfBlocks..<down[l].blocks
                                 Activation.siluMultiply(gate.pointer + 32 * blocks.lowerBound, up.pointer + 32 * blocks.lowerBound,
                                                         count: 32 * blocks.count, pool: Self.serial)
                                 down[l].quantize(blocks: blocks)
                             default:
-                                down[l].run(slot: task)
+                                down[l].run(task: task, thread: thread)
                             }
-                        }
+                        }, whileWaiting: { phase, thread in
+                            guard let next = self.nextProjection(after: phase) else { return false }
+                            let w = self.warming + 8 * thread
+                            if w[0] != next.phase { w[0] = next.phase; w[1] = 0 }
+                            w[1] += 1
+                            return next.projection.warm(thread: thread, chunk: w[1] - 1)
+                        })
                     }
                 }
             }

@@ -1,10 +1,10 @@
 /// One token's projections of one input, as `Linear.forward` fuses them, cut into the steps of a caller's
 /// own parallel region (`ThreadPool.runPhases`): `quantize` the input (for `q8` activations), then
-/// `run(slot:)` once for each of `slots`; `reset()` before the next token. The same kernels as
+/// `run(task:thread:)` once for each of `slots`; `reset()` before the next token. The same kernels as
 /// `Linear.forward` in the same order, so the same results bit for bit. Built once per model layer:
 /// the input, outputs and activation scratch stay put.
 public final class TokenProjection: @unchecked Sendable {
-    /// Tasks of `run(slot:)`: one per thread that streams.
+    /// Tasks of `run(task:thread:)`: one per thread that streams.
     public let slots: Int
     /// Blocks of 32 input values (`quantize` takes a range of them).
     public let blocks: Int
@@ -95,9 +95,13 @@ public final class TokenProjection: @unchecked Sendable {
         if case .integer(let integer) = kind { integer.activations.quantize(input, token: 0, blocks: range) }
     }
 
-    public func run(slot: Int) {
+    /// Task `task` of `slots`, run by thread `thread` of the caller's region. With `q8` activations the thread's own
+    /// part first (whichever task it took: the part `warm` asked for), then what is left of the others; with fp32
+    /// activations the task's run of rows.
+    public func run(task: Int, thread: Int) {
         switch kind {
         case .integer(let integer):
+            let slot = thread % slots
             let segments = UnsafeBufferPointer(integer.segments), a = integer.activations, parts = integer.parts, pieces = integer.pieces
             switch dtype {
             case .q8_0: IntegerLinear.decodeSlot(Q8_0Blocks.self, slot, a, segments, parts: parts, pieces: pieces)
@@ -108,6 +112,7 @@ public final class TokenProjection: @unchecked Sendable {
             case .f32, .f16, .bf16: preconditionFailure("\(dtype) has no integer blocks")
             }
         case let .packed(rows, rowBytes):
+            let slot = task
             switch dtype {
             case .f16: runPacked(F16Blocks.self, slot: slot, total: rows, rowBytes: rowBytes)
             case .bf16: runPacked(BF16Blocks.self, slot: slot, total: rows, rowBytes: rowBytes)
@@ -118,6 +123,22 @@ public final class TokenProjection: @unchecked Sendable {
             case .int4Group: runPacked(Int4GroupBlocks.self, slot: slot, total: rows, rowBytes: rowBytes)
             case .f32: preconditionFailure("fp32 rows need no decoding")
             }
+        }
+    }
+
+    /// Asks for the lines of the `chunk`th group `run(task:thread:)` on `thread` reads first (`IntegerLinear.warm`);
+    /// false once past them, and for fp32 activations.
+    public func warm(thread: Int, chunk: Int) -> Bool {
+        guard case .integer(let integer) = kind else { return false }
+        let slot = thread % slots
+        let segments = UnsafeBufferPointer(integer.segments), parts = integer.parts, pieces = integer.pieces
+        switch dtype {
+        case .q8_0: return IntegerLinear.warm(Q8_0Blocks.self, slot: slot, chunk: chunk, blocks: blocks, segments, parts: parts, pieces: pieces)
+        case .q4_0: return IntegerLinear.warm(Q4_0Blocks.self, slot: slot, chunk: chunk, blocks: blocks, segments, parts: parts, pieces: pieces)
+        case .q4_1: return IntegerLinear.warm(Q4_1Blocks.self, slot: slot, chunk: chunk, blocks: blocks, segments, parts: parts, pieces: pieces)
+        case .int8Group: return IntegerLinear.warm(Int8GroupBlocks.self, slot: slot, chunk: chunk, blocks: blocks, segments, parts: parts, pieces: pieces)
+        case .int4Group: return IntegerLinear.warm(Int4GroupBlocks.self, slot: slot, chunk: chunk, blocks: blocks, segments, parts: parts, pieces: pieces)
+        case .f32, .f16, .bf16: return false
         }
     }
 

@@ -23,9 +23,12 @@ final class StealableRanges: @unchecked Sendable {
         }
     }
 
+    /// Part `i` whole, as `reset` leaves it.
+    func part(_ i: Int) -> Range<Int> { (total * i / parts)..<(total * (i + 1) / parts) }
+
     /// Every item back in its part, for another run over the same range (not while one is taking items).
     func reset() {
-        for i in 0..<parts { bounds[i].store(Self.pack(total * i / parts, total * (i + 1) / parts), ordering: .relaxed) }
+        for i in 0..<parts { bounds[i].store(Self.pack(part(i).lowerBound, part(i).upperBound), ordering: .relaxed) }
     }
 
     deinit {

@@ -10,7 +10,13 @@ extension ThreadPool {
     /// Tasks are claimed, not assigned, so as in `parallelFor` the caller never waits for a worker
     /// that has not started: it runs the unclaimed tasks itself, and a late worker finds their
     /// counters exhausted.
-    public func runPhases(_ counts: [Int], _ body: (_ phase: Int, _ task: Int) -> Void) {
+    ///
+    /// `body` also gets the index of the thread running it (0..<threadCount; a thread that finds no worker
+    /// beside it runs as several in turn), so tasks can prefer work that thread prepared. A thread with no
+    /// task left in phase p calls `whileWaiting(p, thread)` until the phase is done or it returns false
+    /// (work that is not needed for p, such as warming the caches for a later phase).
+    public func runPhases(_ counts: [Int], _ body: (_ phase: Int, _ task: Int, _ thread: Int) -> Void,
+                          whileWaiting: ((_ phase: Int, _ thread: Int) -> Bool)? = nil) {
         let phases = counts.count
         guard phases > 0 else { return }
         let next = UnsafeMutablePointer<Atomic<Int>>.allocate(capacity: phases)
@@ -24,14 +30,17 @@ extension ThreadPool {
             done.deinitialize(count: phases); done.deallocate()
         }
         counts.withUnsafeBufferPointer { counts in
-            parallelFor(threadCount) { _ in
+            parallelFor(threadCount) { thread in
                 for p in 0..<phases {
                     let count = counts[p]
                     while true {
                         let task = next[p].add(1, ordering: .relaxed).oldValue
                         if task >= count { break }
-                        body(p, task)
+                        body(p, task, thread)
                         done[p].add(1, ordering: .releasing)
+                    }
+                    if let whileWaiting {
+                        while done[p].load(ordering: .acquiring) < count, whileWaiting(p, thread) {}
                     }
                     while done[p].load(ordering: .acquiring) < count {}
                 }
