@@ -176,8 +176,8 @@ enum IntegerLinear {
     /// streams, more than a waiting thread reaches in most pauses). In interleaved 8-token segments of SmolLM2 decoding
     /// (q8 activations) on the Sapphire Rapids host, against no warming: Q4_1 +4.0% (16 of 24 pairs, into L2) and +2.2%
     /// (17 of 24, prefetcht0), int4 +5.8% (18 of 24), Q8_0 unchanged (16 of 24); 2 and 4 groups +5.6% and +3.6%, 16
-    /// +1.0% (16 pairs). prefetcht0 against prefetcht1 (into L2) +3.9% (14 of 24), prefetcht2 against prefetcht1 +1.2%. Warming the next layer's KV
-    /// rows the same way gained nothing (+0.4%, 9 of 24).
+    /// +1.0% (16 pairs). prefetcht0 against prefetcht1 (into L2) +3.9% (14 of 24), prefetcht2 against prefetcht1
+    /// +1.2%. Warming the next layer's KV rows the same way gained nothing (+0.4%, 9 of 24).
     static let warmGroupsPerStream = 8
 
     /// Bytes of a decode piece an owner takes from its part, and one a thread that is done takes from another's.

@@ -19,7 +19,7 @@ final class StealableRanges: @unchecked Sendable {
         self.total = total
         bounds = .allocate(capacity: parts)
         for i in 0..<parts {
-            (bounds + i).initialize(to: Atomic(Self.pack(total * i / parts, total * (i + 1) / parts)))
+            (bounds + i).initialize(to: Atomic(Self.pack(part(i).lowerBound, part(i).upperBound)))
         }
     }
 
