@@ -14,23 +14,26 @@ public enum ModelLoader {
 
     /// - weightFormat: convert projection matrices to this format at load (nil keeps the file's).
     /// - activations: `.q8` multiplies integer block formats with int8-quantized activations.
-    public static func load(path: String, weightFormat: DType? = nil, activations: ActivationFormat = .f32) throws -> Loaded {
+    /// - interleaving: rearranges matrices in integer block formats for the CPU kernels (`InterleavedRows`); a model
+    ///   bound for a GPU with fp32 activations needs only the file's bytes.
+    public static func load(path: String, weightFormat: DType? = nil, activations: ActivationFormat = .f32,
+                            interleaving: Bool = true) throws -> Loaded {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw ModelError("model not found: \(path) is neither a folder nor a .gguf file")
         }
         if isDirectory.boolValue, let file = try ggufOnly(folder: path) {
-            return try load(path: file, weightFormat: weightFormat, activations: activations)
+            return try load(path: file, weightFormat: weightFormat, activations: activations, interleaving: interleaving)
         }
         if isDirectory.boolValue {
             let configPath = (path as NSString).appendingPathComponent("config.json")
             let config = try ModelConfig(configJSON: configPath)
-            let weights = converting(try SafetensorsStore(folder: path), to: weightFormat, activations: activations)
+            let weights = converting(try SafetensorsStore(folder: path), to: weightFormat, activations: activations, interleaving: interleaving)
             return Loaded(model: try build(config: config, weights: weights), weights: weights, gguf: nil, folder: path)
         }
         let gguf = try GGUFFile(path: path)
         let config = try ModelConfig(gguf: gguf)
-        let weights = converting(GGUFStore(gguf), to: weightFormat, activations: activations)
+        let weights = converting(GGUFStore(gguf), to: weightFormat, activations: activations, interleaving: interleaving)
         return Loaded(model: try build(config: config, weights: weights), weights: weights, gguf: gguf, folder: nil)
     }
 
@@ -43,9 +46,9 @@ public enum ModelLoader {
         return ggufs.count == 1 ? (folder as NSString).appendingPathComponent(ggufs[0]) : nil
     }
 
-    static func converting(_ store: any WeightStore, to format: DType?, activations: ActivationFormat) -> any WeightStore {
-        guard format != nil || activations != .f32 else { return store }
-        return ConvertingStore(store, to: format, activations: activations)
+    static func converting(_ store: any WeightStore, to format: DType?, activations: ActivationFormat, interleaving: Bool) -> any WeightStore {
+        guard format != nil || interleaving || activations == .q8 else { return store }
+        return ConvertingStore(store, to: format, activations: activations, interleaving: interleaving || activations == .q8)
     }
 
     public static func build(config: ModelConfig, weights: WeightStore) throws -> any CausalLM {

@@ -1,7 +1,8 @@
 /// What `Linear` multiplies a block-format weight with.
 public enum ActivationFormat: String, Sendable, CaseIterable, Codable {
-    /// fp32 activations against the weights decoded to fp32: the reference numerics (what HF
-    /// transformers computes on the dequantized weights, up to summation order).
+    /// fp32 activations: the reference numerics (what HF transformers computes on the dequantized
+    /// weights, up to rounding order). Integer block formats take each weight's integer as a float and
+    /// apply the block's scale and offset once per block (`F32Activations`); f16/bf16 rows are decoded.
     case f32
     /// Activations quantized per token to blocks of 32 int8 with an fp32 scale (amax/127, as
     /// GGUF Q8_0), dotted with the weights' integers (VNNI `vpdpbusd`): llama.cpp's scheme for

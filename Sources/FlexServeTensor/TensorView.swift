@@ -5,10 +5,10 @@ public struct TensorView: @unchecked Sendable {
     public let shape: [Int]
     public let data: UnsafeRawPointer
     public let owner: AnyObject?
-    /// The matrix rearranged for integer dot products with `q8` activations (`withIntegerDots`).
+    /// The matrix rearranged into groups of sixteen rows for `Linear` (`withInterleavedRows`).
     public internal(set) var interleaved: InterleavedRows?
     /// How `Linear` treats activations against this weight.
-    public var activations: ActivationFormat { interleaved == nil ? .f32 : .q8 }
+    public var activations: ActivationFormat { interleaved?.activations ?? .f32 }
 
     public init(dtype: DType, shape: [Int], data: UnsafeRawPointer, owner: AnyObject?) {
         self.dtype = dtype

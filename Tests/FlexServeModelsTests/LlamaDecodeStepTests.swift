@@ -7,8 +7,8 @@ import FlexServeTestSupport
 /// decoded alone must equal, bit for bit, its logits at the end of a batch (the multi-token kernels), over
 /// head layouts that take each of the step's phases (one head set per KV head, and two; Q/K/V biases;
 /// Mistral's sliding window, shorter than the prompt), an MLP whose blocks split unevenly, a vocabulary that
-/// is not a whole number of 16-row groups, and every block format with `q8` and with fp32 activations; with
-/// the KV cache in fp32 and in fp16.
+/// is not a whole number of 16-row groups, and every block format with `q8` and with fp32 activations (integer
+/// blocks in `InterleavedRows`, and also as the file's rows, as for a GPU); with the KV cache in fp32 and in fp16.
 final class LlamaDecodeStepTests: XCTestCase {
     /// Random weights by name, in memory.
     struct RandomWeights: WeightStore {
@@ -63,24 +63,27 @@ final class LlamaDecodeStepTests: XCTestCase {
                                      numLayers: 2, numHeads: shape.heads, numKVHeads: shape.kvHeads, headDim: shape.headDim)
             config.slidingWindow = shape.window
             let weights = RandomWeights(config: config, biases: shape.biases, seed: UInt64(i + 1))
-            let runs = [DType.q8_0, .q4_0, .q4_1, .int8Group, .int4Group].map { ($0, ActivationFormat.q8, KVCacheType.f32) }
-                + [DType.f16, .bf16, .q8_0, .q4_1, .int4Group].map { ($0, ActivationFormat.f32, KVCacheType.f32) }
-                + [(DType.q4_1, ActivationFormat.q8, KVCacheType.f16), (.f16, .f32, .f16)]
-            for (format, activations, cacheType) in runs {
-                let model = try ModelLoader.build(config: config, weights: ConvertingStore(weights, to: format, activations: activations)) as! LlamaModel
-                let what = "\(shape.heads)/\(shape.kvHeads) heads, window \(shape.window ?? 0), \(format), \(activations) activations, \(cacheType) KV cache"
+            let runs = [DType.q8_0, .q4_0, .q4_1, .int8Group, .int4Group].map { ($0, ActivationFormat.q8, KVCacheType.f32, true) }
+                + [DType.f16, .bf16, .q8_0, .q4_0, .q4_1, .int8Group, .int4Group].map { ($0, ActivationFormat.f32, KVCacheType.f32, true) }
+                + [DType.q8_0, .q4_1, .int4Group].map { ($0, ActivationFormat.f32, KVCacheType.f32, false) }
+                + [(DType.q4_1, ActivationFormat.q8, KVCacheType.f16, true), (.f16, .f32, .f16, true)]
+            for (format, activations, cacheType, interleaving) in runs {
+                let store = ConvertingStore(weights, to: format, activations: activations, interleaving: interleaving)
+                let model = try ModelLoader.build(config: config, weights: store) as! LlamaModel
+                let what = "\(shape.heads)/\(shape.kvHeads) heads, window \(shape.window ?? 0), \(format)\(interleaving ? "" : " as rows"), "
+                    + "\(activations) activations, \(cacheType) KV cache"
                 if shape.kvHeads >= ThreadPool.shared.threadCount { XCTAssertNotNil(model.decodeStep, what) }
                 try assertDecodedEqualsBatched(model, prompt: (0..<9).map { ($0 * 37 + 5) % config.vocabSize }, steps: 5, cacheType: cacheType, what)
             }
         }
     }
 
-    /// The same on SmolLM2 with `q8` activations, weights as stored and in int4 groups.
+    /// The same on SmolLM2 with both kinds of activations, weights as stored and in int4 groups.
     func testSmolLM2DecodeStepEqualsTheBatchedPath() throws {
         let prompt = ((try Fixtures.json("smollm2/greedy.json")["items"] as! [[String: Any]])[0]["prompt_ids"] as! [Int])
-        for format in [nil, DType.int4Group] {
-            let model = try ModelLoader.load(path: try Fixtures.smolLM2, weightFormat: format, activations: .q8).model as! LlamaModel
-            let what = format?.rawValue ?? "stored"
+        for (format, activations) in [nil, DType.int4Group].flatMap({ f in ActivationFormat.allCases.map { (f, $0) } }) {
+            let model = try ModelLoader.load(path: try Fixtures.smolLM2, weightFormat: format, activations: activations).model as! LlamaModel
+            let what = "\(format?.rawValue ?? "stored"), \(activations) activations"
             if ThreadPool.shared.threadCount <= 3 { XCTAssertNotNil(model.decodeStep, "\(what): the decode step should apply") }
             try assertDecodedEqualsBatched(model, prompt: prompt, steps: 4, what)
         }

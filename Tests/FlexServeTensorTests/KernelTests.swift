@@ -47,11 +47,26 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    func checkLinear(rows: Int, cols: Int, tokens: Int) {
+    /// The same for fp32 activations against `InterleavedRows` (`F32Activations`): eight tokens at a time, then one, and
+    /// four groups side by side when decoding.
+    func testInterleavedRowsWithFP32ActivationsMatchReferenceAndAreBatchInvariant() {
+        for (rows, cols, tokens) in [(37, 96, 11), (70, 64, 17), (21, 160, 3), (64 * 4 + 16 * 3 + 5, 64, 9)] {
+            checkLinear(rows: rows, cols: cols, tokens: tokens, interleaved: true)
+        }
+    }
+
+    func checkLinear(rows: Int, cols: Int, tokens: Int, interleaved: Bool = false) {
         let weights = (0..<(rows * cols)).map { Float(sin(Double($0) * 0.37)) }
-        let x = (0..<(tokens * cols)).map { Float(cos(Double($0) * 0.11)) }
-        for dtype in DType.allCases where cols % 32 == 0 || [.f32, .f16, .bf16].contains(dtype) {
-            let tensor = TensorView.owned(weights, shape: [rows, cols]).converted(to: dtype)!
+        var x = (0..<(tokens * cols)).map { Float(cos(Double($0) * 0.11)) }
+        // A row of huge and a row of tiny activations (fp32 against interleaved rows scales them by up to 2^−28: exact, or
+        // subnormal with ~21 bits left for the tiny ones).
+        for i in 0..<cols { x[i] *= 1e30; x[cols + i] *= 1e-30 }
+        for dtype in DType.allCases where interleaved ? dtype.hasIntegerBlocks : cols % 32 == 0 || [.f32, .f16, .bf16].contains(dtype) {
+            var tensor = TensorView.owned(weights, shape: [rows, cols]).converted(to: dtype)!
+            if interleaved {
+                tensor = tensor.withInterleavedRows(for: .f32)
+                XCTAssertEqual(tensor.interleaved?.activations, .f32)
+            }
             let dense = tensor.floats()
             var all = [Float](repeating: 0, count: tokens * rows)
             x.withUnsafeBufferPointer { Linear.forward(x: $0.baseAddress!, tokens: tokens, weight: tensor, out: &all) }
@@ -60,8 +75,9 @@ final class KernelTests: XCTestCase {
                 x.withUnsafeBufferPointer { Linear.forward(x: $0.baseAddress! + t * cols, tokens: 1, weight: tensor, out: &one) }
                 XCTAssertEqual(Array(all[(t * rows)..<((t + 1) * rows)]), one, "\(dtype): token \(t) depends on the batch")
                 for r in 0..<rows {
-                    let expected = (0..<cols).reduce(Float(0)) { $0 + dense[r * cols + $1] * x[t * cols + $1] }
-                    XCTAssertEqual(one[r], expected, accuracy: 1e-3 * max(1, abs(expected)), "\(dtype) row \(r)")
+                    let expected = (0..<cols).reduce(0.0) { $0 + Double(dense[r * cols + $1]) * Double(x[t * cols + $1]) }
+                    let magnitude = (0..<cols).reduce(0.0) { $0 + abs(Double(dense[r * cols + $1]) * Double(x[t * cols + $1])) }
+                    XCTAssertEqual(Double(one[r]), expected, accuracy: 1e-5 * magnitude, "\(dtype) row \(r) token \(t)")
                 }
             }
         }
@@ -122,11 +138,11 @@ final class KernelTests: XCTestCase {
             let dense = tensor.floats()
             var exact = [Float](repeating: 0, count: tokens * rows)
             x.withUnsafeBufferPointer { Linear.forward(x: $0.baseAddress!, tokens: tokens, weight: tensor, out: &exact) }
-            tensor = tensor.withIntegerDots()
+            tensor = tensor.withInterleavedRows(for: .q8)
             var all = [Float](repeating: 0, count: tokens * rows)
             x.withUnsafeBufferPointer { Linear.forward(x: $0.baseAddress!, tokens: tokens, weight: tensor, out: &all) }
             // Fused with a second projection of the same input (Q/K/V, gate/up): the same bits, one token and several.
-            let second = TensorView.owned(weights.reversed(), shape: [rows, cols]).converted(to: dtype)!.withIntegerDots()
+            let second = TensorView.owned(weights.reversed(), shape: [rows, cols]).converted(to: dtype)!.withInterleavedRows(for: .q8)
             for n in [1, tokens] {
                 var a = [Float](repeating: 0, count: n * rows), b = a, alone = a
                 x.withUnsafeBufferPointer { xs in
@@ -161,51 +177,59 @@ final class KernelTests: XCTestCase {
 
     /// Decoding shares a matrix of many row groups between the threads, which take pieces from each other's
     /// parts (257 groups of 16 rows, the last of 5; own pieces of 80 groups, stolen ones of 20): every row is
-    /// still computed once, with the bits of the multi-token path.
-    func testQ8DecodeOverManyGroupsMatchesMultiTokenPath() {
-        let (rows, cols, tokens) = (4101, 96, 3)
+    /// still computed once, with the bits of the multi-token path, for both kinds of activations.
+    func testInterleavedDecodeOverManyGroupsMatchesMultiTokenPath() {
+        let (rows, cols, tokens) = (4101, 96, 9)
         let weights = (0..<(rows * cols)).map { Float(sin(Double($0) * 0.013)) }
         let x = (0..<(tokens * cols)).map { Float(cos(Double($0) * 0.7)) }
-        for dtype in [DType.q8_0, .q4_1] {
-            let tensor = TensorView.owned(weights, shape: [rows, cols]).converted(to: dtype)!.withIntegerDots()
+        for dtype in [DType.q8_0, .q4_1] { for activations in ActivationFormat.allCases {
+            let tensor = TensorView.owned(weights, shape: [rows, cols]).converted(to: dtype)!.withInterleavedRows(for: activations)
             var all = [Float](repeating: 0, count: tokens * rows)
             x.withUnsafeBufferPointer { Linear.forward(x: $0.baseAddress!, tokens: tokens, weight: tensor, out: &all) }
             for _ in 0..<20 {
                 for t in 0..<tokens {
                     var one = [Float](repeating: .nan, count: rows)
                     x.withUnsafeBufferPointer { Linear.forward(x: $0.baseAddress! + t * cols, tokens: 1, weight: tensor, out: &one) }
-                    XCTAssertEqual(one, Array(all[(t * rows)..<((t + 1) * rows)]), "\(dtype) token \(t)")
+                    XCTAssertEqual(one, Array(all[(t * rows)..<((t + 1) * rows)]), "\(dtype), \(activations) activations, token \(t)")
                 }
             }
-        }
+        } }
     }
 
-    /// A decode thread on Intel reads four groups side by side (`fourGroups`), elsewhere one at a time (`group`):
-    /// the same bits either way, with and without prefetching, in every integer block format.
+    /// A decode thread reads four groups side by side (`fourGroups`; with q8 activations on Intel only), else one at a
+    /// time (`group`): the same bits either way, with and without prefetching, in every integer block format and for
+    /// both kinds of activations.
     func testFourStreamsMatchOneGroupAtATime() {
         let (rows, cols) = (64 + 16 * 3 + 5, 160)
         let weights = (0..<(rows * cols)).map { Float(sin(Double($0) * 0.029)) }
         let x = (0..<cols).map { Float(cos(Double($0) * 0.31)) * 2 }
         func compare<F: IntegerBlockFormat>(_: F.Type, _ dtype: DType) {
-            let packed = TensorView.owned(weights, shape: [rows, cols]).converted(to: dtype)!.withIntegerDots().interleaved!
+            let packed = TensorView.owned(weights, shape: [rows, cols]).converted(to: dtype)!.withInterleavedRows(for: .q8).interleaved!
             let scratch = OwnedBuffer(byteCount: Q8Activations.byteCount(tokens: 1, cols: cols))
             let a = Q8Activations(scratch: scratch.pointer, tokens: 1, cols: cols)
             x.withUnsafeBufferPointer { a.quantize($0.baseAddress!, token: 0) }
+            let floatScratch = OwnedBuffer(byteCount: F32Activations.byteCount(tokens: 1, cols: cols))
+            let f = F32Activations(scratch: floatScratch.pointer, tokens: 1, cols: cols)
+            x.withUnsafeBufferPointer { f.prepare($0.baseAddress!, token: 0, F.self) }
+            func check<A: GroupActivations>(_ a: A) {
+                // Groups 0, 2, 5 and 7 (the last, of 5 rows), as four runs of a piece would give them.
+                let picked = [0, 2, 5, packed.groups - 1]
+                for prefetch in [0, 1024] {
+                    let four = IntegerLinear.fourGroups(a, (group(picked[0]), group(picked[1]), group(picked[2]), group(picked[3])), F.self,
+                                                        prefetch: prefetch)
+                    for (i, v) in [four.0, four.1, four.2, four.3].enumerated() {
+                        let one = IntegerLinear.group(a, token: 0, group(picked[i]), F.self, prefetch: prefetch)
+                        XCTAssertEqual((0..<16).map { v[$0].bitPattern }, (0..<16).map { one[$0].bitPattern }, "\(dtype) \(A.self) group \(picked[i])")
+                    }
+                }
+            }
             func group(_ g: Int) -> IntegerLinear.Group {
                 let record = g * a.blocks
                 return IntegerLinear.Group(integers: UnsafeRawPointer(packed.integers.pointer) + record * F.groupIntegerBytes,
                                            headers: UnsafeRawPointer(packed.headers.pointer) + record * F.groupHeaderBytes)
             }
-            // Groups 0, 2, 5 and 7 (the last, of 5 rows), as four runs of a piece would give them.
-            let picked = [0, 2, 5, packed.groups - 1]
-            for prefetch in [0, 1024] {
-                let four = IntegerLinear.fourGroups(a, (group(picked[0]), group(picked[1]), group(picked[2]), group(picked[3])), F.self,
-                                                    prefetch: prefetch)
-                for (i, v) in [four.0, four.1, four.2, four.3].enumerated() {
-                    let one = IntegerLinear.group(a, token: 0, group(picked[i]), F.self, prefetch: prefetch)
-                    XCTAssertEqual((0..<16).map { v[$0].bitPattern }, (0..<16).map { one[$0].bitPattern }, "\(dtype) group \(picked[i])")
-                }
-            }
+            check(a)
+            check(f)
         }
         compare(Q8_0Blocks.self, .q8_0)
         compare(Q4_0Blocks.self, .q4_0)

@@ -20,7 +20,7 @@ public final class LLM: @unchecked Sendable {
                 device: ComputeDevice = .cpu) throws {
         try device.check(activations)
         let path = try ModelLocator.resolve(model)
-        let loaded = try ModelLoader.load(path: path, weightFormat: weightFormat, activations: activations)
+        let loaded = try ModelLoader.load(path: path, weightFormat: weightFormat, activations: activations, interleaving: device == .cpu)
         self.path = path
         self.model = try device.place(loaded, weightFormat: weightFormat)
         if let gguf = loaded.gguf {
@@ -144,7 +144,8 @@ public final class SSM: @unchecked Sendable {
                 device: ComputeDevice = .cpu) throws {
         try device.check(activations)
         path = try ModelLocator.resolve(model)
-        self.model = try device.place(ModelLoader.load(path: path, weightFormat: weightFormat, activations: activations),
+        self.model = try device.place(ModelLoader.load(path: path, weightFormat: weightFormat, activations: activations,
+                                                       interleaving: device == .cpu),
                                       weightFormat: weightFormat)
     }
 }

@@ -24,7 +24,7 @@ public enum StreamingBenchmark {
         let matrices = layouts.map { rows, _ in
             (0..<(totalRows / rows)).map { m in
                 TensorView.owned((0..<(rows * cols)).map { Float(sin(Double(m * 7919 + $0) * 0.37)) }, shape: [rows, cols])
-                    .converted(to: .q8_0)!.withIntegerDots(pool: pool)
+                    .converted(to: .q8_0)!.withInterleavedRows(for: .q8, pool: pool)
             }
         }
         let bytes = Double(matrices[0].reduce(0) { $0 + $1.byteCount })

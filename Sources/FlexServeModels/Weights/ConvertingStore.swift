@@ -2,19 +2,21 @@ import FlexServeTensor
 
 /// Another store's weights with every projection matrix converted to one format at load time:
 /// FlexFlow's `--8bit-quantization`/`--4bit-quantization` (asymmetric, groups of 32) and the
-/// benchmark's per-format runs. Norms, biases and embedding tables keep their format. With `q8`
-/// activations, every matrix in an integer block format (a tied vocabulary head included) is
-/// rearranged for integer dot products (`InterleavedRows`).
+/// benchmark's per-format runs. Norms, biases and embedding tables keep their format. With
+/// `interleaving`, every matrix in an integer block format (a tied vocabulary head included) is
+/// rearranged for the CPU kernels of its activations (`InterleavedRows`).
 public struct ConvertingStore: WeightStore {
     public let base: any WeightStore
     public let dtype: DType?
     public let activations: ActivationFormat
+    public let interleaving: Bool
     public var source: String { base.source }
 
-    public init(_ base: any WeightStore, to dtype: DType?, activations: ActivationFormat = .f32) {
+    public init(_ base: any WeightStore, to dtype: DType?, activations: ActivationFormat = .f32, interleaving: Bool = true) {
         self.base = base
         self.dtype = dtype
         self.activations = activations
+        self.interleaving = interleaving
     }
 
     public func contains(_ name: String) -> Bool { base.contains(name) }
@@ -28,7 +30,7 @@ public struct ConvertingStore: WeightStore {
             }
             t = converted
         }
-        if activations == .q8 { t = t.withIntegerDots() }
+        if interleaving { t = t.withInterleavedRows(for: activations) }
         return t
     }
 }

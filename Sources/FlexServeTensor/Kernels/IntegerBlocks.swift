@@ -25,6 +25,8 @@ protocol IntegerBlockFormat: BlockFormat {
     static func packGroupHeader(_ rows: [UnsafeRawPointer], into header: UnsafeMutableRawPointer)
     /// The sixteen rows' (d, c) of a packed header.
     static func groupScalesAndOffsets(_ header: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>)
+    /// Whether the values are signed bytes stored offset by 128 (Q8_0): fp32 activations take them signed, with no offset.
+    static var signedBytes: Bool { get }
 }
 
 /// Rows in a group of `InterleavedRows`: one per 32-bit lane of a 512-bit vector.
@@ -37,6 +39,8 @@ struct GroupChunks {
 }
 
 extension IntegerBlockFormat {
+    static var signedBytes: Bool { false }
+
     /// Bytes of the sixteen rows' values of one block: 256 (4-bit) or 512 (8-bit).
     static var groupIntegerBytes: Int { groupRows * 32 * valueBits / 8 }
 
@@ -160,6 +164,7 @@ extension ScaleOnlyIntegerBlocks {
 extension Q8_0Blocks: ScaleOnlyIntegerBlocks {
     static var valueBits: Int { 8 }
     static var zeroPoint: Float { 128 }
+    static var signedBytes: Bool { true }
     static func integers(_ p: UnsafeRawPointer) -> SIMD32<UInt8> {
         var v = p.loadUnaligned(fromByteOffset: 2, as: SIMD32<UInt8>.self)
         for i in 0..<32 { v[i] ^= 0x80 }

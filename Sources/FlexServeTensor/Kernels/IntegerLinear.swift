@@ -1,12 +1,12 @@
-/// `Linear` for a weight in `InterleavedRows` with `q8` activations: each token's activations are
-/// quantized once (`Q8Activations`), then every group of sixteen rows and token takes, over the
-/// blocks in order,
+/// `Linear` for a weight in `InterleavedRows`: each token's activations are prepared once, quantized
+/// (`Q8Activations`, `q8` activations) or put in the kernel's order (`F32Activations`, fp32 ones), then every
+/// group of sixteen rows and token takes, over the blocks in order,
 ///
-///     sums    += Float(Σ u·x_q) · (d·a)     (a lane per row, one fused multiply-add)
-///     offsets += c · (a·Σx_q)               (fused)
+///     sums    += dot · d        (a lane per row, one fused multiply-add; with q8 activations dot = Float(Σ u·x_q), d·a)
+///     offsets += c · Σx         (fused)
 ///     out      = sums + offsets (+ bias)
 ///
-/// whatever the number of tokens, so decoding and tree verification agree bit for bit here too.
+/// (`GroupActivations`) whatever the number of tokens, so decoding and tree verification agree bit for bit here too.
 enum IntegerLinear {
     /// Several projections of the same activations (Q, K and V; gate and up): the activations are
     /// quantized once and all rows are shared out in one dispatch.
@@ -61,7 +61,7 @@ enum IntegerLinear {
 
     static func forward<F: IntegerBlockFormat>(_: F.Type, x: UnsafePointer<Float>, tokens: Int, projections: [Linear.Projection],
                                                pool: ThreadPool) {
-        let cols = projections[0].weight.shape.last!
+        let cols = projections[0].weight.shape.last!, activations = projections[0].weight.interleaved!.activations
         var segments: [Segment] = []
         var first = 0
         for p in projections {
@@ -71,13 +71,30 @@ enum IntegerLinear {
                                     bias: p.bias, out: p.out))
             first += packed.groups
         }
+        @inline(__always) func prepareEach(_ prepare: (Int) -> Void) {
+            if tokens >= 16 {
+                pool.parallelChunks(tokens, minChunk: 8) { range in for t in range { prepare(t) } }
+            } else {
+                for t in 0..<tokens { prepare(t) }
+            }
+        }
+        if activations == .f32 {
+            withUnsafeTemporaryAllocation(byteCount: F32Activations.byteCount(tokens: tokens, cols: cols), alignment: 64) { scratch in
+                let a = F32Activations(scratch: scratch.baseAddress!, tokens: tokens, cols: cols)
+                prepareEach { t in a.prepare(x + t * cols, token: t, F.self) }
+                segments.withUnsafeBufferPointer { segments in
+                    if tokens == 1 {
+                        decode(F.self, a, segments, totalGroups: first, pool: pool)
+                    } else {
+                        forward(F.self, a, tokens: tokens, segments, totalGroups: first, pool: pool)
+                    }
+                }
+            }
+            return
+        }
         withUnsafeTemporaryAllocation(byteCount: Q8Activations.byteCount(tokens: tokens, cols: cols), alignment: 64) { scratch in
             let a = Q8Activations(scratch: scratch.baseAddress!, tokens: tokens, cols: cols)
-            if tokens >= 16 {
-                pool.parallelChunks(tokens, minChunk: 8) { range in for t in range { a.quantize(x + t * cols, token: t) } }
-            } else {
-                for t in 0..<tokens { a.quantize(x + t * cols, token: t) }
-            }
+            prepareEach { t in a.quantize(x + t * cols, token: t) }
             segments.withUnsafeBufferPointer { segments in
                 if tokens == 1 {
                     decode(F.self, a, segments, totalGroups: first, pool: pool)
@@ -104,7 +121,7 @@ enum IntegerLinear {
     /// probe with the threads in one core complex and 79–85% with them in two, against 83% and 61–70% for two
     /// streams per thread prefetched 256 bytes ahead, interleaved in one process), asking for lines
     /// `decodePrefetchBytes` ahead; on Intel each piece as four streams (`decodeStreams`).
-    static func decode<F: IntegerBlockFormat>(_: F.Type, _ a: Q8Activations, _ segments: UnsafeBufferPointer<Segment>,
+    static func decode<F: IntegerBlockFormat, A: GroupActivations>(_: F.Type, _ a: A, _ segments: UnsafeBufferPointer<Segment>,
                                               totalGroups: Int, pool: ThreadPool) {
         let threads = decodeThreads(totalGroups: totalGroups, pool: pool)
         let pieces = decodePieces(F.self, a)
@@ -116,18 +133,18 @@ enum IntegerLinear {
     static func decodeThreads(totalGroups: Int, pool: ThreadPool) -> Int { min(pool.threadCount, max(1, totalGroups / 4)) }
 
     /// `decodePieceBytes` in groups.
-    static func decodePieces<F: IntegerBlockFormat>(_: F.Type, _ a: Q8Activations) -> (own: Int, stolen: Int) {
-        let groupBytes = a.blocks * (F.groupIntegerBytes + F.groupHeaderBytes)
-        return (max(1, decodePieceBytes.own / groupBytes), max(1, decodePieceBytes.stolen / groupBytes))
+    static func decodePieces<F: IntegerBlockFormat, A: GroupActivations>(_: F.Type, _ a: A) -> (own: Int, stolen: Int) {
+        let groupBytes = a.blocks * (F.groupIntegerBytes + F.groupHeaderBytes), bytes = decodePieceBytes(streams: A.decodeStreams)
+        return (max(1, bytes.own / groupBytes), max(1, bytes.stolen / groupBytes))
     }
 
     /// Thread slot `t`'s share of a decode: part t from its front, then pieces from the backs of the others.
     @inline(__always)
-    static func decodeSlot<F: IntegerBlockFormat>(_: F.Type, _ t: Int, _ a: Q8Activations, _ segments: UnsafeBufferPointer<Segment>,
+    static func decodeSlot<F: IntegerBlockFormat, A: GroupActivations>(_: F.Type, _ t: Int, _ a: A, _ segments: UnsafeBufferPointer<Segment>,
                                                   parts: StealableRanges, pieces: (own: Int, stolen: Int)) {
         @inline(__always) func run(_ groups: Range<Int>) {
             var rest = groups
-            if decodeStreams == 4, groups.count >= 4 {
+            if A.decodeStreams == 4, groups.count >= 4 {
                 // Four equal runs of the piece, their groups taken side by side; what is left over after them alone.
                 let run = groups.count / 4, prefetch = streamPrefetchBytes(F.self)
                 for i in 0..<run {
@@ -158,11 +175,12 @@ enum IntegerLinear {
     /// reach them; false past the first `warmGroupsPerStream` of each stream of its first piece. For a thread
     /// waiting for the phases before the decode (`TokenProjection.warm`), so it starts from the cache.
     @inline(__always)
-    static func warm<F: IntegerBlockFormat>(_: F.Type, slot t: Int, chunk k: Int, blocks: Int, _ segments: UnsafeBufferPointer<Segment>,
-                                            parts: StealableRanges, pieces: (own: Int, stolen: Int)) -> Bool {
+    static func warm<F: IntegerBlockFormat, A: GroupActivations>(_: F.Type, _: A.Type, slot t: Int, chunk k: Int, blocks: Int,
+                                                                 _ segments: UnsafeBufferPointer<Segment>, parts: StealableRanges,
+                                                                 pieces: (own: Int, stolen: Int)) -> Bool {
         let part = parts.part(t)
         let piece = part.lowerBound..<min(part.upperBound, part.lowerBound + pieces.own)
-        let streams = decodeStreams == 4 && piece.count >= 4 ? 4 : 1
+        let streams = A.decodeStreams == 4 && piece.count >= 4 ? 4 : 1
         let run = piece.count / streams, i = k % streams, j = k / streams
         guard j < min(run, warmGroupsPerStream) else { return false }
         let (s, local) = locate(piece.lowerBound + i * run + j, segments)
@@ -191,9 +209,9 @@ enum IntegerLinear {
     /// With four streams (`decodeStreams`) a piece is cut in four, and longer own pieces stream better: on the
     /// Sapphire Rapids host 256 KB against 128 KB Q8_0 +4.0%, Q4_1 +3.6% (13 and 10 of 16 pairs); 512 KB and 2 MB
     /// the same as 256 KB (20 pairs), 64 KB −9%.
-    static let decodePieceBytes = (own: (decodeStreams == 4 ? 256 : 128) << 10, stolen: 32 << 10)
+    static func decodePieceBytes(streams: Int) -> (own: Int, stolen: Int) { (own: (streams == 4 ? 256 : 128) << 10, stolen: 32 << 10) }
 
-    /// Weight streams a decode thread reads side by side: 4 on Intel, 1 elsewhere. On the Sapphire Rapids host one
+    /// Weight streams a decode thread reads side by side with `q8` activations: 4 on Intel, 1 elsewhere. On the Sapphire Rapids host one
     /// stream per thread reads about 21 GB/s of the 24–29 the probe's four-stream passes reach (likely because its L2
     /// streamer stops at each 4 KB page and a core's software prefetches are bounded by its fill buffers). Four streams (each piece cut into four
     /// equal runs, their groups decoded together, `fourGroups`), against one, in interleaved 8-token segments of
@@ -254,7 +272,64 @@ enum IntegerLinear {
         }
     }
 
-    /// One block of one token into a group's sums: the step every path takes.
+    /// Several tokens with fp32 activations: a group's blocks stay in L1 while the tokens go past them eight at a time.
+    static func forward<F: IntegerBlockFormat>(_: F.Type, _ a: F32Activations, tokens: Int, _ segments: UnsafeBufferPointer<Segment>,
+                                               totalGroups: Int, pool: ThreadPool) {
+        pool.parallelChunks(totalGroups, minChunk: max(1, 16 / tokens)) { range in
+            var tile = 0
+            while tile < tokens {
+                let tileEnd = min(tokens, tile + tokenTile)
+                forEachPart(of: range, in: segments) { s, local in
+                    for g in local {
+                        let w = s.group(g, F.self, blocks: a.blocks)
+                        var t = tile
+                        while t + 8 <= tileEnd {
+                            let v = groupEightTokens(a, token: t, w, F.self)
+                            s.store(v.s0, group: g, token: t); s.store(v.s1, group: g, token: t + 1)
+                            s.store(v.s2, group: g, token: t + 2); s.store(v.s3, group: g, token: t + 3)
+                            s.store(v.s4, group: g, token: t + 4); s.store(v.s5, group: g, token: t + 5)
+                            s.store(v.s6, group: g, token: t + 6); s.store(v.s7, group: g, token: t + 7)
+                            t += 8
+                        }
+                        while t < tileEnd {
+                            s.store(group(a, token: t, w, F.self), group: g, token: t)
+                            t += 1
+                        }
+                    }
+                }
+                tile = tileEnd
+            }
+        }
+    }
+
+    /// Eight tokens against one group with fp32 activations (prefill, verification): each converted vector of
+    /// values meets eight tokens; per token the steps of `F32Activations.accumulate`.
+    @inline(__always)
+    static func groupEightTokens<F: IntegerBlockFormat>(_ a: F32Activations, token t: Int, _ w: Group, _: F.Type) -> EightSums {
+        var sums = EightSums(), offsets = EightSums()
+        for b in 0..<a.blocks {
+            let (d, c) = F.groupScalesAndOffsets(w.headers + b * F.groupHeaderBytes)
+            let dots = floatDots(w.integers + b * F.groupIntegerBytes,
+                                 EightBlocks(x0: a.block(t, b), x1: a.block(t + 1, b), x2: a.block(t + 2, b), x3: a.block(t + 3, b),
+                                             x4: a.block(t + 4, b), x5: a.block(t + 5, b), x6: a.block(t + 6, b), x7: a.block(t + 7, b)),
+                                 F.self)
+            sums.s0 = sums.s0.addingProduct(dots.s0, d); sums.s1 = sums.s1.addingProduct(dots.s1, d)
+            sums.s2 = sums.s2.addingProduct(dots.s2, d); sums.s3 = sums.s3.addingProduct(dots.s3, d)
+            sums.s4 = sums.s4.addingProduct(dots.s4, d); sums.s5 = sums.s5.addingProduct(dots.s5, d)
+            sums.s6 = sums.s6.addingProduct(dots.s6, d); sums.s7 = sums.s7.addingProduct(dots.s7, d)
+            if !F.signedBytes {
+                @inline(__always) func sum(_ k: Int) -> Float { a.sums[(t + k) * a.blocks + b] }
+                offsets.s0 = offsets.s0.addingProduct(c, sum(0)); offsets.s1 = offsets.s1.addingProduct(c, sum(1))
+                offsets.s2 = offsets.s2.addingProduct(c, sum(2)); offsets.s3 = offsets.s3.addingProduct(c, sum(3))
+                offsets.s4 = offsets.s4.addingProduct(c, sum(4)); offsets.s5 = offsets.s5.addingProduct(c, sum(5))
+                offsets.s6 = offsets.s6.addingProduct(c, sum(6)); offsets.s7 = offsets.s7.addingProduct(c, sum(7))
+            }
+        }
+        return EightSums(s0: sums.s0 + offsets.s0, s1: sums.s1 + offsets.s1, s2: sums.s2 + offsets.s2, s3: sums.s3 + offsets.s3,
+                         s4: sums.s4 + offsets.s4, s5: sums.s5 + offsets.s5, s6: sums.s6 + offsets.s6, s7: sums.s7 + offsets.s7)
+    }
+
+    /// One block of one token into a group's sums with `q8` activations: the step every path takes.
     @inline(__always)
     static func accumulate(_ sums: inout SIMD16<Float>, _ offsets: inout SIMD16<Float>, _ a: Q8Activations, token t: Int, block b: Int,
                            _ u: GroupChunks, scales d: SIMD16<Float>, offsetsPerUnit c: SIMD16<Float>) {
@@ -266,22 +341,28 @@ enum IntegerLinear {
     /// One block of group `w` into its sums for token t; a decode streaming the group from memory asks for the lines
     /// `prefetch` bytes ahead of the block's integer record first (its headers in proportion).
     @inline(__always)
-    static func streamBlock<F: IntegerBlockFormat>(_ sums: inout SIMD16<Float>, _ offsets: inout SIMD16<Float>, _ a: Q8Activations,
-                                                   token t: Int, _ w: Group, block b: Int, _: F.Type, prefetch: Int) {
+    static func streamBlock<F: IntegerBlockFormat, A: GroupActivations>(_ sums: inout SIMD16<Float>, _ offsets: inout SIMD16<Float>, _ a: A,
+                                                                        token t: Int, _ w: Group, block b: Int, _: F.Type, prefetch: Int) {
         let integers = w.integers + b * F.groupIntegerBytes, header = w.headers + b * F.groupHeaderBytes
-        if prefetch > 0 {
-            for line in stride(from: 0, to: F.groupIntegerBytes, by: 64) { Prefetch.ahead(integers + line, by: prefetch) }
-            for line in stride(from: 0, to: F.groupHeaderBytes, by: 64) {
-                Prefetch.ahead(header + line, by: prefetch * F.groupHeaderBytes / F.groupIntegerBytes)
-            }
-        }
+        prefetchAhead(w, block: b, F.self, by: prefetch)
         let (d, c) = F.groupScalesAndOffsets(header)
-        accumulate(&sums, &offsets, a, token: t, block: b, F.groupChunks(integers), scales: d, offsetsPerUnit: c)
+        a.accumulate(&sums, &offsets, token: t, block: b, integers, scales: d, offsetsPerUnit: c, F.self)
+    }
+
+    /// Asks for the lines `prefetch` bytes ahead of block b's integer record in group `w` (its headers in proportion); none for 0.
+    @inline(__always)
+    static func prefetchAhead<F: IntegerBlockFormat>(_ w: Group, block b: Int, _: F.Type, by prefetch: Int) {
+        guard prefetch > 0 else { return }
+        let integers = w.integers + b * F.groupIntegerBytes, header = w.headers + b * F.groupHeaderBytes
+        for line in stride(from: 0, to: F.groupIntegerBytes, by: 64) { Prefetch.ahead(integers + line, by: prefetch) }
+        for line in stride(from: 0, to: F.groupHeaderBytes, by: 64) {
+            Prefetch.ahead(header + line, by: prefetch * F.groupHeaderBytes / F.groupIntegerBytes)
+        }
     }
 
     /// One token against one group (`prefetch` as in `streamBlock`).
     @inline(__always)
-    static func group<F: IntegerBlockFormat>(_ a: Q8Activations, token t: Int, _ w: Group, _: F.Type, prefetch: Int = 0) -> SIMD16<Float> {
+    static func group<F: IntegerBlockFormat, A: GroupActivations>(_ a: A, token t: Int, _ w: Group, _: F.Type, prefetch: Int = 0) -> SIMD16<Float> {
         var sums = SIMD16<Float>(), offsets = SIMD16<Float>()
         for b in 0..<a.blocks { streamBlock(&sums, &offsets, a, token: t, w, block: b, F.self, prefetch: prefetch) }
         return sums + offsets
@@ -290,17 +371,15 @@ enum IntegerLinear {
     /// One token against four groups, a block of each in turn: four streams from memory (`prefetch` as in
     /// `streamBlock`). The same sums as `group` for each.
     @inline(__always)
-    static func fourGroups<F: IntegerBlockFormat>(_ a: Q8Activations, _ w: (Group, Group, Group, Group), _: F.Type, prefetch: Int)
+    static func fourGroups<F: IntegerBlockFormat, A: GroupActivations>(_ a: A, _ w: (Group, Group, Group, Group), _: F.Type, prefetch: Int)
         -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
-        var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
-        var o0 = SIMD16<Float>(), o1 = SIMD16<Float>(), o2 = SIMD16<Float>(), o3 = SIMD16<Float>()
+        var sums = FourSums(), offsets = FourSums()
         for b in 0..<a.blocks {
-            streamBlock(&s0, &o0, a, token: 0, w.0, block: b, F.self, prefetch: prefetch)
-            streamBlock(&s1, &o1, a, token: 0, w.1, block: b, F.self, prefetch: prefetch)
-            streamBlock(&s2, &o2, a, token: 0, w.2, block: b, F.self, prefetch: prefetch)
-            streamBlock(&s3, &o3, a, token: 0, w.3, block: b, F.self, prefetch: prefetch)
+            prefetchAhead(w.0, block: b, F.self, by: prefetch); prefetchAhead(w.1, block: b, F.self, by: prefetch)
+            prefetchAhead(w.2, block: b, F.self, by: prefetch); prefetchAhead(w.3, block: b, F.self, by: prefetch)
+            a.accumulate(&sums, &offsets, block: b, w, F.self)
         }
-        return (s0 + o0, s1 + o1, s2 + o2, s3 + o3)
+        return (sums.s0 + offsets.s0, sums.s1 + offsets.s1, sums.s2 + offsets.s2, sums.s3 + offsets.s3)
     }
 
     /// Four tokens against one group (prefill, verification): each block unpacked once for four tokens.

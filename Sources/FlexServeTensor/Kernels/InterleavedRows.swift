@@ -1,15 +1,18 @@
-/// A matrix in an integer block format rearranged for `IntegerLinear`: rows in groups of sixteen, and
+/// A matrix in an integer block format rearranged for `IntegerLinear`, for one kind of activations: rows in groups of sixteen, and
 /// for each group its blocks in order, each block holding the sixteen rows' values side by side, one
 /// row per 32-bit lane (`IntegerBlockFormat.groupChunks`). The scales and offsets go to a second
 /// array in the same order. Same bytes as the format, so decoding streams no more memory, but a
 /// 32-value block of sixteen rows is eight 512-bit integer dot products whose sixteen lanes are the
-/// rows' sums, scaled lane by lane with no shuffle, and every load is aligned. (Groups of four rows,
+/// rows' sums, scaled lane by lane with no shuffle, and every load is aligned; with fp32 activations each
+/// value is masked in its lane and converted, sixteen rows at a time (`F32Activations`). (Groups of four rows,
 /// four lanes a row, needed a permute for every block's scales and four times the float work: that
 /// kernel computed 18 GB/s of Q4_1 per core on L2-resident weights, this one 74.)
 ///
 /// A last group with fewer than sixteen rows repeats its last row (its results are not stored).
 public final class InterleavedRows: @unchecked Sendable {
     public let dtype: DType
+    /// What `Linear` multiplies these rows with.
+    public let activations: ActivationFormat
     public let rows: Int
     /// Blocks of 32 values per row.
     public let blocks: Int
@@ -19,9 +22,10 @@ public final class InterleavedRows: @unchecked Sendable {
     var groups: Int { (rows + groupRows - 1) / groupRows }
 
     /// `nil` if the tensor is not a matrix of integer blocks.
-    public init?(_ weight: TensorView, pool: ThreadPool = .shared) {
+    public init?(_ weight: TensorView, activations: ActivationFormat, pool: ThreadPool = .shared) {
         guard weight.shape.count == 2, weight.dtype.hasIntegerBlocks, weight.shape[1] % 32 == 0 else { return nil }
         dtype = weight.dtype
+        self.activations = activations
         rows = weight.shape[0]
         blocks = weight.shape[1] / 32
         switch weight.dtype {
@@ -55,12 +59,12 @@ public final class InterleavedRows: @unchecked Sendable {
 }
 
 extension TensorView {
-    /// This matrix set up for `q8` activations (`ActivationFormat.q8`): its blocks rearranged into
-    /// `InterleavedRows`, which `Linear` then uses; the original bytes stay for everything else
-    /// (an embedding lookup of a tied head, the GPU). Other tensors are returned unchanged.
-    public func withIntegerDots(pool: ThreadPool = .shared) -> TensorView {
+    /// This matrix set up for `activations`: its blocks rearranged into `InterleavedRows`, which `Linear`
+    /// then uses; the original bytes stay for everything else (an embedding lookup of a tied head, the
+    /// GPU). Tensors that are not matrices of integer blocks are returned unchanged.
+    public func withInterleavedRows(for activations: ActivationFormat, pool: ThreadPool = .shared) -> TensorView {
         var t = self
-        t.interleaved = InterleavedRows(self, pool: pool)
+        t.interleaved = InterleavedRows(self, activations: activations, pool: pool)
         return t
     }
 }

@@ -6,6 +6,7 @@
 /// 32 vector registers can hold the 32 (row, token) sums, two rows to a register (else two tokens), so
 /// that both the decoded rows and the activations are reused from registers and cache. One token
 /// against packed rows (decoding): four rows at a time are decoded in registers as they stream from memory.
+/// Matrices in `InterleavedRows` (integer block formats, as the loader sets them up) go to `IntegerLinear`.
 ///
 /// Every output is the same sequence of operations whatever the batch: `RowDot`'s lane order,
 /// then its fixed horizontal sum. A token's logits therefore do not depend on what else is in
@@ -98,7 +99,8 @@ public enum Linear {
         let first = projections[0].weight
         let cols = first.shape.last!
         let fusable = first.interleaved != nil
-            && projections.allSatisfy { $0.weight.interleaved?.dtype == first.dtype && $0.weight.shape.last == cols }
+            && projections.allSatisfy { $0.weight.interleaved?.dtype == first.dtype && $0.weight.activations == first.activations
+                                        && $0.weight.shape.last == cols }
         if fusable {
             IntegerLinear.forward(x: x, tokens: tokens, projections: projections, pool: pool)
         } else if tokens <= fewTokens, first.dtype != .f32, cols % 32 == 0,

@@ -1,5 +1,5 @@
 /// One token's projections of one input, as `Linear.forward` fuses them, cut into the steps of a caller's
-/// own parallel region (`ThreadPool.runPhases`): `quantize` the input (for `q8` activations), then
+/// own parallel region (`ThreadPool.runPhases`): `quantize` the input (for `InterleavedRows`), then
 /// `run(task:thread:)` once for each of `slots`; `reset()` before the next token. The same kernels as
 /// `Linear.forward` in the same order, so the same results bit for bit. Built once per model layer:
 /// the input, outputs and activation scratch stay put.
@@ -14,20 +14,26 @@ public final class TokenProjection: @unchecked Sendable {
     private let kind: Kind
 
     private enum Kind {
-        /// `q8` activations against `InterleavedRows` (`IntegerLinear`): threads stream their parts, then steal.
+        /// `InterleavedRows` (`IntegerLinear`): threads stream their parts, then steal.
         case integer(Integer)
         /// fp32 activations against rows in a block format (`Linear.decodeTokens`): one run of rows per slot.
         case packed(rows: Int, rowBytes: Int)
     }
 
+    /// The input as the interleaved kernels take it.
+    private enum Activations {
+        case q8(Q8Activations)
+        case f32(F32Activations)
+    }
+
     private final class Integer {
         let scratch: OwnedBuffer
-        let activations: Q8Activations
+        let activations: Activations
         let segments: UnsafeMutableBufferPointer<IntegerLinear.Segment>
         let parts: StealableRanges
         let pieces: (own: Int, stolen: Int)
 
-        init(scratch: OwnedBuffer, activations: Q8Activations, segments: UnsafeMutableBufferPointer<IntegerLinear.Segment>,
+        init(scratch: OwnedBuffer, activations: Activations, segments: UnsafeMutableBufferPointer<IntegerLinear.Segment>,
              parts: StealableRanges, pieces: (own: Int, stolen: Int)) {
             (self.scratch, self.activations, self.segments, self.parts, self.pieces) = (scratch, activations, segments, parts, pieces)
         }
@@ -43,7 +49,7 @@ public final class TokenProjection: @unchecked Sendable {
     public init?(input: UnsafePointer<Float>, projections: [Linear.Projection], pool: ThreadPool = .shared) {
         guard let first = projections.first?.weight, let cols = first.shape.last, cols % 32 == 0, first.dtype != .f32,
               projections.allSatisfy({ $0.weight.dtype == first.dtype && $0.weight.shape.last == cols
-                                       && ($0.weight.interleaved == nil) == (first.interleaved == nil) }) else { return nil }
+                                       && $0.weight.interleaved?.activations == first.interleaved?.activations }) else { return nil }
         dtype = first.dtype
         self.input = input
         self.projections = projections
@@ -54,8 +60,14 @@ public final class TokenProjection: @unchecked Sendable {
             kind = .packed(rows: total, rowBytes: dtype.byteCount(values: cols)!)
             return
         }
-        let scratch = OwnedBuffer(byteCount: Q8Activations.byteCount(tokens: 1, cols: cols))
-        let activations = Q8Activations(scratch: scratch.pointer, tokens: 1, cols: cols)
+        let scratch: OwnedBuffer, activations: Activations
+        if first.activations == .q8 {
+            scratch = OwnedBuffer(byteCount: Q8Activations.byteCount(tokens: 1, cols: cols))
+            activations = .q8(Q8Activations(scratch: scratch.pointer, tokens: 1, cols: cols))
+        } else {
+            scratch = OwnedBuffer(byteCount: F32Activations.byteCount(tokens: 1, cols: cols))
+            activations = .f32(F32Activations(scratch: scratch.pointer, tokens: 1, cols: cols))
+        }
         let segments = UnsafeMutableBufferPointer<IntegerLinear.Segment>.allocate(capacity: projections.count)
         var groups = 0
         for (i, p) in projections.enumerated() {
@@ -68,16 +80,23 @@ public final class TokenProjection: @unchecked Sendable {
         }
         slots = IntegerLinear.decodeThreads(totalGroups: groups, pool: pool)
         let pieces: (own: Int, stolen: Int)
-        switch dtype {
-        case .q8_0: pieces = IntegerLinear.decodePieces(Q8_0Blocks.self, activations)
-        case .q4_0: pieces = IntegerLinear.decodePieces(Q4_0Blocks.self, activations)
-        case .q4_1: pieces = IntegerLinear.decodePieces(Q4_1Blocks.self, activations)
-        case .int8Group: pieces = IntegerLinear.decodePieces(Int8GroupBlocks.self, activations)
-        case .int4Group: pieces = IntegerLinear.decodePieces(Int4GroupBlocks.self, activations)
-        case .f32, .f16, .bf16: return nil
+        switch activations {
+        case .q8(let a): pieces = Self.pieces(a, dtype)
+        case .f32(let a): pieces = Self.pieces(a, dtype)
         }
         kind = .integer(Integer(scratch: scratch, activations: activations, segments: segments,
                                 parts: StealableRanges(splitting: groups, into: slots), pieces: pieces))
+    }
+
+    private static func pieces<A: GroupActivations>(_ a: A, _ dtype: DType) -> (own: Int, stolen: Int) {
+        switch dtype {
+        case .q8_0: IntegerLinear.decodePieces(Q8_0Blocks.self, a)
+        case .q4_0: IntegerLinear.decodePieces(Q4_0Blocks.self, a)
+        case .q4_1: IntegerLinear.decodePieces(Q4_1Blocks.self, a)
+        case .int8Group: IntegerLinear.decodePieces(Int8GroupBlocks.self, a)
+        case .int4Group: IntegerLinear.decodePieces(Int4GroupBlocks.self, a)
+        case .f32, .f16, .bf16: preconditionFailure("\(dtype) has no integer blocks")
+        }
     }
 
     /// Projection `i` writes to `out` from now on (a vocabulary head into each step's logits).
@@ -87,12 +106,25 @@ public final class TokenProjection: @unchecked Sendable {
         if case .integer(let integer) = kind { integer.segments[i].out = out }
     }
 
-    /// Whether `quantize` has work (`q8` activations).
+    /// Whether `quantize` has work (`InterleavedRows`).
     public var quantizes: Bool { if case .integer = kind { true } else { false } }
 
-    /// Quantizes input blocks `range` for `q8` activations (all of them before any `run`); nothing for fp32 ones.
+    /// Prepares input blocks `range` for the interleaved kernels (all of them before any `run`): quantized for `q8`
+    /// activations, put in the kernel's order for fp32 ones (`F32Activations`); nothing for rows decoded as they stream.
     public func quantize(blocks range: Range<Int>) {
-        if case .integer(let integer) = kind { integer.activations.quantize(input, token: 0, blocks: range) }
+        guard case .integer(let integer) = kind else { return }
+        switch integer.activations {
+        case .q8(let a): a.quantize(input, token: 0, blocks: range)
+        case .f32(let a):
+            switch dtype {
+            case .q8_0: a.prepare(input, token: 0, blocks: range, Q8_0Blocks.self)
+            case .q4_0: a.prepare(input, token: 0, blocks: range, Q4_0Blocks.self)
+            case .q4_1: a.prepare(input, token: 0, blocks: range, Q4_1Blocks.self)
+            case .int8Group: a.prepare(input, token: 0, blocks: range, Int8GroupBlocks.self)
+            case .int4Group: a.prepare(input, token: 0, blocks: range, Int4GroupBlocks.self)
+            case .f32, .f16, .bf16: preconditionFailure("\(dtype) has no integer blocks")
+            }
+        }
     }
 
     /// Task `task` of `slots`, run by thread `thread` of the caller's region. With `q8` activations the thread's own
@@ -101,15 +133,9 @@ public final class TokenProjection: @unchecked Sendable {
     public func run(task: Int, thread: Int) {
         switch kind {
         case .integer(let integer):
-            let slot = thread % slots
-            let segments = UnsafeBufferPointer(integer.segments), a = integer.activations, parts = integer.parts, pieces = integer.pieces
-            switch dtype {
-            case .q8_0: IntegerLinear.decodeSlot(Q8_0Blocks.self, slot, a, segments, parts: parts, pieces: pieces)
-            case .q4_0: IntegerLinear.decodeSlot(Q4_0Blocks.self, slot, a, segments, parts: parts, pieces: pieces)
-            case .q4_1: IntegerLinear.decodeSlot(Q4_1Blocks.self, slot, a, segments, parts: parts, pieces: pieces)
-            case .int8Group: IntegerLinear.decodeSlot(Int8GroupBlocks.self, slot, a, segments, parts: parts, pieces: pieces)
-            case .int4Group: IntegerLinear.decodeSlot(Int4GroupBlocks.self, slot, a, segments, parts: parts, pieces: pieces)
-            case .f32, .f16, .bf16: preconditionFailure("\(dtype) has no integer blocks")
+            switch integer.activations {
+            case .q8(let a): runIntegers(a, slot: thread % slots, integer)
+            case .f32(let a): runIntegers(a, slot: thread % slots, integer)
             }
         case let .packed(rows, rowBytes):
             let slot = task
@@ -130,14 +156,35 @@ public final class TokenProjection: @unchecked Sendable {
     /// false once past them, and for fp32 activations.
     public func warm(thread: Int, chunk: Int) -> Bool {
         guard case .integer(let integer) = kind else { return false }
-        let slot = thread % slots
+        switch integer.activations {
+        case .q8: return warmIntegers(Q8Activations.self, slot: thread % slots, chunk: chunk, integer)
+        case .f32: return warmIntegers(F32Activations.self, slot: thread % slots, chunk: chunk, integer)
+        }
+    }
+
+    private func runIntegers<A: GroupActivations>(_ a: A, slot: Int, _ integer: Integer) {
         let segments = UnsafeBufferPointer(integer.segments), parts = integer.parts, pieces = integer.pieces
         switch dtype {
-        case .q8_0: return IntegerLinear.warm(Q8_0Blocks.self, slot: slot, chunk: chunk, blocks: blocks, segments, parts: parts, pieces: pieces)
-        case .q4_0: return IntegerLinear.warm(Q4_0Blocks.self, slot: slot, chunk: chunk, blocks: blocks, segments, parts: parts, pieces: pieces)
-        case .q4_1: return IntegerLinear.warm(Q4_1Blocks.self, slot: slot, chunk: chunk, blocks: blocks, segments, parts: parts, pieces: pieces)
-        case .int8Group: return IntegerLinear.warm(Int8GroupBlocks.self, slot: slot, chunk: chunk, blocks: blocks, segments, parts: parts, pieces: pieces)
-        case .int4Group: return IntegerLinear.warm(Int4GroupBlocks.self, slot: slot, chunk: chunk, blocks: blocks, segments, parts: parts, pieces: pieces)
+        case .q8_0: IntegerLinear.decodeSlot(Q8_0Blocks.self, slot, a, segments, parts: parts, pieces: pieces)
+        case .q4_0: IntegerLinear.decodeSlot(Q4_0Blocks.self, slot, a, segments, parts: parts, pieces: pieces)
+        case .q4_1: IntegerLinear.decodeSlot(Q4_1Blocks.self, slot, a, segments, parts: parts, pieces: pieces)
+        case .int8Group: IntegerLinear.decodeSlot(Int8GroupBlocks.self, slot, a, segments, parts: parts, pieces: pieces)
+        case .int4Group: IntegerLinear.decodeSlot(Int4GroupBlocks.self, slot, a, segments, parts: parts, pieces: pieces)
+        case .f32, .f16, .bf16: preconditionFailure("\(dtype) has no integer blocks")
+        }
+    }
+
+    private func warmIntegers<A: GroupActivations>(_: A.Type, slot: Int, chunk: Int, _ integer: Integer) -> Bool {
+        let segments = UnsafeBufferPointer(integer.segments), parts = integer.parts, pieces = integer.pieces
+        @inline(__always) func warm<F: IntegerBlockFormat>(_: F.Type) -> Bool {
+            IntegerLinear.warm(F.self, A.self, slot: slot, chunk: chunk, blocks: blocks, segments, parts: parts, pieces: pieces)
+        }
+        switch dtype {
+        case .q8_0: return warm(Q8_0Blocks.self)
+        case .q4_0: return warm(Q4_0Blocks.self)
+        case .q4_1: return warm(Q4_1Blocks.self)
+        case .int8Group: return warm(Int8GroupBlocks.self)
+        case .int4Group: return warm(Int4GroupBlocks.self)
         case .f32, .f16, .bf16: return false
         }
     }
