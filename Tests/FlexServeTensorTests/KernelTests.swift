@@ -182,7 +182,7 @@ final class KernelTests: XCTestCase {
         let (rows, cols, tokens) = (4101, 96, 9)
         let weights = (0..<(rows * cols)).map { Float(sin(Double($0) * 0.013)) }
         let x = (0..<(tokens * cols)).map { Float(cos(Double($0) * 0.7)) }
-        for dtype in [DType.q8_0, .q4_1] { for activations in ActivationFormat.allCases {
+        for (dtype, activations) in [DType.q8_0, .q4_1].flatMap({ d in ActivationFormat.allCases.map { (d, $0) } }) {
             let tensor = TensorView.owned(weights, shape: [rows, cols]).converted(to: dtype)!.withInterleavedRows(for: activations)
             var all = [Float](repeating: 0, count: tokens * rows)
             x.withUnsafeBufferPointer { Linear.forward(x: $0.baseAddress!, tokens: tokens, weight: tensor, out: &all) }
@@ -193,7 +193,7 @@ final class KernelTests: XCTestCase {
                     XCTAssertEqual(one, Array(all[(t * rows)..<((t + 1) * rows)]), "\(dtype), \(activations) activations, token \(t)")
                 }
             }
-        } }
+        }
     }
 
     /// A decode thread reads four groups side by side (`fourGroups`; with q8 activations on Intel only), else one at a

@@ -20,6 +20,7 @@ struct F32Activations: GroupActivations {
     let values: UnsafeMutablePointer<Float>
     let sums: UnsafeMutablePointer<Float>
     let blocks: Int
+    let tokens: Int
 
     /// Four everywhere: a token's block is one chain of dependent FMAs per group, and four groups side by side keep
     /// four chains in flight.
@@ -30,13 +31,19 @@ struct F32Activations: GroupActivations {
 
     init(scratch: UnsafeMutableRawPointer, tokens: Int, cols: Int) {
         blocks = cols / 32
+        self.tokens = tokens
         values = scratch.bindMemory(to: Float.self, capacity: tokens * cols + tokens * blocks)
         sums = values + tokens * cols
     }
 
-    /// Token t's block b, ready for `F`'s kernel.
+    /// Token t's block b, ready for `F`'s kernel. Blocks are stored block-major (`[block][token][32]`), so a tile of
+    /// tokens finds token t + k's block 32k floats further on.
     @inline(__always)
-    func block(_ t: Int, _ b: Int) -> UnsafePointer<Float> { UnsafePointer(values + (t * blocks + b) * 32) }
+    func block(_ t: Int, _ b: Int) -> UnsafePointer<Float> { UnsafePointer(values + (b * tokens + t) * 32) }
+
+    /// The plain sum of token t's block b.
+    @inline(__always)
+    func sum(_ t: Int, _ b: Int) -> Float { sums[b * tokens + t] }
 
     func prepare<F: IntegerBlockFormat>(_ x: UnsafePointer<Float>, token t: Int, _: F.Type) {
         prepare(x, token: t, blocks: 0..<blocks, F.self)
@@ -45,22 +52,26 @@ struct F32Activations: GroupActivations {
     /// Blocks `range` of token t.
     func prepare<F: IntegerBlockFormat>(_ x: UnsafePointer<Float>, token t: Int, blocks range: Range<Int>, _: F.Type) {
         for b in range {
-            let src = x + b * 32, dst = values + (t * blocks + b) * 32
+            let src = x + b * 32, dst = values + (b * tokens + t) * 32
             var sum: Float = 0
             for i in 0..<32 {
                 let (column, scale) = F.floatColumn(i)
                 dst[i] = src[column] * scale
                 sum += src[i]
             }
-            sums[t * blocks + b] = sum
+            sums[b * tokens + t] = sum
         }
     }
 
+    /// Every path takes, per token and block, `total = dot·d (+ total)`, then `total += c·Σx` where the values are
+    /// unsigned; `offsets` stay zero (the caller's `sums + offsets` adds +0 in every path alike).
     @inline(__always)
     func accumulate<F: IntegerBlockFormat>(_ sums: inout SIMD16<Float>, _ offsets: inout SIMD16<Float>, token t: Int, block b: Int,
                                            _ integers: UnsafeRawPointer, scales d: SIMD16<Float>, offsetsPerUnit c: SIMD16<Float>, _: F.Type) {
-        sums = sums.addingProduct(floatDots(integers, block(t, b), F.self), d)
-        if !F.signedBytes { offsets = offsets.addingProduct(c, self.sums[t * blocks + b]) }
+        var dot = TokenTile1(), total = TokenTile1(s0: sums)
+        floatDots(&dot, integers, block(t, b), F.self)
+        dot.scale(into: &total, d, c, F.self) { _ in sum(t, b) }
+        sums = total.s0
     }
 
     /// The four groups' dots side by side: one chain of FMAs per group (a chain alone waits on each FMA's latency).
@@ -78,59 +89,116 @@ struct F32Activations: GroupActivations {
                 dots.s2 = dots.s2.addingProduct(F.floatField(u2, f), xi); dots.s3 = dots.s3.addingProduct(F.floatField(u3, f), xi)
             }
         }
-        let sum = self.sums[b]
-        @inline(__always) func scale(_ s: inout SIMD16<Float>, _ o: inout SIMD16<Float>, _ dot: SIMD16<Float>, _ g: IntegerLinear.Group) {
+        let sum = self.sum(0, b)
+        @inline(__always) func scale(_ s: inout SIMD16<Float>, _ dot: SIMD16<Float>, _ g: IntegerLinear.Group) {
             let (d, c) = F.groupScalesAndOffsets(g.headers + header)
             s = s.addingProduct(dot, d)
-            if !F.signedBytes { o = o.addingProduct(c, sum) }
+            if !F.signedBytes { s = s.addingProduct(c, sum) }
         }
-        scale(&sums.s0, &offsets.s0, dots.s0, w.0); scale(&sums.s1, &offsets.s1, dots.s1, w.1)
-        scale(&sums.s2, &offsets.s2, dots.s2, w.2); scale(&sums.s3, &offsets.s3, dots.s3, w.3)
+        scale(&sums.s0, dots.s0, w.0); scale(&sums.s1, dots.s1, w.1)
+        scale(&sums.s2, dots.s2, w.2); scale(&sums.s3, dots.s3, w.3)
+    }
+
+    /// A tile of tokens t..<t + T.tokens against one group (prefill, verification): each converted vector of values
+    /// meets every token of the tile; per token the steps of `accumulate`. `store(k, sums)` gets token t + k's rows.
+    /// A pass that streams the group from memory asks for the lines `prefetch` bytes ahead (`IntegerLinear.prefetchAhead`).
+    @inline(__always)
+    func group<F: IntegerBlockFormat, T: TokenTile>(_: T.Type, token t: Int, _ w: IntegerLinear.Group, _: F.Type, prefetch: Int,
+                                                    store: (Int, SIMD16<Float>) -> Void) {
+        var totals = T()
+        for b in 0..<blocks {
+            IntegerLinear.prefetchAhead(w, block: b, F.self, by: prefetch)
+            let (d, c) = F.groupScalesAndOffsets(w.headers + b * F.groupHeaderBytes)
+            var dots = T()
+            floatDots(&dots, w.integers + b * F.groupIntegerBytes, block(t, b), F.self)
+            dots.scale(into: &totals, d, c, F.self) { k in sum(t + k, b) }
+        }
+        totals.forEach { k, total in store(k, total + SIMD16<Float>()) }
     }
 }
 
-/// One block of a group's sixteen rows against one token's prepared block `x`: a lane per row.
+/// One block of a group's sixteen rows against a tile of tokens' prepared blocks (token k's at `x + 32k`), into `dots`.
+/// The fields are written out so each mask and activation offset is a constant (the compiler does not unroll this).
 @inline(__always)
-func floatDots<F: IntegerBlockFormat>(_ integers: UnsafeRawPointer, _ x: UnsafePointer<Float>, _: F.Type) -> SIMD16<Float> {
-    var dot = SIMD16<Float>()
+func floatDots<F: IntegerBlockFormat, T: TokenTile>(_ dots: inout T, _ integers: UnsafeRawPointer, _ x: UnsafePointer<Float>, _: F.Type) {
     for v in 0..<F.floatVectors {
         let u = F.floatVector(integers, v)
-        for f in 0..<F.floatFields {
-            dot = dot.addingProduct(F.floatField(u, f), SIMD16(repeating: x[v * F.floatFields + f]))
-        }
-    }
-    return dot
-}
-
-/// The same for eight tokens (`x.k` token k's block): each converted vector used eight times.
-@inline(__always)
-func floatDots<F: IntegerBlockFormat>(_ integers: UnsafeRawPointer, _ x: EightBlocks, _: F.Type) -> EightSums {
-    var s = EightSums()
-    for v in 0..<F.floatVectors {
-        let u = F.floatVector(integers, v)
-        // The fields written out, so each mask and activation offset is a constant (the compiler does not unroll this loop).
-        @inline(__always) func field(_ f: Int) {
-            let w = F.floatField(u, f), i = v * F.floatFields + f
-            s.s0 = s.s0.addingProduct(w, SIMD16(repeating: x.x0[i])); s.s1 = s.s1.addingProduct(w, SIMD16(repeating: x.x1[i]))
-            s.s2 = s.s2.addingProduct(w, SIMD16(repeating: x.x2[i])); s.s3 = s.s3.addingProduct(w, SIMD16(repeating: x.x3[i]))
-            s.s4 = s.s4.addingProduct(w, SIMD16(repeating: x.x4[i])); s.s5 = s.s5.addingProduct(w, SIMD16(repeating: x.x5[i]))
-            s.s6 = s.s6.addingProduct(w, SIMD16(repeating: x.x6[i])); s.s7 = s.s7.addingProduct(w, SIMD16(repeating: x.x7[i]))
-        }
+        @inline(__always) func field(_ f: Int) { dots.addProducts(F.floatField(u, f), x + v * F.floatFields + f) }
         field(0); field(1); field(2); field(3)
         if F.floatFields == 8 { field(4); field(5); field(6); field(7) }
     }
-    return s
 }
 
-/// Eight tokens' prepared blocks.
-struct EightBlocks {
-    var x0, x1, x2, x3, x4, x5, x6, x7: UnsafePointer<Float>
+/// Sixteen rows' sums for a tile of consecutive tokens, in registers.
+protocol TokenTile {
+    static var tokens: Int { get }
+    init()
+    /// s_k += w · x[32k] for each token k.
+    mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>)
+    /// total_k += s_k · d, then total_k += c · sum(k) unless the format's values are signed.
+    func scale<F: IntegerBlockFormat>(into totals: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type, sum: (Int) -> Float)
+    func forEach(_ body: (Int, SIMD16<Float>) -> Void)
 }
 
-/// Sixteen rows' sums for eight tokens.
-struct EightSums {
+extension TokenTile {
+    @inline(__always)
+    static func scaled<F: IntegerBlockFormat>(_ total: SIMD16<Float>, _ s: SIMD16<Float>, _ d: SIMD16<Float>, _ c: SIMD16<Float>,
+                                              _: F.Type, _ sum: @autoclosure () -> Float) -> SIMD16<Float> {
+        let t = total.addingProduct(s, d)
+        return F.signedBytes ? t : t.addingProduct(c, sum())
+    }
+}
+
+struct TokenTile1: TokenTile {
+    var s0 = SIMD16<Float>()
+    static var tokens: Int { 1 }
+    @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) { s0 = s0.addingProduct(w, x[0]) }
+    @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type,
+                                                        sum: (Int) -> Float) {
+        t.s0 = Self.scaled(t.s0, s0, d, c, F.self, sum(0))
+    }
+    @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) { body(0, s0) }
+}
+
+struct TokenTile4: TokenTile {
+    var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
+    static var tokens: Int { 4 }
+    @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) {
+        s0 = s0.addingProduct(w, x[0]); s1 = s1.addingProduct(w, x[32]); s2 = s2.addingProduct(w, x[64]); s3 = s3.addingProduct(w, x[96])
+    }
+    @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type,
+                                                        sum: (Int) -> Float) {
+        t.s0 = Self.scaled(t.s0, s0, d, c, F.self, sum(0)); t.s1 = Self.scaled(t.s1, s1, d, c, F.self, sum(1))
+        t.s2 = Self.scaled(t.s2, s2, d, c, F.self, sum(2)); t.s3 = Self.scaled(t.s3, s3, d, c, F.self, sum(3))
+    }
+    @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) { body(0, s0); body(1, s1); body(2, s2); body(3, s3) }
+}
+
+/// Twelve chains of FMAs: more than the eight that keep two FMA units busy at four cycles' latency, and with their
+/// totals 24 of the 32 vector registers.
+struct TokenTile12: TokenTile {
     var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
     var s4 = SIMD16<Float>(), s5 = SIMD16<Float>(), s6 = SIMD16<Float>(), s7 = SIMD16<Float>()
+    var s8 = SIMD16<Float>(), s9 = SIMD16<Float>(), s10 = SIMD16<Float>(), s11 = SIMD16<Float>()
+    static var tokens: Int { 12 }
+    @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) {
+        s0 = s0.addingProduct(w, x[0]); s1 = s1.addingProduct(w, x[32]); s2 = s2.addingProduct(w, x[64]); s3 = s3.addingProduct(w, x[96])
+        s4 = s4.addingProduct(w, x[128]); s5 = s5.addingProduct(w, x[160]); s6 = s6.addingProduct(w, x[192]); s7 = s7.addingProduct(w, x[224])
+        s8 = s8.addingProduct(w, x[256]); s9 = s9.addingProduct(w, x[288]); s10 = s10.addingProduct(w, x[320]); s11 = s11.addingProduct(w, x[352])
+    }
+    @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type,
+                                                        sum: (Int) -> Float) {
+        t.s0 = Self.scaled(t.s0, s0, d, c, F.self, sum(0)); t.s1 = Self.scaled(t.s1, s1, d, c, F.self, sum(1))
+        t.s2 = Self.scaled(t.s2, s2, d, c, F.self, sum(2)); t.s3 = Self.scaled(t.s3, s3, d, c, F.self, sum(3))
+        t.s4 = Self.scaled(t.s4, s4, d, c, F.self, sum(4)); t.s5 = Self.scaled(t.s5, s5, d, c, F.self, sum(5))
+        t.s6 = Self.scaled(t.s6, s6, d, c, F.self, sum(6)); t.s7 = Self.scaled(t.s7, s7, d, c, F.self, sum(7))
+        t.s8 = Self.scaled(t.s8, s8, d, c, F.self, sum(8)); t.s9 = Self.scaled(t.s9, s9, d, c, F.self, sum(9))
+        t.s10 = Self.scaled(t.s10, s10, d, c, F.self, sum(10)); t.s11 = Self.scaled(t.s11, s11, d, c, F.self, sum(11))
+    }
+    @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) {
+        body(0, s0); body(1, s1); body(2, s2); body(3, s3); body(4, s4); body(5, s5)
+        body(6, s6); body(7, s7); body(8, s8); body(9, s9); body(10, s10); body(11, s11)
+    }
 }
 
 extension IntegerBlockFormat {

@@ -1,8 +1,8 @@
 /// Activations prepared for `InterleavedRows` (`IntegerLinear`): one token's block of 32 inputs against a
-/// group's sixteen rows goes into two lane-per-row accumulators,
+/// group's sixteen rows goes into lane-per-row accumulators,
 ///
 ///     sums    += dot · d            (dot: the block's sixteen dot products of the rows' integers)
-///     offsets += c · Σx             (the format's offset per unit; none where it is zero)
+///     offsets += c · Σx             (the format's offset per unit; `F32Activations` adds it into `sums`)
 ///
 /// and a row's result is `sums + offsets`. Every path (one token, several, four streams) takes these
 /// steps in this order, so a token's results do not depend on the batch.

@@ -3,7 +3,7 @@
 /// group of sixteen rows and token takes, over the blocks in order,
 ///
 ///     sums    += dot · d        (a lane per row, one fused multiply-add; with q8 activations dot = Float(Σ u·x_q), d·a)
-///     offsets += c · Σx         (fused)
+///     offsets += c · Σx         (fused; fp32 activations add it into `sums` too)
 ///     out      = sums + offsets (+ bias)
 ///
 /// (`GroupActivations`) whatever the number of tokens, so decoding and tree verification agree bit for bit here too.
@@ -120,7 +120,7 @@ enum IntegerLinear {
     /// stealing 0.1–0.2 ms). One stream per thread (a 160 MB Q8_0 matrix streamed at 96–98% of the read
     /// probe with the threads in one core complex and 79–85% with them in two, against 83% and 61–70% for two
     /// streams per thread prefetched 256 bytes ahead, interleaved in one process), asking for lines
-    /// `decodePrefetchBytes` ahead; on Intel each piece as four streams (`decodeStreams`).
+    /// `decodePrefetchBytes` ahead; each piece as four streams where the activations ask for them (`GroupActivations.decodeStreams`).
     static func decode<F: IntegerBlockFormat, A: GroupActivations>(_: F.Type, _ a: A, _ segments: UnsafeBufferPointer<Segment>,
                                               totalGroups: Int, pool: ThreadPool) {
         let threads = decodeThreads(totalGroups: totalGroups, pool: pool)
@@ -272,7 +272,9 @@ enum IntegerLinear {
         }
     }
 
-    /// Several tokens with fp32 activations: a group's blocks stay in L1 while the tokens go past them eight at a time.
+    /// Several tokens with fp32 activations: a group's blocks stay in L1 while the tokens go past them twelve at a
+    /// time (`F32Activations.group`), then four, then one. The first pass over a group reads it from memory and asks
+    /// for the lines ahead, as decoding does (a few tokens, as in speculative verification, are bound by the weights' reads).
     static func forward<F: IntegerBlockFormat>(_: F.Type, _ a: F32Activations, tokens: Int, _ segments: UnsafeBufferPointer<Segment>,
                                                totalGroups: Int, pool: ThreadPool) {
         pool.parallelChunks(totalGroups, minChunk: max(1, 16 / tokens)) { range in
@@ -283,16 +285,17 @@ enum IntegerLinear {
                     for g in local {
                         let w = s.group(g, F.self, blocks: a.blocks)
                         var t = tile
-                        while t + 8 <= tileEnd {
-                            let v = groupEightTokens(a, token: t, w, F.self)
-                            s.store(v.s0, group: g, token: t); s.store(v.s1, group: g, token: t + 1)
-                            s.store(v.s2, group: g, token: t + 2); s.store(v.s3, group: g, token: t + 3)
-                            s.store(v.s4, group: g, token: t + 4); s.store(v.s5, group: g, token: t + 5)
-                            s.store(v.s6, group: g, token: t + 6); s.store(v.s7, group: g, token: t + 7)
-                            t += 8
+                        @inline(__always) func prefetch() -> Int { t == tile ? decodePrefetchBytes : 0 }
+                        while t + 12 <= tileEnd {
+                            a.group(TokenTile12.self, token: t, w, F.self, prefetch: prefetch()) { k, v in s.store(v, group: g, token: t + k) }
+                            t += 12
+                        }
+                        while t + 4 <= tileEnd {
+                            a.group(TokenTile4.self, token: t, w, F.self, prefetch: prefetch()) { k, v in s.store(v, group: g, token: t + k) }
+                            t += 4
                         }
                         while t < tileEnd {
-                            s.store(group(a, token: t, w, F.self), group: g, token: t)
+                            s.store(group(a, token: t, w, F.self, prefetch: prefetch()), group: g, token: t)
                             t += 1
                         }
                     }
@@ -300,33 +303,6 @@ enum IntegerLinear {
                 tile = tileEnd
             }
         }
-    }
-
-    /// Eight tokens against one group with fp32 activations (prefill, verification): each converted vector of
-    /// values meets eight tokens; per token the steps of `F32Activations.accumulate`.
-    @inline(__always)
-    static func groupEightTokens<F: IntegerBlockFormat>(_ a: F32Activations, token t: Int, _ w: Group, _: F.Type) -> EightSums {
-        var sums = EightSums(), offsets = EightSums()
-        for b in 0..<a.blocks {
-            let (d, c) = F.groupScalesAndOffsets(w.headers + b * F.groupHeaderBytes)
-            let dots = floatDots(w.integers + b * F.groupIntegerBytes,
-                                 EightBlocks(x0: a.block(t, b), x1: a.block(t + 1, b), x2: a.block(t + 2, b), x3: a.block(t + 3, b),
-                                             x4: a.block(t + 4, b), x5: a.block(t + 5, b), x6: a.block(t + 6, b), x7: a.block(t + 7, b)),
-                                 F.self)
-            sums.s0 = sums.s0.addingProduct(dots.s0, d); sums.s1 = sums.s1.addingProduct(dots.s1, d)
-            sums.s2 = sums.s2.addingProduct(dots.s2, d); sums.s3 = sums.s3.addingProduct(dots.s3, d)
-            sums.s4 = sums.s4.addingProduct(dots.s4, d); sums.s5 = sums.s5.addingProduct(dots.s5, d)
-            sums.s6 = sums.s6.addingProduct(dots.s6, d); sums.s7 = sums.s7.addingProduct(dots.s7, d)
-            if !F.signedBytes {
-                @inline(__always) func sum(_ k: Int) -> Float { a.sums[(t + k) * a.blocks + b] }
-                offsets.s0 = offsets.s0.addingProduct(c, sum(0)); offsets.s1 = offsets.s1.addingProduct(c, sum(1))
-                offsets.s2 = offsets.s2.addingProduct(c, sum(2)); offsets.s3 = offsets.s3.addingProduct(c, sum(3))
-                offsets.s4 = offsets.s4.addingProduct(c, sum(4)); offsets.s5 = offsets.s5.addingProduct(c, sum(5))
-                offsets.s6 = offsets.s6.addingProduct(c, sum(6)); offsets.s7 = offsets.s7.addingProduct(c, sum(7))
-            }
-        }
-        return EightSums(s0: sums.s0 + offsets.s0, s1: sums.s1 + offsets.s1, s2: sums.s2 + offsets.s2, s3: sums.s3 + offsets.s3,
-                         s4: sums.s4 + offsets.s4, s5: sums.s5 + offsets.s5, s6: sums.s6 + offsets.s6, s7: sums.s7 + offsets.s7)
     }
 
     /// One block of one token into a group's sums with `q8` activations: the step every path takes.
