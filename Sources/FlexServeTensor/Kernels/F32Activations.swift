@@ -12,7 +12,7 @@ import _Builtin_intrinsics.intel
 /// at bit s arrives as `q·2^s` (exact), and the activation it meets was scaled by `2^−s` when the token was
 /// prepared (exact too), so every product is `q·x`. That is three instructions per value for sixteen rows
 /// (mask, convert, FMA), where decoding rows to floats first took about eight (widen, mask, convert, scale,
-/// offset, FMA for two rows at a time), and prefill reuses each converted vector for eight tokens.
+/// offset, FMA for two rows at a time), and prefill reuses each converted vector for a tile of twelve tokens.
 ///
 /// Per token and block it holds the 32 inputs in the order the kernel meets them (`floatColumn`), each scaled,
 /// and their plain sum for the offsets.
@@ -92,8 +92,7 @@ struct F32Activations: GroupActivations {
         let sum = self.sum(0, b)
         @inline(__always) func scale(_ s: inout SIMD16<Float>, _ dot: SIMD16<Float>, _ g: IntegerLinear.Group) {
             let (d, c) = F.groupScalesAndOffsets(g.headers + header)
-            s = s.addingProduct(dot, d)
-            if !F.signedBytes { s = s.addingProduct(c, sum) }
+            s = blockTotal(s, dot, d, c, F.self, sum)
         }
         scale(&sums.s0, dots.s0, w.0); scale(&sums.s1, dots.s1, w.1)
         scale(&sums.s2, dots.s2, w.2); scale(&sums.s3, dots.s3, w.3)
@@ -129,9 +128,16 @@ func floatDots<F: IntegerBlockFormat, T: TokenTile>(_ dots: inout T, _ integers:
     }
 }
 
+/// A block's step into a token's total, the same in every path: `total + dot·d`, then `+ c·Σx` unless the values are signed.
+@inline(__always)
+func blockTotal<F: IntegerBlockFormat>(_ total: SIMD16<Float>, _ dot: SIMD16<Float>, _ d: SIMD16<Float>, _ c: SIMD16<Float>,
+                                       _: F.Type, _ sum: @autoclosure () -> Float) -> SIMD16<Float> {
+    let t = total.addingProduct(dot, d)
+    return F.signedBytes ? t : t.addingProduct(c, sum())
+}
+
 /// Sixteen rows' sums for a tile of consecutive tokens, in registers.
 protocol TokenTile {
-    static var tokens: Int { get }
     init()
     /// s_k += w · x[32k] for each token k.
     mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>)
@@ -140,36 +146,25 @@ protocol TokenTile {
     func forEach(_ body: (Int, SIMD16<Float>) -> Void)
 }
 
-extension TokenTile {
-    @inline(__always)
-    static func scaled<F: IntegerBlockFormat>(_ total: SIMD16<Float>, _ s: SIMD16<Float>, _ d: SIMD16<Float>, _ c: SIMD16<Float>,
-                                              _: F.Type, _ sum: @autoclosure () -> Float) -> SIMD16<Float> {
-        let t = total.addingProduct(s, d)
-        return F.signedBytes ? t : t.addingProduct(c, sum())
-    }
-}
-
 struct TokenTile1: TokenTile {
     var s0 = SIMD16<Float>()
-    static var tokens: Int { 1 }
     @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) { s0 = s0.addingProduct(w, x[0]) }
     @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type,
                                                         sum: (Int) -> Float) {
-        t.s0 = Self.scaled(t.s0, s0, d, c, F.self, sum(0))
+        t.s0 = blockTotal(t.s0, s0, d, c, F.self, sum(0))
     }
     @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) { body(0, s0) }
 }
 
 struct TokenTile4: TokenTile {
     var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
-    static var tokens: Int { 4 }
     @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) {
         s0 = s0.addingProduct(w, x[0]); s1 = s1.addingProduct(w, x[32]); s2 = s2.addingProduct(w, x[64]); s3 = s3.addingProduct(w, x[96])
     }
     @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type,
                                                         sum: (Int) -> Float) {
-        t.s0 = Self.scaled(t.s0, s0, d, c, F.self, sum(0)); t.s1 = Self.scaled(t.s1, s1, d, c, F.self, sum(1))
-        t.s2 = Self.scaled(t.s2, s2, d, c, F.self, sum(2)); t.s3 = Self.scaled(t.s3, s3, d, c, F.self, sum(3))
+        t.s0 = blockTotal(t.s0, s0, d, c, F.self, sum(0)); t.s1 = blockTotal(t.s1, s1, d, c, F.self, sum(1))
+        t.s2 = blockTotal(t.s2, s2, d, c, F.self, sum(2)); t.s3 = blockTotal(t.s3, s3, d, c, F.self, sum(3))
     }
     @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) { body(0, s0); body(1, s1); body(2, s2); body(3, s3) }
 }
@@ -180,7 +175,6 @@ struct TokenTile12: TokenTile {
     var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
     var s4 = SIMD16<Float>(), s5 = SIMD16<Float>(), s6 = SIMD16<Float>(), s7 = SIMD16<Float>()
     var s8 = SIMD16<Float>(), s9 = SIMD16<Float>(), s10 = SIMD16<Float>(), s11 = SIMD16<Float>()
-    static var tokens: Int { 12 }
     @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) {
         s0 = s0.addingProduct(w, x[0]); s1 = s1.addingProduct(w, x[32]); s2 = s2.addingProduct(w, x[64]); s3 = s3.addingProduct(w, x[96])
         s4 = s4.addingProduct(w, x[128]); s5 = s5.addingProduct(w, x[160]); s6 = s6.addingProduct(w, x[192]); s7 = s7.addingProduct(w, x[224])
@@ -188,12 +182,12 @@ struct TokenTile12: TokenTile {
     }
     @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type,
                                                         sum: (Int) -> Float) {
-        t.s0 = Self.scaled(t.s0, s0, d, c, F.self, sum(0)); t.s1 = Self.scaled(t.s1, s1, d, c, F.self, sum(1))
-        t.s2 = Self.scaled(t.s2, s2, d, c, F.self, sum(2)); t.s3 = Self.scaled(t.s3, s3, d, c, F.self, sum(3))
-        t.s4 = Self.scaled(t.s4, s4, d, c, F.self, sum(4)); t.s5 = Self.scaled(t.s5, s5, d, c, F.self, sum(5))
-        t.s6 = Self.scaled(t.s6, s6, d, c, F.self, sum(6)); t.s7 = Self.scaled(t.s7, s7, d, c, F.self, sum(7))
-        t.s8 = Self.scaled(t.s8, s8, d, c, F.self, sum(8)); t.s9 = Self.scaled(t.s9, s9, d, c, F.self, sum(9))
-        t.s10 = Self.scaled(t.s10, s10, d, c, F.self, sum(10)); t.s11 = Self.scaled(t.s11, s11, d, c, F.self, sum(11))
+        t.s0 = blockTotal(t.s0, s0, d, c, F.self, sum(0)); t.s1 = blockTotal(t.s1, s1, d, c, F.self, sum(1))
+        t.s2 = blockTotal(t.s2, s2, d, c, F.self, sum(2)); t.s3 = blockTotal(t.s3, s3, d, c, F.self, sum(3))
+        t.s4 = blockTotal(t.s4, s4, d, c, F.self, sum(4)); t.s5 = blockTotal(t.s5, s5, d, c, F.self, sum(5))
+        t.s6 = blockTotal(t.s6, s6, d, c, F.self, sum(6)); t.s7 = blockTotal(t.s7, s7, d, c, F.self, sum(7))
+        t.s8 = blockTotal(t.s8, s8, d, c, F.self, sum(8)); t.s9 = blockTotal(t.s9, s9, d, c, F.self, sum(9))
+        t.s10 = blockTotal(t.s10, s10, d, c, F.self, sum(10)); t.s11 = blockTotal(t.s11, s11, d, c, F.self, sum(11))
     }
     @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) {
         body(0, s0); body(1, s1); body(2, s2); body(3, s3); body(4, s4); body(5, s5)

@@ -127,9 +127,9 @@ public final class TokenProjection: @unchecked Sendable {
         }
     }
 
-    /// Task `task` of `slots`, run by thread `thread` of the caller's region. With `q8` activations the thread's own
-    /// part first (whichever task it took: the part `warm` asked for), then what is left of the others; with fp32
-    /// activations the task's run of rows.
+    /// Task `task` of `slots`, run by thread `thread` of the caller's region. With `InterleavedRows` the thread's own
+    /// part first (whichever task it took: the part `warm` asked for), then what is left of the others; with rows
+    /// decoded as they stream, the task's run of rows.
     public func run(task: Int, thread: Int) {
         switch kind {
         case .integer(let integer):
@@ -153,7 +153,7 @@ public final class TokenProjection: @unchecked Sendable {
     }
 
     /// Asks for the lines of the `chunk`th group `run(task:thread:)` on `thread` reads first (`IntegerLinear.warm`);
-    /// false once past them, and for fp32 activations.
+    /// false once past them, and for rows decoded as they stream.
     public func warm(thread: Int, chunk: Int) -> Bool {
         guard case .integer(let integer) = kind else { return false }
         switch integer.activations {
