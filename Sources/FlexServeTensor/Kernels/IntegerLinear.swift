@@ -244,63 +244,61 @@ enum IntegerLinear {
         return (segments[i], g - segments[i].groups.lowerBound)
     }
 
-    /// Several tokens: a group's blocks stay in L1 while the tokens go past them four at a time.
-    static func forward<F: IntegerBlockFormat>(_: F.Type, _ a: Q8Activations, tokens: Int, _ segments: UnsafeBufferPointer<Segment>,
-                                               totalGroups: Int, pool: ThreadPool) {
+    /// The groups of a multi-token forward shared out between the threads: `body(segment, local group, its records,
+    /// tokens)` for each group and tile of `tokenTile` tokens, so a group's blocks stay in L1 while a tile goes past them.
+    @inline(__always)
+    static func forEachGroupTile<F: IntegerBlockFormat>(_: F.Type, tokens: Int, blocks: Int, _ segments: UnsafeBufferPointer<Segment>,
+                                                        totalGroups: Int, pool: ThreadPool,
+                                                        _ body: (Segment, Int, Group, Range<Int>) -> Void) {
         pool.parallelChunks(totalGroups, minChunk: max(1, 16 / tokens)) { range in
             var tile = 0
             while tile < tokens {
                 let tileEnd = min(tokens, tile + tokenTile)
                 forEachPart(of: range, in: segments) { s, local in
-                    for g in local {
-                        let w = s.group(g, F.self, blocks: a.blocks)
-                        var t = tile
-                        while t + 4 <= tileEnd {
-                            let v = groupFourTokens(a, token: t, w, F.self)
-                            s.store(v.0, group: g, token: t); s.store(v.1, group: g, token: t + 1)
-                            s.store(v.2, group: g, token: t + 2); s.store(v.3, group: g, token: t + 3)
-                            t += 4
-                        }
-                        while t < tileEnd {
-                            s.store(group(a, token: t, w, F.self), group: g, token: t)
-                            t += 1
-                        }
-                    }
+                    for g in local { body(s, g, s.group(g, F.self, blocks: blocks), tile..<tileEnd) }
                 }
                 tile = tileEnd
             }
         }
     }
 
-    /// Several tokens with fp32 activations: a group's blocks stay in L1 while the tokens go past them twelve at a
-    /// time (`F32Activations.group`), then four, then one. The first pass over a group reads it from memory and asks
-    /// for the lines ahead, as decoding does (a few tokens, as in speculative verification, are bound by the weights' reads).
+    /// Several tokens with q8 activations: four at a time, then one.
+    static func forward<F: IntegerBlockFormat>(_: F.Type, _ a: Q8Activations, tokens: Int, _ segments: UnsafeBufferPointer<Segment>,
+                                               totalGroups: Int, pool: ThreadPool) {
+        forEachGroupTile(F.self, tokens: tokens, blocks: a.blocks, segments, totalGroups: totalGroups, pool: pool) { s, g, w, tile in
+            var t = tile.lowerBound
+            while t + 4 <= tile.upperBound {
+                let v = groupFourTokens(a, token: t, w, F.self)
+                s.store(v.0, group: g, token: t); s.store(v.1, group: g, token: t + 1)
+                s.store(v.2, group: g, token: t + 2); s.store(v.3, group: g, token: t + 3)
+                t += 4
+            }
+            while t < tile.upperBound {
+                s.store(group(a, token: t, w, F.self), group: g, token: t)
+                t += 1
+            }
+        }
+    }
+
+    /// Several tokens with fp32 activations: twelve at a time (`F32Activations.group`), then four, then one. The first
+    /// pass over a group reads it from memory and asks for the lines ahead, as decoding does (a few tokens, as in
+    /// speculative verification, are bound by the weights' reads).
     static func forward<F: IntegerBlockFormat>(_: F.Type, _ a: F32Activations, tokens: Int, _ segments: UnsafeBufferPointer<Segment>,
                                                totalGroups: Int, pool: ThreadPool) {
-        pool.parallelChunks(totalGroups, minChunk: max(1, 16 / tokens)) { range in
-            var tile = 0
-            while tile < tokens {
-                let tileEnd = min(tokens, tile + tokenTile)
-                forEachPart(of: range, in: segments) { s, local in
-                    for g in local {
-                        let w = s.group(g, F.self, blocks: a.blocks)
-                        var t = tile
-                        @inline(__always) func prefetch() -> Int { t == tile ? decodePrefetchBytes : 0 }
-                        while t + 12 <= tileEnd {
-                            a.group(TokenTile12.self, token: t, w, F.self, prefetch: prefetch()) { k, v in s.store(v, group: g, token: t + k) }
-                            t += 12
-                        }
-                        while t + 4 <= tileEnd {
-                            a.group(TokenTile4.self, token: t, w, F.self, prefetch: prefetch()) { k, v in s.store(v, group: g, token: t + k) }
-                            t += 4
-                        }
-                        while t < tileEnd {
-                            s.store(group(a, token: t, w, F.self, prefetch: prefetch()), group: g, token: t)
-                            t += 1
-                        }
-                    }
-                }
-                tile = tileEnd
+        forEachGroupTile(F.self, tokens: tokens, blocks: a.blocks, segments, totalGroups: totalGroups, pool: pool) { s, g, w, tile in
+            var t = tile.lowerBound
+            @inline(__always) func prefetch() -> Int { t == tile.lowerBound ? decodePrefetchBytes : 0 }
+            while t + 12 <= tile.upperBound {
+                a.group(TokenTile12.self, token: t, w, F.self, prefetch: prefetch()) { k, v in s.store(v, group: g, token: t + k) }
+                t += 12
+            }
+            while t + 4 <= tile.upperBound {
+                a.group(TokenTile4.self, token: t, w, F.self, prefetch: prefetch()) { k, v in s.store(v, group: g, token: t + k) }
+                t += 4
+            }
+            while t < tile.upperBound {
+                s.store(group(a, token: t, w, F.self, prefetch: prefetch()), group: g, token: t)
+                t += 1
             }
         }
     }
