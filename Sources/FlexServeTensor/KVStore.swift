@@ -16,6 +16,7 @@ public enum KVCacheType: String, Sendable, CaseIterable, Codable {
 /// elements as they are), and does all its arithmetic in fp32.
 public protocol KVElement {
     static func load8(_ p: UnsafePointer<Self>, _ i: Int) -> SIMD8<Float>
+    static func load16(_ p: UnsafePointer<Self>, _ i: Int) -> SIMD16<Float>
     static func load(_ p: UnsafePointer<Self>, _ i: Int) -> Float
     static func store(_ x: UnsafePointer<Float>, into p: UnsafeMutablePointer<Self>, count: Int)
 }
@@ -24,6 +25,11 @@ extension Float: KVElement {
     @inline(__always)
     public static func load8(_ p: UnsafePointer<Float>, _ i: Int) -> SIMD8<Float> {
         UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self)
+    }
+
+    @inline(__always)
+    public static func load16(_ p: UnsafePointer<Float>, _ i: Int) -> SIMD16<Float> {
+        UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float>.self)
     }
 
     @inline(__always)
@@ -42,6 +48,14 @@ extension Float16: KVElement {
         let v = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float16>.self)
         var r = SIMD8<Float>()
         for k in 0..<8 { r[k] = Float(v[k]) }
+        return r
+    }
+
+    @inline(__always)
+    public static func load16(_ p: UnsafePointer<Float16>, _ i: Int) -> SIMD16<Float> {
+        let v = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float16>.self)
+        var r = SIMD16<Float>()
+        for k in 0..<16 { r[k] = Float(v[k]) }
         return r
     }
 

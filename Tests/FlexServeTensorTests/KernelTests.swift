@@ -360,6 +360,60 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// Runs of tokens whose visible slots extend one another (a prefill, a chain of drafts) take the tile kernels
+    /// (`AttentionTiles`): each token's output must equal that token attended alone, bit for bit, for any batch.
+    /// Two sequences' causal runs (37 tokens: tiles of 16, 16 and 5; then 9), a tree's siblings, the cache's unused
+    /// slots NaN; query heads per KV head 3, 1 and 8; head dimensions 64 and 128; fp32 and fp16 caches. Against the
+    /// textbook formula too.
+    func testTokenTilesMatchEachTokenAloneBitForBit() {
+        for (heads, kvHeads, headDim, type) in [(9, 3, 64, KVCacheType.f32), (4, 4, 128, .f32), (8, 1, 64, .f16)] {
+            let capacity = 96
+            // Sequence A: slots 5, 6, ... in order; sequence B: scattered slots; then two siblings after B's first 4.
+            let a = (0..<37).map { Int32(5 + $0) }, b = (0..<9).map { Int32(($0 * 11 + 50) % capacity) }
+            var lists: [[Int32]] = (1...37).map { Array(a[..<$0]) } + (1...9).map { Array(b[..<$0]) }
+            lists += [Array(b[..<4]) + [Int32(90)], Array(b[..<4]) + [Int32(91)]]
+            let tokens = lists.count
+            let starts = lists.reduce(into: [Int32(0)]) { $0.append($0.last! + Int32($1.count)) }, slots = lists.flatMap { $0 }
+            let layout = KVLayout.planar(slots: capacity, headDim: headDim)
+            let bytes = capacity * kvHeads * headDim * type.bytes
+            let keys = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64), values = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+            defer { keys.deallocate(); values.deallocate() }
+            keys.initializeMemory(as: UInt8.self, repeating: 0xFF, count: bytes)
+            values.initializeMemory(as: UInt8.self, repeating: 0xFF, count: bytes)
+            let store = KVStore(keys: keys, values: values, type: type, layout: layout)
+            func key(_ s: Int, _ h: Int, _ d: Int) -> Float { Float(cos(Double(s * 131 + h * 17 + d) * 0.37)) * 3 }
+            func value(_ s: Int, _ h: Int, _ d: Int) -> Float { Float(sin(Double(s * 71 + h * 29 + d) * 0.23)) }
+            for s in Set(slots).map(Int.init) {
+                for h in 0..<kvHeads {
+                    store.write(slot: s, head: h, key: (0..<headDim).map { key(s, h, $0) }, value: (0..<headDim).map { value(s, h, $0) }, headDim: headDim)
+                }
+            }
+            let width = heads * headDim
+            let q = (0..<(tokens * width)).map { Float(sin(Double($0) * 0.11 + 1)) }
+            var batched = [Float](repeating: 0, count: tokens * width)
+            Attention.forward(q: q, tokens: tokens, numHeads: heads, numKVHeads: kvHeads, headDim: headDim, kv: store,
+                              slotStart: starts, slots: slots, scale: 0.125, out: &batched)
+            for t in 0..<tokens {
+                var alone = [Float](repeating: 0, count: width)
+                Attention.forward(q: Array(q[t * width..<(t + 1) * width]), tokens: 1, numHeads: heads, numKVHeads: kvHeads, headDim: headDim,
+                                  kv: store, slotStart: [0, Int32(lists[t].count)], slots: lists[t], scale: 0.125, out: &alone)
+                XCTAssertEqual(Array(batched[t * width..<(t + 1) * width]), alone, "\(heads)/\(kvHeads) heads, \(headDim), \(type): token \(t)")
+                for head in [0, heads - 1] {
+                    func rounded(_ x: Float) -> Double { type == .f16 ? Double(Float16(x)) : Double(x) }
+                    let h = head / (heads / kvHeads)
+                    let scores = lists[t].map { s in
+                        0.125 * (0..<headDim).reduce(0.0) { $0 + Double(q[t * width + head * headDim + $1]) * rounded(key(Int(s), h, $1)) }
+                    }
+                    let weights = scores.map { Foundation.exp($0 - scores.max()!) }, total = weights.reduce(0, +)
+                    for d in stride(from: 0, to: headDim, by: 7) {
+                        let reference = zip(weights, lists[t]).reduce(0.0) { $0 + $1.0 * rounded(value(Int($1.1), h, d)) } / total
+                        XCTAssertEqual(Double(batched[t * width + head * headDim + d]), reference, accuracy: 1e-5)
+                    }
+                }
+            }
+        }
+    }
+
     /// Phases in one region: every task of a phase runs once, after all of every phase before (an empty one too); threads with no task
     /// left call `whileWaiting` (here until the phase is done), and the thread index each task gets is in range.
     func testRunPhasesKeepsPhasesInOrder() {

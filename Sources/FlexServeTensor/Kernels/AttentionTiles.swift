@@ -1,0 +1,213 @@
+/// Attention for runs of tokens of one sequence (a prefill, a chain of drafts), sixteen tokens to a tile,
+/// one token per lane.
+///
+/// Token by token, every score is a dot product reduced across its vector (`RowDot.threeTokens`: eight lanes,
+/// then a horizontal sum), and a prefill spent ~40% of its time there and in the softmax. Here sixteen tokens'
+/// queries are transposed once (`[headDim][16]`), so a key's scores for all sixteen come out of one set of
+/// 512-bit FMAs with no horizontal sums, and each value row feeds six tokens' sums. The operations per
+/// (token, key) and per output are exactly the token-by-token path's, in the same order (lane `l` of that
+/// path's sum is accumulator `l` here; its reduction tree is `tree`; its softmax tail is the masked tail
+/// below), so a token's output does not depend on the tokens it was batched with.
+extension Attention {
+    /// Tokens `first..<first + count` (at most 16), each seeing the slots the one before it sees and more.
+    struct TokenTile {
+        let first: Int, count: Int
+    }
+
+    static let tileTokens = 16
+    /// Below this many tokens a tile's idle lanes cost more than the horizontal sums they save.
+    static let minimumTileTokens = 6
+
+    /// Cuts `tokens` into runs whose visible slots extend one another (one sequence's causal run), up to 16 a tile.
+    static func tokenTiles(tokens: Int, slotStart: UnsafePointer<Int32>, slots: UnsafePointer<Int32>) -> [TokenTile] {
+        var tiles: [TokenTile] = []
+        var first = 0
+        for t in 1...tokens {
+            let extends = t < tokens && t - first < tileTokens && {
+                let lo = Int(slotStart[t - 1]), n = Int(slotStart[t]) - lo, next = Int(slotStart[t])
+                return Int(slotStart[t + 1]) - next >= n && (0..<n).allSatisfy { slots[next + $0] == slots[lo + $0] }
+            }()
+            if !extends {
+                tiles.append(TokenTile(first: first, count: t - first))
+                first = t
+            }
+        }
+        return tiles
+    }
+
+    /// Whether a head dimension suits the tile kernels (scores by eight columns, values by 64).
+    static func tilesSupport(headDim: Int) -> Bool { headDim % 64 == 0 }
+
+    /// Eight accumulators, one per lane of the token-by-token path's eight-lane sums.
+    struct EightSums {
+        var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
+        var s4 = SIMD16<Float>(), s5 = SIMD16<Float>(), s6 = SIMD16<Float>(), s7 = SIMD16<Float>()
+
+        /// `RowDot.horizontalSum`'s tree: ((0+4) + (2+6)) + ((1+5) + (3+7)).
+        @inline(__always)
+        var tree: SIMD16<Float> { ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7)) }
+    }
+
+    @inline(__always)
+    static func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self) }
+
+    @inline(__always)
+    static func exp16(_ x: SIMD16<Float>) -> SIMD16<Float> {
+        SIMD16(lowHalf: VectorMath.exp(x.lowHalf), highHalf: VectorMath.exp(x.highHalf))
+    }
+
+    /// Sixteen tokens' scores against three keys (`qt`: the queries transposed, `[headDim][16]`).
+    @inline(__always)
+    static func scores<E: KVElement>(_ qt: UnsafePointer<Float>, _ k0: UnsafePointer<E>, _ k1: UnsafePointer<E>, _ k2: UnsafePointer<E>,
+                                     headDim: Int) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
+        var a = EightSums(), b = EightSums(), c = EightSums()
+        @inline(__always) func step(_ x: inout SIMD16<Float>, _ y: inout SIMD16<Float>, _ z: inout SIMD16<Float>, _ d: Int) {
+            let q = load16(qt + d * 16)
+            x = x.addingProduct(q, SIMD16(repeating: E.load(k0, d)))
+            y = y.addingProduct(q, SIMD16(repeating: E.load(k1, d)))
+            z = z.addingProduct(q, SIMD16(repeating: E.load(k2, d)))
+        }
+        var d = 0
+        while d < headDim {
+            step(&a.s0, &b.s0, &c.s0, d); step(&a.s1, &b.s1, &c.s1, d + 1)
+            step(&a.s2, &b.s2, &c.s2, d + 2); step(&a.s3, &b.s3, &c.s3, d + 3)
+            step(&a.s4, &b.s4, &c.s4, d + 4); step(&a.s5, &b.s5, &c.s5, d + 5)
+            step(&a.s6, &b.s6, &c.s6, d + 6); step(&a.s7, &b.s7, &c.s7, d + 7)
+            d += 8
+        }
+        return (a.tree, b.tree, c.tree)
+    }
+
+    /// Query head `head` of `tile`'s tokens, whole: scores, softmax, weighted values, into `out`.
+    static func attend<E: KVElement>(tile: TokenTile, head: Int, _ a: Args<E>, out: UnsafeMutablePointer<Float>) {
+        let headDim = a.headDim, kvHead = head / a.group, lanes = tileTokens
+        // The last token sees the most; each token sees a prefix of its slots.
+        let last = tile.first + tile.count - 1
+        let visible = a.slots + Int(a.slotStart[last])
+        let nMax = Int(a.slotStart[last + 1] - a.slotStart[last])
+        var counts = SIMD16<Int32>()
+        for i in 0..<tile.count { counts[i] = a.slotStart[tile.first + i + 1] - a.slotStart[tile.first + i] }
+        let keys = a.keys + kvHead * a.headStride, values = a.values + kvHead * a.headStride
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: headDim * lanes + nMax * lanes) { buffer in
+            let qt = buffer.baseAddress!, s = qt + headDim * lanes
+            qt.initialize(repeating: 0, count: headDim * lanes)
+            for i in 0..<tile.count {
+                let q = a.q + ((tile.first + i) * a.numHeads + head) * headDim
+                for d in 0..<headDim { qt[d * lanes + i] = q[d] }
+            }
+
+            // Scores, three keys at a time (the last group repeats the last key).
+            var j = 0
+            while j < nMax {
+                func key(_ k: Int) -> UnsafePointer<E> { keys + Int(visible[min(j + k, nMax - 1)]) * a.slotStride }
+                let (r0, r1, r2) = scores(qt, key(0), key(1), key(2), headDim: headDim)
+                let row = UnsafeMutableRawPointer(s + j * lanes)
+                row.storeBytes(of: r0 * a.scale, as: SIMD16<Float>.self)
+                if j + 1 < nMax { row.storeBytes(of: r1 * a.scale, toByteOffset: 64, as: SIMD16<Float>.self) }
+                if j + 2 < nMax { row.storeBytes(of: r2 * a.scale, toByteOffset: 128, as: SIMD16<Float>.self) }
+                j += 3
+            }
+
+            // Softmax per lane over its own keys: as `normalize` and `softmaxNumerators`, lane by lane.
+            // Lane masks by float compares of small integers (the integer vector compares compiled to element loops).
+            var keyCounts = SIMD16<Float>(), whole = SIMD16<Float>()
+            for i in 0..<tile.count { keyCounts[i] = Float(counts[i]); whole[i] = Float(counts[i] & ~7) }
+            var maxScore = SIMD16<Float>(repeating: -.infinity)
+            for j in 0..<nMax {
+                let v = load16(s + j * lanes)
+                maxScore.replace(with: v, where: (v .> maxScore) .& (keyCounts .> Float(j)))
+            }
+            // Keys below a lane's multiple of eight go into eight-lane sums, the rest are added after the tree.
+            var sums = EightSums()
+            let minWhole = Int(counts[0] & ~7)
+            for j in 0..<nMax {
+                let p = UnsafeMutableRawPointer(s + j * lanes)
+                let e = exp16(p.load(as: SIMD16<Float>.self) - maxScore)
+                p.storeBytes(of: e, as: SIMD16<Float>.self)
+                let add = SIMD16<Float>().replacing(with: e, where: whole .> Float(j))
+                switch j & 7 {
+                case 0: sums.s0 += add
+                case 1: sums.s1 += add
+                case 2: sums.s2 += add
+                case 3: sums.s3 += add
+                case 4: sums.s4 += add
+                case 5: sums.s5 += add
+                case 6: sums.s6 += add
+                default: sums.s7 += add
+                }
+            }
+            var total = sums.tree
+            for j in minWhole..<nMax {
+                let e = load16(s + j * lanes)
+                total += SIMD16<Float>().replacing(with: e, where: (whole .<= Float(j)) .& (keyCounts .> Float(j)))
+            }
+            let inv = 1 / total
+
+            // Weighted values, six tokens at a time, 64 columns at a time.
+            var i0 = 0
+            while i0 < tile.count {
+                let group = min(6, tile.count - i0)
+                var column = 0
+                while column < headDim {
+                    weightedValues(s, inv, lanes: i0..<i0 + group, counts: counts, visible: visible,
+                                   values: values + column, slotStride: a.slotStride,
+                                   out: { out + ((tile.first + $0) * a.numHeads + head) * headDim + column })
+                    column += 64
+                }
+                i0 += group
+            }
+        }
+    }
+
+    /// out(i) = Σ_{j < counts[i]} (e[j][i] · inv[i]) · value_j for the tokens (lanes) of `lanes`, 64 columns,
+    /// each column's sum in key order from zero: as `weightedValues3`, lane by lane.
+    @inline(__always)
+    static func weightedValues<E: KVElement>(_ e: UnsafePointer<Float>, _ inv: SIMD16<Float>, lanes: Range<Int>, counts: SIMD16<Int32>,
+                                             visible: UnsafePointer<Int32>, values: UnsafePointer<E>, slotStride: Int,
+                                             out: (Int) -> UnsafeMutablePointer<Float>) {
+        typealias Four = (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>)
+        let zero = SIMD16<Float>()
+        var acc: (Four, Four, Four, Four, Four, Four) = ((zero, zero, zero, zero), (zero, zero, zero, zero), (zero, zero, zero, zero),
+                                                        (zero, zero, zero, zero), (zero, zero, zero, zero), (zero, zero, zero, zero))
+        let first = lanes.lowerBound, count = lanes.count
+        // Tokens see more keys lane by lane: all of the group see the first lane's, the last lane the most.
+        let shared = Int(counts[first]), nEnd = Int(counts[first + count - 1])
+        @inline(__always) func add(_ x: inout Four, _ p: Float, _ v: Four) {
+            let w = SIMD16<Float>(repeating: p)
+            x.0 = x.0.addingProduct(w, v.0); x.1 = x.1.addingProduct(w, v.1)
+            x.2 = x.2.addingProduct(w, v.2); x.3 = x.3.addingProduct(w, v.3)
+        }
+        for j in 0..<nEnd {
+            let row = values + Int(visible[j]) * slotStride
+            let v: Four = (E.load16(row, 0), E.load16(row, 16), E.load16(row, 32), E.load16(row, 48))
+            let p = e + j * tileTokens + first
+            // Past the first lane's keys a lane adds only while the key is its own.
+            if j < shared {
+                add(&acc.0, p[0] * inv[first], v)
+                if count > 1 { add(&acc.1, p[1] * inv[first + 1], v) }
+                if count > 2 { add(&acc.2, p[2] * inv[first + 2], v) }
+                if count > 3 { add(&acc.3, p[3] * inv[first + 3], v) }
+                if count > 4 { add(&acc.4, p[4] * inv[first + 4], v) }
+                if count > 5 { add(&acc.5, p[5] * inv[first + 5], v) }
+            } else {
+                if j < Int(counts[first]) { add(&acc.0, p[0] * inv[first], v) }
+                if count > 1, j < Int(counts[first + 1]) { add(&acc.1, p[1] * inv[first + 1], v) }
+                if count > 2, j < Int(counts[first + 2]) { add(&acc.2, p[2] * inv[first + 2], v) }
+                if count > 3, j < Int(counts[first + 3]) { add(&acc.3, p[3] * inv[first + 3], v) }
+                if count > 4, j < Int(counts[first + 4]) { add(&acc.4, p[4] * inv[first + 4], v) }
+                if count > 5, j < Int(counts[first + 5]) { add(&acc.5, p[5] * inv[first + 5], v) }
+            }
+        }
+        @inline(__always) func store(_ x: Four, _ o: UnsafeMutablePointer<Float>) {
+            let r = UnsafeMutableRawPointer(o)
+            r.storeBytes(of: x.0, as: SIMD16<Float>.self); r.storeBytes(of: x.1, toByteOffset: 64, as: SIMD16<Float>.self)
+            r.storeBytes(of: x.2, toByteOffset: 128, as: SIMD16<Float>.self); r.storeBytes(of: x.3, toByteOffset: 192, as: SIMD16<Float>.self)
+        }
+        store(acc.0, out(first))
+        if count > 1 { store(acc.1, out(first + 1)) }
+        if count > 2 { store(acc.2, out(first + 2)) }
+        if count > 3 { store(acc.3, out(first + 3)) }
+        if count > 4 { store(acc.4, out(first + 4)) }
+        if count > 5 { store(acc.5, out(first + 5)) }
+    }
+}
