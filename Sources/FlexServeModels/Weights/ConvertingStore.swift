@@ -30,7 +30,13 @@ public struct ConvertingStore: WeightStore {
             }
             t = converted
         }
-        if interleaving { t = t.withInterleavedRows(for: activations) }
+        if interleaving {
+            t = t.withInterleavedRows(for: activations)
+            // The kernels read the interleaved copy; the file's bytes it was built from would stay resident beside it
+            // (SmolLM2 as stored: 150 → 246 MB). They go back to the page cache, read again only if something
+            // else (a tied head's embedding lookup) touches them.
+            if t.interleaved != nil, let file = t.owner as? MappedFile { file.release(t.data, byteCount: t.byteCount) }
+        }
         return t
     }
 }

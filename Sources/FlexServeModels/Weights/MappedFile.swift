@@ -26,6 +26,15 @@ public final class MappedFile: @unchecked Sendable {
         base = UnsafeRawPointer(p)
     }
 
+    /// Takes the whole pages of `byteCount` bytes from `start` (inside the map) out of the process's resident memory:
+    /// touched again, they are read back from the file (the map is read-only and private, so they never differ from it).
+    public func release(_ start: UnsafeRawPointer, byteCount: Int) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let first = (Int(bitPattern: start) + page - 1) / page * page, end = (Int(bitPattern: start) + byteCount) / page * page
+        guard end > first, let pages = UnsafeMutableRawPointer(bitPattern: first) else { return }
+        _ = madvise(pages, end - first, MADV_DONTNEED)
+    }
+
     deinit { munmap(UnsafeMutableRawPointer(mutating: base), size) }
 }
 
