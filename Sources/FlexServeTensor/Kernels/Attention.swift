@@ -61,43 +61,12 @@ public enum Attention {
         if alibiSlopes == nil, tokens >= minimumTileTokens, tilesSupport(headDim: headDim) {
             let tiles = tokenTiles(tokens: tokens, slotStart: slotStart, slots: slots)
             if tiles.contains(where: { $0.count >= minimumTileTokens }) {
-                tiledForward(a, tiles: tiles, tokens: tokens, out: out, pool: pool)
+                tiledForward(a, tiles: tiles, out: out, pool: pool)
                 return
             }
         }
         // One task per set.
         pool.parallelFor(sets) { a.attend(set: $0, out: out) }
-    }
-
-    enum TileTask { case tile(TokenTile, head: Int), set(Int) }
-
-    /// Tiles of enough tokens take a task per query head; the other tokens a task per set, as in `forward`.
-    /// The longest tasks go first, so the last to start are short.
-    static func tiledForward<E: KVElement>(_ a: Args<E>, tiles: [TokenTile], tokens: Int, out: UnsafeMutablePointer<Float>,
-                                           pool: ThreadPool) {
-        var tasks: [(work: Int, task: TileTask)] = []
-        let setsPerToken = a.numKVHeads * a.headSets
-        for tile in tiles {
-            let last = tile.first + tile.count - 1
-            if tile.count >= minimumTileTokens {
-                let work = tile.count * Int(a.slotStart[last + 1] - a.slotStart[last])
-                for head in 0..<a.numHeads { tasks.append((work, .tile(tile, head: head))) }
-            } else {
-                for t in tile.first...last {
-                    let work = 3 * Int(a.slotStart[t + 1] - a.slotStart[t])
-                    for i in t * setsPerToken..<(t + 1) * setsPerToken { tasks.append((work, .set(i))) }
-                }
-            }
-        }
-        tasks.sort { $0.work > $1.work }
-        tasks.withUnsafeBufferPointer { tasks in
-            pool.parallelFor(tasks.count) {
-                switch tasks[$0].task {
-                case .tile(let tile, let head): attend(tile: tile, head: head, a, out: out)
-                case .set(let i): a.attend(set: i, out: out)
-                }
-            }
-        }
     }
 
     /// Attention cut into independent tasks, one per set of up to three query heads of one KV head (token by

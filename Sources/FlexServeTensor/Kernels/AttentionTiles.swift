@@ -10,7 +10,7 @@
 /// below), so a token's output does not depend on the tokens it was batched with.
 extension Attention {
     /// Tokens `first..<first + count` (at most 16), each seeing the slots the one before it sees and more.
-    struct TokenTile {
+    struct QueryTile {
         let first: Int, count: Int
     }
 
@@ -19,8 +19,8 @@ extension Attention {
     static let minimumTileTokens = 6
 
     /// Cuts `tokens` into runs whose visible slots extend one another (one sequence's causal run), up to 16 a tile.
-    static func tokenTiles(tokens: Int, slotStart: UnsafePointer<Int32>, slots: UnsafePointer<Int32>) -> [TokenTile] {
-        var tiles: [TokenTile] = []
+    static func tokenTiles(tokens: Int, slotStart: UnsafePointer<Int32>, slots: UnsafePointer<Int32>) -> [QueryTile] {
+        var tiles: [QueryTile] = []
         var first = 0
         for t in 1...tokens {
             let extends = t < tokens && t - first < tileTokens && {
@@ -28,11 +28,41 @@ extension Attention {
                 return Int(slotStart[t + 1]) - next >= n && (0..<n).allSatisfy { slots[next + $0] == slots[lo + $0] }
             }()
             if !extends {
-                tiles.append(TokenTile(first: first, count: t - first))
+                tiles.append(QueryTile(first: first, count: t - first))
                 first = t
             }
         }
         return tiles
+    }
+
+    enum TileTask { case tile(QueryTile, head: Int), set(Int) }
+
+    /// Tiles of enough tokens take a task per query head; the other tokens a task per set, as in `forward`.
+    /// The longest tasks go first, so the last to start are short.
+    static func tiledForward<E: KVElement>(_ a: Args<E>, tiles: [QueryTile], out: UnsafeMutablePointer<Float>, pool: ThreadPool) {
+        var tasks: [(work: Int, task: TileTask)] = []
+        let setsPerToken = a.numKVHeads * a.headSets
+        for tile in tiles {
+            let last = tile.first + tile.count - 1
+            if tile.count >= minimumTileTokens {
+                let work = tile.count * Int(a.slotStart[last + 1] - a.slotStart[last])
+                for head in 0..<a.numHeads { tasks.append((work, .tile(tile, head: head))) }
+            } else {
+                for t in tile.first...last {
+                    let work = 3 * Int(a.slotStart[t + 1] - a.slotStart[t])
+                    for i in t * setsPerToken..<(t + 1) * setsPerToken { tasks.append((work, .set(i))) }
+                }
+            }
+        }
+        tasks.sort { $0.work > $1.work }
+        tasks.withUnsafeBufferPointer { tasks in
+            pool.parallelFor(tasks.count) {
+                switch tasks[$0].task {
+                case .tile(let tile, let head): attend(tile: tile, head: head, a, out: out)
+                case .set(let i): a.attend(set: i, out: out)
+                }
+            }
+        }
     }
 
     /// Whether a head dimension suits the tile kernels (scores by eight columns, values by 64).
@@ -79,7 +109,7 @@ extension Attention {
     }
 
     /// Query head `head` of `tile`'s tokens, whole: scores, softmax, weighted values, into `out`.
-    static func attend<E: KVElement>(tile: TokenTile, head: Int, _ a: Args<E>, out: UnsafeMutablePointer<Float>) {
+    static func attend<E: KVElement>(tile: QueryTile, head: Int, _ a: Args<E>, out: UnsafeMutablePointer<Float>) {
         let headDim = a.headDim, kvHead = head / a.group, lanes = tileTokens
         // The last token sees the most; each token sees a prefix of its slots.
         let last = tile.first + tile.count - 1
