@@ -360,7 +360,7 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    /// Runs of tokens whose visible slots extend one another (a prefill, a chain of drafts) take the tile kernels
+    /// Runs of five tokens or more whose visible slots extend one another (a prefill, a chain of drafts) take the tile kernels
     /// (`AttentionTiles`): each token's output must equal that token attended alone, bit for bit, for any batch.
     /// Two sequences' causal runs (37 tokens: tiles of 16, 16 and 5; then 9), a tree's siblings, the cache's unused
     /// slots NaN; query heads per KV head 3, 1 and 8; head dimensions 64 and 128; fp32 and fp16 caches. Against the
