@@ -53,10 +53,7 @@ extension Float16: KVElement {
 
     @inline(__always)
     public static func load16(_ p: UnsafePointer<Float16>, _ i: Int) -> SIMD16<Float> {
-        let v = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD16<Float16>.self)
-        var r = SIMD16<Float>()
-        for k in 0..<16 { r[k] = Float(v[k]) }
-        return r
+        SIMD16(lowHalf: load8(p, i), highHalf: load8(p, i + 8))
     }
 
     @inline(__always)

@@ -81,9 +81,6 @@ extension Attention {
     }
 
     @inline(__always)
-    static func load16(_ p: UnsafePointer<Float>) -> SIMD16<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self) }
-
-    @inline(__always)
     static func exp16(_ x: SIMD16<Float>) -> SIMD16<Float> {
         SIMD16(lowHalf: VectorMath.exp(x.lowHalf), highHalf: VectorMath.exp(x.highHalf))
     }
@@ -94,7 +91,7 @@ extension Attention {
                                      headDim: Int) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
         var a = EightSums(), b = EightSums(), c = EightSums()
         @inline(__always) func step(_ x: inout SIMD16<Float>, _ y: inout SIMD16<Float>, _ z: inout SIMD16<Float>, _ d: Int) {
-            let q = load16(qt + d * 16)
+            let q = Float.load16(qt, d * 16)
             x = x.addingProduct(q, SIMD16(repeating: E.load(k0, d)))
             y = y.addingProduct(q, SIMD16(repeating: E.load(k1, d)))
             z = z.addingProduct(q, SIMD16(repeating: E.load(k2, d)))
@@ -146,7 +143,7 @@ extension Attention {
             for i in 0..<tile.count { keyCounts[i] = Float(counts[i]); whole[i] = Float(counts[i] & ~7) }
             var maxScore = SIMD16<Float>(repeating: -.infinity)
             for j in 0..<nMax {
-                let v = load16(s + j * lanes)
+                let v = Float.load16(s, j * lanes)
                 maxScore.replace(with: v, where: (v .> maxScore) .& (keyCounts .> Float(j)))
             }
             // Keys below a lane's multiple of eight go into eight-lane sums, the rest are added after the tree.
@@ -170,7 +167,7 @@ extension Attention {
             }
             var total = sums.tree
             for j in minWhole..<nMax {
-                let e = load16(s + j * lanes)
+                let e = Float.load16(s, j * lanes)
                 total += SIMD16<Float>().replacing(with: e, where: (whole .<= Float(j)) .& (keyCounts .> Float(j)))
             }
             let inv = 1 / total
