@@ -47,10 +47,11 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    /// The same for fp32 activations against `InterleavedRows` (`F32Activations`): eight tokens at a time, then one, and
-    /// four groups side by side when decoding.
+    /// The same for fp32 activations against `InterleavedRows` (`F32Activations`): twelve tokens at a time, then four, then
+    /// one, and four groups side by side when decoding; from 24 tokens on, pairs of groups against panels, six tokens at a
+    /// time, with an odd group, a partial one and the tokens left over by the sixes (the last shape spans two token tiles).
     func testInterleavedRowsWithFP32ActivationsMatchReferenceAndAreBatchInvariant() {
-        for (rows, cols, tokens) in [(37, 96, 11), (70, 64, 17), (21, 160, 3), (64 * 4 + 16 * 3 + 5, 64, 9)] {
+        for (rows, cols, tokens) in [(37, 96, 11), (70, 64, 17), (21, 160, 3), (64 * 4 + 16 * 3 + 5, 64, 9), (37, 96, 29), (70, 64, 150)] {
             checkLinear(rows: rows, cols: cols, tokens: tokens, interleaved: true)
         }
     }
@@ -115,6 +116,47 @@ final class KernelTests: XCTestCase {
                     Linear.forward(x: x, tokens: 1, weight: weights[i], bias: i == 0 ? b.baseAddress : nil, out: &separate[i])
                 }
                 XCTAssertEqual(fused[i], separate[i], "\(dtype) projection \(i)")
+            }
+        }
+    }
+
+    /// Fused projections of a prefill's size with fp32 activations (pairs of groups within each projection, odd groups
+    /// alone, a bias on the first): every token's rows equal that token alone through its own projection, bit for bit.
+    func testFusedProjectionsInPairsMatchEachTokenAlone() {
+        let cols = 64, shapes = [70, 45, 3], tokens = 31
+        let x = (0..<(tokens * cols)).map { Float(cos(Double($0) * 0.11)) }
+        let bias = (0..<shapes[0]).map { Float($0) * 0.01 }
+        for dtype in DType.allCases where dtype.hasIntegerBlocks {
+            let weights = shapes.enumerated().map { i, rows in
+                TensorView.owned((0..<(rows * cols)).map { Float(sin(Double($0 + 1000 * i) * 0.37)) }, shape: [rows, cols])
+                    .converted(to: dtype)!.withInterleavedRows(for: .f32)
+            }
+            var f0 = [Float](repeating: .nan, count: tokens * shapes[0]), f1 = [Float](repeating: .nan, count: tokens * shapes[1])
+            var f2 = [Float](repeating: .nan, count: tokens * shapes[2])
+            bias.withUnsafeBufferPointer { b in
+                f0.withUnsafeMutableBufferPointer { o0 in
+                    f1.withUnsafeMutableBufferPointer { o1 in
+                        f2.withUnsafeMutableBufferPointer { o2 in
+                            Linear.forward(x: x, tokens: tokens, projections: [
+                                Linear.Projection(weight: weights[0], bias: b.baseAddress, out: o0.baseAddress!),
+                                Linear.Projection(weight: weights[1], out: o1.baseAddress!),
+                                Linear.Projection(weight: weights[2], out: o2.baseAddress!),
+                            ])
+                        }
+                    }
+                }
+            }
+            let outs = [f0, f1, f2]
+            for (i, rows) in shapes.enumerated() {
+                for t in 0..<tokens {
+                    var one = [Float](repeating: .nan, count: rows)
+                    x.withUnsafeBufferPointer { xs in
+                        bias.withUnsafeBufferPointer { b in
+                            Linear.forward(x: xs.baseAddress! + t * cols, tokens: 1, weight: weights[i], bias: i == 0 ? b.baseAddress : nil, out: &one)
+                        }
+                    }
+                    XCTAssertEqual(Array(outs[i][(t * rows)..<((t + 1) * rows)]), one, "\(dtype) projection \(i) token \(t)")
+                }
             }
         }
     }

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// `Linear` for a weight in `InterleavedRows`: each token's activations are prepared once, quantized
 /// (`Q8Activations`, `q8` activations) or put in the kernel's order (`F32Activations`, fp32 ones), then every
 /// group of sixteen rows and token takes, over the blocks in order,
@@ -280,25 +282,77 @@ enum IntegerLinear {
         }
     }
 
-    /// Several tokens with fp32 activations: twelve at a time (`F32Activations.group`), then four, then one. The first
-    /// pass over a group reads it from memory and asks for the lines ahead, as decoding does (a few tokens, as in
-    /// speculative verification, are bound by the weights' reads).
+    /// Several tokens with fp32 activations: from `GroupPairPanel.minimumTokens` on, groups in pairs against panels
+    /// (`forwardInPairs`); fewer, each group against twelve tokens at a time (`groupTokens`). The first pass over a group
+    /// reads it from memory and asks for the lines ahead, as decoding does (a few tokens, as in speculative verification,
+    /// are bound by the weights' reads).
     static func forward<F: IntegerBlockFormat>(_: F.Type, _ a: F32Activations, tokens: Int, _ segments: UnsafeBufferPointer<Segment>,
                                                totalGroups: Int, pool: ThreadPool) {
+        if tokens >= GroupPairPanel.minimumTokens {
+            forwardInPairs(F.self, a, tokens: tokens, segments, totalGroups: totalGroups, pool: pool)
+            return
+        }
         forEachGroupTile(F.self, tokens: tokens, blocks: a.blocks, segments, totalGroups: totalGroups, pool: pool) { s, g, w, tile in
-            var t = tile.lowerBound
-            @inline(__always) func prefetch() -> Int { t == tile.lowerBound ? decodePrefetchBytes : 0 }
-            while t + 12 <= tile.upperBound {
-                a.group(TokenTile12.self, token: t, w, F.self, prefetch: prefetch()) { k, v in s.store(v, group: g, token: t + k) }
-                t += 12
-            }
-            while t + 4 <= tile.upperBound {
-                a.group(TokenTile4.self, token: t, w, F.self, prefetch: prefetch()) { k, v in s.store(v, group: g, token: t + k) }
-                t += 4
-            }
-            while t < tile.upperBound {
-                s.store(group(a, token: t, w, F.self, prefetch: prefetch()), group: g, token: t)
-                t += 1
+            groupTokens(F.self, a, s, group: g, w, tile)
+        }
+    }
+
+    /// Group g against the tokens of `tile`: twelve at a time (`F32Activations.group`), then four, then one.
+    @inline(__always)
+    static func groupTokens<F: IntegerBlockFormat>(_: F.Type, _ a: F32Activations, _ s: Segment, group g: Int, _ w: Group, _ tile: Range<Int>) {
+        var t = tile.lowerBound
+        @inline(__always) func prefetch() -> Int { t == tile.lowerBound ? decodePrefetchBytes : 0 }
+        while t + 12 <= tile.upperBound {
+            a.group(TokenTile12.self, token: t, w, F.self, prefetch: prefetch()) { k, v in s.store(v, group: g, token: t + k) }
+            t += 12
+        }
+        while t + 4 <= tile.upperBound {
+            a.group(TokenTile4.self, token: t, w, F.self, prefetch: prefetch()) { k, v in s.store(v, group: g, token: t + k) }
+            t += 4
+        }
+        while t < tile.upperBound {
+            s.store(group(a, token: t, w, F.self, prefetch: prefetch()), group: g, token: t)
+            t += 1
+        }
+    }
+
+    /// Pairs of groups against a tile of `tokenTile` tokens at a time: each pair converted into a panel of its own
+    /// thread (`GroupPairPanel`), then six tokens at a time; the tile's last tokens (and a segment's odd group) as
+    /// `groupTokens`. The pairs are shared out in chunks, as `parallelChunks` does, taken by the threads in turn.
+    static func forwardInPairs<F: IntegerBlockFormat>(_: F.Type, _ a: F32Activations, tokens: Int, _ segments: UnsafeBufferPointer<Segment>,
+                                                      totalGroups: Int, pool: ThreadPool) {
+        let pairs = (totalGroups + 1) / 2
+        let chunks = max(1, min(pool.threadCount * 4, pairs)), pairsPerChunk = (pairs + chunks - 1) / chunks
+        let panelBytes = GroupPairPanel.byteCount(blocks: a.blocks)
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: pool.threadCount * panelBytes, alignment: 64)
+        defer { memory.deallocate() }
+        let next = ChunkCounter()
+        pool.parallelFor(pool.threadCount) { slot in
+            let panel = GroupPairPanel(memory + slot * panelBytes, blocks: a.blocks)
+            while true {
+                let c = next.take()
+                guard c < chunks else { return }
+                let range = min(totalGroups, 2 * c * pairsPerChunk)..<min(totalGroups, 2 * (c + 1) * pairsPerChunk)
+                for tile in stride(from: 0, to: tokens, by: tokenTile) {
+                    let tileEnd = min(tokens, tile + tokenTile)
+                    forEachPart(of: range, in: segments) { s, local in
+                        var g = local.lowerBound
+                        while g + 2 <= local.upperBound {
+                            panel.fill(s.group(g, F.self, blocks: a.blocks), s.group(g + 1, F.self, blocks: a.blocks), F.self)
+                            var t = tile
+                            while t + 6 <= tileEnd {
+                                panel.sixTokens(a, token: t, F.self) { k, r0, r1 in
+                                    s.store(r0, group: g, token: t + k); s.store(r1, group: g + 1, token: t + k)
+                                }
+                                t += 6
+                            }
+                            groupTokens(F.self, a, s, group: g, s.group(g, F.self, blocks: a.blocks), t..<tileEnd)
+                            groupTokens(F.self, a, s, group: g + 1, s.group(g + 1, F.self, blocks: a.blocks), t..<tileEnd)
+                            g += 2
+                        }
+                        if g < local.upperBound { groupTokens(F.self, a, s, group: g, s.group(g, F.self, blocks: a.blocks), tile..<tileEnd) }
+                    }
+                }
             }
         }
     }
@@ -372,4 +426,10 @@ enum IntegerLinear {
         }
         return (s0 + o0, s1 + o1, s2 + o2, s3 + o3)
     }
+}
+
+/// Chunks of work handed out one at a time to whichever thread asks.
+private final class ChunkCounter: Sendable {
+    private let next = Atomic<Int>(0)
+    func take() -> Int { next.add(1, ordering: .relaxed).oldValue }
 }
