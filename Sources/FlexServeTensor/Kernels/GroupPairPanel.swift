@@ -19,6 +19,11 @@ struct GroupPairPanel {
     /// speculative verification, keep `F32Activations.group`, which streams the records from memory once).
     static let minimumTokens = 24
 
+    /// Tokens that go past a panel between fills: a multiple of six, so only a forward's last few tokens fall outside
+    /// the sixes (with 128, two of every tile did, one at a time: 2.6% of a perplexity run's samples); about as many
+    /// as `IntegerLinear.tokenTile`, whose activations stay in L2.
+    static let tokenTile = 132
+
     static func byteCount(blocks: Int) -> Int { blocks * vectorsPerBlock * 64 }
 
     init(_ memory: UnsafeMutableRawPointer, blocks: Int) {

@@ -316,7 +316,7 @@ enum IntegerLinear {
         }
     }
 
-    /// Pairs of groups against a tile of `tokenTile` tokens at a time: each pair converted into a panel of its own
+    /// Pairs of groups against a tile of `GroupPairPanel.tokenTile` tokens at a time: each pair converted into a panel of its own
     /// thread (`GroupPairPanel`), then six tokens at a time; the tile's last tokens (and a segment's odd group) as
     /// `groupTokens`. The pairs are shared out in chunks, as `parallelChunks` does, taken by the threads in turn.
     static func forwardInPairs<F: IntegerBlockFormat>(_: F.Type, _ a: F32Activations, tokens: Int, _ segments: UnsafeBufferPointer<Segment>,
@@ -333,8 +333,8 @@ enum IntegerLinear {
                 let c = next.take()
                 guard c < chunks else { return }
                 let range = min(totalGroups, 2 * c * pairsPerChunk)..<min(totalGroups, 2 * (c + 1) * pairsPerChunk)
-                for tile in stride(from: 0, to: tokens, by: tokenTile) {
-                    let tileEnd = min(tokens, tile + tokenTile)
+                for tile in stride(from: 0, to: tokens, by: GroupPairPanel.tokenTile) {
+                    let tileEnd = min(tokens, tile + GroupPairPanel.tokenTile)
                     forEachPart(of: range, in: segments) { s, local in
                         var g = local.lowerBound
                         while g + 2 <= local.upperBound {
