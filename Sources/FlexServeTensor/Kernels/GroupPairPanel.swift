@@ -1,43 +1,69 @@
 /// Prefill with fp32 activations, two groups (32 rows) at a time. `F32Activations.group` converts each vector of
 /// values once for a tile of twelve tokens and meets it with one FMA per token, each broadcasting its activation from
-/// memory: one load per FMA. On one core of the Intel host (a loop over L1-resident data) that shape reached 40–45% of the
-/// FMA probe, where a broadcast into a register feeding two groups' FMAs reached 55–60% with the same per-block steps
-/// (and ~70% without them). So the pair's values are converted to floats once per token tile, with their scales, into a
-/// panel `[block][value][2 × 16 rows]`, and six tokens at a time meet it: two loads, six broadcasts and twelve FMAs per
-/// value, the twelve sums and twelve totals in 24 of the 32 registers.
+/// memory: one load per FMA. Measured alone on one core of the Intel host, that loop reached 39–64% of the FMA probe;
+/// two groups against six tokens, each activation broadcast into a register for both groups' FMAs, with the per-block
+/// steps, 42–65% with the weights' floats in L2 and 78–88% with them in L1 (docs/cpu-performance.md). So the pair's
+/// values are converted to floats, with their scales, into a panel `[block][value][2 × 16 rows]` of `chunkBlocks`
+/// blocks that stays in L1 while every six tokens of a tile meet it (two loads, six broadcasts and twelve FMAs per
+/// value, the twelve sums and twelve totals in 24 of the 32 registers); each six tokens' totals wait in memory for the
+/// next chunk.
 ///
 /// Per token, row and block the steps are `F32Activations.accumulate`'s: the same products in the same order into a
-/// dot that starts at zero, then `blockTotal`, so the results are the same bit for bit as any other path.
+/// dot that starts at zero, then `blockTotal` (a total stored and loaded back is the same float), so the results are
+/// the same bit for bit as any other path.
 struct GroupPairPanel {
-    let base: UnsafeMutablePointer<SIMD16<Float>>
-    let blocks: Int
+    private let panel: UnsafeMutablePointer<SIMD16<Float>>
+    private let totals: UnsafeMutablePointer<SIMD16<Float>>
 
     /// A block's 32 values of both groups, then d and c of each.
     private static let vectorsPerBlock = 2 * 32 + 4
 
-    /// Forwards of at least this many tokens take panels (a panel costs a pass over the pair; a few tokens, as in
-    /// speculative verification, keep `F32Activations.group`, which streams the records from memory once).
+    /// Blocks converted at a time: 17 KB of floats, in L1 beside the tile's totals (17 KB) and the activations going past.
+    static let chunkBlocks = 4
+
+    /// Forwards of at least this many tokens take panels (a few tokens, as in speculative verification, keep
+    /// `F32Activations.group`, which streams the records from memory once).
     static let minimumTokens = 24
 
-    /// Tokens that go past a panel between fills: a multiple of six, so only a forward's last few tokens fall outside
-    /// the sixes (with 128, two of every tile did, one at a time: `groupTokens` took 2.6% of a perplexity run's samples,
-    /// 0.8% with 132); about as many as `IntegerLinear.tokenTile`, whose activations stay in L2.
+    /// Tokens that go past a panel: a multiple of six, so only a forward's last few tokens fall outside the sixes (with
+    /// 128, two of every tile did, one at a time: `groupTokens` took 2.6% of a perplexity run's samples, 0.8% with 132);
+    /// about as many as `IntegerLinear.tokenTile`, whose activations stay in L2.
     static let tokenTile = 132
 
-    static func byteCount(blocks: Int) -> Int { blocks * vectorsPerBlock * 64 }
+    static var byteCount: Int { (chunkBlocks * vectorsPerBlock + tokenTile / 6 * 12) * 64 }
 
-    init(_ memory: UnsafeMutableRawPointer, blocks: Int) {
-        base = memory.bindMemory(to: SIMD16<Float>.self, capacity: blocks * Self.vectorsPerBlock)
-        self.blocks = blocks
+    init(_ memory: UnsafeMutableRawPointer) {
+        panel = memory.bindMemory(to: SIMD16<Float>.self, capacity: Self.byteCount / 64)
+        totals = panel + Self.chunkBlocks * Self.vectorsPerBlock
     }
 
-    /// Converts groups `w0` and `w1`.
+    /// Groups `w0` and `w1` against tokens `tokens` (a multiple of six, at most `tokenTile`): `store(t, rows of w0,
+    /// rows of w1)` for each token t.
     @inline(__always)
-    func fill<F: IntegerBlockFormat>(_ w0: IntegerLinear.Group, _ w1: IntegerLinear.Group, _: F.Type) {
-        for b in 0..<blocks {
+    func run<F: IntegerBlockFormat>(_ w0: IntegerLinear.Group, _ w1: IntegerLinear.Group, _ a: F32Activations, tokens: Range<Int>,
+                                    _: F.Type, store: (Int, SIMD16<Float>, SIMD16<Float>) -> Void) {
+        let passes = tokens.count / 6
+        guard passes > 0 else { return }
+        for first in stride(from: 0, to: a.blocks, by: Self.chunkBlocks) {
+            let chunk = first..<min(a.blocks, first + Self.chunkBlocks)
+            fill(w0, w1, chunk, F.self)
+            for p in 0..<passes {
+                sixTokens(a, token: tokens.lowerBound + 6 * p, blocks: chunk, totals: totals + 12 * p, F.self)
+            }
+        }
+        for p in 0..<passes {
+            let t = totals + 12 * p
+            for k in 0..<6 { store(tokens.lowerBound + 6 * p + k, t[k] + SIMD16<Float>(), t[6 + k] + SIMD16<Float>()) }
+        }
+    }
+
+    /// Converts blocks `chunk` of groups `w0` and `w1`.
+    @inline(__always)
+    private func fill<F: IntegerBlockFormat>(_ w0: IntegerLinear.Group, _ w1: IntegerLinear.Group, _ chunk: Range<Int>, _: F.Type) {
+        for b in chunk {
             IntegerLinear.prefetchAhead(w0, block: b, F.self, by: IntegerLinear.decodePrefetchBytes)
             IntegerLinear.prefetchAhead(w1, block: b, F.self, by: IntegerLinear.decodePrefetchBytes)
-            let p = base + b * Self.vectorsPerBlock
+            let p = panel + (b - chunk.lowerBound) * Self.vectorsPerBlock
             let r0 = w0.integers + b * F.groupIntegerBytes, r1 = w1.integers + b * F.groupIntegerBytes
             for v in 0..<F.floatVectors {
                 let u0 = F.floatVector(r0, v), u1 = F.floatVector(r1, v)
@@ -53,18 +79,18 @@ struct GroupPairPanel {
         }
     }
 
-    /// Tokens t..<t + 6 against the pair: `store(k, rows of w0, rows of w1)` for token t + k.
+    /// Tokens t..<t + 6 over blocks `chunk` of the panel, their totals carried in `totals` (zero before the first block).
     @inline(__always)
-    func sixTokens<F: IntegerBlockFormat>(_ a: F32Activations, token t: Int, _: F.Type,
-                                           store: (Int, SIMD16<Float>, SIMD16<Float>) -> Void) {
-        var totals = PairTile6()
-        for b in 0..<blocks {
-            let p = base + b * Self.vectorsPerBlock, x = a.block(t, b)
+    private func sixTokens<F: IntegerBlockFormat>(_ a: F32Activations, token t: Int, blocks chunk: Range<Int>,
+                                                  totals memory: UnsafeMutablePointer<SIMD16<Float>>, _: F.Type) {
+        var totals = chunk.lowerBound == 0 ? PairTile6() : PairTile6(memory)
+        for b in chunk {
+            let p = panel + (b - chunk.lowerBound) * Self.vectorsPerBlock, x = a.block(t, b)
             var dots = PairTile6()
             for i in 0..<32 { dots.addProducts(p[2 * i], p[2 * i + 1], x + i) }
             dots.scale(into: &totals, p[64], p[65], p[66], p[67], F.self) { k in a.sum(t + k, b) }
         }
-        totals.forEach { k, s0, s1 in store(k, s0 + SIMD16<Float>(), s1 + SIMD16<Float>()) }
+        totals.store(memory)
     }
 }
 
@@ -72,6 +98,19 @@ struct GroupPairPanel {
 private struct PairTile6 {
     var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>(), a4 = SIMD16<Float>(), a5 = SIMD16<Float>()
     var b0 = SIMD16<Float>(), b1 = SIMD16<Float>(), b2 = SIMD16<Float>(), b3 = SIMD16<Float>(), b4 = SIMD16<Float>(), b5 = SIMD16<Float>()
+
+    init() {}
+
+    /// Tokens 0–5 of the first group at `p[0...5]`, of the second at `p[6...11]`.
+    @inline(__always) init(_ p: UnsafePointer<SIMD16<Float>>) {
+        (a0, a1, a2, a3, a4, a5) = (p[0], p[1], p[2], p[3], p[4], p[5])
+        (b0, b1, b2, b3, b4, b5) = (p[6], p[7], p[8], p[9], p[10], p[11])
+    }
+
+    @inline(__always) func store(_ p: UnsafeMutablePointer<SIMD16<Float>>) {
+        p[0] = a0; p[1] = a1; p[2] = a2; p[3] = a3; p[4] = a4; p[5] = a5
+        p[6] = b0; p[7] = b1; p[8] = b2; p[9] = b3; p[10] = b4; p[11] = b5
+    }
 
     /// The activation is broadcast into a register once for both groups' FMAs.
     @inline(__always) mutating func addProducts(_ w0: SIMD16<Float>, _ w1: SIMD16<Float>, _ x: UnsafePointer<Float>) {
@@ -91,9 +130,5 @@ private struct PairTile6 {
         t.a3 = blockTotal(t.a3, a3, d0, c0, F.self, sum(3)); t.b3 = blockTotal(t.b3, b3, d1, c1, F.self, sum(3))
         t.a4 = blockTotal(t.a4, a4, d0, c0, F.self, sum(4)); t.b4 = blockTotal(t.b4, b4, d1, c1, F.self, sum(4))
         t.a5 = blockTotal(t.a5, a5, d0, c0, F.self, sum(5)); t.b5 = blockTotal(t.b5, b5, d1, c1, F.self, sum(5))
-    }
-
-    @inline(__always) func forEach(_ body: (Int, SIMD16<Float>, SIMD16<Float>) -> Void) {
-        body(0, a0, b0); body(1, a1, b1); body(2, a2, b2); body(3, a3, b3); body(4, a4, b4); body(5, a5, b5)
     }
 }

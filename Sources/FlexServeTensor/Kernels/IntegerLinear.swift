@@ -316,38 +316,33 @@ enum IntegerLinear {
         }
     }
 
-    /// Pairs of groups against a tile of `GroupPairPanel.tokenTile` tokens at a time: each pair converted into a panel of its own
-    /// thread (`GroupPairPanel`), then six tokens at a time; the tile's last tokens (and a segment's odd group) as
-    /// `groupTokens`. The pairs are shared out in chunks, as `parallelChunks` does, taken by the threads in turn.
+    /// Pairs of groups against a tile of `GroupPairPanel.tokenTile` tokens at a time, each thread with a panel of its own
+    /// (`GroupPairPanel`); the tile's tokens past its last six (and a segment's odd group) as `groupTokens`. The pairs are
+    /// shared out in chunks, as `parallelChunks` does, taken by the threads in turn.
     static func forwardInPairs<F: IntegerBlockFormat>(_: F.Type, _ a: F32Activations, tokens: Int, _ segments: UnsafeBufferPointer<Segment>,
                                                       totalGroups: Int, pool: ThreadPool) {
         let pairs = (totalGroups + 1) / 2
         let chunks = max(1, min(pool.threadCount * 4, pairs)), pairsPerChunk = (pairs + chunks - 1) / chunks
-        let panelBytes = GroupPairPanel.byteCount(blocks: a.blocks)
-        let memory = UnsafeMutableRawPointer.allocate(byteCount: pool.threadCount * panelBytes, alignment: 64)
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: pool.threadCount * GroupPairPanel.byteCount, alignment: 64)
         defer { memory.deallocate() }
         let next = ChunkCounter()
         pool.parallelFor(pool.threadCount) { slot in
-            let panel = GroupPairPanel(memory + slot * panelBytes, blocks: a.blocks)
+            let panel = GroupPairPanel(memory + slot * GroupPairPanel.byteCount)
             while true {
                 let c = next.take()
                 guard c < chunks else { return }
                 let range = min(totalGroups, 2 * c * pairsPerChunk)..<min(totalGroups, 2 * (c + 1) * pairsPerChunk)
                 for tile in stride(from: 0, to: tokens, by: GroupPairPanel.tokenTile) {
-                    let tileEnd = min(tokens, tile + GroupPairPanel.tokenTile)
+                    let tileEnd = min(tokens, tile + GroupPairPanel.tokenTile), sixes = tile + (tileEnd - tile) / 6 * 6
                     forEachPart(of: range, in: segments) { s, local in
                         var g = local.lowerBound
                         while g + 2 <= local.upperBound {
-                            panel.fill(s.group(g, F.self, blocks: a.blocks), s.group(g + 1, F.self, blocks: a.blocks), F.self)
-                            var t = tile
-                            while t + 6 <= tileEnd {
-                                panel.sixTokens(a, token: t, F.self) { k, r0, r1 in
-                                    s.store(r0, group: g, token: t + k); s.store(r1, group: g + 1, token: t + k)
-                                }
-                                t += 6
+                            let w0 = s.group(g, F.self, blocks: a.blocks), w1 = s.group(g + 1, F.self, blocks: a.blocks)
+                            panel.run(w0, w1, a, tokens: tile..<sixes, F.self) { t, r0, r1 in
+                                s.store(r0, group: g, token: t); s.store(r1, group: g + 1, token: t)
                             }
-                            groupTokens(F.self, a, s, group: g, s.group(g, F.self, blocks: a.blocks), t..<tileEnd)
-                            groupTokens(F.self, a, s, group: g + 1, s.group(g + 1, F.self, blocks: a.blocks), t..<tileEnd)
+                            groupTokens(F.self, a, s, group: g, w0, sixes..<tileEnd)
+                            groupTokens(F.self, a, s, group: g + 1, w1, sixes..<tileEnd)
                             g += 2
                         }
                         if g < local.upperBound { groupTokens(F.self, a, s, group: g, s.group(g, F.self, blocks: a.blocks), tile..<tileEnd) }
