@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import FlexServeModels
+import FlexServeTestSupport
 
 final class MappedFileTests: XCTestCase {
     /// `release` takes a map's pages out of the process's resident memory (the mapping's `Rss` in /proc/self/smaps), and
@@ -20,6 +21,22 @@ final class MappedFileTests: XCTestCase {
         file.release(file.base + 100, byteCount: size - 200)  // all but the partial first and last pages
         XCTAssertLessThanOrEqual(try residentKB(of: file), 2 * 4)
         XCTAssertTrue((0..<size).allSatisfy { file.base.load(fromByteOffset: $0, as: UInt8.self) == bytes[$0] })
+    }
+
+    /// A matrix converted at load (`--8bit-quantization`) gives the file's pages it was made from back; the converted
+    /// tensor is the file's values quantized, and the file's bytes read afterwards are unchanged.
+    func testConvertingAMappedMatrixReleasesItsSourcePages() throws {
+        let files = [try SafetensorsFile(path: Fixtures.path("tiny-llama/model.safetensors"))]
+        let name = "model.layers.0.mlp.gate_proj.weight"  // 160 × 64 fp32: 40 KB, 9–10 pages
+        let source = try SafetensorsStore(files: files).tensor(name)
+        let file = try XCTUnwrap(source.owner as? MappedFile)
+        let values = source.floats()
+        let before = try residentKB(of: file)
+        let converted = try ConvertingStore(SafetensorsStore(files: files), to: .int8Group, interleaving: false).tensor(name)
+        XCTAssertEqual(converted.dtype, .int8Group)
+        XCTAssertLessThanOrEqual(try residentKB(of: file), before - 8 * 4)
+        XCTAssertEqual(source.floats(), values)
+        for (a, b) in zip(converted.floats(), values) { XCTAssertEqual(a, b, accuracy: 0.02) }
     }
 
     /// The `Rss` of the mapping that starts at the file's base.
