@@ -423,7 +423,8 @@ enum IntegerLinear {
     }
 }
 
-/// Chunks of work handed out one at a time to whichever thread asks.
+/// Chunks of work handed out one at a time to whichever thread asks, so a thread keeps one panel warm over all its chunks
+/// (a panel per chunk, fresh memory each time, measured 0.80–1.02× of this per format, mean 0.95, in four alternated prefill pairs).
 private final class ChunkCounter: Sendable {
     private let next = Atomic<Int>(0)
     func take() -> Int { next.add(1, ordering: .relaxed).oldValue }
