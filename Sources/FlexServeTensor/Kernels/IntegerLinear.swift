@@ -317,40 +317,49 @@ enum IntegerLinear {
     }
 
     /// Pairs of groups against a tile of `GroupPairPanel.tokenTile` tokens at a time, each thread with a panel of its own
-    /// (`GroupPairPanel`); the tile's tokens past its last six (and a segment's odd group) as `groupTokens`. The pairs are
-    /// shared out in chunks, as `parallelChunks` does, taken by the threads in turn.
+    /// (`GroupPairPanel`); the tile's tokens past its last six (and a segment's odd group) as `groupTokens`.
+    ///
+    /// The work is handed out in units of `pairsPerUnit` pairs against one tile, all of a tile's units before the next
+    /// tile's, to whichever thread asks: both threads then read the same tile's activations, and the last unit is
+    /// small. (Chunks of an eighth of the pairs against every tile in turn left the threads finishing up to 0.9 ms apart
+    /// in a 3 ms projection; two threads ran a 512-token projection 1.44–1.58× as fast as one, 1.51–1.80× with these
+    /// units, and in alternated calls these units ran 0.99–1.10× as fast (median per shape), docs/cpu-performance.md.) The weights of a
+    /// unit come from memory or L3 once per tile: ~20 KB of records for ~40 µs of FMAs.
     static func forwardInPairs<F: IntegerBlockFormat>(_: F.Type, _ a: F32Activations, tokens: Int, _ segments: UnsafeBufferPointer<Segment>,
                                                       totalGroups: Int, pool: ThreadPool) {
         let pairs = (totalGroups + 1) / 2
-        let chunks = max(1, min(pool.threadCount * 4, pairs)), pairsPerChunk = (pairs + chunks - 1) / chunks
+        let unitsPerTile = (pairs + pairsPerUnit - 1) / pairsPerUnit
+        let units = unitsPerTile * ((tokens + GroupPairPanel.tokenTile - 1) / GroupPairPanel.tokenTile)
         let memory = UnsafeMutableRawPointer.allocate(byteCount: pool.threadCount * GroupPairPanel.byteCount, alignment: 64)
         defer { memory.deallocate() }
-        let next = ChunkCounter()
+        let next = UnitCounter()
         pool.parallelFor(pool.threadCount) { slot in
             let panel = GroupPairPanel(memory + slot * GroupPairPanel.byteCount)
             while true {
-                let c = next.take()
-                guard c < chunks else { return }
-                let range = min(totalGroups, 2 * c * pairsPerChunk)..<min(totalGroups, 2 * (c + 1) * pairsPerChunk)
-                for tile in stride(from: 0, to: tokens, by: GroupPairPanel.tokenTile) {
-                    let tileEnd = min(tokens, tile + GroupPairPanel.tokenTile), sixes = tile + (tileEnd - tile) / 6 * 6
-                    forEachPart(of: range, in: segments) { s, local in
-                        var g = local.lowerBound
-                        while g + 2 <= local.upperBound {
-                            let w0 = s.group(g, F.self, blocks: a.blocks), w1 = s.group(g + 1, F.self, blocks: a.blocks)
-                            panel.run(w0, w1, a, tokens: tile..<sixes, F.self) { t, r0, r1 in
-                                s.store(r0, group: g, token: t); s.store(r1, group: g + 1, token: t)
-                            }
-                            groupTokens(F.self, a, s, group: g, w0, sixes..<tileEnd)
-                            groupTokens(F.self, a, s, group: g + 1, w1, sixes..<tileEnd)
-                            g += 2
+                let u = next.take()
+                guard u < units else { return }
+                let pairsInUnit = (u % unitsPerTile * pairsPerUnit)..<min(pairs, (u % unitsPerTile + 1) * pairsPerUnit)
+                let tile = u / unitsPerTile * GroupPairPanel.tokenTile
+                let tileEnd = min(tokens, tile + GroupPairPanel.tokenTile), sixes = tile + (tileEnd - tile) / 6 * 6
+                forEachPart(of: (2 * pairsInUnit.lowerBound)..<min(totalGroups, 2 * pairsInUnit.upperBound), in: segments) { s, local in
+                    var g = local.lowerBound
+                    while g + 2 <= local.upperBound {
+                        let w0 = s.group(g, F.self, blocks: a.blocks), w1 = s.group(g + 1, F.self, blocks: a.blocks)
+                        panel.run(w0, w1, a, tokens: tile..<sixes, F.self) { t, r0, r1 in
+                            s.store(r0, group: g, token: t); s.store(r1, group: g + 1, token: t)
                         }
-                        if g < local.upperBound { groupTokens(F.self, a, s, group: g, s.group(g, F.self, blocks: a.blocks), tile..<tileEnd) }
+                        groupTokens(F.self, a, s, group: g, w0, sixes..<tileEnd)
+                        groupTokens(F.self, a, s, group: g + 1, w1, sixes..<tileEnd)
+                        g += 2
                     }
+                    if g < local.upperBound { groupTokens(F.self, a, s, group: g, s.group(g, F.self, blocks: a.blocks), tile..<tileEnd) }
                 }
             }
         }
     }
+
+    /// Pairs of groups per unit of `forwardInPairs` (one and four measured the same within the host's noise).
+    static let pairsPerUnit = 2
 
     /// One block of one token into a group's sums with `q8` activations: the step every path takes.
     @inline(__always)
@@ -423,9 +432,9 @@ enum IntegerLinear {
     }
 }
 
-/// Chunks of work handed out one at a time to whichever thread asks, so a thread keeps one panel warm over all its chunks
-/// (a panel per chunk, fresh memory each time, measured 0.80–1.02× of this per format, mean 0.95, in four alternated prefill pairs).
-private final class ChunkCounter: Sendable {
+/// Units of work handed out one at a time to whichever thread asks, so a thread keeps one panel warm over all its units
+/// (a panel per chunk of work, fresh memory each time, measured 0.80–1.02× of this per format, mean 0.95, in four alternated prefill pairs).
+private final class UnitCounter: Sendable {
     private let next = Atomic<Int>(0)
     func take() -> Int { next.add(1, ordering: .relaxed).oldValue }
 }
