@@ -321,10 +321,10 @@ enum IntegerLinear {
     ///
     /// The work is handed out in units of `pairsPerUnit` pairs against one tile, all of a tile's units before the next
     /// tile's, to whichever thread asks: both threads then read the same tile's activations, and the last unit is
-    /// small. (Chunks of an eighth of the pairs against every tile in turn left the threads finishing up to 0.9 ms apart
-    /// in a 3 ms projection; two threads ran a 512-token projection 1.44–1.58× as fast as one, 1.51–1.80× with these
-    /// units, and in alternated calls these units ran 0.99–1.10× as fast (median per shape), docs/cpu-performance.md.) The weights of a
-    /// unit come from memory or L3 once per tile: ~20 KB of records for ~40 µs of FMAs.
+    /// small. Chunks of an eighth of the pairs, each against every tile in turn, left the threads finishing up to 0.9 ms
+    /// apart in a 3 ms projection: two threads ran a 512-token projection 1.44–1.58× as fast as one, 1.51–1.80× with
+    /// these units (median 0.99–1.10× per shape against the chunks, docs/cpu-performance.md). A unit's weights come from
+    /// memory or L3 once per tile: ~20 KB of records for ~40 µs of FMAs.
     static func forwardInPairs<F: IntegerBlockFormat>(_: F.Type, _ a: F32Activations, tokens: Int, _ segments: UnsafeBufferPointer<Segment>,
                                                       totalGroups: Int, pool: ThreadPool) {
         let pairs = (totalGroups + 1) / 2
