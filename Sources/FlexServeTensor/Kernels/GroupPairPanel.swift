@@ -51,6 +51,7 @@ struct GroupPairPanel {
                 sixTokens(a, token: tokens.lowerBound + 6 * p, blocks: chunk, totals: totals + 12 * p, F.self)
             }
         }
+        // + 0, as the other paths' `sums + offsets`, so a −0 total comes out +0 in every path alike.
         for p in 0..<passes {
             let t = totals + 12 * p
             for k in 0..<6 { store(tokens.lowerBound + 6 * p + k, t[k] + SIMD16<Float>(), t[6 + k] + SIMD16<Float>()) }
