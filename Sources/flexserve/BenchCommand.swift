@@ -73,7 +73,7 @@ struct ThroughputBenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "throughput",
         abstract: "Prefill (512 tokens) and decode tokens/s per weight format, as fractions of measured bandwidth and FMA peak.",
-        discussion: "Decode is measured from a 16-token prompt (as llama-bench's tg) and again right after the prefill; each figure is the best of eight segments (decode) or two runs (prefill), as the machine probes take their best pass. 'Of bandwidth' is against the best read-probe pass of the whole run (probed at the start, before each row and at the end). 'Of concurrent bandwidth' decodes again with a bandwidth read of the same bytes after every step, and gives the median over eight segments of the steps' GB/s over the reads' (on a shared machine the best probe pass and the best decode segment may see different loads). 'Of phased reads' is against reads of the same bytes in the step's own dependent phases (Q/K/V, output, gate/up, down per layer, then the head), interleaved likewise. 'Handoff ns' is how long a cache line takes from one thread to the other: ~50 ns within one core complex of an AMD host, ~160–210 across two; ~110–140 on an Intel mesh.")
+        discussion: "Decode is measured from a 16-token prompt (as llama-bench's tg) and again right after the prefill; each figure is the best of eight segments (decode) or five runs (prefill), as the machine probes take their best pass. 'Of FMA peak' is against the best all-core FMA probe of the whole run; 'of concurrent FMA peak' is the median over the five prefills of each one's GFLOP/s over the mean of two all-core FMA passes of about the same length (a quarter of a second) run just before and just after it. 'Of bandwidth' is against the best read-probe pass of the whole run (probed at the start, before each row and at the end). 'Of concurrent bandwidth' decodes again with a bandwidth read of the same bytes after every step, and gives the median over eight segments of the steps' GB/s over the reads' (on a shared machine the best probe pass and the best decode segment may see different loads). 'Of phased reads' is against reads of the same bytes in the step's own dependent phases (Q/K/V, output, gate/up, down per layer, then the head), interleaved likewise. 'Handoff ns' is how long a cache line takes from one thread to the other: ~50 ns within one core complex of an AMD host, ~160–210 across two; ~110–140 on an Intel mesh.")
 
     @Option(name: [.customLong("model"), .customLong("llm-model")]) var model: String
     @Option(help: "Comma-separated formats: stored, f32, f16, bf16, q8_0, q4_0, q4_1, int8, int4.") var formats = "stored,f32,q8_0,q4_1,int8,int4"
@@ -144,12 +144,12 @@ struct ThroughputBenchCommand: AsyncParsableCommand {
             r.prefillFractionOfFMAPeak = r.prefillGFLOPs / machine.fmaGFLOPsAllCores
             return r
         }
-        print("format     | acts |  kv | weight MB | prefill tok/s | prefill GFLOP/s | of FMA peak | decode tok/s | decode GB/s | of bandwidth | of concurrent bandwidth | of phased reads | handoff ns | decode after prefill")
+        print("format     | acts |  kv | weight MB | prefill tok/s | prefill GFLOP/s | of FMA peak | of concurrent FMA peak | decode tok/s | decode GB/s | of bandwidth | of concurrent bandwidth | of phased reads | handoff ns | decode after prefill")
         func column(_ text: String, _ width: Int) -> NSString { (String(repeating: " ", count: max(0, width - text.count)) + text) as NSString }
         for (name, row) in zip(names, rows) {
-            print(String(format: "%-10@ | %4@ | %3@ | %9.1f | %13.1f | %15.1f | %10.0f%% | %12.1f | %11.2f | %11.0f%% | %22.0f%% | %15@ | %10@ | %20.1f", name as NSString,
+            print(String(format: "%-10@ | %4@ | %3@ | %9.1f | %13.1f | %15.1f | %10.0f%% | %21.0f%% | %12.1f | %11.2f | %11.0f%% | %22.0f%% | %15@ | %10@ | %20.1f", name as NSString,
                          row.activations.rawValue as NSString, row.kvCacheType.rawValue as NSString, Double(row.weightBytes) / 1e6, row.prefillTokensPerSecond, row.prefillGFLOPs,
-                         row.prefillFractionOfFMAPeak * 100, row.decodeTokensPerSecond, row.decodeGBs, row.decodeFractionOfBandwidth * 100,
+                         row.prefillFractionOfFMAPeak * 100, row.prefillFractionOfConcurrentFMAPeak * 100, row.decodeTokensPerSecond, row.decodeGBs, row.decodeFractionOfBandwidth * 100,
                          row.decodeFractionOfConcurrentBandwidth * 100,
                          column(row.decodeFractionOfPhasedReads.map { String(format: "%.0f%%", $0 * 100) } ?? "-", 15),
                          column(row.threadHandoffNanoseconds.map { String(format: "%.0f", $0) } ?? "-", 10), row.decodeAfterPrefillTokensPerSecond))

@@ -40,9 +40,11 @@ final class KernelTests: XCTestCase {
     /// Every format against a plain dequantize-then-dot, and each token's result independent of
     /// how many tokens share the call (speculative verification relies on it).
     func testLinearMatchesReferenceAndIsBatchInvariant() {
-        // The second shape has a row length that is no multiple of 8 and more tokens than one tile; the last three
-        // take the few-token kernels (rows decoded in registers) with a partial group of tokens.
-        for (rows, cols, tokens) in [(37, 96, 11), (9, 100, 70), (37, 96, 3), (70, 64, 7), (21, 64, 13)] {
+        // The second shape has a row length that is no multiple of 8 and more tokens than one tile; the next three
+        // take the few-token kernels (rows decoded in registers) with a partial group of tokens; the last two take
+        // `RowPanel` (eight rows against six tokens) with a partial block of rows and tokens left over by the sixes,
+        // the last over three chunks of columns (the third partial) and two token tiles.
+        for (rows, cols, tokens) in [(37, 96, 11), (9, 100, 70), (37, 96, 3), (70, 64, 7), (21, 64, 13), (37, 96, 29), (21, 544, 140)] {
             checkLinear(rows: rows, cols: cols, tokens: tokens)
         }
     }
@@ -121,12 +123,13 @@ final class KernelTests: XCTestCase {
     }
 
     /// Fused projections of a prefill's size with fp32 activations (pairs of groups within each projection, odd groups
-    /// alone, a bias on the first): every token's rows equal that token alone through its own projection, bit for bit.
+    /// alone, a bias on the first; float formats one projection after another through `RowPanel`): every token's rows
+    /// equal that token alone through its own projection, bit for bit.
     func testFusedProjectionsInPairsMatchEachTokenAlone() {
         let cols = 64, shapes = [70, 45, 3], tokens = 31
         let x = (0..<(tokens * cols)).map { Float(cos(Double($0) * 0.11)) }
         let bias = (0..<shapes[0]).map { Float($0) * 0.01 }
-        for dtype in DType.allCases where dtype.hasIntegerBlocks {
+        for dtype in DType.allCases {
             let weights = shapes.enumerated().map { i, rows in
                 TensorView.owned((0..<(rows * cols)).map { Float(sin(Double($0 + 1000 * i) * 0.37)) }, shape: [rows, cols])
                     .converted(to: dtype)!.withInterleavedRows(for: .f32)

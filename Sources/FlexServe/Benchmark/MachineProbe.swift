@@ -51,6 +51,17 @@ public struct MachineProbe: Codable, Sendable {
         return best
     }
 
+    /// GFLOP/s of one pass of 16-lane FMAs on every thread of `pool`, each thread doing `iterations` × 16 flops
+    /// (2·10⁹, about a quarter of a second on a 2-core AVX-512 host): the machine's average rate over a window about
+    /// as long as a 512-token prefill, where `fmaPeak` takes the best of short passes.
+    public static func fmaRate(pool: ThreadPool, iterations: Int = 2_000_000_000) -> Double {
+        let sinks = UnsafeMutablePointer<Float>.allocate(capacity: pool.threadCount)
+        defer { sinks.deallocate() }
+        let start = Date()
+        pool.parallelFor(pool.threadCount) { t in sinks[t] = fma16(iterations: iterations) }
+        return Double(pool.threadCount) * Double(iterations) * 16 / Date().timeIntervalSince(start) / 1e9
+    }
+
     /// `iterations` FMAs of 8 lanes (16 flops each) in 10 independent chains. Each chain is
     /// a = c + a·m, which converges (to c / (1 − m)): no overflow, no subnormals.
     @inline(never)

@@ -16,6 +16,15 @@ public enum ThroughputBenchmark {
         public var prefillTokensPerSecond: Double
         public var prefillGFLOPs: Double
         public var prefillFractionOfFMAPeak: Double
+        /// Prefills alternated with all-core FMA passes of about the same length (`MachineProbe.fmaRate`: a pass, a
+        /// prefill, a pass, ...): the median over the prefills of their GFLOP/s over the mean of the passes just before
+        /// and just after. This VM's speed moves from second to second (one core's FMA rate 95–155 GFLOP/s), so
+        /// `prefillFractionOfFMAPeak` sets one prefill's average rate against the best few milliseconds of the run's
+        /// probes; here both are averages over like windows, side by side (as the concurrent bandwidth for decode).
+        public var prefillFractionOfConcurrentFMAPeak: Double
+        /// GFLOP/s of each of those prefills and of the FMA passes around them (`prefillRuns + 1`).
+        public var prefillRunGFLOPs: [Double]
+        public var prefillRunProbeGFLOPs: [Double]
         public var decodeTokensPerSecond: Double
         public var decodeGBs: Double
         public var decodeFractionOfBandwidth: Double
@@ -79,7 +88,7 @@ public enum ThroughputBenchmark {
     }
 
     public static func run(path: String, format: DType?, activations: ActivationFormat = .f32, kvCacheType: KVCacheType = .f32, machine: MachineProbe,
-                           prefillTokens: Int = 512, decodeTokens: Int = 64, decodePrompt: Int = 16) throws -> Row {
+                           prefillTokens: Int = 512, prefillRuns: Int = 5, decodeTokens: Int = 64, decodePrompt: Int = 16) throws -> Row {
         let loaded = try ModelLoader.load(path: path, weightFormat: format, activations: activations)
         let model = loaded.model
         let config = model.config
@@ -153,27 +162,37 @@ public enum ThroughputBenchmark {
         let decodeRate = try decode(sequence: 2, start: decodePrompt, after: try shortPrompt(sequence: 2))
         let segments = try interleaved(sequence: 3, start: decodePrompt, after: try shortPrompt(sequence: 3), probe: .shared)
 
-        // Prefill (the better of two runs), then decoding after it (each step also reads the long prompt's KV cache).
-        var prefillSeconds = Double.infinity
+        // 2 flops per weight per token for the projections (the vocabulary head runs for the last
+        // token only); attention adds ~4·layers·hidden·position.
+        let attentionFlops = 4.0 * Double(config.numLayers * config.numHeads * config.headDim) * Double(prefillTokens) * Double(prefillTokens) / 2
+        let prefillFlops = 2 * Double(params - headParams) * Double(prefillTokens) + 2 * Double(headParams) + attentionFlops
+
+        // Prefill (the best of `prefillRuns`, each between two FMA passes), then decoding after it (each step also
+        // reads the long prompt's KV cache).
+        var prefillSeconds = Double.infinity, runGFLOPs: [Double] = []
+        var probeGFLOPs = [MachineProbe.fmaRate(pool: .shared)]
         var logits: Logits?
-        for sequence in 0..<2 {
+        for run in 0..<prefillRuns {
+            let sequence = run % 2
+            cache.release(sequence: sequence)
             try cache.reserve(sequence: sequence, length: capacity)
             var batch = Batch()
             batch.appendCausal(prompt(prefillTokens), sequence: sequence, start: 0, logits: .last)
             let t0 = Date()
             logits = try model.forward(batch, cache: cache)
-            prefillSeconds = min(prefillSeconds, Date().timeIntervalSince(t0))
+            let seconds = Date().timeIntervalSince(t0)
+            prefillSeconds = min(prefillSeconds, seconds)
+            runGFLOPs.append(prefillFlops / seconds / 1e9)
+            probeGFLOPs.append(MachineProbe.fmaRate(pool: .shared))
         }
-        let longDecodeRate = try decode(sequence: 1, start: prefillTokens, after: logits!)
+        let concurrent = median(runGFLOPs.indices.map { runGFLOPs[$0] / ((probeGFLOPs[$0] + probeGFLOPs[$0 + 1]) / 2) })!
+        let longDecodeRate = try decode(sequence: (prefillRuns - 1) % 2, start: prefillTokens, after: logits!)
 
-        // 2 flops per weight per token for the projections (the vocabulary head runs for the last
-        // token only); attention adds ~4·layers·hidden·position.
-        let attentionFlops = 4.0 * Double(config.numLayers * config.numHeads * config.headDim) * Double(prefillTokens) * Double(prefillTokens) / 2
-        let prefillFlops = 2 * Double(params - headParams) * Double(prefillTokens) + 2 * Double(headParams) + attentionFlops
         return Row(format: format?.rawValue ?? "as stored", activations: activations, kvCacheType: kvCacheType, weightBytes: bytes, prefillTokens: prefillTokens,
                    prefillTokensPerSecond: Double(prefillTokens) / prefillSeconds,
                    prefillGFLOPs: prefillFlops / prefillSeconds / 1e9,
                    prefillFractionOfFMAPeak: prefillFlops / prefillSeconds / 1e9 / machine.fmaGFLOPsAllCores,
+                   prefillFractionOfConcurrentFMAPeak: concurrent, prefillRunGFLOPs: runGFLOPs, prefillRunProbeGFLOPs: probeGFLOPs,
                    decodeTokensPerSecond: decodeRate, decodeGBs: Double(bytes) * decodeRate / 1e9,
                    decodeFractionOfBandwidth: Double(bytes) * decodeRate / 1e9 / machine.readBandwidthGBs,
                    decodeFractionOfConcurrentBandwidth: median(segments.map { $0.decodeGBs / $0.readGBs })!,

@@ -4,7 +4,8 @@
 /// Several tokens: rows are taken four at a time (packed formats are first decoded into an fp32
 /// scratch that stays in L1) and dotted with a tile of tokens, eight tokens per step where AVX-512's
 /// 32 vector registers can hold the 32 (row, token) sums, two rows to a register (else two tokens), so
-/// that both the decoded rows and the activations are reused from registers and cache. One token
+/// that both the decoded rows and the activations are reused from registers and cache; a prefill's
+/// many tokens take sixteen rows at a time against three tokens (`RowPanel`). One token
 /// against packed rows (decoding): four rows at a time are decoded in registers as they stream from memory.
 /// Matrices in `InterleavedRows` (integer block formats, as the loader sets them up) go to `IntegerLinear`.
 ///
@@ -29,6 +30,12 @@ public enum Linear {
             decodeTokens(x: x, tokens: tokens, projections: [Projection(weight: weight, bias: bias, out: out)], pool: pool)
             return
         }
+        #if FLEXSERVE_AVX512
+        if tokens >= RowPanel.minimumTokens, cols % 8 == 0 {
+            forwardInPanels(x: x, tokens: tokens, weight: weight, bias: bias, out: out, pool: pool)
+            return
+        }
+        #endif
         let rowBytes = dtype.byteCount(values: cols)!
         let base = weight.data
         let blocks = (rows + 3) / 4
@@ -76,6 +83,40 @@ public enum Linear {
                     tile = tileEnd
                 }
             }
+        }
+    }
+
+    /// Sixteen rows at a time against a tile of `RowPanel.tokenTile` tokens, three by three (`RowPanel`), handed out tile
+    /// by tile to whichever thread asks; the last tokens past a multiple of three go through `forward` again.
+    static func forwardInPanels(x: UnsafePointer<Float>, tokens: Int, weight: TensorView, bias: UnsafePointer<Float>?,
+                                out: UnsafeMutablePointer<Float>, pool: ThreadPool) {
+        let rows = weight.shape[0], cols = weight.shape[weight.shape.count - 1]
+        let threes = tokens / RowPanel.tokensPerPass * RowPanel.tokensPerPass
+        let rowBlocks = (rows + RowPanel.rows - 1) / RowPanel.rows
+        let units = rowBlocks * ((threes + RowPanel.tokenTile - 1) / RowPanel.tokenTile)
+        let memory = UnsafeMutableRawPointer.allocate(byteCount: pool.threadCount * RowPanel.byteCount, alignment: 64)
+        defer { memory.deallocate() }
+        let next = UnitCounter()
+        pool.parallelFor(pool.threadCount) { slot in
+            let panel = RowPanel(memory + slot * RowPanel.byteCount)
+            while true {
+                let u = next.take()
+                guard u < units else { return }
+                let tile = u / rowBlocks * RowPanel.tokenTile, r0 = u % rowBlocks * RowPanel.rows
+                let n = min(RowPanel.rows, rows - r0)
+                panel.run(weight, firstRow: r0, x: x, cols: cols, tokens: tile..<min(threes, tile + RowPanel.tokenTile)) { t, sums in
+                    let o = out + t * rows + r0
+                    if n == RowPanel.rows {
+                        let b = bias.map { UnsafeRawPointer($0 + r0).loadUnaligned(as: SIMD16<Float>.self) } ?? SIMD16<Float>()
+                        UnsafeMutableRawPointer(o).storeBytes(of: sums + b, as: SIMD16<Float>.self)
+                    } else {
+                        for k in 0..<n { o[k] = sums[k] + (bias?[r0 + k] ?? 0) }
+                    }
+                }
+            }
+        }
+        if threes < tokens {
+            forward(x: x + threes * cols, tokens: tokens - threes, weight: weight, bias: bias, out: out + threes * rows, pool: pool)
         }
     }
 

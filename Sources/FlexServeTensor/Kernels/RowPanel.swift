@@ -1,0 +1,152 @@
+#if FLEXSERVE_AVX512
+import _Builtin_intrinsics.intel
+#endif
+
+/// Prefill with weights in a float format (f32, f16, bf16, and integer blocks not set up as `InterleavedRows`): sixteen
+/// rows against three tokens at a time. `RowDot.eightTokens` meets four rows with eight tokens, two weight vectors and
+/// eight activation vectors per sixteen FMAs, so every four rows read the tile's activations from L2 again (16 bytes per
+/// FMA). Here a thread converts sixteen rows into a panel of `chunkSteps` steps of eight columns, each step eight vectors
+/// of two rows side by side (`RowDot.pair`'s layout), which stays in L1 while every three tokens of a tile meet it: eight
+/// loads, three activation broadcasts and 24 FMAs per step (4 bytes of activations per FMA), the next three tokens' lines
+/// asked for on the way. Each three tokens' sums wait in memory for the next chunk, and `rowSums` reduces sixteen rows at
+/// a time.
+///
+/// Per (row, token) the lanes, their order and the reduction are `RowDot.oneToken`'s (lane l sums the products of the
+/// columns ≡ l mod 8 in order, then `horizontalSum`'s tree), and a sum stored and loaded back is the same float, so the
+/// results are the same bit for bit as every other path's.
+struct RowPanel {
+    private let panel: UnsafeMutablePointer<SIMD16<Float>>
+    private let sums: UnsafeMutablePointer<SIMD16<Float>>
+    private let rowScratch: UnsafeMutablePointer<Float>
+
+    static let rows = 16
+    static let tokensPerPass = 3
+    /// Steps of eight columns converted at a time: 256 columns, 16 KB of floats.
+    static let chunkSteps = 32
+    static var chunkColumns: Int { 8 * chunkSteps }
+    /// Tokens of a unit of work (a multiple of three), whose activations (304 KB at 576 columns) stay in L2.
+    static let tokenTile = 132
+    /// Forwards of fewer tokens keep `RowDot.eightTokens` (or, up to `Linear.fewTokens`, rows decoded in registers).
+    static let minimumTokens = 24
+
+    private static var panelVectors: Int { 8 * chunkSteps }
+    private static var sumVectors: Int { tokenTile / tokensPerPass * 24 }
+    static var byteCount: Int { (panelVectors + sumVectors) * 64 + rows * chunkColumns * 4 }
+
+    init(_ memory: UnsafeMutableRawPointer) {
+        panel = memory.bindMemory(to: SIMD16<Float>.self, capacity: Self.panelVectors + Self.sumVectors)
+        sums = panel + Self.panelVectors
+        rowScratch = (memory + (Self.panelVectors + Self.sumVectors) * 64).bindMemory(to: Float.self, capacity: Self.rows * Self.chunkColumns)
+    }
+
+    /// Rows `firstRow..<firstRow + 16` of `weight` (the last row repeated past the matrix's end) against tokens `tokens`
+    /// (a multiple of three, at most `tokenTile`) of `x` (`cols` apart): `store(t, sums)` with token t's sixteen row sums.
+    @inline(__always)
+    func run(_ weight: TensorView, firstRow: Int, x: UnsafePointer<Float>, cols: Int, tokens: Range<Int>, store: (Int, SIMD16<Float>) -> Void) {
+        let passes = tokens.count / 3
+        let rowCount = weight.shape[0], rowBytes = weight.dtype.byteCount(values: cols)!
+        for c0 in stride(from: 0, to: cols, by: Self.chunkColumns) {
+            let width = min(Self.chunkColumns, cols - c0)
+            // Rows as floats, then side by side in pairs.
+            for k in 0..<Self.rows {
+                let r = min(firstRow + k, rowCount - 1)
+                Dequantize.row(weight.dtype, weight.data + r * rowBytes + weight.dtype.byteCount(values: c0)!, count: width, into: rowScratch + k * width)
+            }
+            for s in 0..<(width / 8) {
+                for p in 0..<8 { panel[8 * s + p] = RowDot.pair(rowScratch + 2 * p * width, rowScratch + (2 * p + 1) * width, 8 * s) }
+            }
+            for p in 0..<passes {
+                let t = tokens.lowerBound + 3 * p
+                threeTokens(x + t * cols + c0, cols: cols, steps: width / 8, sums: sums + 24 * p, first: c0 == 0, prefetchNext: p + 1 < passes)
+            }
+        }
+        for p in 0..<passes {
+            for k in 0..<3 { store(tokens.lowerBound + 3 * p + k, Self.rowSums(sums + 24 * p + 8 * k)) }
+        }
+    }
+
+    /// The sixteen rows' sums of eight pair accumulators (rows 2j and 2j + 1 in `a[j]`), each `RowDot.horizontalSum` of its
+    /// eight lanes: the same three levels of additions (lanes l and l + 4, then l and l + 2, then 0 and 1), done for
+    /// sixteen rows at a time with lanes moved between registers instead of one row at a time.
+    @inline(__always)
+    static func rowSums(_ a: UnsafePointer<SIMD16<Float>>) -> SIMD16<Float> {
+        #if FLEXSERVE_AVX512
+        @inline(__always) func pick(_ u: SIMD16<Float>, _ v: SIMD16<Float>, _ i: SIMD16<Int32>) -> SIMD16<Float> {
+            _mm512_permutex2var_ps(u, unsafeBitCast(i, to: __m512i.self), v)
+        }
+        // Level 1: per 128-bit lane, one row's four sums of lanes l and l + 4.
+        let low = SIMD16<Int32>(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27), high = low &+ 4
+        let v0 = pick(a[0], a[1], low) + pick(a[0], a[1], high), v1 = pick(a[2], a[3], low) + pick(a[2], a[3], high)
+        let v2 = pick(a[4], a[5], low) + pick(a[4], a[5], high), v3 = pick(a[6], a[7], low) + pick(a[6], a[7], high)
+        // Level 2: lanes l and l + 2 of each row's four; 128-bit lane k then holds rows k and 4 + k (or 8 + k and 12 + k).
+        let first = SIMD16<Int32>(0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29), second = first &+ 2
+        let u0 = pick(v0, v1, first) + pick(v0, v1, second), u1 = pick(v2, v3, first) + pick(v2, v3, second)
+        // Level 3: lanes 0 and 1; lane 4k + m holds row 4m + k.
+        let even = SIMD16<Int32>(0, 2, 16, 18, 4, 6, 20, 22, 8, 10, 24, 26, 12, 14, 28, 30), odd = even &+ 1
+        let s = pick(u0, u1, even) + pick(u0, u1, odd)
+        return _mm512_permutexvar_ps(unsafeBitCast(SIMD16<Int32>(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), to: __m512i.self), s)
+        #else
+        var r = SIMD16<Float>()
+        for j in 0..<8 { r[2 * j] = RowDot.horizontalSum(a[j].lowHalf); r[2 * j + 1] = RowDot.horizontalSum(a[j].highHalf) }
+        return r
+        #endif
+    }
+
+    /// Three tokens (`x`, `cols` apart) over `steps` steps of the panel, their sums carried in `memory` (zero for the first
+    /// chunk); with `prefetchNext`, the next three tokens' lines of the chunk are asked for on the way (each token's 1 KB run
+    /// is too short for the hardware prefetchers).
+    @inline(__always)
+    private func threeTokens(_ x: UnsafePointer<Float>, cols: Int, steps: Int, sums memory: UnsafeMutablePointer<SIMD16<Float>>, first: Bool,
+                             prefetchNext: Bool) {
+        var s = first ? ThreeTokenSums() : ThreeTokenSums(memory)
+        if prefetchNext {
+            let next = UnsafeRawPointer(x + 3 * cols)
+            for i in 0..<steps {
+                if i % 2 == 0 {
+                    Prefetch.line(next + 32 * i); Prefetch.line(next + 32 * i + 4 * cols); Prefetch.line(next + 32 * i + 8 * cols)
+                }
+                s.addProducts(panel + 8 * i, x + 8 * i, cols: cols)
+            }
+        } else {
+            for i in 0..<steps { s.addProducts(panel + 8 * i, x + 8 * i, cols: cols) }
+        }
+        s.store(memory)
+    }
+}
+
+/// Sixteen rows' (eight pairs') lane sums for three tokens: token k's pair j at index 8k + j.
+private struct ThreeTokenSums {
+    var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+    var a4 = SIMD16<Float>(), a5 = SIMD16<Float>(), a6 = SIMD16<Float>(), a7 = SIMD16<Float>()
+    var b0 = SIMD16<Float>(), b1 = SIMD16<Float>(), b2 = SIMD16<Float>(), b3 = SIMD16<Float>()
+    var b4 = SIMD16<Float>(), b5 = SIMD16<Float>(), b6 = SIMD16<Float>(), b7 = SIMD16<Float>()
+    var c0 = SIMD16<Float>(), c1 = SIMD16<Float>(), c2 = SIMD16<Float>(), c3 = SIMD16<Float>()
+    var c4 = SIMD16<Float>(), c5 = SIMD16<Float>(), c6 = SIMD16<Float>(), c7 = SIMD16<Float>()
+
+    init() {}
+
+    @inline(__always) init(_ p: UnsafePointer<SIMD16<Float>>) {
+        (a0, a1, a2, a3, a4, a5, a6, a7) = (p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7])
+        (b0, b1, b2, b3, b4, b5, b6, b7) = (p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15])
+        (c0, c1, c2, c3, c4, c5, c6, c7) = (p[16], p[17], p[18], p[19], p[20], p[21], p[22], p[23])
+    }
+
+    @inline(__always) func store(_ p: UnsafeMutablePointer<SIMD16<Float>>) {
+        p[0] = a0; p[1] = a1; p[2] = a2; p[3] = a3; p[4] = a4; p[5] = a5; p[6] = a6; p[7] = a7
+        p[8] = b0; p[9] = b1; p[10] = b2; p[11] = b3; p[12] = b4; p[13] = b5; p[14] = b6; p[15] = b7
+        p[16] = c0; p[17] = c1; p[18] = c2; p[19] = c3; p[20] = c4; p[21] = c5; p[22] = c6; p[23] = c7
+    }
+
+    /// Each pair's vector loaded once for the three tokens, each token's eight activations broadcast once for the eight pairs.
+    @inline(__always) mutating func addProducts(_ w: UnsafePointer<SIMD16<Float>>, _ x: UnsafePointer<Float>, cols: Int) {
+        let u = RowDot.twice(x, 0), v = RowDot.twice(x, cols), t = RowDot.twice(x, 2 * cols)
+        var p = w[0]; a0 = a0.addingProduct(u, p); b0 = b0.addingProduct(v, p); c0 = c0.addingProduct(t, p)
+        p = w[1]; a1 = a1.addingProduct(u, p); b1 = b1.addingProduct(v, p); c1 = c1.addingProduct(t, p)
+        p = w[2]; a2 = a2.addingProduct(u, p); b2 = b2.addingProduct(v, p); c2 = c2.addingProduct(t, p)
+        p = w[3]; a3 = a3.addingProduct(u, p); b3 = b3.addingProduct(v, p); c3 = c3.addingProduct(t, p)
+        p = w[4]; a4 = a4.addingProduct(u, p); b4 = b4.addingProduct(v, p); c4 = c4.addingProduct(t, p)
+        p = w[5]; a5 = a5.addingProduct(u, p); b5 = b5.addingProduct(v, p); c5 = c5.addingProduct(t, p)
+        p = w[6]; a6 = a6.addingProduct(u, p); b6 = b6.addingProduct(v, p); c6 = c6.addingProduct(t, p)
+        p = w[7]; a7 = a7.addingProduct(u, p); b7 = b7.addingProduct(v, p); c7 = c7.addingProduct(t, p)
+    }
+}
