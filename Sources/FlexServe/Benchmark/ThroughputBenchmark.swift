@@ -20,7 +20,8 @@ public enum ThroughputBenchmark {
         /// prefill, a pass, ...): the median over the prefills of their GFLOP/s over the mean of the passes just before
         /// and just after. This VM's speed moves from second to second (one core's FMA rate 95–155 GFLOP/s), so
         /// `prefillFractionOfFMAPeak` sets one prefill's average rate against the best few milliseconds of the run's
-        /// probes; here both are averages over like windows, side by side (as the concurrent bandwidth for decode).
+        /// probes; here both are averages over like windows, side by side (as the concurrent bandwidth for decode). Passes
+        /// that lose a vCPU while the prefills beside them do not make it overstate, so every pass is kept below.
         public var prefillFractionOfConcurrentFMAPeak: Double
         /// GFLOP/s of each of those prefills and of the FMA passes around them (`prefillRuns + 1`).
         public var prefillRunGFLOPs: [Double]

@@ -1,5 +1,3 @@
-import Synchronization
-
 /// `Linear` for a weight in `InterleavedRows`: each token's activations are prepared once, quantized
 /// (`Q8Activations`, `q8` activations) or put in the kernel's order (`F32Activations`, fp32 ones), then every
 /// group of sixteen rows and token takes, over the blocks in order,
@@ -430,11 +428,4 @@ enum IntegerLinear {
         }
         return (s0 + o0, s1 + o1, s2 + o2, s3 + o3)
     }
-}
-
-/// Units of work handed out one at a time to whichever thread asks, so a thread keeps one panel warm over all its units
-/// (a panel per chunk of work, fresh memory each time, measured 0.80–1.02× of this per format, mean 0.95, in four alternated prefill pairs).
-final class UnitCounter: Sendable {
-    private let next = Atomic<Int>(0)
-    func take() -> Int { next.add(1, ordering: .relaxed).oldValue }
 }

@@ -86,6 +86,7 @@ public enum Linear {
         }
     }
 
+    #if FLEXSERVE_AVX512
     /// Sixteen rows at a time against a tile of `RowPanel.tokenTile` tokens, three by three (`RowPanel`), handed out tile
     /// by tile to whichever thread asks; the last tokens past a multiple of three go through `forward` again.
     static func forwardInPanels(x: UnsafePointer<Float>, tokens: Int, weight: TensorView, bias: UnsafePointer<Float>?,
@@ -119,6 +120,7 @@ public enum Linear {
             forward(x: x + threes * cols, tokens: tokens - threes, weight: weight, bias: bias, out: out + threes * rows, pool: pool)
         }
     }
+    #endif
 
     /// One weight matrix applied to the shared input, with its bias and output.
     public struct Projection {

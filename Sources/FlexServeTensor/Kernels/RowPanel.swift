@@ -1,6 +1,5 @@
 #if FLEXSERVE_AVX512
 import _Builtin_intrinsics.intel
-#endif
 
 /// Prefill with weights in a float format (f32, f16, bf16, and integer blocks not set up as `InterleavedRows`): sixteen
 /// rows against three tokens at a time. `RowDot.eightTokens` meets four rows with eight tokens, two weight vectors and
@@ -70,7 +69,6 @@ struct RowPanel {
     /// sixteen rows at a time with lanes moved between registers instead of one row at a time.
     @inline(__always)
     static func rowSums(_ a: UnsafePointer<SIMD16<Float>>) -> SIMD16<Float> {
-        #if FLEXSERVE_AVX512
         @inline(__always) func pick(_ u: SIMD16<Float>, _ v: SIMD16<Float>, _ i: SIMD16<Int32>) -> SIMD16<Float> {
             _mm512_permutex2var_ps(u, unsafeBitCast(i, to: __m512i.self), v)
         }
@@ -85,11 +83,6 @@ struct RowPanel {
         let even = SIMD16<Int32>(0, 2, 16, 18, 4, 6, 20, 22, 8, 10, 24, 26, 12, 14, 28, 30), odd = even &+ 1
         let s = pick(u0, u1, even) + pick(u0, u1, odd)
         return _mm512_permutexvar_ps(unsafeBitCast(SIMD16<Int32>(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), to: __m512i.self), s)
-        #else
-        var r = SIMD16<Float>()
-        for j in 0..<8 { r[2 * j] = RowDot.horizontalSum(a[j].lowHalf); r[2 * j + 1] = RowDot.horizontalSum(a[j].highHalf) }
-        return r
-        #endif
     }
 
     /// Three tokens (`x`, `cols` apart) over `steps` steps of the panel, their sums carried in `memory` (zero for the first
@@ -150,3 +143,4 @@ private struct ThreeTokenSums {
         p = w[7]; a7 = a7.addingProduct(u, p); b7 = b7.addingProduct(v, p); c7 = c7.addingProduct(t, p)
     }
 }
+#endif
