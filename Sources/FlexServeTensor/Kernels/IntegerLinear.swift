@@ -328,30 +328,23 @@ enum IntegerLinear {
         let pairs = (totalGroups + 1) / 2
         let unitsPerTile = (pairs + pairsPerUnit - 1) / pairsPerUnit
         let units = unitsPerTile * ((tokens + GroupPairPanel.tokenTile - 1) / GroupPairPanel.tokenTile)
-        let memory = UnsafeMutableRawPointer.allocate(byteCount: pool.threadCount * GroupPairPanel.byteCount, alignment: 64)
-        defer { memory.deallocate() }
-        let next = UnitCounter()
-        pool.parallelFor(pool.threadCount) { slot in
-            let panel = GroupPairPanel(memory + slot * GroupPairPanel.byteCount)
-            while true {
-                let u = next.take()
-                guard u < units else { return }
-                let pairsInUnit = (u % unitsPerTile * pairsPerUnit)..<min(pairs, (u % unitsPerTile + 1) * pairsPerUnit)
-                let tile = u / unitsPerTile * GroupPairPanel.tokenTile
-                let tileEnd = min(tokens, tile + GroupPairPanel.tokenTile), sixes = tile + (tileEnd - tile) / 6 * 6
-                forEachPart(of: (2 * pairsInUnit.lowerBound)..<min(totalGroups, 2 * pairsInUnit.upperBound), in: segments) { s, local in
-                    var g = local.lowerBound
-                    while g + 2 <= local.upperBound {
-                        let w0 = s.group(g, F.self, blocks: a.blocks), w1 = s.group(g + 1, F.self, blocks: a.blocks)
-                        panel.run(w0, w1, a, tokens: tile..<sixes, F.self) { t, r0, r1 in
-                            s.store(r0, group: g, token: t); s.store(r1, group: g + 1, token: t)
-                        }
-                        groupTokens(F.self, a, s, group: g, w0, sixes..<tileEnd)
-                        groupTokens(F.self, a, s, group: g + 1, w1, sixes..<tileEnd)
-                        g += 2
+        pool.forEachUnit(units, scratchBytes: GroupPairPanel.byteCount) { scratch, u in
+            let panel = GroupPairPanel(scratch)
+            let pairsInUnit = (u % unitsPerTile * pairsPerUnit)..<min(pairs, (u % unitsPerTile + 1) * pairsPerUnit)
+            let tile = u / unitsPerTile * GroupPairPanel.tokenTile
+            let tileEnd = min(tokens, tile + GroupPairPanel.tokenTile), sixes = tile + (tileEnd - tile) / 6 * 6
+            forEachPart(of: (2 * pairsInUnit.lowerBound)..<min(totalGroups, 2 * pairsInUnit.upperBound), in: segments) { s, local in
+                var g = local.lowerBound
+                while g + 2 <= local.upperBound {
+                    let w0 = s.group(g, F.self, blocks: a.blocks), w1 = s.group(g + 1, F.self, blocks: a.blocks)
+                    panel.run(w0, w1, a, tokens: tile..<sixes, F.self) { t, r0, r1 in
+                        s.store(r0, group: g, token: t); s.store(r1, group: g + 1, token: t)
                     }
-                    if g < local.upperBound { groupTokens(F.self, a, s, group: g, s.group(g, F.self, blocks: a.blocks), tile..<tileEnd) }
+                    groupTokens(F.self, a, s, group: g, w0, sixes..<tileEnd)
+                    groupTokens(F.self, a, s, group: g + 1, w1, sixes..<tileEnd)
+                    g += 2
                 }
+                if g < local.upperBound { groupTokens(F.self, a, s, group: g, s.group(g, F.self, blocks: a.blocks), tile..<tileEnd) }
             }
         }
     }

@@ -95,24 +95,16 @@ public enum Linear {
         let threes = tokens / RowPanel.tokensPerPass * RowPanel.tokensPerPass
         let rowBlocks = (rows + RowPanel.rows - 1) / RowPanel.rows
         let units = rowBlocks * ((threes + RowPanel.tokenTile - 1) / RowPanel.tokenTile)
-        let memory = UnsafeMutableRawPointer.allocate(byteCount: pool.threadCount * RowPanel.byteCount, alignment: 64)
-        defer { memory.deallocate() }
-        let next = UnitCounter()
-        pool.parallelFor(pool.threadCount) { slot in
-            let panel = RowPanel(memory + slot * RowPanel.byteCount)
-            while true {
-                let u = next.take()
-                guard u < units else { return }
-                let tile = u / rowBlocks * RowPanel.tokenTile, r0 = u % rowBlocks * RowPanel.rows
-                let n = min(RowPanel.rows, rows - r0)
-                panel.run(weight, firstRow: r0, x: x, cols: cols, tokens: tile..<min(threes, tile + RowPanel.tokenTile)) { t, sums in
-                    let o = out + t * rows + r0
-                    if n == RowPanel.rows {
-                        let b = bias.map { UnsafeRawPointer($0 + r0).loadUnaligned(as: SIMD16<Float>.self) } ?? SIMD16<Float>()
-                        UnsafeMutableRawPointer(o).storeBytes(of: sums + b, as: SIMD16<Float>.self)
-                    } else {
-                        for k in 0..<n { o[k] = sums[k] + (bias?[r0 + k] ?? 0) }
-                    }
+        pool.forEachUnit(units, scratchBytes: RowPanel.byteCount) { scratch, u in
+            let tile = u / rowBlocks * RowPanel.tokenTile, r0 = u % rowBlocks * RowPanel.rows
+            let n = min(RowPanel.rows, rows - r0)
+            RowPanel(scratch).run(weight, firstRow: r0, x: x, cols: cols, tokens: tile..<min(threes, tile + RowPanel.tokenTile)) { t, sums in
+                let o = out + t * rows + r0
+                if n == RowPanel.rows {
+                    let b = bias.map { UnsafeRawPointer($0 + r0).loadUnaligned(as: SIMD16<Float>.self) } ?? SIMD16<Float>()
+                    UnsafeMutableRawPointer(o).storeBytes(of: sums + b, as: SIMD16<Float>.self)
+                } else {
+                    for k in 0..<n { o[k] = sums[k] + (bias?[r0 + k] ?? 0) }
                 }
             }
         }
