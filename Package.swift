@@ -11,10 +11,13 @@ let targetCPU = ProcessInfo.processInfo.environment["FLEXSERVE_TARGET_CPU"] ?? "
 // the portable SIMD kernels.
 let vnniCPUs: Set = ["cascadelake", "cooperlake", "icelake-server", "sapphirerapids", "emeraldrapids",
                      "graniterapids", "znver4", "znver5"]
+// x86 CPUs with AVX2 and FMA but without AVX-512 get AVX2 kernels where the portable ones fall short.
+let avx2CPUs: Set = ["haswell", "broadwell", "skylake", "alderlake", "znver1", "znver2", "znver3", "x86-64-v3"]
 let fast: [SwiftSetting] = [
     .unsafeFlags(["-Ounchecked", "-target-cpu", targetCPU], .when(configuration: .release)),
     .unsafeFlags(["-target-cpu", targetCPU], .when(configuration: .debug)),
 ] + (vnniCPUs.contains(targetCPU) ? [.define("FLEXSERVE_AVX512")] : [])
+  + (avx2CPUs.contains(targetCPU) ? [.define("FLEXSERVE_AVX2")] : [])
 
 let package = Package(
     name: "FlexServe",

@@ -1,4 +1,4 @@
-#if FLEXSERVE_AVX512
+#if FLEXSERVE_AVX512 || FLEXSERVE_AVX2
 import _Builtin_intrinsics.intel
 #endif
 
@@ -207,13 +207,15 @@ extension IntegerBlockFormat {
         return signedBytes ? u ^ 0x8080_8080 : u
     }
 
-    /// Field f of every lane as a float: `q·2^s`, s = 4f for 4-bit fields and 8f for unsigned bytes; signed
-    /// bytes are moved to the top of the lane (`q·2^24`) so the conversion keeps their sign.
+    /// Field f of every lane as a float: `q·2^s`, s = 4f for 4-bit fields and 8f for unsigned bytes, one less for the
+    /// lane's top field where the build has no unsigned conversion (`topFieldShift`); signed bytes are moved to the top
+    /// of the lane (`q·2^24`) so the conversion keeps their sign.
     @inline(__always)
     static func floatField(_ u: SIMD16<UInt32>, _ f: Int) -> SIMD16<Float> {
-        if valueBits == 4 { return unsignedFloats(u & SIMD16(repeating: 0xF << (4 * f))) }
         if signedBytes { return signedFloats((u &<< UInt32(24 - 8 * f)) & SIMD16(repeating: 0xFF00_0000)) }
-        return unsignedFloats(u & SIMD16(repeating: 0xFF << (8 * f)))
+        let shift = f == floatFields - 1 ? topFieldShift : 0
+        let field = UInt32((1 << valueBits) - 1) << UInt32(valueBits * f - shift)
+        return fieldFloats((shift == 0 ? u : u &>> UInt32(shift)) & SIMD16(repeating: field))
     }
 
     /// The input column the kernel's i-th value of a block multiplies, and the power of two that undoes the field's
@@ -222,22 +224,27 @@ extension IntegerBlockFormat {
     @inline(__always)
     static func floatColumn(_ i: Int) -> (column: Int, scale: Float) {
         let v = i / floatFields, f = i % floatFields
-        if valueBits == 4 {
-            return ((f % 2 == 0 ? 0 : 16) + 4 * v + f / 2, Float(sign: .plus, exponent: -4 * f, significand: 1))
-        }
-        let column = v < 4 ? 4 * v + f : 16 + 4 * (v - 4) + f
-        return (column, Float(sign: .plus, exponent: signedBytes ? -24 : -8 * f, significand: 1))
+        let shift = signedBytes ? 24 : valueBits * f - (f == floatFields - 1 ? topFieldShift : 0)
+        let column = valueBits == 4 ? (f % 2 == 0 ? 0 : 16) + 4 * v + f / 2 : v < 4 ? 4 * v + f : 16 + 4 * (v - 4) + f
+        return (column, Float(sign: .plus, exponent: -shift, significand: 1))
     }
 }
 
+/// How far a lane's top field is moved down before conversion: AVX-512 converts unsigned 32-bit integers; without it
+/// a field reaching bit 31 would read as negative, so it is read one bit lower (its activation one power of two larger).
+#if FLEXSERVE_AVX512
+private let topFieldShift = 0
+#else
+private let topFieldShift = 1
+#endif
+
+/// A field's lanes as floats: unsigned on AVX-512, below 2^31 (`topFieldShift`) elsewhere.
 @inline(__always)
-private func unsignedFloats(_ u: SIMD16<UInt32>) -> SIMD16<Float> {
+private func fieldFloats(_ u: SIMD16<UInt32>) -> SIMD16<Float> {
     #if FLEXSERVE_AVX512
     _mm512_cvtepu32_ps(unsafeBitCast(u, to: __m512i.self))
     #else
-    var r = SIMD16<Float>()
-    for k in 0..<16 { r[k] = Float(u[k]) }
-    return r
+    signedFloats(u)
     #endif
 }
 
@@ -245,6 +252,9 @@ private func unsignedFloats(_ u: SIMD16<UInt32>) -> SIMD16<Float> {
 private func signedFloats(_ u: SIMD16<UInt32>) -> SIMD16<Float> {
     #if FLEXSERVE_AVX512
     _mm512_cvtepi32_ps(unsafeBitCast(u, to: __m512i.self))
+    #elseif FLEXSERVE_AVX2
+    let (low, high) = unsafeBitCast(u, to: (__m256i, __m256i).self)
+    return unsafeBitCast((_mm256_cvtepi32_ps(low), _mm256_cvtepi32_ps(high)), to: SIMD16<Float>.self)
     #else
     var r = SIMD16<Float>()
     for k in 0..<16 { r[k] = Float(Int32(bitPattern: u[k])) }

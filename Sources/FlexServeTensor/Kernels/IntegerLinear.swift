@@ -354,10 +354,10 @@ enum IntegerLinear {
 
     /// One block of one token into a group's sums with `q8` activations: the step every path takes.
     @inline(__always)
-    static func accumulate(_ sums: inout SIMD16<Float>, _ offsets: inout SIMD16<Float>, _ a: Q8Activations, token t: Int, block b: Int,
-                           _ u: GroupChunks, scales d: SIMD16<Float>, offsetsPerUnit c: SIMD16<Float>) {
+    static func accumulate<F: IntegerBlockFormat>(_ sums: inout SIMD16<Float>, _ offsets: inout SIMD16<Float>, _ a: Q8Activations,
+                                                  token t: Int, block b: Int, _ u: GroupChunks, _: F.Type, scales d: SIMD16<Float>, offsetsPerUnit c: SIMD16<Float>) {
         let (x, scale, scaledSum) = a.block(t, b)
-        sums = sums.addingProduct(groupDots(u, x), d * scale)
+        sums = sums.addingProduct(groupDots(u, x, F.self), d * scale)
         offsets = offsets.addingProduct(c, scaledSum)
     }
 
@@ -414,10 +414,10 @@ enum IntegerLinear {
         for b in 0..<a.blocks {
             let u = F.groupChunks(w.integers + b * F.groupIntegerBytes)
             let (d, c) = F.groupScalesAndOffsets(w.headers + b * F.groupHeaderBytes)
-            accumulate(&s0, &o0, a, token: t, block: b, u, scales: d, offsetsPerUnit: c)
-            accumulate(&s1, &o1, a, token: t + 1, block: b, u, scales: d, offsetsPerUnit: c)
-            accumulate(&s2, &o2, a, token: t + 2, block: b, u, scales: d, offsetsPerUnit: c)
-            accumulate(&s3, &o3, a, token: t + 3, block: b, u, scales: d, offsetsPerUnit: c)
+            accumulate(&s0, &o0, a, token: t, block: b, u, F.self, scales: d, offsetsPerUnit: c)
+            accumulate(&s1, &o1, a, token: t + 1, block: b, u, F.self, scales: d, offsetsPerUnit: c)
+            accumulate(&s2, &o2, a, token: t + 2, block: b, u, F.self, scales: d, offsetsPerUnit: c)
+            accumulate(&s3, &o3, a, token: t + 3, block: b, u, F.self, scales: d, offsetsPerUnit: c)
         }
         return (s0 + o0, s1 + o1, s2 + o2, s3 + o3)
     }
