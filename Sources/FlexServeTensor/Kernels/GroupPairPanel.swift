@@ -48,7 +48,15 @@ struct GroupPairPanel {
             let chunk = first..<min(a.blocks, first + Self.chunkBlocks)
             fill(w0, w1, chunk, F.self)
             for p in 0..<passes {
-                sixTokens(a, token: tokens.lowerBound + 6 * p, blocks: chunk, totals: totals + 12 * p, F.self)
+                let t = tokens.lowerBound + 6 * p
+                #if FLEXSERVE_AVX2
+                // Sixteen 256-bit registers hold one group's sums for six tokens, its values and the activation, not
+                // two groups' (two groups for three tokens, with their values, spilled one sum every step).
+                pass(GroupTile6<FirstGroup>.self, a, token: t, blocks: chunk, totals: totals + 12 * p, F.self)
+                pass(GroupTile6<SecondGroup>.self, a, token: t, blocks: chunk, totals: totals + 12 * p, F.self)
+                #else
+                pass(PairTile6.self, a, token: t, blocks: chunk, totals: totals + 12 * p, F.self)
+                #endif
             }
         }
         // + 0, as the other paths' `sums + offsets`, so a −0 total comes out +0 in every path alike.
@@ -80,14 +88,14 @@ struct GroupPairPanel {
         }
     }
 
-    /// Tokens t..<t + 6 over blocks `chunk` of the panel, their totals carried in `totals` (zero before the first block).
+    /// Tokens t..<t + T.tokens over blocks `chunk` of the panel, their totals carried in `totals` (zero before the first block).
     @inline(__always)
-    private func sixTokens<F: IntegerBlockFormat>(_ a: F32Activations, token t: Int, blocks chunk: Range<Int>,
-                                                  totals memory: UnsafeMutablePointer<SIMD16<Float>>, _: F.Type) {
-        var totals = chunk.lowerBound == 0 ? PairTile6() : PairTile6(memory)
+    private func pass<T: PairTile, F: IntegerBlockFormat>(_: T.Type, _ a: F32Activations, token t: Int, blocks chunk: Range<Int>,
+                                                          totals memory: UnsafeMutablePointer<SIMD16<Float>>, _: F.Type) {
+        var totals = chunk.lowerBound == 0 ? T() : T(memory)
         for b in chunk {
             let p = panel + (b - chunk.lowerBound) * Self.vectorsPerBlock, x = a.block(t, b)
-            var dots = PairTile6()
+            var dots = T()
             for i in 0..<32 { dots.addProducts(p[2 * i], p[2 * i + 1], x + i) }
             dots.scale(into: &totals, p[64], p[65], p[66], p[67], F.self) { k in a.sum(t + k, b) }
         }
@@ -95,8 +103,53 @@ struct GroupPairPanel {
     }
 }
 
-/// Two groups' sums for six consecutive tokens (token k's prepared block at `x + 32k`).
-private struct PairTile6 {
+/// Two groups' sums for consecutive tokens (token k's prepared block at `x + 32k`); in memory, token k's sums of the
+/// first group at `p[k]` and of the second at `p[6 + k]`.
+private protocol PairTile {
+    init()
+    init(_ p: UnsafePointer<SIMD16<Float>>)
+    func store(_ p: UnsafeMutablePointer<SIMD16<Float>>)
+    mutating func addProducts(_ w0: SIMD16<Float>, _ w1: SIMD16<Float>, _ x: UnsafePointer<Float>)
+    func scale<F: IntegerBlockFormat>(into t: inout Self, _ d0: SIMD16<Float>, _ c0: SIMD16<Float>,
+                                      _ d1: SIMD16<Float>, _ c1: SIMD16<Float>, _: F.Type, sum: (Int) -> Float)
+}
+
+private protocol PairMember { static var index: Int { get } }
+private enum FirstGroup: PairMember { static var index: Int { 0 } }
+private enum SecondGroup: PairMember { static var index: Int { 1 } }
+
+/// One group of the pair (`G`), six tokens.
+private struct GroupTile6<G: PairMember>: PairTile {
+    var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>(), s4 = SIMD16<Float>(), s5 = SIMD16<Float>()
+
+    init() {}
+
+    @inline(__always) init(_ p: UnsafePointer<SIMD16<Float>>) {
+        let q = p + 6 * G.index
+        (s0, s1, s2, s3, s4, s5) = (q[0], q[1], q[2], q[3], q[4], q[5])
+    }
+
+    @inline(__always) func store(_ p: UnsafeMutablePointer<SIMD16<Float>>) {
+        let q = p + 6 * G.index
+        q[0] = s0; q[1] = s1; q[2] = s2; q[3] = s3; q[4] = s4; q[5] = s5
+    }
+
+    @inline(__always) mutating func addProducts(_ w0: SIMD16<Float>, _ w1: SIMD16<Float>, _ x: UnsafePointer<Float>) {
+        let w = G.index == 0 ? w0 : w1
+        s0 = s0.addingProduct(w, x[0]); s1 = s1.addingProduct(w, x[32]); s2 = s2.addingProduct(w, x[64])
+        s3 = s3.addingProduct(w, x[96]); s4 = s4.addingProduct(w, x[128]); s5 = s5.addingProduct(w, x[160])
+    }
+
+    @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d0: SIMD16<Float>, _ c0: SIMD16<Float>,
+                                                        _ d1: SIMD16<Float>, _ c1: SIMD16<Float>, _: F.Type, sum: (Int) -> Float) {
+        let (d, c) = G.index == 0 ? (d0, c0) : (d1, c1)
+        t.s0 = blockTotal(t.s0, s0, d, c, F.self, sum(0)); t.s1 = blockTotal(t.s1, s1, d, c, F.self, sum(1))
+        t.s2 = blockTotal(t.s2, s2, d, c, F.self, sum(2)); t.s3 = blockTotal(t.s3, s3, d, c, F.self, sum(3))
+        t.s4 = blockTotal(t.s4, s4, d, c, F.self, sum(4)); t.s5 = blockTotal(t.s5, s5, d, c, F.self, sum(5))
+    }
+}
+
+private struct PairTile6: PairTile {
     var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>(), a4 = SIMD16<Float>(), a5 = SIMD16<Float>()
     var b0 = SIMD16<Float>(), b1 = SIMD16<Float>(), b2 = SIMD16<Float>(), b3 = SIMD16<Float>(), b4 = SIMD16<Float>(), b5 = SIMD16<Float>()
 
