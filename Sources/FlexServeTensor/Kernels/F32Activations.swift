@@ -80,6 +80,16 @@ struct F32Activations: GroupActivations {
                                            _ w: (IntegerLinear.Group, IntegerLinear.Group, IntegerLinear.Group, IntegerLinear.Group), _: F.Type) {
         let x = block(0, b), record = b * F.groupIntegerBytes, header = b * F.groupHeaderBytes
         var dots = FourSums()
+        #if FLEXSERVE_AVX2
+        // Sixteen 256-bit registers hold the four dots and one group's values at a time, not all four groups' values.
+        @inline(__always) func one(_ dot: inout SIMD16<Float>, _ g: IntegerLinear.Group, _ v: Int) {
+            let u = F.floatVector(g.integers + record, v)
+            for f in 0..<F.floatFields { dot = dot.addingProduct(F.floatField(u, f), SIMD16<Float>(repeating: x[v * F.floatFields + f])) }
+        }
+        for v in 0..<F.floatVectors {
+            one(&dots.s0, w.0, v); one(&dots.s1, w.1, v); one(&dots.s2, w.2, v); one(&dots.s3, w.3, v)
+        }
+        #else
         for v in 0..<F.floatVectors {
             let u0 = F.floatVector(w.0.integers + record, v), u1 = F.floatVector(w.1.integers + record, v)
             let u2 = F.floatVector(w.2.integers + record, v), u3 = F.floatVector(w.3.integers + record, v)
@@ -89,6 +99,7 @@ struct F32Activations: GroupActivations {
                 dots.s2 = dots.s2.addingProduct(F.floatField(u2, f), xi); dots.s3 = dots.s3.addingProduct(F.floatField(u3, f), xi)
             }
         }
+        #endif
         let sum = self.sum(0, b)
         @inline(__always) func scale(_ s: inout SIMD16<Float>, _ dot: SIMD16<Float>, _ g: IntegerLinear.Group) {
             let (d, c) = F.groupScalesAndOffsets(g.headers + header)
