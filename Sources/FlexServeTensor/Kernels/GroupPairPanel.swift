@@ -88,7 +88,7 @@ struct GroupPairPanel {
         }
     }
 
-    /// Tokens t..<t + T.tokens over blocks `chunk` of the panel, their totals carried in `totals` (zero before the first block).
+    /// Tokens t..<t + 6 over blocks `chunk` of the panel, their totals carried in `totals` (zero before the first block).
     @inline(__always)
     private func pass<T: PairTile, F: IntegerBlockFormat>(_: T.Type, _ a: F32Activations, token t: Int, blocks chunk: Range<Int>,
                                                           totals memory: UnsafeMutablePointer<SIMD16<Float>>, _: F.Type) {
@@ -103,8 +103,8 @@ struct GroupPairPanel {
     }
 }
 
-/// Two groups' sums for consecutive tokens (token k's prepared block at `x + 32k`); in memory, token k's sums of the
-/// first group at `p[k]` and of the second at `p[6 + k]`.
+/// Sums of the pair's groups, both (`PairTile6`) or one (`GroupTile6`), for six consecutive tokens (token k's prepared
+/// block at `x + 32k`); in memory, token k's sums of the first group at `p[k]` and of the second at `p[6 + k]`.
 private protocol PairTile {
     init()
     init(_ p: UnsafePointer<SIMD16<Float>>)
