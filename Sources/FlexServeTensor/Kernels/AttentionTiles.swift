@@ -86,6 +86,34 @@ extension Attention {
     }
 
     /// Sixteen tokens' scores against three keys (`qt`: the queries transposed, `[headDim][16]`).
+    #if FLEXSERVE_AVX2
+    /// Three keys' eight sums are 48 of AVX2's sixteen 256-bit registers (`perf`: the kernel's loops were loads and
+    /// stores of spilled sums), so the sums run two at a time, k and k + 4 (twelve registers), each from zero over
+    /// the same columns in the same order, and meet in `EightSums.tree`'s order as they finish.
+    @inline(__always)
+    static func scores<E: KVElement>(_ qt: UnsafePointer<Float>, _ k0: UnsafePointer<E>, _ k1: UnsafePointer<E>, _ k2: UnsafePointer<E>,
+                                     headDim: Int) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
+        typealias Three = (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>)
+        /// (s_k + s_{k+4}) of each key.
+        @inline(__always) func pair(_ k: Int) -> Three {
+            var a = SIMD16<Float>(), b = SIMD16<Float>(), c = SIMD16<Float>()
+            var a4 = SIMD16<Float>(), b4 = SIMD16<Float>(), c4 = SIMD16<Float>()
+            var d = k
+            while d < headDim {
+                let q = Float.load16(qt, d * 16), q4 = Float.load16(qt, (d + 4) * 16)
+                a = a.addingProduct(q, SIMD16(repeating: E.load(k0, d))); a4 = a4.addingProduct(q4, SIMD16(repeating: E.load(k0, d + 4)))
+                b = b.addingProduct(q, SIMD16(repeating: E.load(k1, d))); b4 = b4.addingProduct(q4, SIMD16(repeating: E.load(k1, d + 4)))
+                c = c.addingProduct(q, SIMD16(repeating: E.load(k2, d))); c4 = c4.addingProduct(q4, SIMD16(repeating: E.load(k2, d + 4)))
+                d += 8
+            }
+            return (a + a4, b + b4, c + c4)
+        }
+        let s04 = pair(0), s26 = pair(2)
+        let even = (s04.0 + s26.0, s04.1 + s26.1, s04.2 + s26.2)
+        let s15 = pair(1), s37 = pair(3)
+        return (even.0 + (s15.0 + s37.0), even.1 + (s15.1 + s37.1), even.2 + (s15.2 + s37.2))
+    }
+    #else
     @inline(__always)
     static func scores<E: KVElement>(_ qt: UnsafePointer<Float>, _ k0: UnsafePointer<E>, _ k1: UnsafePointer<E>, _ k2: UnsafePointer<E>,
                                      headDim: Int) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
@@ -106,6 +134,7 @@ extension Attention {
         }
         return (a.tree, b.tree, c.tree)
     }
+    #endif
 
     /// Query head `head` of `tile`'s tokens, whole: scores, softmax, weighted values, into `out`.
     static func attend<E: KVElement>(tile: QueryTile, head: Int, _ a: Args<E>, out: UnsafeMutablePointer<Float>) {
@@ -170,73 +199,109 @@ extension Attention {
                 let e = Float.load16(s, j * lanes)
                 total += SIMD16<Float>().replacing(with: e, where: (whole .<= Float(j)) .& (keyCounts .> Float(j)))
             }
+            // Each lane's weights, e · (1 / total): the products the token-by-token path takes key by key.
             let inv = 1 / total
+            for j in 0..<nMax {
+                let p = UnsafeMutableRawPointer(s + j * lanes)
+                p.storeBytes(of: p.load(as: SIMD16<Float>.self) * inv, as: SIMD16<Float>.self)
+            }
 
-            // Weighted values, six tokens at a time, 64 columns at a time.
+            // Weighted values, six tokens at a time, `ValueColumns.width` columns at a time.
             var i0 = 0
             while i0 < tile.count {
                 let group = min(6, tile.count - i0)
                 var column = 0
                 while column < headDim {
-                    weightedValues(s, inv, lanes: i0..<i0 + group, counts: counts, visible: visible,
+                    weightedValues(ValueColumns.self, s, lanes: i0..<i0 + group, counts: counts, visible: visible,
                                    values: values + column, slotStride: a.slotStride,
                                    out: { out + ((tile.first + $0) * a.numHeads + head) * headDim + column })
-                    column += 64
+                    column += ValueColumns.width
                 }
                 i0 += group
             }
         }
     }
 
-    /// out(i) = Σ_{j < counts[i]} (e[j][i] · inv[i]) · value_j for the tokens (lanes) of `lanes`, 64 columns,
-    /// each column's sum in key order from zero: as `weightedValues3`, lane by lane.
+    #if FLEXSERVE_AVX2
+    /// Six tokens' sums of 64 columns would be 48 of AVX2's sixteen 256-bit registers; of 16 columns they are twelve.
+    typealias ValueColumns = Columns16
+    #else
+    typealias ValueColumns = Columns64
+    #endif
+
+    /// out(i) = Σ_{j < counts[i]} w[j][i] · value_j for the tokens (lanes) of `lanes` (`w`: the weights, `[key][16]`),
+    /// `C.width` columns, each column's sum in key order from zero: as `weightedValues3`, lane by lane.
     @inline(__always)
-    static func weightedValues<E: KVElement>(_ e: UnsafePointer<Float>, _ inv: SIMD16<Float>, lanes: Range<Int>, counts: SIMD16<Int32>,
-                                             visible: UnsafePointer<Int32>, values: UnsafePointer<E>, slotStride: Int,
-                                             out: (Int) -> UnsafeMutablePointer<Float>) {
-        typealias Four = (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>)
-        let zero = SIMD16<Float>()
-        var acc: (Four, Four, Four, Four, Four, Four) = ((zero, zero, zero, zero), (zero, zero, zero, zero), (zero, zero, zero, zero),
-                                                        (zero, zero, zero, zero), (zero, zero, zero, zero), (zero, zero, zero, zero))
+    static func weightedValues<C: TileColumns, E: KVElement>(_: C.Type, _ w: UnsafePointer<Float>, lanes: Range<Int>, counts: SIMD16<Int32>,
+                                                            visible: UnsafePointer<Int32>, values: UnsafePointer<E>, slotStride: Int,
+                                                            out: (Int) -> UnsafeMutablePointer<Float>) {
+        var acc = (C(), C(), C(), C(), C(), C())
         let first = lanes.lowerBound, count = lanes.count
         // Tokens see more keys lane by lane: all of the group see the first lane's, the last lane the most.
         let shared = Int(counts[first]), nEnd = Int(counts[first + count - 1])
-        @inline(__always) func add(_ x: inout Four, _ p: Float, _ v: Four) {
-            let w = SIMD16<Float>(repeating: p)
-            x.0 = x.0.addingProduct(w, v.0); x.1 = x.1.addingProduct(w, v.1)
-            x.2 = x.2.addingProduct(w, v.2); x.3 = x.3.addingProduct(w, v.3)
-        }
         for j in 0..<nEnd {
-            let row = values + Int(visible[j]) * slotStride
-            let v: Four = (E.load16(row, 0), E.load16(row, 16), E.load16(row, 32), E.load16(row, 48))
-            let p = e + j * tileTokens + first
+            let v = C(values + Int(visible[j]) * slotStride)
+            let p = w + j * tileTokens + first
             // Past the first lane's keys a lane adds only while the key is its own.
             if j < shared {
-                add(&acc.0, p[0] * inv[first], v)
-                if count > 1 { add(&acc.1, p[1] * inv[first + 1], v) }
-                if count > 2 { add(&acc.2, p[2] * inv[first + 2], v) }
-                if count > 3 { add(&acc.3, p[3] * inv[first + 3], v) }
-                if count > 4 { add(&acc.4, p[4] * inv[first + 4], v) }
-                if count > 5 { add(&acc.5, p[5] * inv[first + 5], v) }
+                acc.0.add(p[0], v)
+                if count > 1 { acc.1.add(p[1], v) }
+                if count > 2 { acc.2.add(p[2], v) }
+                if count > 3 { acc.3.add(p[3], v) }
+                if count > 4 { acc.4.add(p[4], v) }
+                if count > 5 { acc.5.add(p[5], v) }
             } else {
-                if j < Int(counts[first]) { add(&acc.0, p[0] * inv[first], v) }
-                if count > 1, j < Int(counts[first + 1]) { add(&acc.1, p[1] * inv[first + 1], v) }
-                if count > 2, j < Int(counts[first + 2]) { add(&acc.2, p[2] * inv[first + 2], v) }
-                if count > 3, j < Int(counts[first + 3]) { add(&acc.3, p[3] * inv[first + 3], v) }
-                if count > 4, j < Int(counts[first + 4]) { add(&acc.4, p[4] * inv[first + 4], v) }
-                if count > 5, j < Int(counts[first + 5]) { add(&acc.5, p[5] * inv[first + 5], v) }
+                if j < Int(counts[first]) { acc.0.add(p[0], v) }
+                if count > 1, j < Int(counts[first + 1]) { acc.1.add(p[1], v) }
+                if count > 2, j < Int(counts[first + 2]) { acc.2.add(p[2], v) }
+                if count > 3, j < Int(counts[first + 3]) { acc.3.add(p[3], v) }
+                if count > 4, j < Int(counts[first + 4]) { acc.4.add(p[4], v) }
+                if count > 5, j < Int(counts[first + 5]) { acc.5.add(p[5], v) }
             }
         }
-        @inline(__always) func store(_ x: Four, _ o: UnsafeMutablePointer<Float>) {
-            let r = UnsafeMutableRawPointer(o)
-            r.storeBytes(of: x.0, as: SIMD16<Float>.self); r.storeBytes(of: x.1, toByteOffset: 64, as: SIMD16<Float>.self)
-            r.storeBytes(of: x.2, toByteOffset: 128, as: SIMD16<Float>.self); r.storeBytes(of: x.3, toByteOffset: 192, as: SIMD16<Float>.self)
-        }
-        store(acc.0, out(first))
-        if count > 1 { store(acc.1, out(first + 1)) }
-        if count > 2 { store(acc.2, out(first + 2)) }
-        if count > 3 { store(acc.3, out(first + 3)) }
-        if count > 4 { store(acc.4, out(first + 4)) }
-        if count > 5 { store(acc.5, out(first + 5)) }
+        acc.0.store(out(first))
+        if count > 1 { acc.1.store(out(first + 1)) }
+        if count > 2 { acc.2.store(out(first + 2)) }
+        if count > 3 { acc.3.store(out(first + 3)) }
+        if count > 4 { acc.4.store(out(first + 4)) }
+        if count > 5 { acc.5.store(out(first + 5)) }
     }
+}
+
+/// One token's sums over a run of a value row's columns (`weightedValues`).
+protocol TileColumns {
+    static var width: Int { get }
+    init()
+    /// The row's columns.
+    init<E: KVElement>(_ row: UnsafePointer<E>)
+    /// self += w · v.
+    mutating func add(_ w: Float, _ v: Self)
+    func store(_ out: UnsafeMutablePointer<Float>)
+}
+
+struct Columns64: TileColumns {
+    var c0 = SIMD16<Float>(), c1 = SIMD16<Float>(), c2 = SIMD16<Float>(), c3 = SIMD16<Float>()
+    static var width: Int { 64 }
+    init() {}
+    @inline(__always) init<E: KVElement>(_ row: UnsafePointer<E>) {
+        (c0, c1, c2, c3) = (E.load16(row, 0), E.load16(row, 16), E.load16(row, 32), E.load16(row, 48))
+    }
+    @inline(__always) mutating func add(_ w: Float, _ v: Self) {
+        let x = SIMD16<Float>(repeating: w)
+        c0 = c0.addingProduct(x, v.c0); c1 = c1.addingProduct(x, v.c1); c2 = c2.addingProduct(x, v.c2); c3 = c3.addingProduct(x, v.c3)
+    }
+    @inline(__always) func store(_ out: UnsafeMutablePointer<Float>) {
+        let r = UnsafeMutableRawPointer(out)
+        r.storeBytes(of: c0, as: SIMD16<Float>.self); r.storeBytes(of: c1, toByteOffset: 64, as: SIMD16<Float>.self)
+        r.storeBytes(of: c2, toByteOffset: 128, as: SIMD16<Float>.self); r.storeBytes(of: c3, toByteOffset: 192, as: SIMD16<Float>.self)
+    }
+}
+
+struct Columns16: TileColumns {
+    var c = SIMD16<Float>()
+    static var width: Int { 16 }
+    init() {}
+    @inline(__always) init<E: KVElement>(_ row: UnsafePointer<E>) { c = E.load16(row, 0) }
+    @inline(__always) mutating func add(_ w: Float, _ v: Self) { c = c.addingProduct(SIMD16(repeating: w), v.c) }
+    @inline(__always) func store(_ out: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(out).storeBytes(of: c, as: SIMD16<Float>.self) }
 }
