@@ -195,6 +195,24 @@ struct TokenTile4: TokenTile {
     @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) { body(0, s0); body(1, s1); body(2, s2); body(3, s3) }
 }
 
+/// Six tokens: with AVX2 the widest tile whose sums fit in sixteen 256-bit registers (twelve) beside the values.
+struct TokenTile6: TokenTile {
+    var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>(), s4 = SIMD16<Float>(), s5 = SIMD16<Float>()
+    @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) {
+        s0 = s0.addingProduct(w, x[0]); s1 = s1.addingProduct(w, x[32]); s2 = s2.addingProduct(w, x[64])
+        s3 = s3.addingProduct(w, x[96]); s4 = s4.addingProduct(w, x[128]); s5 = s5.addingProduct(w, x[160])
+    }
+    @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type,
+                                                        sum: (Int) -> Float) {
+        t.s0 = blockTotal(t.s0, s0, d, c, F.self, sum(0)); t.s1 = blockTotal(t.s1, s1, d, c, F.self, sum(1))
+        t.s2 = blockTotal(t.s2, s2, d, c, F.self, sum(2)); t.s3 = blockTotal(t.s3, s3, d, c, F.self, sum(3))
+        t.s4 = blockTotal(t.s4, s4, d, c, F.self, sum(4)); t.s5 = blockTotal(t.s5, s5, d, c, F.self, sum(5))
+    }
+    @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) {
+        body(0, s0); body(1, s1); body(2, s2); body(3, s3); body(4, s4); body(5, s5)
+    }
+}
+
 /// Twelve chains of FMAs: more than the eight that keep two FMA units busy at four cycles' latency, and with their
 /// totals 24 of the 32 vector registers.
 struct TokenTile12: TokenTile {

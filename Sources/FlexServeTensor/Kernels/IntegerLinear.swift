@@ -295,15 +295,22 @@ enum IntegerLinear {
         }
     }
 
-    /// Group g against the tokens of `tile`: twelve at a time (`F32Activations.group`), then four, then one.
+    /// Group g against the tokens of `tile`: twelve at a time (`F32Activations.group`; six with AVX2), then four, then one.
     @inline(__always)
     static func groupTokens<F: IntegerBlockFormat>(_: F.Type, _ a: F32Activations, _ s: Segment, group g: Int, _ w: Group, _ tile: Range<Int>) {
         var t = tile.lowerBound
         @inline(__always) func prefetch() -> Int { t == tile.lowerBound ? decodePrefetchBytes : 0 }
+        #if FLEXSERVE_AVX2
+        while t + 6 <= tile.upperBound {
+            a.group(TokenTile6.self, token: t, w, F.self, prefetch: prefetch()) { k, v in s.store(v, group: g, token: t + k) }
+            t += 6
+        }
+        #else
         while t + 12 <= tile.upperBound {
             a.group(TokenTile12.self, token: t, w, F.self, prefetch: prefetch()) { k, v in s.store(v, group: g, token: t + k) }
             t += 12
         }
+        #endif
         while t + 4 <= tile.upperBound {
             a.group(TokenTile4.self, token: t, w, F.self, prefetch: prefetch()) { k, v in s.store(v, group: g, token: t + k) }
             t += 4
