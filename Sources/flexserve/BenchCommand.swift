@@ -8,7 +8,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks: speculative vs incremental decoding, throughput per weight format.",
-        subcommands: [SpeculativeBenchCommand.self, ThroughputBenchCommand.self, StreamingBenchCommand.self],
+        subcommands: [SpeculativeBenchCommand.self, ThroughputBenchCommand.self, StreamingBenchCommand.self, KernelsBenchCommand.self],
         defaultSubcommand: SpeculativeBenchCommand.self)
 }
 
@@ -201,6 +201,47 @@ struct StreamingBenchCommand: AsyncParsableCommand {
                          r.gigabytesPerSecond, r.fractionOfBandwidth * 100))
         }
         try writeJSON(Report(readBandwidthGBs: bandwidth, rows: rows), to: output)
+        print("wrote \(output)")
+    }
+}
+
+/// `flexserve bench kernels`: the projection kernels' GFLOP/s on one thread with the weights in L2.
+struct KernelsBenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kernels",
+        abstract: "Projection kernels' GFLOP/s on one thread, a 512 × 576 matrix in L2, against the single-core FMA probe.",
+        discussion: "Apart from memory and thread placement: on a shared host the comparison that holds still between two builds (run them alternately). Each figure is the best of the passes; the passes go round every configuration in turn.")
+
+    @Option(help: "Comma-separated formats: f32, f16, bf16, q8_0, q4_0, q4_1, int8, int4.") var formats = "q8_0,q4_1,int8,int4"
+    @Option(help: "Comma-separated activation formats: f32, q8 (integer block formats only).") var activations = "f32,q8"
+    @Option(help: "Comma-separated token counts per forward.") var tokens = "1,12,128"
+    @Option var passes = 20
+    @Option var output = "bench-kernels.json"
+
+    mutating func run() async throws {
+        let dtypes = try formats.split(separator: ",").map { name -> DType in
+            guard let f = try WeightFormat.parse(String(name)) else { throw ValidationError("'stored' has no meaning here: name a format") }
+            return f
+        }
+        let activationFormats = try activations.split(separator: ",").map { name in
+            guard let a = ActivationFormat(rawValue: String(name)) else {
+                throw ValidationError("unknown activation format '\(name)' (expected f32 or q8)")
+            }
+            return a
+        }
+        let counts = try tokens.split(separator: ",").map { text in
+            guard let n = Int(text), (1...4096).contains(n) else { throw ValidationError("token counts are 1 to 4096, not '\(text)'") }
+            return n
+        }
+        guard passes > 0 else { throw ValidationError("--passes must be positive") }
+        let report = KernelBenchmark.run(formats: dtypes, activations: activationFormats, tokens: counts, passes: passes)
+        print(String(format: "%@, one thread, fp32 FMA %.0f GFLOP/s", report.cpu as NSString, report.fmaGFLOPsPerCore))
+        print("format    | activations | tokens |      µs | GFLOP/s | of FMA peak")
+        for r in report.rows {
+            print(r.format.padding(toLength: 9, withPad: " ", startingAt: 0), "|", r.activations.padding(toLength: 11, withPad: " ", startingAt: 0),
+                  String(format: "| %6d | %7.1f | %7.1f | %10.0f%%", r.tokens, r.microseconds, r.gflops, r.fractionOfFMAPeak * 100))
+        }
+        try writeJSON(report, to: output)
         print("wrote \(output)")
     }
 }
