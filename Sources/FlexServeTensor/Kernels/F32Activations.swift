@@ -251,24 +251,39 @@ extension IntegerBlockFormat {
         return signedBytes ? u ^ 0x8080_8080 : u
     }
 
-    /// Field f of every lane as a float: `q·2^s`, s = 4f for 4-bit fields and 8f for unsigned bytes, one less for the
-    /// lane's top field where the build has no unsigned conversion (`topFieldShift`); signed bytes are moved to the top
-    /// of the lane (`q·2^24`) so the conversion keeps their sign.
+    /// Field f of every lane as a float. 4-bit fields (and, with AVX-512, unsigned bytes) are masked in place:
+    /// `q·2^s`, s = 4f (8f), three instructions a value (mask, convert, FMA); without unsigned conversion a 4-bit top
+    /// field is read one bit lower (`topFieldShift`). Without AVX-512 unsigned bytes are shifted down first, `q`: one
+    /// mask for the four fields instead of four, which the sixteen AVX2 registers could not keep beside a six-token
+    /// tile (`bench kernels` on Zen 3, int8: 48–52% → 71–75% of the FMA peak with 6 and 12 tokens, one token +7%).
+    /// Signed bytes are moved to the top of the lane (`q·2^24`) so the conversion keeps their sign.
     @inline(__always)
     static func floatField(_ u: SIMD16<UInt32>, _ f: Int) -> SIMD16<Float> {
         if signedBytes { return signedFloats((u &<< UInt32(24 - 8 * f)) & SIMD16(repeating: 0xFF00_0000)) }
+        #if !FLEXSERVE_AVX512
+        if valueBits == 8 {
+            let down = f == 0 ? u : u &>> UInt32(8 * f)
+            return signedFloats(f == floatFields - 1 ? down : down & SIMD16(repeating: 0xFF))
+        }
+        #endif
         let shift = f == floatFields - 1 ? topFieldShift : 0
         let field = UInt32((1 << valueBits) - 1) << UInt32(valueBits * f - shift)
         return fieldFloats((shift == 0 ? u : u &>> UInt32(shift)) & SIMD16(repeating: field))
     }
 
-    /// The power of two that undoes field f's position (`floatField`). Field f of vector v holds, for 4-bit records,
-    /// column 4v + f/2 (low nibble) or 16 + 4v + f/2 (high); for 8-bit ones column 4v + f (v < 4) or 16 + 4(v − 4) + f
-    /// (`packGroupIntegers`): the kernel's i-th value (i = v · floatFields + f) meets column i of 8-bit records and,
-    /// of 4-bit ones, column i/2 (i even) or 16 + i/2 (odd) (`F32Activations.prepare`).
+    /// The power of two that undoes field f's position (`floatField`), which its activation is prepared with. Field
+    /// f of vector v holds, for 4-bit records, column 4v + f/2 (low nibble) or 16 + 4v + f/2 (high); for 8-bit ones
+    /// column 4v + f (v < 4) or 16 + 4(v − 4) + f (`packGroupIntegers`): the kernel's i-th value (i = v · floatFields
+    /// + f) meets column i of 8-bit records and, of 4-bit ones, column i/2 (i even) or 16 + i/2 (odd)
+    /// (`F32Activations.prepare`).
     @inline(__always)
     static func fieldScale(_ f: Int) -> Float {
-        let shift = signedBytes ? 24 : valueBits * f - (f == floatFields - 1 ? topFieldShift : 0)
+        #if FLEXSERVE_AVX512
+        let inPlace = true
+        #else
+        let inPlace = valueBits == 4
+        #endif
+        let shift = signedBytes ? 24 : inPlace ? valueBits * f - (f == floatFields - 1 ? topFieldShift : 0) : 0
         return Float(sign: .plus, exponent: -shift, significand: 1)
     }
 }
