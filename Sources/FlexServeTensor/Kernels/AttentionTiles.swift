@@ -67,7 +67,7 @@ extension Attention {
         }
     }
 
-    /// Whether a head dimension suits the tile kernels (scores by eight columns, values by 64).
+    /// Whether a head dimension suits the tile kernels (scores by eight columns, values by `ValueColumns.width`).
     static func tilesSupport(headDim: Int) -> Bool { headDim % 64 == 0 }
 
     /// Eight accumulators, one per lane of the token-by-token path's eight-lane sums.
