@@ -118,34 +118,30 @@ private protocol PairMember { static var index: Int { get } }
 private enum FirstGroup: PairMember { static var index: Int { 0 } }
 private enum SecondGroup: PairMember { static var index: Int { 1 } }
 
-/// One group of the pair (`G`), six tokens.
+/// One group of the pair (`G`), six tokens: `TokenTile6`'s sums and steps.
 private struct GroupTile6<G: PairMember>: PairTile {
-    var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>(), s4 = SIMD16<Float>(), s5 = SIMD16<Float>()
+    var tile = TokenTile6()
 
     init() {}
 
     @inline(__always) init(_ p: UnsafePointer<SIMD16<Float>>) {
         let q = p + 6 * G.index
-        (s0, s1, s2, s3, s4, s5) = (q[0], q[1], q[2], q[3], q[4], q[5])
+        tile = TokenTile6(s0: q[0], s1: q[1], s2: q[2], s3: q[3], s4: q[4], s5: q[5])
     }
 
     @inline(__always) func store(_ p: UnsafeMutablePointer<SIMD16<Float>>) {
         let q = p + 6 * G.index
-        q[0] = s0; q[1] = s1; q[2] = s2; q[3] = s3; q[4] = s4; q[5] = s5
+        tile.forEach { k, s in q[k] = s }
     }
 
     @inline(__always) mutating func addProducts(_ w0: SIMD16<Float>, _ w1: SIMD16<Float>, _ x: UnsafePointer<Float>) {
-        let w = G.index == 0 ? w0 : w1
-        s0 = s0.addingProduct(w, x[0]); s1 = s1.addingProduct(w, x[32]); s2 = s2.addingProduct(w, x[64])
-        s3 = s3.addingProduct(w, x[96]); s4 = s4.addingProduct(w, x[128]); s5 = s5.addingProduct(w, x[160])
+        tile.addProducts(G.index == 0 ? w0 : w1, x)
     }
 
     @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d0: SIMD16<Float>, _ c0: SIMD16<Float>,
                                                         _ d1: SIMD16<Float>, _ c1: SIMD16<Float>, _: F.Type, sum: (Int) -> Float) {
         let (d, c) = G.index == 0 ? (d0, c0) : (d1, c1)
-        t.s0 = blockTotal(t.s0, s0, d, c, F.self, sum(0)); t.s1 = blockTotal(t.s1, s1, d, c, F.self, sum(1))
-        t.s2 = blockTotal(t.s2, s2, d, c, F.self, sum(2)); t.s3 = blockTotal(t.s3, s3, d, c, F.self, sum(3))
-        t.s4 = blockTotal(t.s4, s4, d, c, F.self, sum(4)); t.s5 = blockTotal(t.s5, s5, d, c, F.self, sum(5))
+        tile.scale(into: &t.tile, d, c, F.self, sum: sum)
     }
 }
 
