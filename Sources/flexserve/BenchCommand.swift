@@ -102,12 +102,7 @@ struct ThroughputBenchCommand: AsyncParsableCommand {
         // peak likewise, probed at the start and the end).
         var probes = [machine.readBandwidthGBs]
         var rows: [ThroughputBenchmark.Row] = []
-        let activationFormats = try activations.split(separator: ",").map { name in
-            guard let a = ActivationFormat(rawValue: String(name)) else {
-                throw ValidationError("unknown activation format '\(name)' (expected f32 or q8)")
-            }
-            return a
-        }
+        let activationFormats = try ActivationFormat.parseList(activations)
         let cacheTypes = try kvCacheTypes.split(separator: ",").map { name in
             guard let t = KVCacheType(rawValue: String(name)) else {
                 throw ValidationError("unknown KV cache type '\(name)' (expected f32 or f16)")
@@ -223,12 +218,7 @@ struct KernelsBenchCommand: AsyncParsableCommand {
             guard let f = try WeightFormat.parse(String(name)) else { throw ValidationError("'stored' has no meaning here: name a format") }
             return f
         }
-        let activationFormats = try activations.split(separator: ",").map { name in
-            guard let a = ActivationFormat(rawValue: String(name)) else {
-                throw ValidationError("unknown activation format '\(name)' (expected f32 or q8)")
-            }
-            return a
-        }
+        let activationFormats = try ActivationFormat.parseList(activations)
         let counts = try tokens.split(separator: ",").map { text in
             guard let n = Int(text), (1...4096).contains(n) else { throw ValidationError("token counts are 1 to 4096, not '\(text)'") }
             return n
@@ -269,6 +259,18 @@ struct PerplexityCommand: AsyncParsableCommand {
         print(String(format: "perplexity %.4f over %d tokens (format %@, activations %@, KV cache %@, context %d, stride %d, %.1f s)",
                      result.perplexity, result.tokens, format as NSString, activations.rawValue as NSString, kvCacheType.rawValue as NSString,
                      context, stride, Date().timeIntervalSince(start)))
+    }
+}
+
+extension ActivationFormat {
+    /// Parses a comma-separated list of activation formats ("f32,q8").
+    static func parseList(_ names: String) throws -> [ActivationFormat] {
+        try names.split(separator: ",").map { name in
+            guard let a = ActivationFormat(rawValue: String(name)) else {
+                throw ValidationError("unknown activation format '\(name)' (expected f32 or q8)")
+            }
+            return a
+        }
     }
 }
 
