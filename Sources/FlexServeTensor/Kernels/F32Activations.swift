@@ -91,19 +91,37 @@ struct F32Activations: GroupActivations {
         let x = block(0, b), record = b * F.groupIntegerBytes, header = b * F.groupHeaderBytes
         var dots = FourSums()
         #if FLEXSERVE_AVX2
-        // Sixteen 256-bit registers hold two groups' dots and values at a time (four chains of FMAs), not four groups'
-        // (`perf`: the loop stored and reloaded them; one thread decoding in L2 took 7–13% longer per format).
-        @inline(__always) func two(_ a: inout SIMD16<Float>, _ b: inout SIMD16<Float>, _ ga: IntegerLinear.Group, _ gb: IntegerLinear.Group) {
+        let p0 = w.0.integers + record, p1 = w.1.integers + record, p2 = w.2.integers + record, p3 = w.3.integers + record
+        if F.valueBits == 4 {
+            // Eight chains of FMAs (four groups, two 256-bit halves each), each byte loaded where its two fields are used
+            // (`floatField`). Two groups at a time, their values in registers, left four chains waiting on the FMA
+            // latency (`bench kernels` on Zen 3, one token: Q4_1 and int4 43–46% → 47–50% of the FMA peak).
             for v in 0..<F.floatVectors {
-                let ua = F.floatVector(ga.integers + record, v), ub = F.floatVector(gb.integers + record, v)
-                for f in 0..<F.floatFields {
-                    let xi = SIMD16<Float>(repeating: x[v * F.floatFields + f])
-                    a = a.addingProduct(F.floatField(ua, f), xi); b = b.addingProduct(F.floatField(ub, f), xi)
+                let r = (F.floatVector(p0, v), F.floatVector(p1, v), F.floatVector(p2, v), F.floatVector(p3, v))
+                for f in stride(from: 0, to: F.floatFields, by: 2) {
+                    let xa = SIMD16<Float>(repeating: x[v * F.floatFields + f])
+                    let xb = SIMD16<Float>(repeating: x[v * F.floatFields + f + 1])
+                    @inline(__always) func fields(_ s: inout SIMD16<Float>, _ r: RecordVector) {
+                        s = s.addingProduct(F.floatField(r, f), xa)
+                        s = s.addingProduct(F.floatField(r, f + 1), xb)
+                    }
+                    fields(&dots.s0, r.0); fields(&dots.s1, r.1); fields(&dots.s2, r.2); fields(&dots.s3, r.3)
                 }
             }
+        } else {
+            // Bytes two groups at a time, their values in registers: four groups spilled them.
+            @inline(__always) func two(_ a: inout SIMD16<Float>, _ b: inout SIMD16<Float>, _ ga: UnsafeRawPointer, _ gb: UnsafeRawPointer) {
+                for v in 0..<F.floatVectors {
+                    let ua = F.floatVector(ga, v), ub = F.floatVector(gb, v)
+                    for f in 0..<F.floatFields {
+                        let xi = SIMD16<Float>(repeating: x[v * F.floatFields + f])
+                        a = a.addingProduct(F.floatField(ua, f), xi); b = b.addingProduct(F.floatField(ub, f), xi)
+                    }
+                }
+            }
+            two(&dots.s0, &dots.s1, p0, p1)
+            two(&dots.s2, &dots.s3, p2, p3)
         }
-        two(&dots.s0, &dots.s1, w.0, w.1)
-        two(&dots.s2, &dots.s3, w.2, w.3)
         #else
         for v in 0..<F.floatVectors {
             let u0 = F.floatVector(w.0.integers + record, v), u1 = F.floatVector(w.1.integers + record, v)
@@ -246,20 +264,32 @@ extension IntegerBlockFormat {
 
     /// Vector v of the record, for `floatField`: signed bytes stored offset by 128 get their sign back.
     @inline(__always)
-    static func floatVector(_ p: UnsafeRawPointer, _ v: Int) -> SIMD16<UInt32> {
-        let u = p.load(fromByteOffset: 64 * v, as: SIMD16<UInt32>.self)
-        return signedBytes ? u ^ 0x8080_8080 : u
+    static func floatVector(_ p: UnsafeRawPointer, _ v: Int) -> RecordVector {
+        let address = p + 64 * v, u = address.load(as: SIMD16<UInt32>.self)
+        return RecordVector(address: address, lanes: signedBytes ? u ^ 0x8080_8080 : u)
     }
 
     /// Field f of every lane as a float. 4-bit fields (and, with AVX-512, unsigned bytes) are masked in place:
-    /// `q·2^s`, s = 4f (8f), three instructions a value (mask, convert, FMA); without unsigned conversion a 4-bit top
-    /// field is read one bit lower (`topFieldShift`). Without AVX-512 unsigned bytes are shifted down first, `q`: one
-    /// mask for the four fields instead of four, which the sixteen AVX2 registers could not keep beside a six-token
-    /// tile (`bench kernels` on Zen 3, int8: 48–52% → 71–75% of the FMA peak with 6 and 12 tokens, one token +7%).
-    /// Signed bytes are moved to the top of the lane (`q·2^24`) so the conversion keeps their sign.
+    /// `q·2^s`, s = 4f (8f), three instructions a value (mask, convert, FMA); without unsigned conversion the top field
+    /// is read one bit lower (`topFieldShift`). Signed bytes are moved to the top of the lane (`q·2^24`) so the
+    /// conversion keeps their sign.
+    ///
+    /// AVX2 has sixteen registers, too few for eight masks beside a tile's sums or eight chains of FMAs, so there
+    /// 4-bit fields are read by a load that starts at their byte: `q` in the lane's low nibble or `16q` in its high
+    /// one, two masks for all eight fields (`bench kernels` on Zen 3, one token: 43–45% → 48–50% of the FMA peak);
+    /// the loads reach three bytes past a record (`InterleavedRows.readPastEnd`). Unsigned bytes are shifted down
+    /// (`q`): one mask for the four fields instead of four (int8 with 6 and 12 tokens: 48–52% → 71–75%). Signed bytes
+    /// loaded each at its byte were slower (a quarter of the loads cross a cache line: one token 34–36% → 28–31%).
     @inline(__always)
-    static func floatField(_ u: SIMD16<UInt32>, _ f: Int) -> SIMD16<Float> {
+    static func floatField(_ r: RecordVector, _ f: Int) -> SIMD16<Float> {
+        let u = r.lanes
         if signedBytes { return signedFloats((u &<< UInt32(24 - 8 * f)) & SIMD16(repeating: 0xFF00_0000)) }
+        #if FLEXSERVE_AVX2
+        if valueBits == 4 {
+            let w = r.address.loadUnaligned(fromByteOffset: f / 2, as: SIMD16<UInt32>.self)
+            return signedFloats(w & SIMD16(repeating: f % 2 == 0 ? 0x0F : 0xF0))
+        }
+        #endif
         #if !FLEXSERVE_AVX512
         if valueBits == 8 {
             let down = f == 0 ? u : u &>> UInt32(8 * f)
@@ -278,14 +308,24 @@ extension IntegerBlockFormat {
     /// (`F32Activations.prepare`).
     @inline(__always)
     static func fieldScale(_ f: Int) -> Float {
+        #if FLEXSERVE_AVX2
+        let shift = signedBytes ? 24 : valueBits == 4 ? 4 * (f % 2) : 0
+        #else
         #if FLEXSERVE_AVX512
         let inPlace = true
         #else
         let inPlace = valueBits == 4
         #endif
         let shift = signedBytes ? 24 : inPlace ? valueBits * f - (f == floatFields - 1 ? topFieldShift : 0) : 0
+        #endif
         return Float(sign: .plus, exponent: -shift, significand: 1)
     }
+}
+
+/// Vector v of a block's record (`floatVector`): its lanes, and where it lies for kernels that load a field at its byte.
+struct RecordVector {
+    let address: UnsafeRawPointer
+    let lanes: SIMD16<UInt32>
 }
 
 /// How far a lane's top field is moved down before conversion: AVX-512 converts unsigned 32-bit integers; without it

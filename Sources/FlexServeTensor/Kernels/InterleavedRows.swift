@@ -21,6 +21,10 @@ public final class InterleavedRows: @unchecked Sendable {
 
     var groups: Int { (rows + groupRows - 1) / groupRows }
 
+    /// Bytes readable after the last record: the AVX2 fp32-activation kernels load each field from its own byte
+    /// (`IntegerBlockFormat.floatField`), up to three bytes past a record.
+    static let readPastEnd = 64
+
     /// `nil` if the tensor is not a matrix of integer blocks.
     public init?(_ weight: TensorView, activations: ActivationFormat, pool: ThreadPool = .shared) {
         guard weight.shape.count == 2, weight.dtype.hasIntegerBlocks, weight.shape[1] % 32 == 0 else { return nil }
@@ -41,7 +45,7 @@ public final class InterleavedRows: @unchecked Sendable {
     private static func pack<F: IntegerBlockFormat>(_: F.Type, _ weight: TensorView, pool: ThreadPool) -> (OwnedBuffer, OwnedBuffer) {
         let rows = weight.shape[0], blocks = weight.shape[1] / 32
         let groups = (rows + groupRows - 1) / groupRows
-        let integers = OwnedBuffer(byteCount: groups * blocks * F.groupIntegerBytes, hugePages: true)
+        let integers = OwnedBuffer(byteCount: groups * blocks * F.groupIntegerBytes + readPastEnd, hugePages: true)
         let headers = OwnedBuffer(byteCount: groups * blocks * F.groupHeaderBytes, hugePages: true)
         let rowBytes = blocks * F.blockBytes
         pool.parallelChunks(groups, minChunk: 16) { range in
