@@ -39,7 +39,7 @@ struct ServeCommand: AsyncParsableCommand {
     var drainTimeout = 300.0
 
     @OptionGroup var tree: TreeOptions
-    @Option(help: "Activations against quantized weights: f32 (reference numerics) or q8 (int8 dot products: faster on CPUs with AVX-512 VNNI, slower elsewhere).")
+    @Option(help: "Activations against quantized weights: f32 (reference numerics) or q8 (int8 dot products: faster on CPUs with AVX-512 VNNI or AVX2, slower elsewhere).")
     var activations: ActivationFormat = .f32
 
     @Flag(name: .customLong("verbose"), help: "Log every request.") var verbose = false

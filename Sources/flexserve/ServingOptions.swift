@@ -35,7 +35,7 @@ struct ServingOptions: ParsableArguments {
     @Flag(name: .customLong("4bit-quantization")) var int4 = false
     @Flag(name: .customLong("8bit-quantization")) var int8 = false
     @Flag var offload = false
-    @Option(help: "Activations against quantized weights on the CPU: f32 (reference numerics) or q8 (int8 dot products: faster on CPUs with AVX-512 VNNI, slower elsewhere).")
+    @Option(help: "Activations against quantized weights on the CPU: f32 (reference numerics) or q8 (int8 dot products: faster on CPUs with AVX-512 VNNI or AVX2, slower elsewhere).")
     var activations: ActivationFormat = .f32
     @Option(name: .customLong("kv-cache-dtype"), help: "How the CPU KV cache holds keys and values: f32 (as computed) or f16 (half the memory and attention reads).")
     var kvCacheType: KVCacheType = .f32

@@ -200,6 +200,48 @@ struct TokenTile1: TokenTile {
     @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) { body(0, s0) }
 }
 
+/// Two, three and five tokens: a forward's last few past its tiles of six or twelve (a speculative tree of 5–11 tokens)
+/// in one pass, each converted vector of values meeting all of them, instead of token by token.
+struct TokenTile2: TokenTile {
+    var s0 = SIMD16<Float>(), s1 = SIMD16<Float>()
+    @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) {
+        s0 = s0.addingProduct(w, x[0]); s1 = s1.addingProduct(w, x[32])
+    }
+    @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type,
+                                                        sum: (Int) -> Float) {
+        t.s0 = blockTotal(t.s0, s0, d, c, F.self, sum(0)); t.s1 = blockTotal(t.s1, s1, d, c, F.self, sum(1))
+    }
+    @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) { body(0, s0); body(1, s1) }
+}
+
+struct TokenTile3: TokenTile {
+    var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>()
+    @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) {
+        s0 = s0.addingProduct(w, x[0]); s1 = s1.addingProduct(w, x[32]); s2 = s2.addingProduct(w, x[64])
+    }
+    @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type,
+                                                        sum: (Int) -> Float) {
+        t.s0 = blockTotal(t.s0, s0, d, c, F.self, sum(0)); t.s1 = blockTotal(t.s1, s1, d, c, F.self, sum(1))
+        t.s2 = blockTotal(t.s2, s2, d, c, F.self, sum(2))
+    }
+    @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) { body(0, s0); body(1, s1); body(2, s2) }
+}
+
+struct TokenTile5: TokenTile {
+    var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>(), s4 = SIMD16<Float>()
+    @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) {
+        s0 = s0.addingProduct(w, x[0]); s1 = s1.addingProduct(w, x[32]); s2 = s2.addingProduct(w, x[64])
+        s3 = s3.addingProduct(w, x[96]); s4 = s4.addingProduct(w, x[128])
+    }
+    @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type,
+                                                        sum: (Int) -> Float) {
+        t.s0 = blockTotal(t.s0, s0, d, c, F.self, sum(0)); t.s1 = blockTotal(t.s1, s1, d, c, F.self, sum(1))
+        t.s2 = blockTotal(t.s2, s2, d, c, F.self, sum(2)); t.s3 = blockTotal(t.s3, s3, d, c, F.self, sum(3))
+        t.s4 = blockTotal(t.s4, s4, d, c, F.self, sum(4))
+    }
+    @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) { body(0, s0); body(1, s1); body(2, s2); body(3, s3); body(4, s4) }
+}
+
 struct TokenTile4: TokenTile {
     var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
     @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) {
