@@ -10,7 +10,8 @@ import _Builtin_intrinsics.intel
 /// then `d` and the format's offset once per block (`GroupActivations`). The values are read straight out
 /// of the interleaved record: each field of a 32-bit lane is masked in place and converted, so a 4-bit value
 /// at bit s arrives as `q·2^s` (exact), and the activation it meets was scaled by `2^−s` when the token was
-/// prepared (exact too), so every product is `q·x`. That is three instructions per value for sixteen rows
+/// prepared (exact too), so every product is `q·x` (with AVX2 a 4-bit field is loaded at its byte instead, `q` or
+/// `16q`: `floatField`). That is three instructions per value for sixteen rows
 /// (mask, convert, FMA), where decoding rows to floats first took about eight (widen, mask, convert, scale,
 /// offset, FMA for two rows at a time), and prefill reuses each converted vector for a tile of twelve tokens.
 ///
