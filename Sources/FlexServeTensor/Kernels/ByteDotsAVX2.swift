@@ -24,13 +24,13 @@ enum ByteDotsAVX2 {
 
     /// Bytes (0...255): unsigned, a pair could reach 2·255·127 and saturate. So each byte enters as s = u − 128, its
     /// magnitude as the unsigned operand and its sign moved onto the activation (a pair at most 2·128·127 = 32,512),
-    /// and Σ u·x = Σ s·x + 128·Σ x.
+    /// and Σ u·x = Σ s·x + 128·Σ x. Records that hold s itself (`storedSigned`, Q8_0) skip the subtraction.
     @inline(__always)
-    static func bytes(_ u: GroupChunks, _ x: UnsafeRawPointer) -> SIMD16<Float> {
+    static func bytes(_ u: GroupChunks, _ x: UnsafeRawPointer, storedSigned: Bool) -> SIMD16<Float> {
         let ones = _mm256_set1_epi16(1), flip = _mm256_set1_epi8(-128)
         var low = _mm256_setzero_si256(), high = low
         @inline(__always) func dot(_ v: __m256i, _ xc: __m256i) -> __m256i {
-            let s = _mm256_xor_si256(v, flip)
+            let s = storedSigned ? v : _mm256_xor_si256(v, flip)
             return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(s), _mm256_sign_epi8(xc, s)), ones)
         }
         @inline(__always) func add(_ chunk: SIMD64<UInt8>, _ c: Int) {

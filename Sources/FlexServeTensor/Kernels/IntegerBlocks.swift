@@ -8,7 +8,8 @@ import _Builtin_intrinsics.intel
 ///
 /// - Q4_1, int4/int8 groups: `w = u·d + m`, so `c = m`;
 /// - Q4_0: `w = (u − 8)·d`, so `c = −8·d`;
-/// - Q8_0: signed bytes, made unsigned by `u = q + 128`, so `c = −128·d` (exact: a power of 2).
+/// - Q8_0: signed bytes, made unsigned by `u = q + 128`, so `c = −128·d` (exact: a power of 2); AVX2 records keep `q`
+///   (`storedSigned`) and their dot products still give Σ u·x.
 ///
 /// The kernels read them from `InterleavedRows`: sixteen rows' blocks side by side, each row in one
 /// 32-bit lane of a 512-bit vector, so eight `vpdpbusd` give a block's sixteen dot products and the
@@ -25,7 +26,8 @@ protocol IntegerBlockFormat: BlockFormat {
     static func packGroupHeader(_ rows: [UnsafeRawPointer], into header: UnsafeMutableRawPointer)
     /// The sixteen rows' (d, c) of a packed header.
     static func groupScalesAndOffsets(_ header: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>)
-    /// Whether the values are signed bytes stored offset by 128 (Q8_0): fp32 activations take them signed, with no offset.
+    /// Whether the values are signed bytes (Q8_0), stored offset by 128 unless `storedSigned`: fp32 activations take
+    /// them signed, with no offset.
     static var signedBytes: Bool { get }
 }
 
@@ -40,6 +42,16 @@ struct GroupChunks {
 
 extension IntegerBlockFormat {
     static var signedBytes: Bool { false }
+
+    /// Whether the interleaved records hold signed bytes as they are (AVX2, whose dot products and conversions take
+    /// them signed) rather than offset by 128 (`vpdpbusd`'s unsigned operand): one `vpxor` less for every value.
+    static var storedSigned: Bool {
+        #if FLEXSERVE_AVX2
+        signedBytes
+        #else
+        false
+        #endif
+    }
 
     /// Bytes of the sixteen rows' values of one block: 256 (4-bit) or 512 (8-bit).
     static var groupIntegerBytes: Int { groupRows * 32 * valueBits / 8 }
@@ -85,8 +97,9 @@ extension IntegerBlockFormat {
             for c in 0..<4 {
                 for j in 0..<4 {
                     if valueBits == 8 {
-                        bytes[64 * c + 4 * r + j] = u[4 * c + j]
-                        bytes[64 * (c + 4) + 4 * r + j] = u[16 + 4 * c + j]
+                        let flip: UInt8 = storedSigned ? 0x80 : 0
+                        bytes[64 * c + 4 * r + j] = u[4 * c + j] ^ flip
+                        bytes[64 * (c + 4) + 4 * r + j] = u[16 + 4 * c + j] ^ flip
                     } else {
                         bytes[64 * c + 4 * r + j] = u[4 * c + j] | (u[16 + 4 * c + j] &<< 4)
                     }
@@ -112,7 +125,7 @@ func groupDots<F: IntegerBlockFormat>(_ u: GroupChunks, _ x: UnsafeRawPointer, _
     let second = dot(dot(dot(dot(zero, u.c4, 4), u.c5, 5), u.c6, 6), u.c7, 7)
     return _mm512_cvtepi32_ps(_mm512_add_epi32(first, second))
     #elseif FLEXSERVE_AVX2
-    return F.valueBits == 4 ? ByteDotsAVX2.nibbles(u, x) : ByteDotsAVX2.bytes(u, x)
+    return F.valueBits == 4 ? ByteDotsAVX2.nibbles(u, x) : ByteDotsAVX2.bytes(u, x, storedSigned: F.storedSigned)
     #else
     let xs = x.loadUnaligned(as: SIMD32<Int8>.self)
     var r = SIMD16<Float>()
