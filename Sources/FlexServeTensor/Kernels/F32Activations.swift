@@ -326,21 +326,21 @@ extension IntegerBlockFormat {
     /// 4-bit fields are read by a load that starts at their byte: `q` in the lane's low nibble or `16q` in its high
     /// one, two masks for all eight fields (`bench kernels` on Zen 3, one token: 43–45% → 48–50% of the FMA peak);
     /// the loads reach three bytes past a record (`InterleavedRows.readPastEnd`). Unsigned bytes are shifted down
-    /// (`q`): one mask for the four fields instead of four (int8 with 6 and 12 tokens: 48–52% → 71–75%). Signed bytes
-    /// loaded each at its byte were slower (a quarter of the loads cross a cache line: one token 34–36% → 28–31%).
+    /// (`q`): one mask for the four fields instead of four (int8 with 6 and 12 tokens: 48–52% → 71–75%). Signed bytes,
+    /// stored as they are (`storedSigned`), are loaded at their byte and moved to the top: in registers a six-token tile
+    /// spilled them (76–77% against 71–72%); the one-token decode keeps them in registers (`signedByteFloats`), where
+    /// loads that cross a cache line cost more than the spills.
     @inline(__always)
     static func floatField(_ r: RecordVector, _ f: Int) -> SIMD16<Float> {
         let u = r.lanes
         #if FLEXSERVE_AVX2
         if storedSigned { return signedFloats(r.address.loadUnaligned(fromByteOffset: f, as: SIMD16<UInt32>.self) &<< 24) }
-        #endif
-        if signedBytes { return signedByteFloats(u, f) }
-        #if FLEXSERVE_AVX2
         if valueBits == 4 {
             let w = r.address.loadUnaligned(fromByteOffset: f / 2, as: SIMD16<UInt32>.self)
             return signedFloats(w & SIMD16(repeating: f % 2 == 0 ? 0x0F : 0xF0))
         }
         #endif
+        if signedBytes { return signedByteFloats(u, f) }
         #if !FLEXSERVE_AVX512
         if valueBits == 8 {
             let down = f == 0 ? u : u &>> UInt32(8 * f)
