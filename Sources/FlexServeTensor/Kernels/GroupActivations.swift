@@ -46,6 +46,7 @@ extension Q8Activations: GroupActivations {
     @inline(__always)
     func accumulate<F: IntegerBlockFormat>(_ sums: inout SIMD16<Float>, _ offsets: inout SIMD16<Float>, token t: Int, block b: Int,
                                            _ integers: UnsafeRawPointer, scales d: SIMD16<Float>, offsetsPerUnit c: SIMD16<Float>, _: F.Type) {
-        IntegerLinear.accumulate(&sums, &offsets, self, token: t, block: b, F.groupChunks(integers), F.self, scales: d, offsetsPerUnit: c)
+        let x = block(t, b)
+        IntegerLinear.accumulate(&sums, &offsets, groupDots(integers, (x, x, x, x), count: 1, F.self).0, x, scales: d, offsetsPerUnit: c)
     }
 }

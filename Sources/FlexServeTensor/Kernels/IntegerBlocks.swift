@@ -56,8 +56,10 @@ extension IntegerBlockFormat {
     /// Bytes of the sixteen rows' values of one block: 256 (4-bit) or 512 (8-bit).
     static var groupIntegerBytes: Int { groupRows * 32 * valueBits / 8 }
 
+    #if !FLEXSERVE_AVX2
     /// The block's chunks from the interleaved record at `p`: for 8-bit formats the eight chunks in
     /// order; for 4-bit ones four vectors, chunk c in the low nibbles and chunk c + 4 in the high ones.
+    /// (AVX2 reads them chunk by chunk instead: `ByteDotsAVX2`.)
     @inline(__always)
     static func groupChunks(_ p: UnsafeRawPointer) -> GroupChunks {
         @inline(__always) func load(_ i: Int) -> SIMD64<UInt8> { p.load(fromByteOffset: 64 * i, as: SIMD64<UInt8>.self) }
@@ -73,21 +75,12 @@ extension IntegerBlockFormat {
             unsafeBitCast(_mm512_and_si512(_mm512_srli_epi16(p.load(fromByteOffset: 64 * i, as: __m512i.self), 4), mask), to: SIMD64<UInt8>.self)
         }
         return GroupChunks(c0: low(0), c1: low(1), c2: low(2), c3: low(3), c4: high(0), c5: high(1), c6: high(2), c7: high(3))
-        #elseif FLEXSERVE_AVX2
-        // Swift's generic operators on SIMD64<UInt8> go lane by lane through memory here: 256 bits at a time instead.
-        let mask = _mm256_set1_epi8(15)
-        @inline(__always) func nibbles(_ i: Int, _ take: (__m256i) -> __m256i) -> SIMD64<UInt8> {
-            let first = p.load(fromByteOffset: 64 * i, as: __m256i.self), second = p.load(fromByteOffset: 64 * i + 32, as: __m256i.self)
-            return unsafeBitCast((_mm256_and_si256(take(first), mask), _mm256_and_si256(take(second), mask)), to: SIMD64<UInt8>.self)
-        }
-        @inline(__always) func low(_ i: Int) -> SIMD64<UInt8> { nibbles(i) { $0 } }
-        @inline(__always) func high(_ i: Int) -> SIMD64<UInt8> { nibbles(i) { _mm256_srli_epi16($0, 4) } }
-        return GroupChunks(c0: low(0), c1: low(1), c2: low(2), c3: low(3), c4: high(0), c5: high(1), c6: high(2), c7: high(3))
         #else
         let (a, b, c, d) = (load(0), load(1), load(2), load(3))
         return GroupChunks(c0: a & 0x0F, c1: b & 0x0F, c2: c & 0x0F, c3: d & 0x0F, c4: a &>> 4, c5: b &>> 4, c6: c &>> 4, c7: d &>> 4)
         #endif
     }
+    #endif
 
     /// Writes one block of sixteen rows (`rows[k]` at row k's block) into the interleaved record at `p`.
     static func packGroupIntegers(_ rows: [UnsafeRawPointer], into p: UnsafeMutableRawPointer) {
@@ -109,10 +102,26 @@ extension IntegerBlockFormat {
     }
 }
 
-/// Σ u·x_q of one block for each of a group's sixteen rows, exactly (int32, then converted: |sum| < 2^24).
-/// `x` points at the token's 32 quantized activations of the block.
+/// Σ u·x_q of one block of a group's sixteen rows (`integers`, its interleaved record) for up to four tokens' blocks of
+/// activations (the first `count` of `x`), exactly (int32, then converted: |sum| < 2^24). Results past `count` are not
+/// meaningful.
 @inline(__always)
-func groupDots<F: IntegerBlockFormat>(_ u: GroupChunks, _ x: UnsafeRawPointer, _: F.Type) -> SIMD16<Float> {
+func groupDots<F: IntegerBlockFormat>(_ integers: UnsafeRawPointer, _ x: (Q8Activations.Block, Q8Activations.Block, Q8Activations.Block, Q8Activations.Block),
+                                      count: Int, _: F.Type) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
+    #if FLEXSERVE_AVX2
+    return ByteDotsAVX2.tokens(integers, (x.0.values, x.1.values, x.2.values, x.3.values),
+                               xSums: SIMD4(x.0.sum, x.1.sum, x.2.sum, x.3.sum), count: count, F.self)
+    #else
+    let u = F.groupChunks(integers), none = SIMD16<Float>()
+    return (chunkDots(u, x.0.values, F.self), count > 1 ? chunkDots(u, x.1.values, F.self) : none,
+            count > 2 ? chunkDots(u, x.2.values, F.self) : none, count > 3 ? chunkDots(u, x.3.values, F.self) : none)
+    #endif
+}
+
+#if !FLEXSERVE_AVX2
+/// One token's `groupDots` against the block's chunks.
+@inline(__always)
+private func chunkDots<F: IntegerBlockFormat>(_ u: GroupChunks, _ x: UnsafeRawPointer, _: F.Type) -> SIMD16<Float> {
     #if FLEXSERVE_AVX512
     // The unmasked intrinsic is a C macro Swift cannot import; an all-ones mask compiles to plain vpdpbusd.
     @inline(__always) func dot(_ sum: __m512i, _ chunk: SIMD64<UInt8>, _ c: Int) -> __m512i {
@@ -124,8 +133,6 @@ func groupDots<F: IntegerBlockFormat>(_ u: GroupChunks, _ x: UnsafeRawPointer, _
     let first = dot(dot(dot(dot(zero, u.c0, 0), u.c1, 1), u.c2, 2), u.c3, 3)
     let second = dot(dot(dot(dot(zero, u.c4, 4), u.c5, 5), u.c6, 6), u.c7, 7)
     return _mm512_cvtepi32_ps(_mm512_add_epi32(first, second))
-    #elseif FLEXSERVE_AVX2
-    return F.valueBits == 4 ? ByteDotsAVX2.nibbles(u, x) : ByteDotsAVX2.bytes(u, x, storedSigned: F.storedSigned)
     #else
     let xs = x.loadUnaligned(as: SIMD32<Int8>.self)
     var r = SIMD16<Float>()
@@ -142,6 +149,7 @@ func groupDots<F: IntegerBlockFormat>(_ u: GroupChunks, _ x: UnsafeRawPointer, _
     return r
     #endif
 }
+#endif
 
 /// Sixteen fp16 values as floats.
 @inline(__always) private func halves16(_ p: UnsafeRawPointer) -> SIMD16<Float> {

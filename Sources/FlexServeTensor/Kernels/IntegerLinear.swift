@@ -262,20 +262,24 @@ enum IntegerLinear {
         }
     }
 
-    /// Several tokens with q8 activations: four at a time, then one.
+    /// Several tokens with q8 activations: four at a time, the last one to three in one pass.
     static func forward<F: IntegerBlockFormat>(_: F.Type, _ a: Q8Activations, tokens: Int, _ segments: UnsafeBufferPointer<Segment>,
                                                totalGroups: Int, pool: ThreadPool) {
         forEachGroupTile(F.self, tokens: tokens, blocks: a.blocks, segments, totalGroups: totalGroups, pool: pool) { s, g, w, tile in
             var t = tile.lowerBound
-            while t + 4 <= tile.upperBound {
-                let v = groupFourTokens(a, token: t, w, F.self)
-                s.store(v.0, group: g, token: t); s.store(v.1, group: g, token: t + 1)
-                s.store(v.2, group: g, token: t + 2); s.store(v.3, group: g, token: t + 3)
-                t += 4
-            }
             while t < tile.upperBound {
-                s.store(group(a, token: t, w, F.self), group: g, token: t)
-                t += 1
+                let count = min(4, tile.upperBound - t)
+                let v = switch count {
+                case 4: groupTokens(a, token: t, count: 4, w, F.self)
+                case 3: groupTokens(a, token: t, count: 3, w, F.self)
+                case 2: groupTokens(a, token: t, count: 2, w, F.self)
+                default: groupTokens(a, token: t, count: 1, w, F.self)
+                }
+                s.store(v.0, group: g, token: t)
+                if count > 1 { s.store(v.1, group: g, token: t + 1) }
+                if count > 2 { s.store(v.2, group: g, token: t + 2) }
+                if count > 3 { s.store(v.3, group: g, token: t + 3) }
+                t += count
             }
         }
     }
@@ -369,13 +373,13 @@ enum IntegerLinear {
     /// Pairs of groups per unit of `forwardInPairs` (one and four measured the same within the host's noise).
     static let pairsPerUnit = 2
 
-    /// One block of one token into a group's sums with `q8` activations: the step every path takes.
+    /// One block's dot products (`groupDots`) of one token (`x`) into a group's sums with `q8` activations: the step
+    /// every path takes.
     @inline(__always)
-    static func accumulate<F: IntegerBlockFormat>(_ sums: inout SIMD16<Float>, _ offsets: inout SIMD16<Float>, _ a: Q8Activations,
-                                                  token t: Int, block b: Int, _ u: GroupChunks, _: F.Type, scales d: SIMD16<Float>, offsetsPerUnit c: SIMD16<Float>) {
-        let (x, scale, scaledSum) = a.block(t, b)
-        sums = sums.addingProduct(groupDots(u, x, F.self), d * scale)
-        offsets = offsets.addingProduct(c, scaledSum)
+    static func accumulate(_ sums: inout SIMD16<Float>, _ offsets: inout SIMD16<Float>, _ dots: SIMD16<Float>, _ x: Q8Activations.Block,
+                           scales d: SIMD16<Float>, offsetsPerUnit c: SIMD16<Float>) {
+        sums = sums.addingProduct(dots, d * x.scale)
+        offsets = offsets.addingProduct(c, x.scaledSum)
     }
 
     /// One block of group `w` into its sums for token t; a decode streaming the group from memory asks for the lines
@@ -422,20 +426,21 @@ enum IntegerLinear {
         return (sums.s0 + offsets.s0, sums.s1 + offsets.s1, sums.s2 + offsets.s2, sums.s3 + offsets.s3)
     }
 
-    /// Four tokens against one group (prefill, verification): each block unpacked once for four tokens.
+    /// Tokens t..<t + count (1...4) against one group (prefill, verification): each block's values unpacked once for
+    /// all of them, each token's sums the same as `group`'s (results past `count` are not meaningful).
     @inline(__always)
-    static func groupFourTokens<F: IntegerBlockFormat>(_ a: Q8Activations, token t: Int, _ w: Group, _: F.Type)
+    static func groupTokens<F: IntegerBlockFormat>(_ a: Q8Activations, token t: Int, count: Int, _ w: Group, _: F.Type)
         -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
-        var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
-        var o0 = SIMD16<Float>(), o1 = SIMD16<Float>(), o2 = SIMD16<Float>(), o3 = SIMD16<Float>()
+        var sums = FourSums(), offsets = FourSums()
         for b in 0..<a.blocks {
-            let u = F.groupChunks(w.integers + b * F.groupIntegerBytes)
             let (d, c) = F.groupScalesAndOffsets(w.headers + b * F.groupHeaderBytes)
-            accumulate(&s0, &o0, a, token: t, block: b, u, F.self, scales: d, offsetsPerUnit: c)
-            accumulate(&s1, &o1, a, token: t + 1, block: b, u, F.self, scales: d, offsetsPerUnit: c)
-            accumulate(&s2, &o2, a, token: t + 2, block: b, u, F.self, scales: d, offsetsPerUnit: c)
-            accumulate(&s3, &o3, a, token: t + 3, block: b, u, F.self, scales: d, offsetsPerUnit: c)
+            let x = (a.block(t, b), a.block(t + min(1, count - 1), b), a.block(t + min(2, count - 1), b), a.block(t + min(3, count - 1), b))
+            let dots = groupDots(w.integers + b * F.groupIntegerBytes, x, count: count, F.self)
+            accumulate(&sums.s0, &offsets.s0, dots.0, x.0, scales: d, offsetsPerUnit: c)
+            if count > 1 { accumulate(&sums.s1, &offsets.s1, dots.1, x.1, scales: d, offsetsPerUnit: c) }
+            if count > 2 { accumulate(&sums.s2, &offsets.s2, dots.2, x.2, scales: d, offsetsPerUnit: c) }
+            if count > 3 { accumulate(&sums.s3, &offsets.s3, dots.3, x.3, scales: d, offsetsPerUnit: c) }
         }
-        return (s0 + o0, s1 + o1, s2 + o2, s3 + o3)
+        return (sums.s0 + offsets.s0, sums.s1 + offsets.s1, sums.s2 + offsets.s2, sums.s3 + offsets.s3)
     }
 }

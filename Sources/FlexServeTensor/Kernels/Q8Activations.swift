@@ -1,27 +1,40 @@
 /// Activation rows quantized for integer dot products: per block of 32 values, int8 values
 /// `q = round(x / d)` (nearest, ties to even) with `d = max|x| / 127`, the scale `d`, and
-/// `d · Σq`, which the weight formats with an offset need (Σ_i w_i·x_i gains `offset · Σ x_i`).
+/// `d · Σq`, which the weight formats with an offset need (Σ_i w_i·x_i gains `offset · Σ x_i`), and `Σq` itself
+/// (AVX2's byte dot products add `128 · Σq` to every row).
 struct Q8Activations {
     let values: UnsafeMutablePointer<Int8>
     let scales: UnsafeMutablePointer<Float>
     let scaledSums: UnsafeMutablePointer<Float>
+    let sums: UnsafeMutablePointer<Int32>
     let blocks: Int
 
     /// Bytes of scratch for `tokens` rows of `cols` values (cols a multiple of 32).
-    static func byteCount(tokens: Int, cols: Int) -> Int { tokens * cols + 8 * tokens * (cols / 32) }
+    static func byteCount(tokens: Int, cols: Int) -> Int { tokens * cols + 12 * tokens * (cols / 32) }
 
     init(scratch: UnsafeMutableRawPointer, tokens: Int, cols: Int) {
         blocks = cols / 32
         scales = scratch.bindMemory(to: Float.self, capacity: tokens * blocks)
         scaledSums = (scratch + 4 * tokens * blocks).bindMemory(to: Float.self, capacity: tokens * blocks)
-        values = (scratch + 8 * tokens * blocks).bindMemory(to: Int8.self, capacity: tokens * cols)
+        sums = (scratch + 8 * tokens * blocks).bindMemory(to: Int32.self, capacity: tokens * blocks)
+        values = (scratch + 12 * tokens * blocks).bindMemory(to: Int8.self, capacity: tokens * cols)
     }
 
-    /// Token t's block b: where its 32 values are, scale, scale · Σ values.
+    /// One token's block of 32 values.
+    struct Block {
+        let values: UnsafeRawPointer
+        let scale: Float
+        /// scale · Σ values.
+        let scaledSum: Float
+        /// Σ values.
+        let sum: Int32
+    }
+
+    /// Token t's block b.
     @inline(__always)
-    func block(_ t: Int, _ b: Int) -> (values: UnsafeRawPointer, scale: Float, scaledSum: Float) {
+    func block(_ t: Int, _ b: Int) -> Block {
         let i = t * blocks + b
-        return (UnsafeRawPointer(values + i * 32), scales[i], scaledSums[i])
+        return Block(values: UnsafeRawPointer(values + i * 32), scale: scales[i], scaledSum: scaledSums[i], sum: sums[i])
     }
 
     func quantize(_ x: UnsafePointer<Float>, token t: Int) { quantize(x, token: t, blocks: 0..<blocks) }
@@ -47,6 +60,7 @@ struct Q8Activations {
             }
             scales[t * blocks + b] = d
             scaledSums[t * blocks + b] = d * Float(sum)
+            sums[t * blocks + b] = sum
         }
     }
 }
