@@ -8,7 +8,8 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks: speculative vs incremental decoding, throughput per weight format.",
-        subcommands: [SpeculativeBenchCommand.self, ThroughputBenchCommand.self, StreamingBenchCommand.self, KernelsBenchCommand.self],
+        subcommands: [SpeculativeBenchCommand.self, ThroughputBenchCommand.self, StreamingBenchCommand.self, KernelsBenchCommand.self,
+                      VerifyBenchCommand.self],
         defaultSubcommand: SpeculativeBenchCommand.self)
 }
 
@@ -231,6 +232,39 @@ struct KernelsBenchCommand: AsyncParsableCommand {
             print(r.format.padding(toLength: 9, withPad: " ", startingAt: 0), "|", r.activations.padding(toLength: 11, withPad: " ", startingAt: 0),
                   String(format: "| %6d | %7.1f | %7.1f | %10.0f%%", r.tokens, r.microseconds, r.gflops, r.fractionOfFMAPeak * 100))
         }
+        try writeJSON(report, to: output)
+        print("wrote \(output)")
+    }
+}
+
+/// `flexserve bench verify`: what verifying k tokens costs in decode steps.
+struct VerifyBenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Forwards of k tokens (a speculative step's verification) against one decode step, after a context.",
+        discussion: "Speculation pays where a step accepts more tokens than its tree costs in decode steps (plus the drafting). Rounds go through every k in turn; each figure is the median.")
+
+    @Option(name: [.customLong("model"), .customLong("llm-model")]) var model: String
+    @Option(help: "Weight format: stored, f32, f16, bf16, q8_0, q4_0, q4_1, int8, int4.") var format = "stored"
+    @Option(help: "f32 or q8 activations against integer block weights.") var activations: ActivationFormat = .f32
+    @Option(help: "Comma-separated token counts per forward (1 is always measured).") var tokens = "1,2,3,4,5,6,8,12,16"
+    @Option(help: "Tokens in the cache before each forward.") var context = 256
+    @Option var rounds = 20
+    @Option var output = "bench-verify.json"
+
+    mutating func run() async throws {
+        let counts = try tokens.split(separator: ",").map { text in
+            guard let n = Int(text), (1...1024).contains(n) else { throw ValidationError("token counts are 1 to 1024, not '\(text)'") }
+            return n
+        }
+        guard context > 0, rounds > 0 else { throw ValidationError("--context and --rounds must be positive") }
+        let report = try VerifyCostBenchmark.run(path: model, format: try WeightFormat.parse(format), activations: activations,
+                                                 tokens: counts, context: context, rounds: rounds)
+        print(String(format: "%@, %@ weights, %@ activations, context %d, %d rounds, handoff %@ ns", report.cpu as NSString,
+                     report.format as NSString, report.activations as NSString, report.context, report.rounds,
+                     (report.handoffNanoseconds.map { String(format: "%.0f", $0) } ?? "-") as NSString))
+        print("tokens |     ms | decode steps")
+        for r in report.rows { print(String(format: "%6d | %6.2f | %12.2f", r.tokens, r.milliseconds, r.decodeSteps)) }
         try writeJSON(report, to: output)
         print("wrote \(output)")
     }
