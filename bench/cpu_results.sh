@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's CPU results in one go, one benchmark after another (they would disturb each other):
-# throughput per weight format, FlexServe vs HF transformers, speculative vs incremental decoding.
+# throughput per weight format, FlexServe vs HF transformers, speculative vs incremental decoding, verification cost.
 # Needs the release build, the default model (scripts/setup.sh), the prompt datasets
 # (`flexserve datasets build`) and, for the peer comparison, torch/transformers/gguf/accelerate.
 set -euo pipefail
@@ -31,4 +31,7 @@ $B bench $S --max-tree-depth 0 --prompt-lookup 6 --output bench/results-speculat
 $B bench $S --ssm-model ssms/smollm2-draft-a --expansion-degree 1 --max-tree-depth 3 --prompt-lookup 6 --activations q8 \
     --output bench/results-speculative-chain-q8.json
 $B bench $S --max-tree-depth 0 --prompt-lookup 6 --activations q8 --output bench/results-speculative-lookup-q8.json
+$B bench $S --max-tree-depth 0 --prompt-lookup 2 --activations q8 --output bench/results-speculative-lookup2-q8.json
+# What verifying k tokens costs in decode steps.
+for a in f32 q8; do $B bench verify --model $M --activations $a --output bench/results-verify-$a.json; done
 date -u
