@@ -181,6 +181,7 @@ struct StreamingBenchCommand: AsyncParsableCommand {
         abstract: "q8 decode kernels' GB/s by how much one dispatch streams (40 MB of Q8_0 as matrices of 256 to 65,536 rows), against read bandwidth.")
 
     @Option var passes = 20
+    @Option(help: "Tokens per forward (1: decoding; a few: a speculative step's verification).") var tokens = 1
     @Option var output = "bench-streaming.json"
 
     struct Report: Codable {
@@ -189,7 +190,8 @@ struct StreamingBenchCommand: AsyncParsableCommand {
     }
 
     mutating func run() async throws {
-        let (bandwidth, rows) = StreamingBenchmark.run(passes: passes)
+        guard (1...64).contains(tokens) else { throw ValidationError("--tokens is 1 to 64") }
+        let (bandwidth, rows) = StreamingBenchmark.run(passes: passes, tokens: tokens)
         print(String(format: "read bandwidth (best pass, same run): %.1f GB/s", bandwidth))
         print("matrix rows | matrices per dispatch | KB per dispatch | GB/s | of bandwidth")
         for r in rows {

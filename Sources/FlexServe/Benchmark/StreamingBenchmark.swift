@@ -5,7 +5,8 @@ import FlexServeTensor
 /// the same 40 MB of Q8_0 (576 columns, SmolLM2's width) as matrices of 256 to 65,536 rows, one
 /// dispatch each, and as 256-row matrices fused four to a dispatch (as Q/K/V and gate/up are), with
 /// a bandwidth pass in the same run. A decode step of a small model is ~120 projection dispatches
-/// of 0.35–2 MB, so this says how much of the gap to the probe is the size of the model's matrices.
+/// of 0.35–2 MB, so this says how much of the gap to the probe is the size of the model's matrices. With `tokens`
+/// above one, the same for a few tokens per forward (a speculative step's verification), the weights read once for all.
 public enum StreamingBenchmark {
     public struct Row: Codable, Sendable {
         public var matrixRows: Int
@@ -15,10 +16,10 @@ public enum StreamingBenchmark {
         public var fractionOfBandwidth: Double
     }
 
-    public static func run(passes: Int = 20, pool: ThreadPool = .shared) -> (bandwidthGBs: Double, rows: [Row]) {
+    public static func run(passes: Int = 20, tokens: Int = 1, pool: ThreadPool = .shared) -> (bandwidthGBs: Double, rows: [Row]) {
         let cols = 576, totalRows = 65536
-        let x = (0..<cols).map { Float(sin(Double($0))) }
-        let out = UnsafeMutablePointer<Float>.allocate(capacity: totalRows)
+        let x = (0..<(tokens * cols)).map { Float(sin(Double($0))) }
+        let out = UnsafeMutablePointer<Float>.allocate(capacity: (tokens + 1) * totalRows)
         defer { out.deallocate() }
         let layouts = [(256, 1), (256, 4), (1024, 1), (4096, 1), (65536, 1)]
         let matrices = layouts.map { rows, _ in
@@ -39,7 +40,7 @@ public enum StreamingBenchmark {
                     let projections = (group..<(group + fused)).map { m in
                         Linear.Projection(weight: matrices[i][m], out: out + (m * matrices[i][m].shape[0]) % totalRows)
                     }
-                    Linear.forward(x: x, tokens: 1, projections: projections, pool: pool)
+                    Linear.forward(x: x, tokens: tokens, projections: projections, pool: pool)
                 }
                 best[i] = max(best[i], bytes / Date().timeIntervalSince(start) / 1e9)
             }
