@@ -161,7 +161,8 @@ enum IntegerLinear {
             }
             for g in rest {
                 let (s, local) = locate(g, segments)
-                s.store(group(a, token: 0, s.group(local, F.self, blocks: a.blocks), F.self, prefetch: decodePrefetchBytes), group: local, token: 0)
+                s.store(group(a, token: 0, s.group(local, F.self, blocks: a.blocks), F.self, prefetch: decodeStreamPrefetch.bytes,
+                              nonTemporal: decodeStreamPrefetch.nonTemporal), group: local, token: 0)
             }
         }
         while let own = parts.takeFront(t, pieces.own) { run(own) }
@@ -235,6 +236,18 @@ enum IntegerLinear {
     /// +15%, 3 and 6 KB within 5% of 4). 2 KB gained less on Zen 5, 5–6 KB about the same, 8 KB and into L2 only
     /// less (on Sapphire Rapids too: Q8_0 and Q4_1 −3 to −4% into L2, Q4_1 −2 to −6% at 1, 2, 6 or 8 KB).
     static let decodePrefetchBytes = 4096
+
+    /// How a decode thread's single stream (`decodeSlot`) asks for its lines: `decodePrefetchBytes` ahead into every
+    /// level; with AVX2 (measured on the Zen 3 host only) 2 KB ahead with the non-temporal hint. There, q8 activations,
+    /// `bench throughput` with the settings alternated (twelve rounds, 10:55–11:10 UTC 2026-12-04), of the concurrent
+    /// reads: with the threads in two core complexes Q8_0 75–78% against 62–67% and Q4_1 72–73% against 66–74%; in one
+    /// Q8_0 84–89% against 81–87% and Q4_1 81–90% against 80–88%. 4 KB with the hint and 4 KB into L2 only
+    /// (`prefetcht1`) fell between (two core complexes: 70–73%); no software prefetch was lowest (62–65%).
+    #if FLEXSERVE_AVX2
+    static let decodeStreamPrefetch = (bytes: 2048, nonTemporal: true)
+    #else
+    static let decodeStreamPrefetch = (bytes: decodePrefetchBytes, nonTemporal: false)
+    #endif
 
     /// The segment holding global group `g`, and `g`'s index in it.
     @inline(__always)
@@ -388,29 +401,33 @@ enum IntegerLinear {
     /// `prefetch` bytes ahead of the block's integer record first (its headers in proportion).
     @inline(__always)
     static func streamBlock<F: IntegerBlockFormat, A: GroupActivations>(_ sums: inout SIMD16<Float>, _ offsets: inout SIMD16<Float>, _ a: A,
-                                                                        token t: Int, _ w: Group, block b: Int, _: F.Type, prefetch: Int) {
+                                                                        token t: Int, _ w: Group, block b: Int, _: F.Type, prefetch: Int,
+                                                                        nonTemporal: Bool = false) {
         let integers = w.integers + b * F.groupIntegerBytes, header = w.headers + b * F.groupHeaderBytes
-        prefetchAhead(w, block: b, F.self, by: prefetch)
+        prefetchAhead(w, block: b, F.self, by: prefetch, nonTemporal: nonTemporal)
         let (d, c) = F.groupScalesAndOffsets(header)
         a.accumulate(&sums, &offsets, token: t, block: b, integers, scales: d, offsetsPerUnit: c, F.self)
     }
 
-    /// Asks for the lines `prefetch` bytes ahead of block b's integer record in group `w` (its headers in proportion); none for 0.
+    /// Asks for the lines `prefetch` bytes ahead of block b's integer record in group `w` (its headers in proportion), with
+    /// the non-temporal hint where `nonTemporal`; none for 0.
     @inline(__always)
-    static func prefetchAhead<F: IntegerBlockFormat>(_ w: Group, block b: Int, _: F.Type, by prefetch: Int) {
+    static func prefetchAhead<F: IntegerBlockFormat>(_ w: Group, block b: Int, _: F.Type, by prefetch: Int, nonTemporal: Bool = false) {
         guard prefetch > 0 else { return }
         let integers = w.integers + b * F.groupIntegerBytes, header = w.headers + b * F.groupHeaderBytes
-        for line in stride(from: 0, to: F.groupIntegerBytes, by: 64) { Prefetch.ahead(integers + line, by: prefetch) }
-        for line in stride(from: 0, to: F.groupHeaderBytes, by: 64) {
-            Prefetch.ahead(header + line, by: prefetch * F.groupHeaderBytes / F.groupIntegerBytes)
+        @inline(__always) func ask(_ p: UnsafeRawPointer, _ bytes: Int) {
+            if nonTemporal { Prefetch.aheadNonTemporal(p, by: bytes) } else { Prefetch.ahead(p, by: bytes) }
         }
+        for line in stride(from: 0, to: F.groupIntegerBytes, by: 64) { ask(integers + line, prefetch) }
+        for line in stride(from: 0, to: F.groupHeaderBytes, by: 64) { ask(header + line, prefetch * F.groupHeaderBytes / F.groupIntegerBytes) }
     }
 
     /// One token against one group (`prefetch` as in `streamBlock`).
     @inline(__always)
-    static func group<F: IntegerBlockFormat, A: GroupActivations>(_ a: A, token t: Int, _ w: Group, _: F.Type, prefetch: Int = 0) -> SIMD16<Float> {
+    static func group<F: IntegerBlockFormat, A: GroupActivations>(_ a: A, token t: Int, _ w: Group, _: F.Type, prefetch: Int = 0,
+                                                                  nonTemporal: Bool = false) -> SIMD16<Float> {
         var sums = SIMD16<Float>(), offsets = SIMD16<Float>()
-        for b in 0..<a.blocks { streamBlock(&sums, &offsets, a, token: t, w, block: b, F.self, prefetch: prefetch) }
+        for b in 0..<a.blocks { streamBlock(&sums, &offsets, a, token: t, w, block: b, F.self, prefetch: prefetch, nonTemporal: nonTemporal) }
         return sums + offsets
     }
 

@@ -19,6 +19,13 @@ public enum Prefetch {
         llvmPrefetch(p + bytes, 0, 3, 1)
     }
 
+    /// Asks for the cache line `bytes` past `p` with the non-temporal hint (for data read once: kept out of the
+    /// outer levels where it can).
+    @inline(__always)
+    public static func aheadNonTemporal(_ p: UnsafeRawPointer, by bytes: Int) {
+        llvmPrefetch(p + bytes, 0, 0, 1)
+    }
+
     /// Asks for the cache line at `p` itself (rows reached through an index, such as KV slots).
     @inline(__always)
     public static func line(_ p: UnsafeRawPointer) {
