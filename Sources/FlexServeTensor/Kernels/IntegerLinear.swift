@@ -120,7 +120,7 @@ enum IntegerLinear {
     /// stealing 0.1–0.2 ms). One stream per thread (a 160 MB Q8_0 matrix streamed at 96–98% of the read
     /// probe with the threads in one core complex and 79–85% with them in two, against 83% and 61–70% for two
     /// streams per thread prefetched 256 bytes ahead, interleaved in one process), asking for lines
-    /// `decodePrefetchBytes` ahead; each piece as four streams where the activations ask for them (`GroupActivations.decodeStreams`).
+    /// as `decodeStreamPrefetch` says; each piece as four streams where the activations ask for them (`GroupActivations.decodeStreams`).
     static func decode<F: IntegerBlockFormat, A: GroupActivations>(_: F.Type, _ a: A, _ segments: UnsafeBufferPointer<Segment>,
                                               totalGroups: Int, pool: ThreadPool) {
         let threads = decodeThreads(totalGroups: totalGroups, pool: pool)
