@@ -8,7 +8,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks: speculative vs incremental decoding, throughput per weight format.",
-        subcommands: [SpeculativeBenchCommand.self, ThroughputBenchCommand.self, StreamingBenchCommand.self, KernelsBenchCommand.self,
+        subcommands: [SpeculativeBenchCommand.self, ThroughputBenchCommand.self, PhasesBenchCommand.self, StreamingBenchCommand.self, KernelsBenchCommand.self,
                       VerifyBenchCommand.self],
         defaultSubcommand: SpeculativeBenchCommand.self)
 }
@@ -267,6 +267,40 @@ struct VerifyBenchCommand: AsyncParsableCommand {
                      (report.handoffNanoseconds.map { String(format: "%.0f", $0) } ?? "-") as NSString))
         print("tokens |     ms | decode steps")
         for r in report.rows { print(String(format: "%6d | %6.2f | %12.2f", r.tokens, r.milliseconds, r.decodeSteps)) }
+        try writeJSON(report, to: output)
+        print("wrote \(output)")
+    }
+}
+
+struct PhasesBenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "phases",
+        abstract: "Where a decode step's time goes, phase by phase, split by where the host put the threads.",
+        discussion: "A LLaMA-family decode step with its matrices in a block format runs as one parallel region of phases. Per kind of phase, over all layers: ms per step and share of the step (from the previous phase's end to its own), start µs (per layer: from the previous phase's end to its first task: the handoff between threads), busy µs (per layer: the busiest thread's first start to last end), and GB/s of weights for the projections. Each figure is the median over the rounds of a placement.")
+
+    @Option(name: [.customLong("model"), .customLong("llm-model")]) var model: String
+    @Option(help: "Weight format: stored, q8_0, q4_0, q4_1, int8, int4 (a block format).") var format = "stored"
+    @Option(help: "f32 or q8 activations against integer block weights.") var activations: ActivationFormat = .q8
+    @Option var rounds = 20
+    @Option(help: "Greedy tokens per round, after a 16-token prompt.") var steps = 64
+    @Option var output = "bench-phases.json"
+
+    mutating func run() async throws {
+        guard rounds > 0, steps > 0 else { throw ValidationError("--rounds and --steps must be positive") }
+        let report = try DecodePhaseBenchmark.run(path: model, format: try WeightFormat.parse(format), activations: activations,
+                                                  rounds: rounds, steps: steps)
+        print(String(format: "%@, %@ weights, %@ activations, %d steps a round", report.cpu as NSString, report.format as NSString,
+                     report.activations as NSString, report.stepsPerRound))
+        for p in report.placements {
+            print(String(format: "\n%@: %d rounds, handoff %@ ns, step %.3f ms (%.3f outside the region)", p.placement as NSString, p.rounds,
+                         (p.handoffNanoseconds.map { String(format: "%.0f", $0) } ?? "-") as NSString, p.stepMilliseconds, p.outsideMilliseconds))
+            print("phase          | ms/step | of step | start µs | busy µs |  GB/s")
+            for r in p.rows {
+                print(String(format: "%@ | %7.3f | %6.1f%% | %8.2f | %7.2f | %@", r.phase.padding(toLength: 14, withPad: " ", startingAt: 0) as NSString,
+                             r.milliseconds, 100 * r.shareOfStep, r.startMicroseconds, r.busyMicroseconds,
+                             (r.gbs.map { String(format: "%5.1f", $0) } ?? "    -") as NSString))
+            }
+        }
         try writeJSON(report, to: output)
         print("wrote \(output)")
     }

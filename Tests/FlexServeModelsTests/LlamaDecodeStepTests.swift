@@ -89,6 +89,46 @@ final class LlamaDecodeStepTests: XCTestCase {
         }
     }
 
+    /// A recorded step (`flexserve bench phases`) gives the same logits, and its timeline holds every phase that has tasks
+    /// (RoPE has none where each head set rotates its own head), in order: no task of a phase starts before every task of
+    /// the phase before it has ended.
+    func testRecordedPhasesFollowOneAnother() throws {
+        let config = ModelConfig(architecture: "LlamaForCausalLM", vocabSize: 101, hiddenSize: 128, intermediateSize: 96,
+                                 numLayers: 2, numHeads: 6, numKVHeads: 2, headDim: 16)
+        let store = ConvertingStore(RandomWeights(config: config, biases: false, seed: 7), to: .q4_1, activations: .q8, interleaving: true)
+        let model = try ModelLoader.build(config: config, weights: store) as! LlamaModel
+        let names = try XCTUnwrap(model.decodePhases)
+        let phases = config.numLayers * names.perLayer.count + names.final.count
+        let pool = ThreadPool.shared
+        let timeline = PhaseTimeline(phases: phases, threads: pool.threadCount)
+        func step(recording: Bool) throws -> [Float] {
+            let cache = model.makeCache(capacityTokens: 32)
+            try cache.reserve(sequence: 0, length: 4)
+            var prompt = Batch()
+            prompt.appendCausal([3, 14, 15], sequence: 0, start: 0, logits: .none)
+            _ = try model.forward(prompt, cache: cache)
+            model.recordDecodePhases(into: recording ? timeline : nil)
+            defer { model.recordDecodePhases(into: nil) }
+            var batch = Batch()
+            batch.appendCausal([92], sequence: 0, start: 3, logits: .last)
+            return try model.forward(batch, cache: cache).withRow(0) { Array($0) }
+        }
+        let plain = try step(recording: false)
+        XCTAssertEqual(try step(recording: true), plain)
+        var previousEnd: UInt64 = 0
+        for p in 0..<phases {
+            let spans = (0..<pool.threadCount).compactMap { timeline.span(phase: p, thread: $0) }
+            let name = p < config.numLayers * names.perLayer.count ? names.perLayer[p % names.perLayer.count] : names.final[p - config.numLayers * names.perLayer.count]
+            if name == "RoPE" { XCTAssertTrue(spans.isEmpty, "one head set per KV head: no RoPE phase"); continue }
+            XCTAssertFalse(spans.isEmpty, "phase \(p) (\(name)) not recorded")
+            for s in spans {
+                XCTAssertLessThanOrEqual(s.start, s.end, "phase \(p) (\(name))")
+                XCTAssertGreaterThanOrEqual(s.start, previousEnd, "phase \(p) (\(name)) began before the phase before it ended")
+            }
+            previousEnd = spans.map(\.end).max() ?? previousEnd
+        }
+    }
+
     /// Greedy-decodes `steps` tokens after `prompt` one at a time; each token's logits must equal, bit for bit,
     /// those at the end of a batch holding the whole sequence so far.
     func assertDecodedEqualsBatched(_ model: LlamaModel, prompt: [Int], steps: Int, cacheType: KVCacheType = .f32, _ what: String) throws {

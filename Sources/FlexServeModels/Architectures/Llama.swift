@@ -84,6 +84,16 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
         decodeStep = LlamaDecodeStep(model: self)
     }
 
+    /// The phases of a one-token decode step run as one parallel region, for `flexserve bench phases`: every layer's in
+    /// order, then those after the last layer; nil where this model decodes projection by projection.
+    public var decodePhases: (perLayer: [String], final: [String])? {
+        decodeStep.map { _ in (LlamaDecodeStep.layerPhaseNames, LlamaDecodeStep.finalPhaseNames) }
+    }
+
+    /// Records the phases of the decode steps that follow into `timeline` (one step's worth: reset it between steps),
+    /// or stops recording (nil).
+    public func recordDecodePhases(into timeline: PhaseTimeline?) { decodeStep?.timeline = timeline }
+
     public func forward(_ batch: Batch, cache: PagedKVCache) throws -> Logits {
         let c = config
         let T = batch.count

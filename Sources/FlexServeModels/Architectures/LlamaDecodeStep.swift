@@ -39,8 +39,14 @@ final class LlamaDecodeStep: @unchecked Sendable {
     private let warming: UnsafeMutablePointer<Int>
     /// Held while a step runs (the buffers are the step's): a concurrent call takes `forward`'s general path.
     let lock = NSLock()
+    /// Where the next steps record their phases (`flexserve bench phases`); nil: not recorded.
+    var timeline: PhaseTimeline?
 
-    private static let phasesPerLayer = 10
+    /// What each phase of a layer does, then the two after the last layer (`phaseCounts`' order).
+    static let layerPhaseNames = ["attention norm", "Q/K/V", "RoPE", "attention", "quantize", "output", "MLP norm", "gate/up", "SiLU·up", "down"]
+    static let finalPhaseNames = ["final norm", "head"]
+
+    private static let phasesPerLayer = layerPhaseNames.count
     /// A pool without workers, for the kernels a phase calls that take one.
     private static let serial = ThreadPool(threads: 1)
 
@@ -131,7 +137,10 @@ final class LlamaDecodeStep: @unchecked Sendable {
             addressing.slots.withUnsafeBufferPointer { slots in
                 cos.withUnsafeBufferPointer { cos in
                     sin.withUnsafeBufferPointer { sin in
+                        let timeline = self.timeline
                         pool.runPhases(phaseCounts, { phase, task, thread in
+                            let start = timeline == nil ? 0 : PhaseTimeline.now()
+                            defer { timeline?.record(phase: phase, thread: thread, start: start, end: PhaseTimeline.now()) }
                             let l = phase / Self.phasesPerLayer
                             guard l < c.numLayers else {
                                 if phase % Self.phasesPerLayer == 0 {
