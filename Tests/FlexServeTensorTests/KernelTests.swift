@@ -304,6 +304,7 @@ final class KernelTests: XCTestCase {
             XCTAssertTrue((0..<total).allSatisfy { hits[$0] == 1 }, "total \(total), parts \(parts)")
             XCTAssertEqual(claimed.count.load(ordering: .relaxed), total)
             hits.deallocate()
+            ranges.deallocate()
         }
     }
 

@@ -33,6 +33,10 @@ final class LlamaDecodeStep: @unchecked Sendable {
     private let attended: FloatBuffer, gate: FloatBuffer, up: FloatBuffer
     private let qkv: [TokenProjection], o: [TokenProjection], gateUp: [TokenProjection], down: [TokenProjection]
     private let head: TokenProjection
+    /// The same projections for the region's tasks, unretained (the arrays above keep them): each layer's Q/K/V, output,
+    /// gate/up and down, then the head. Both threads call every projection; a reference counted on each call would pass
+    /// the object's cache line between their cores (~200 ns apart in two core complexes).
+    private let table: UnsafeMutableBufferPointer<Unmanaged<TokenProjection>>
     /// Tasks in each phase of a step (`phasesPerLayer` a layer, then the final norm and the head).
     private let phaseCounts: [Int]
     /// Per thread (a cache line each): the phase whose projection it warms while waiting, and the chunks asked for.
@@ -76,6 +80,11 @@ final class LlamaDecodeStep: @unchecked Sendable {
         guard let head = TokenProjection(input: h.pointer, projections: [Linear.Projection(weight: model.lmHead, out: x.pointer)], pool: pool)
         else { return nil }
         (self.qkv, self.o, self.gateUp, self.down, self.head) = (qkv, o, gateUp, down, head)
+        table = .allocate(capacity: 4 * c.numLayers + 1)
+        for l in 0..<c.numLayers {
+            for (k, p) in [qkv[l], o[l], gateUp[l], down[l]].enumerated() { table[4 * l + k] = .passUnretained(p) }
+        }
+        table[4 * c.numLayers] = .passUnretained(head)
         let sets = Attention.HeadSets.count(tokens: 1, numHeads: c.numHeads, numKVHeads: c.numKVHeads)
         var counts: [Int] = []
         for l in 0..<c.numLayers {
@@ -97,18 +106,30 @@ final class LlamaDecodeStep: @unchecked Sendable {
         warming.initialize(repeating: -1, count: 8 * pool.threadCount)
     }
 
-    deinit { warming.deallocate() }
+    deinit {
+        warming.deallocate()
+        table.deallocate()
+    }
 
-    /// The first projection phase after `phase` and its projection.
-    private func nextProjection(after phase: Int) -> (phase: Int, projection: TokenProjection)? {
+    /// A layer's projections in `table`, and the head's place there (layer `numLayers`, `qkv`).
+    private enum Projection: Int { case qkv, output, gateUp, down }
+
+    /// Runs `body` on layer `l`'s `projection` (the head: `l == numLayers`, `.qkv`) without retaining it.
+    @inline(__always)
+    private func with<R>(_ l: Int, _ projection: Projection, _ body: (TokenProjection) -> R) -> R {
+        table[4 * l + projection.rawValue]._withUnsafeGuaranteedRef(body)
+    }
+
+    /// The first projection phase after `phase`, and its projection (layer and kind, as `with` takes them).
+    private func nextProjection(after phase: Int) -> (phase: Int, layer: Int, projection: Projection)? {
         let l = phase / Self.phasesPerLayer, layers = config.numLayers
-        guard l < layers else { return phase % Self.phasesPerLayer == 0 ? (phase + 1, head) : nil }
+        guard l < layers else { return phase % Self.phasesPerLayer == 0 ? (phase + 1, layers, .qkv) : nil }
         switch phase % Self.phasesPerLayer {
-        case 0: return (phase + 1, qkv[l])
-        case 1...4: return (l * Self.phasesPerLayer + 5, o[l])
-        case 5, 6: return (l * Self.phasesPerLayer + 7, gateUp[l])
-        case 7, 8: return (l * Self.phasesPerLayer + 9, down[l])
-        default: return l + 1 < layers ? (phase + 2, qkv[l + 1]) : (phase + 2, head)
+        case 0: return (phase + 1, l, .qkv)
+        case 1...4: return (l * Self.phasesPerLayer + 5, l, .output)
+        case 5, 6: return (l * Self.phasesPerLayer + 7, l, .gateUp)
+        case 7, 8: return (l * Self.phasesPerLayer + 9, l, .down)
+        default: return l + 1 < layers ? (phase + 2, l + 1, .qkv) : (phase + 2, layers, .qkv)
         }
     }
 
@@ -132,7 +153,7 @@ final class LlamaDecodeStep: @unchecked Sendable {
             rope.apply(k.pointer + j * headDim, heads: 1, headDim: headDim, cos: cos, sin: sin)
             cache.write(layer: l, slot: slot, head: j, key: k.pointer + j * headDim, value: v.pointer + j * headDim)
         }
-        let halfBlocks = down[0].blocks / 2
+        let downBlocks = down[0].blocks, halfBlocks = downBlocks / 2
         addressing.slotStart.withUnsafeBufferPointer { slotStart in
             addressing.slots.withUnsafeBufferPointer { slots in
                 cos.withUnsafeBufferPointer { cos in
@@ -146,9 +167,9 @@ final class LlamaDecodeStep: @unchecked Sendable {
                                 if phase % Self.phasesPerLayer == 0 {
                                     axpy(1, h.pointer, x.pointer, H)
                                     Normalization.rms(x.pointer, rows: 1, dim: H, weight: finalNorm.pointer, eps: c.rmsNormEps, out: h.pointer, pool: Self.serial)
-                                    head.quantize(blocks: 0..<head.blocks)
+                                    with(c.numLayers, .qkv) { $0.quantize(blocks: 0..<$0.blocks) }
                                 } else {
-                                    head.run(task: task, thread: thread)
+                                    with(c.numLayers, .qkv) { $0.run(task: task, thread: thread) }
                                 }
                                 return
                             }
@@ -156,9 +177,9 @@ final class LlamaDecodeStep: @unchecked Sendable {
                             case 0:
                                 if l > 0 { axpy(1, h.pointer, x.pointer, H) }
                                 Normalization.rms(x.pointer, rows: 1, dim: H, weight: attentionNorms.pointer + l * H, eps: c.rmsNormEps, out: h.pointer, pool: Self.serial)
-                                qkv[l].quantize(blocks: 0..<qkv[l].blocks)
+                                with(l, .qkv) { $0.quantize(blocks: 0..<$0.blocks) }
                             case 1:
-                                qkv[l].run(task: task, thread: thread)
+                                with(l, .qkv) { $0.run(task: task, thread: thread) }
                             case 2:
                                 rotateAndStore(kvHead: task, layer: l, cos: cos.baseAddress!, sin: sin.baseAddress!)
                             case 3:
@@ -169,29 +190,29 @@ final class LlamaDecodeStep: @unchecked Sendable {
                                                    slots: slots.baseAddress!, scale: scale, out: attended.pointer)
                                     .run(set: task)
                             case 4:
-                                o[l].quantize(blocks: 0..<o[l].blocks)
+                                with(l, .output) { $0.quantize(blocks: 0..<$0.blocks) }
                             case 5:
-                                o[l].run(task: task, thread: thread)
+                                with(l, .output) { $0.run(task: task, thread: thread) }
                             case 6:
                                 axpy(1, h.pointer, x.pointer, H)
                                 Normalization.rms(x.pointer, rows: 1, dim: H, weight: mlpNorms.pointer + l * H, eps: c.rmsNormEps, out: h.pointer, pool: Self.serial)
-                                gateUp[l].quantize(blocks: 0..<gateUp[l].blocks)
+                                with(l, .gateUp) { $0.quantize(blocks: 0..<$0.blocks) }
                             case 7:
-                                gateUp[l].run(task: task, thread: thread)
+                                with(l, .gateUp) { $0.run(task: task, thread: thread) }
                             case 8:
-                                let blocks = task == 0 ? 0..<halfBlocks : halfBlocks..<down[l].blocks
+                                let blocks = task == 0 ? 0..<halfBlocks : halfBlocks..<downBlocks
                                 Activation.siluMultiply(gate.pointer + 32 * blocks.lowerBound, up.pointer + 32 * blocks.lowerBound,
                                                         count: 32 * blocks.count, pool: Self.serial)
-                                down[l].quantize(blocks: blocks)
+                                with(l, .down) { $0.quantize(blocks: blocks) }
                             default:
-                                down[l].run(task: task, thread: thread)
+                                with(l, .down) { $0.run(task: task, thread: thread) }
                             }
                         }, whileWaiting: { phase, thread in
                             guard let next = self.nextProjection(after: phase) else { return false }
                             let w = self.warming + 8 * thread
                             if w[0] != next.phase { w[0] = next.phase; w[1] = 0 }
                             w[1] += 1
-                            return next.projection.warm(thread: thread, chunk: w[1] - 1)
+                            return self.with(next.layer, next.projection) { $0.warm(thread: thread, chunk: w[1] - 1) }
                         })
                     }
                 }

@@ -126,6 +126,7 @@ enum IntegerLinear {
         let threads = decodeThreads(totalGroups: totalGroups, pool: pool)
         let pieces = decodePieces(F.self, a)
         let parts = StealableRanges(splitting: totalGroups, into: threads)
+        defer { parts.deallocate() }
         pool.parallelFor(threads) { t in decodeSlot(F.self, t, a, segments, parts: parts, pieces: pieces) }
     }
 

@@ -26,22 +26,24 @@ public final class TokenProjection: @unchecked Sendable {
         case f32(F32Activations)
     }
 
-    private final class Integer {
-        let scratch: OwnedBuffer
+    /// What an interleaved decode reads, as values and pointers only: both threads run every projection of a step, and
+    /// a reference counted on each run would pass its cache line between their cores (~200 ns apart in two core
+    /// complexes). The projection owns the memory (`scratch`, freed with it; `segments` and `parts`, freed in `deinit`).
+    private struct Integer {
         let activations: Activations
         let segments: UnsafeMutableBufferPointer<IntegerLinear.Segment>
         let parts: StealableRanges
         let pieces: (own: Int, stolen: Int)
+    }
 
-        init(scratch: OwnedBuffer, activations: Activations, segments: UnsafeMutableBufferPointer<IntegerLinear.Segment>,
-             parts: StealableRanges, pieces: (own: Int, stolen: Int)) {
-            (self.scratch, self.activations, self.segments, self.parts, self.pieces) = (scratch, activations, segments, parts, pieces)
-        }
+    /// The activations' memory (interleaved rows).
+    private let scratch: OwnedBuffer?
 
-        deinit {
-            segments.baseAddress!.deinitialize(count: segments.count)
-            segments.deallocate()
-        }
+    deinit {
+        guard case .integer(let integer) = kind else { return }
+        integer.segments.baseAddress!.deinitialize(count: integer.segments.count)
+        integer.segments.deallocate()
+        integer.parts.deallocate()
     }
 
     /// nil where `Linear.forward` would not fuse these projections for one token: weights in different formats
@@ -58,6 +60,7 @@ public final class TokenProjection: @unchecked Sendable {
         guard first.interleaved != nil else {
             slots = max(1, min(pool.threadCount, total / 32))
             kind = .packed(rows: total, rowBytes: dtype.byteCount(values: cols)!)
+            scratch = nil
             return
         }
         let scratch: OwnedBuffer, activations: Activations
@@ -84,8 +87,9 @@ public final class TokenProjection: @unchecked Sendable {
         case .q8(let a): pieces = Self.pieces(a, dtype)
         case .f32(let a): pieces = Self.pieces(a, dtype)
         }
-        kind = .integer(Integer(scratch: scratch, activations: activations, segments: segments,
-                                parts: StealableRanges(splitting: groups, into: slots), pieces: pieces))
+        self.scratch = scratch
+        kind = .integer(Integer(activations: activations, segments: segments, parts: StealableRanges(splitting: groups, into: slots),
+                                pieces: pieces))
     }
 
     private static func pieces<A: GroupActivations>(_ a: A, _ dtype: DType) -> (own: Int, stolen: Int) {

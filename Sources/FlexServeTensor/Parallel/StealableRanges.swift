@@ -6,7 +6,11 @@ import Synchronization
 /// threads still finish together when one of them runs slower (on this shared VM the two cores'
 /// read bandwidth differs by up to ~20% at a time: with one fixed chunk per thread, the faster
 /// one idled ~15% of each decode step).
-final class StealableRanges: @unchecked Sendable {
+///
+/// A value (a pointer to the parts' bounds and two counts), not an object: every thread of a decode takes it on every
+/// projection, and a reference count kept on each take would pass its cache line between their cores. Its maker frees it
+/// (`deallocate`).
+struct StealableRanges: @unchecked Sendable {
     /// Each part's remaining items, front in the low 32 bits and back in the high 32.
     private let bounds: UnsafeMutablePointer<Atomic<UInt64>>
     let parts: Int
@@ -31,7 +35,8 @@ final class StealableRanges: @unchecked Sendable {
         for i in 0..<parts { bounds[i].store(Self.pack(part(i).lowerBound, part(i).upperBound), ordering: .relaxed) }
     }
 
-    deinit {
+    /// Frees the bounds; no copy may be used after.
+    func deallocate() {
         bounds.deinitialize(count: parts)
         bounds.deallocate()
     }
