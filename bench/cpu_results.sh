@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's CPU results in one go, one benchmark after another (they would disturb each other):
-# throughput per weight format, FlexServe vs HF transformers, speculative vs incremental decoding, verification cost.
+# throughput per weight format, FlexServe vs HF transformers, speculative vs incremental decoding, verification cost,
+# a decode step by phase.
 # Needs the release build, the default model (scripts/setup.sh), the prompt datasets
 # (`flexserve datasets build`) and, for the peer comparison, torch/transformers/gguf/accelerate.
 set -euo pipefail
@@ -34,4 +35,6 @@ $B bench $S --max-tree-depth 0 --prompt-lookup 6 --activations q8 --output bench
 $B bench $S --max-tree-depth 0 --prompt-lookup 2 --activations q8 --output bench/results-speculative-lookup2-q8.json
 # What verifying k tokens costs in decode steps.
 for a in f32 q8; do $B bench verify --model $M --activations $a --output bench/results-verify-$a.json; done
+# Where a decode step's time goes, phase by phase, in each placement of the threads.
+for f in q8_0 q4_1; do $B bench phases --model $M --format $f --output bench/results-phases-$f.json; done
 date -u
