@@ -5,10 +5,11 @@ import FlexServeTensor
 /// (`ThreadPool.runPhases`) instead of a dispatch per projection with the glue between them on the
 /// caller alone. Per layer:
 ///
-///     norm → quantize │ Q K V │ RoPE, cache write (per KV head) │ attention (per head set) │ quantize │ O
+///     norm → quantize │ Q K V │ RoPE, cache write (per KV head) │ attention → quantize (per head set) │ O
 ///     residual → norm → quantize │ gate up │ SiLU·up → quantize (two halves) │ down
 ///
-/// where `│` is the end of a phase and each projection runs one `TokenProjection` slot per thread
+/// where `│` is the end of a phase (a head set whose output is not whole blocks of 32 leaves the quantization to a
+/// phase of its own) and each projection runs one `TokenProjection` slot per thread
 /// (with up to three query heads per KV head, each head set's task does its head's RoPE and cache
 /// write itself). The same kernels in the same order as `LlamaModel.forward`, so the same logits bit
 /// for bit. Measured in interleaved segments of SmolLM2 decoding (contexts 16–80), against the dispatches:
@@ -39,6 +40,9 @@ final class LlamaDecodeStep: @unchecked Sendable {
     private let table: UnsafeMutableBufferPointer<Unmanaged<TokenProjection>>
     /// Tasks in each phase of a step (`phasesPerLayer` a layer, then the final norm and the head).
     private let phaseCounts: [Int]
+    /// The output projection's input blocks each head set writes, where every set's output is whole blocks: the set's
+    /// task then quantizes them itself, and the step has no quantize phase (one barrier and one handoff fewer a layer).
+    private let setBlocks: [Range<Int>]?
     /// Per thread (a cache line each): the phase whose projection it warms while waiting, and the chunks asked for.
     private let warming: UnsafeMutablePointer<Int>
     /// Held while a step runs (the buffers are the step's): a concurrent call takes `forward`'s general path.
@@ -86,10 +90,14 @@ final class LlamaDecodeStep: @unchecked Sendable {
         }
         table[4 * c.numLayers] = .passUnretained(head)
         let sets = Attention.HeadSets.count(tokens: 1, numHeads: c.numHeads, numKVHeads: c.numKVHeads)
+        let outputs = (0..<sets).map { Attention.HeadSets.heads(set: $0, numHeads: c.numHeads, numKVHeads: c.numKVHeads) }
+            .map { ($0.lowerBound * c.headDim)..<($0.upperBound * c.headDim) }
+        setBlocks = o[0].quantizes && outputs.allSatisfy({ $0.lowerBound % 32 == 0 && $0.upperBound % 32 == 0 })
+            ? outputs.map { ($0.lowerBound / 32)..<($0.upperBound / 32) } : nil
         var counts: [Int] = []
         for l in 0..<c.numLayers {
-            counts += [1, qkv[l].slots, sets == c.numKVHeads ? 0 : c.numKVHeads, sets, o[l].quantizes ? 1 : 0, o[l].slots,
-                       1, gateUp[l].slots, 2, down[l].slots]
+            counts += [1, qkv[l].slots, sets == c.numKVHeads ? 0 : c.numKVHeads, sets, o[l].quantizes && setBlocks == nil ? 1 : 0,
+                       o[l].slots, 1, gateUp[l].slots, 2, down[l].slots]
         }
         phaseCounts = counts + [1, head.slots]
         config = c
@@ -189,6 +197,7 @@ final class LlamaDecodeStep: @unchecked Sendable {
                                                    kv: cache.store(layer: l), slotStart: slotStart.baseAddress!,
                                                    slots: slots.baseAddress!, scale: scale, out: attended.pointer)
                                     .run(set: task)
+                                if let setBlocks { with(l, .output) { $0.quantize(blocks: setBlocks[task]) } }
                             case 4:
                                 with(l, .output) { $0.quantize(blocks: 0..<$0.blocks) }
                             case 5:

@@ -100,6 +100,13 @@ public enum Attention {
 
         public static func count(tokens: Int, numHeads: Int, numKVHeads: Int) -> Int { tokens * numKVHeads * ((numHeads / numKVHeads + 2) / 3) }
 
+        /// The query heads of a token's set `i` (up to three of one KV head; a token's sets are `count(tokens: 1, ...)`).
+        public static func heads(set i: Int, numHeads: Int, numKVHeads: Int) -> Range<Int> {
+            let group = numHeads / numKVHeads, headSets = (group + 2) / 3
+            let kvHead = i / headSets % numKVHeads, first = kvHead * group + i % headSets * 3
+            return first..<min(first + 3, (kvHead + 1) * group)
+        }
+
         public func run(set: Int) {
             switch args {
             case .f32(let a): a.attend(set: set, out: out)
@@ -159,10 +166,9 @@ public enum Attention {
         @inline(__always)
         func set(_ i: Int) -> HeadSet {
             let t = i / (numKVHeads * headSets)
-            let kvHead = i / headSets % numKVHeads
-            let first = kvHead * group + i % headSets * 3
+            let heads = HeadSets.heads(set: i, numHeads: numHeads, numKVHeads: numKVHeads)
             let lo = Int(slotStart[t])
-            return HeadSet(t: t, kvHead: kvHead, first: first, count: min(3, (kvHead + 1) * group - first), lo: lo, n: Int(slotStart[t + 1]) - lo)
+            return HeadSet(t: t, kvHead: i / headSets % numKVHeads, first: heads.lowerBound, count: heads.count, lo: lo, n: Int(slotStart[t + 1]) - lo)
         }
 
         /// Set `i` whole: scores, softmax, weighted values, into `out`.
