@@ -113,6 +113,15 @@ public enum Attention {
             case .f16(let a): a.attend(set: set, out: out)
             }
         }
+
+        /// Asks for the key and value rows of set `set`'s keys `8·chunk..<8·chunk + 8`, for a thread with time before
+        /// the attention; false past the set's last key.
+        public func warm(set: Int, chunk: Int) -> Bool {
+            switch args {
+            case .f32(let a): a.warm(set: set, chunk: chunk)
+            case .f16(let a): a.warm(set: set, chunk: chunk)
+            }
+        }
     }
 
     /// `forward` in three passes, each spread over all threads: scores by chunks of keys, softmax by
@@ -169,6 +178,16 @@ public enum Attention {
             let heads = HeadSets.heads(set: i, numHeads: numHeads, numKVHeads: numKVHeads)
             let lo = Int(slotStart[t])
             return HeadSet(t: t, kvHead: i / headSets % numKVHeads, first: heads.lowerBound, count: heads.count, lo: lo, n: Int(slotStart[t + 1]) - lo)
+        }
+
+        @inline(__always)
+        func warm(set i: Int, chunk: Int) -> Bool {
+            let s = set(i), first = 8 * chunk
+            guard first < s.n else { return false }
+            let count = min(8, s.n - first)
+            Attention.prefetchRows(keys + s.kvHead * headStride, slots + s.lo + first, count: count, slotStride: slotStride, headDim: headDim)
+            Attention.prefetchRows(values + s.kvHead * headStride, slots + s.lo + first, count: count, slotStride: slotStride, headDim: headDim)
+            return true
         }
 
         /// Set `i` whole: scores, softmax, weighted values, into `out`.
