@@ -169,6 +169,12 @@ final class LlamaDecodeStep: @unchecked Sendable {
                 cos.withUnsafeBufferPointer { cos in
                     sin.withUnsafeBufferPointer { sin in
                         let timeline = self.timeline
+                        /// Layer l's attention, a task per head set.
+                        func headSets(layer l: Int) -> Attention.HeadSets {
+                            Attention.HeadSets(q: self.q.pointer, tokens: 1, numHeads: c.numHeads, numKVHeads: c.numKVHeads, headDim: headDim,
+                                               kv: cache.store(layer: l), slotStart: slotStart.baseAddress!,
+                                               slots: slots.baseAddress!, scale: scale, out: self.attended.pointer)
+                        }
                         pool.runPhases(phaseCounts, { phase, task, thread in
                             let start = timeline == nil ? 0 : PhaseTimeline.now()
                             defer { timeline?.record(phase: phase, thread: thread, start: start, end: PhaseTimeline.now()) }
@@ -195,10 +201,7 @@ final class LlamaDecodeStep: @unchecked Sendable {
                             case 3:
                                 // With one set per KV head, the set's task rotates and stores its head first (no phase 2).
                                 if sets == c.numKVHeads { rotateAndStore(kvHead: task, layer: l, cos: cos.baseAddress!, sin: sin.baseAddress!) }
-                                Attention.HeadSets(q: q.pointer, tokens: 1, numHeads: c.numHeads, numKVHeads: c.numKVHeads, headDim: headDim,
-                                                   kv: cache.store(layer: l), slotStart: slotStart.baseAddress!,
-                                                   slots: slots.baseAddress!, scale: scale, out: attended.pointer)
-                                    .run(set: task)
+                                headSets(layer: l).run(set: task)
                                 if let setBlocks { with(l, .output) { $0.quantize(blocks: setBlocks[task]) } }
                             case 4:
                                 with(l, .output) { $0.quantize(blocks: 0..<$0.blocks) }
@@ -227,12 +230,7 @@ final class LlamaDecodeStep: @unchecked Sendable {
                             if phase % Self.phasesPerLayer == 1, phase / Self.phasesPerLayer < c.numLayers {
                                 if w[2] != phase { w[2] = phase; w[3] = 0 }
                                 w[3] += 1
-                                let l = phase / Self.phasesPerLayer
-                                if Attention.HeadSets(q: self.q.pointer, tokens: 1, numHeads: c.numHeads, numKVHeads: c.numKVHeads, headDim: headDim,
-                                                      kv: cache.store(layer: l), slotStart: slotStart.baseAddress!,
-                                                      slots: slots.baseAddress!, scale: scale, out: self.attended.pointer).warm(set: min(1, sets - 1), chunk: w[3] - 1) {
-                                    return true
-                                }
+                                if headSets(layer: phase / Self.phasesPerLayer).warm(set: min(1, sets - 1), chunk: w[3] - 1) { return true }
                             }
                             guard let next = self.nextProjection(after: phase) else { return false }
                             if w[0] != next.phase { w[0] = next.phase; w[1] = 0 }
