@@ -178,10 +178,13 @@ struct ThroughputBenchCommand: AsyncParsableCommand {
 struct StreamingBenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "streaming",
-        abstract: "q8 decode kernels' GB/s by how much one dispatch streams (40 MB of Q8_0 as matrices of 256 to 65,536 rows), against read bandwidth.")
+        abstract: "q8 decode kernels' GB/s by how much one dispatch streams (65,536 × 576 weights as matrices of 256 to 65,536 rows), against read bandwidth.")
 
     @Option var passes = 20
     @Option(help: "Tokens per forward (1: decoding; a few: a speculative step's verification).") var tokens = 1
+    @Option(help: "Weight format: q8_0, q4_1, int8 or int4.") var format = "q8_0"
+    @Option(help: "Threads (default: all cores). One thread shows a single core's stream, as each core pulls its own when a host's threads sit in different core complexes.")
+    var threads: Int?
     @Option var output = "bench-streaming.json"
 
     struct Report: Codable {
@@ -191,8 +194,13 @@ struct StreamingBenchCommand: AsyncParsableCommand {
 
     mutating func run() async throws {
         guard (1...64).contains(tokens) else { throw ValidationError("--tokens is 1 to 64") }
-        let (bandwidth, rows) = StreamingBenchmark.run(passes: passes, tokens: tokens)
-        print(String(format: "read bandwidth (best pass, same run): %.1f GB/s", bandwidth))
+        guard let dtype = ["q8_0": DType.q8_0, "q4_1": .q4_1, "int8": .int8Group, "int4": .int4Group][format] else {
+            throw ValidationError("--format is q8_0, q4_1, int8 or int4")
+        }
+        if let threads, !(1...1024).contains(threads) { throw ValidationError("--threads is 1 to 1024") }
+        let pool = threads.map { ThreadPool(threads: $0) } ?? .shared
+        let (bandwidth, rows) = StreamingBenchmark.run(passes: passes, tokens: tokens, format: dtype, pool: pool)
+        print(String(format: "%@ weights, %d threads; read bandwidth (best pass, same run): %.1f GB/s", format as NSString, pool.threadCount, bandwidth))
         print("matrix rows | matrices per dispatch | KB per dispatch | GB/s | of bandwidth")
         for r in rows {
             print(String(format: "%11d | %21d | %15d | %4.1f | %11.0f%%", r.matrixRows, r.matricesPerDispatch, r.kilobytesPerDispatch,
@@ -292,8 +300,9 @@ struct PhasesBenchCommand: AsyncParsableCommand {
         print(String(format: "%@, %@ weights, %@ activations, %d steps a round", report.cpu as NSString, report.format as NSString,
                      report.activations as NSString, report.stepsPerRound))
         for p in report.placements {
-            print(String(format: "\n%@: %d rounds, handoff %@ ns, step %.3f ms (%.3f outside the region)", p.placement as NSString, p.rounds,
-                         (p.handoffNanoseconds.map { String(format: "%.0f", $0) } ?? "-") as NSString, p.stepMilliseconds, p.outsideMilliseconds))
+            print(String(format: "\n%@: %d rounds, handoff %@ ns, step %.3f ms (%.3f outside the region: %.3f before it, %.3f after)",
+                         p.placement as NSString, p.rounds, (p.handoffNanoseconds.map { String(format: "%.0f", $0) } ?? "-") as NSString,
+                         p.stepMilliseconds, p.outsideMilliseconds, p.beforeRegionMilliseconds, p.afterRegionMilliseconds))
             print("phase          | ms/step | of step | start µs | busy µs |  GB/s")
             for r in p.rows {
                 print(String(format: "%@ | %7.3f | %6.1f%% | %8.2f | %7.2f | %@", r.phase.padding(toLength: 14, withPad: " ", startingAt: 0) as NSString,

@@ -78,6 +78,22 @@ final class LlamaDecodeStepTests: XCTestCase {
         }
     }
 
+    /// The same with the step on pools of one and of three threads (more than this machine's two cores): a thread then
+    /// often runs several tasks of a phase, as when the other has not started, and its projections take every slot.
+    func testDecodeStepOnPoolsOfOtherSizes() throws {
+        let config = ModelConfig(architecture: "LlamaForCausalLM", vocabSize: 101, hiddenSize: 128, intermediateSize: 160,
+                                 numLayers: 2, numHeads: 9, numKVHeads: 3, headDim: 32)
+        let weights = RandomWeights(config: config, biases: false, seed: 11)
+        for threads in [1, 3] {
+            for (format, activations) in [(DType.q4_1, ActivationFormat.q8), (.f16, .f32)] {
+                let model = try ModelLoader.build(config: config, weights: ConvertingStore(weights, to: format, activations: activations)) as! LlamaModel
+                model.decodeStep = try XCTUnwrap(LlamaDecodeStep(model: model, pool: ThreadPool(threads: threads)))
+                try assertDecodedEqualsBatched(model, prompt: (0..<9).map { ($0 * 31 + 2) % config.vocabSize }, steps: 6,
+                                               "\(threads) threads, \(format), \(activations) activations")
+            }
+        }
+    }
+
     /// The same on SmolLM2 with both kinds of activations, weights as stored and in int4 groups.
     func testSmolLM2DecodeStepEqualsTheBatchedPath() throws {
         let prompt = ((try Fixtures.json("smollm2/greedy.json")["items"] as! [[String: Any]])[0]["prompt_ids"] as! [Int])

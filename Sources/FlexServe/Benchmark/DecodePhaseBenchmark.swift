@@ -29,8 +29,12 @@ public enum DecodePhaseBenchmark {
         public var handoffNanoseconds: Double?
         /// The whole `forward` of one token.
         public var stepMilliseconds: Double
-        /// `forward` outside the region (embedding lookup, cache addressing, RoPE tables).
+        /// `forward` outside the region (embedding lookup, cache addressing, RoPE tables), and the next token's argmax.
         public var outsideMilliseconds: Double
+        /// Of it: from the step's start to the region's first task (the region's dispatch included), and from its last
+        /// task's end to the token chosen (its join included).
+        public var beforeRegionMilliseconds: Double
+        public var afterRegionMilliseconds: Double
         public var rows: [Row]
     }
 
@@ -72,7 +76,7 @@ public enum DecodePhaseBenchmark {
         let prompt = 16
         let cache = model.makeCache(capacityTokens: 2 * (prompt + steps + 64))
 
-        struct Round { var handoff: Double?; var step = 0.0, outside = 0.0; var total, start, busy: [Double] }
+        struct Round { var handoff: Double?; var step = 0.0, outside = 0.0, before = 0.0; var total, start, busy: [Double] }
         var measured: [Round] = []
         for round in 0...rounds {
             let sequence = round % 2
@@ -105,7 +109,10 @@ public enum DecodePhaseBenchmark {
                     previous = end
                 }
                 r.step += Double(t1 - t0)
-                if let previous { r.outside += Double(t1 - t0) - Double(previous - regionStart) }
+                if let previous {
+                    r.outside += Double(t1 - t0) - Double(previous - regionStart)
+                    r.before += Double(regionStart - t0)
+                }
             }
             if round > 0 { measured.append(r) }  // the first round warms up
         }
@@ -130,7 +137,9 @@ public enum DecodePhaseBenchmark {
                            gbs: bytes[k].map { $0 / (ms * 1e6) })
             }
             return Placement(placement: name, rounds: rs.count, handoffNanoseconds: rs.compactMap(\.handoff).isEmpty ? nil : median(rs.compactMap(\.handoff)),
-                             stepMilliseconds: stepMs, outsideMilliseconds: median(rs.map { $0.outside / n / 1e6 }), rows: rows)
+                             stepMilliseconds: stepMs, outsideMilliseconds: median(rs.map { $0.outside / n / 1e6 }),
+                             beforeRegionMilliseconds: median(rs.map { $0.before / n / 1e6 }),
+                             afterRegionMilliseconds: median(rs.map { ($0.outside - $0.before) / n / 1e6 }), rows: rows)
         }
         return Report(model: path, cpu: MachineProbe.cpuName(), format: format?.rawValue ?? "stored", activations: activations.rawValue,
                       stepsPerRound: steps, placements: placements)

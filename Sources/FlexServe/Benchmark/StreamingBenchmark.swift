@@ -2,11 +2,13 @@ import Foundation
 import FlexServeTensor
 
 /// How fast the q8 decode kernels stream weights as a function of how much one dispatch streams:
-/// the same 40 MB of Q8_0 (576 columns, SmolLM2's width) as matrices of 256 to 65,536 rows, one
+/// the same 65,536 × 576 weights (SmolLM2's width; 40 MB as Q8_0, 24 MB as Q4_1) as matrices of 256 to 65,536 rows, one
 /// dispatch each, and as 256-row matrices fused four to a dispatch (as Q/K/V and gate/up are), with
 /// a bandwidth pass in the same run. A decode step of a small model is ~120 projection dispatches
 /// of 0.35–2 MB, so this says how much of the gap to the probe is the size of the model's matrices. With `tokens`
 /// above one, the same for a few tokens per forward (a speculative step's verification), the weights read once for all.
+/// On a pool of one thread, a single core's stream against a single core's reads: what each core has to reach when a
+/// host puts the threads in different core complexes, each pulling its own link.
 public enum StreamingBenchmark {
     public struct Row: Codable, Sendable {
         public var matrixRows: Int
@@ -16,7 +18,7 @@ public enum StreamingBenchmark {
         public var fractionOfBandwidth: Double
     }
 
-    public static func run(passes: Int = 20, tokens: Int = 1, pool: ThreadPool = .shared) -> (bandwidthGBs: Double, rows: [Row]) {
+    public static func run(passes: Int = 20, tokens: Int = 1, format: DType = .q8_0, pool: ThreadPool = .shared) -> (bandwidthGBs: Double, rows: [Row]) {
         let cols = 576, totalRows = 65536
         let x = (0..<(tokens * cols)).map { Float(sin(Double($0))) }
         let out = UnsafeMutablePointer<Float>.allocate(capacity: (tokens + 1) * totalRows)
@@ -25,7 +27,7 @@ public enum StreamingBenchmark {
         let matrices = layouts.map { rows, _ in
             (0..<(totalRows / rows)).map { m in
                 TensorView.owned((0..<(rows * cols)).map { Float(sin(Double(m * 7919 + $0) * 0.37)) }, shape: [rows, cols])
-                    .converted(to: .q8_0)!.withInterleavedRows(for: .q8, pool: pool)
+                    .converted(to: format)!.withInterleavedRows(for: .q8, pool: pool)
             }
         }
         let bytes = Double(matrices[0].reduce(0) { $0 + $1.byteCount })

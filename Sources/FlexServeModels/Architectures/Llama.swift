@@ -16,8 +16,9 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
     /// as on the GPU. So the CPU computes the GPU's half-precision numerics with fp32 arithmetic in between: a
     /// reference for `gpu-check correctness --cpu-reference storage`. Off: no rounding, no cost.
     public let storageRounding: DType?
-    /// Decoding one token as one parallel region, where every matrix is in a block format (nil otherwise).
-    private(set) var decodeStep: LlamaDecodeStep?
+    /// Decoding one token as one parallel region, where every matrix is in a block format (nil otherwise); tests set
+    /// it to steps on pools of other sizes.
+    var decodeStep: LlamaDecodeStep?
 
     struct LlamaLayer {
         let attentionNorm: [Float]
