@@ -94,6 +94,27 @@ final class LlamaDecodeStepTests: XCTestCase {
         }
     }
 
+    /// The step hands its logits buffer out again only once no caller holds it: logits kept across later steps keep
+    /// their values.
+    func testKeptLogitsSurviveLaterSteps() throws {
+        let config = ModelConfig(architecture: "LlamaForCausalLM", vocabSize: 101, hiddenSize: 128, intermediateSize: 96,
+                                 numLayers: 2, numHeads: 6, numKVHeads: 2, headDim: 16)
+        let store = ConvertingStore(RandomWeights(config: config, biases: false, seed: 5), to: .q4_1, activations: .q8)
+        let model = try ModelLoader.build(config: config, weights: store) as! LlamaModel
+        XCTAssertNotNil(model.decodeStep)
+        let cache = model.makeCache(capacityTokens: 32)
+        try cache.reserve(sequence: 0, length: 8)
+        var kept: [(Logits, [Float])] = []
+        for position in 0..<8 {
+            var step = Batch()
+            step.appendCausal([(position * 13 + 3) % config.vocabSize], sequence: 0, start: position, logits: .last)
+            let logits = try model.forward(step, cache: cache)
+            if position % 2 == 0 { kept.append((logits, logits.rowArray(0))) }
+        }
+        for (logits, values) in kept { XCTAssertEqual(logits.rowArray(0), values) }
+        XCTAssertNotEqual(kept[0].1, kept[1].1)
+    }
+
     /// The same on SmolLM2 with both kinds of activations, weights as stored and in int4 groups.
     func testSmolLM2DecodeStepEqualsTheBatchedPath() throws {
         let prompt = ((try Fixtures.json("smollm2/greedy.json")["items"] as! [[String: Any]])[0]["prompt_ids"] as! [Int])

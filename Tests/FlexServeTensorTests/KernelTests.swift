@@ -285,24 +285,29 @@ final class KernelTests: XCTestCase {
         compare(Int4GroupBlocks.self, .int4Group)
     }
 
+    /// In every round (a decode step's number), with no reset between rounds.
     func testStealableRangesHandOutEveryItemOnce() {
         let pool = ThreadPool(threads: 3)
         for (total, parts, piece) in [(1000, 6, 7), (5, 6, 2), (0, 2, 3), (4096, 2, 1)] {
             let hits = UnsafeMutablePointer<Int>.allocate(capacity: max(1, total))
-            hits.initialize(repeating: 0, count: max(1, total))
-            let ranges = StealableRanges(splitting: total, into: parts), claimed = Claimed()
-            // Owners take from the front of their parts while everyone takes from the backs of all parts.
-            pool.parallelFor(parts) { p in
-                func take(_ r: Range<Int>) {
-                    claimed.count.add(r.count, ordering: .relaxed)
-                    for i in r { hits[i] = 1 }
+            let ranges = StealableRanges(splitting: total, into: parts)
+            for round in [1, 2, 65_539] {
+                hits.initialize(repeating: 0, count: max(1, total))
+                let claimed = Claimed()
+                // Owners take from the front of their parts while everyone takes from the backs of all parts.
+                pool.parallelFor(parts) { p in
+                    func take(_ r: Range<Int>) {
+                        claimed.count.add(r.count, ordering: .relaxed)
+                        for i in r { hits[i] = 1 }
+                    }
+                    while let r = ranges.takeFront(p, piece, round: round) { take(r) }
+                    for v in 0..<parts { while let r = ranges.takeBack(v, piece, round: round) { take(r) } }
                 }
-                while let r = ranges.takeFront(p, piece) { take(r) }
-                for v in 0..<parts { while let r = ranges.takeBack(v, piece) { take(r) } }
+                // Every item claimed, and no more claims than items (so none twice); the round's parts stay empty.
+                XCTAssertTrue((0..<total).allSatisfy { hits[$0] == 1 }, "total \(total), parts \(parts), round \(round)")
+                XCTAssertEqual(claimed.count.load(ordering: .relaxed), total)
+                XCTAssertTrue((0..<parts).allSatisfy { ranges.takeFront($0, piece, round: round) == nil })
             }
-            // Every item claimed, and no more claims than items (so none twice).
-            XCTAssertTrue((0..<total).allSatisfy { hits[$0] == 1 }, "total \(total), parts \(parts)")
-            XCTAssertEqual(claimed.count.load(ordering: .relaxed), total)
             hits.deallocate()
             ranges.deallocate()
         }

@@ -21,7 +21,12 @@ public struct Logits: @unchecked Sendable {
     public let vocabSize: Int
 
     public init(rows: Int, vocabSize: Int) {
-        storage = FloatBuffer(rows * vocabSize)
+        self.init(storage: FloatBuffer(rows * vocabSize), rows: rows, vocabSize: vocabSize)
+    }
+
+    /// Over `storage`, which holds at least `rows · vocabSize` floats.
+    init(storage: FloatBuffer, rows: Int, vocabSize: Int) {
+        self.storage = storage
         self.rows = rows
         self.vocabSize = vocabSize
     }

@@ -47,6 +47,11 @@ final class LlamaDecodeStep: @unchecked Sendable {
     /// Per thread (a cache line each): the phase whose projection it warms while waiting and the chunks asked for, then
     /// the same for the key and value rows of a head set.
     private let warming: UnsafeMutablePointer<Int>
+    /// Steps run so far: each step is a new round of the projections' stealable ranges (`TokenProjection.run`).
+    private var steps = 0
+    /// The last step's logits, handed out again by a step that finds no caller holding them (the head writes every
+    /// value): no allocation and no zeroing of a vocabulary's floats a step.
+    private var logits: FloatBuffer?
     /// Held while a step runs (the buffers are the step's): a concurrent call takes `forward`'s general path.
     let lock = NSLock()
     /// Where the next steps record their phases (`flexserve bench phases`); nil: not recorded.
@@ -150,10 +155,11 @@ final class LlamaDecodeStep: @unchecked Sendable {
         let c = config
         let H = c.hiddenSize, group = c.numHeads / c.numKVHeads, headDim = c.headDim
         try embedding.lookup([token], into: x.pointer)
-        let logits = Logits(rows: 1, vocabSize: c.vocabSize)
+        if !isKnownUniquelyReferenced(&self.logits) { self.logits = FloatBuffer(c.vocabSize) }
+        let logits = Logits(storage: self.logits!, rows: 1, vocabSize: c.vocabSize)
         head.setOutput(logits.storage.pointer, projection: 0)
-        for l in 0..<c.numLayers { qkv[l].reset(); o[l].reset(); gateUp[l].reset(); down[l].reset() }
-        head.reset()
+        steps += 1
+        let round = steps
         for t in 0..<pool.threadCount { warming[8 * t] = -1; warming[8 * t + 2] = -1 }
         let sets = Attention.HeadSets.count(tokens: 1, numHeads: c.numHeads, numKVHeads: c.numKVHeads)
         let slot = Int(addressing.write[0]), scale = 1 / Float(headDim).squareRoot()
@@ -185,7 +191,7 @@ final class LlamaDecodeStep: @unchecked Sendable {
                                     Normalization.rms(x.pointer, rows: 1, dim: H, weight: finalNorm.pointer, eps: c.rmsNormEps, out: h.pointer, pool: Self.serial)
                                     with(c.numLayers, .qkv) { $0.quantize(blocks: 0..<$0.blocks) }
                                 } else {
-                                    with(c.numLayers, .qkv) { $0.run(task: task, thread: thread) }
+                                    with(c.numLayers, .qkv) { $0.run(task: task, thread: thread, round: round) }
                                 }
                                 return
                             }
@@ -195,7 +201,7 @@ final class LlamaDecodeStep: @unchecked Sendable {
                                 Normalization.rms(x.pointer, rows: 1, dim: H, weight: attentionNorms.pointer + l * H, eps: c.rmsNormEps, out: h.pointer, pool: Self.serial)
                                 with(l, .qkv) { $0.quantize(blocks: 0..<$0.blocks) }
                             case 1:
-                                with(l, .qkv) { $0.run(task: task, thread: thread) }
+                                with(l, .qkv) { $0.run(task: task, thread: thread, round: round) }
                             case 2:
                                 rotateAndStore(kvHead: task, layer: l, cos: cos.baseAddress!, sin: sin.baseAddress!)
                             case 3:
@@ -206,20 +212,20 @@ final class LlamaDecodeStep: @unchecked Sendable {
                             case 4:
                                 with(l, .output) { $0.quantize(blocks: 0..<$0.blocks) }
                             case 5:
-                                with(l, .output) { $0.run(task: task, thread: thread) }
+                                with(l, .output) { $0.run(task: task, thread: thread, round: round) }
                             case 6:
                                 axpy(1, h.pointer, x.pointer, H)
                                 Normalization.rms(x.pointer, rows: 1, dim: H, weight: mlpNorms.pointer + l * H, eps: c.rmsNormEps, out: h.pointer, pool: Self.serial)
                                 with(l, .gateUp) { $0.quantize(blocks: 0..<$0.blocks) }
                             case 7:
-                                with(l, .gateUp) { $0.run(task: task, thread: thread) }
+                                with(l, .gateUp) { $0.run(task: task, thread: thread, round: round) }
                             case 8:
                                 let blocks = task == 0 ? 0..<halfBlocks : halfBlocks..<downBlocks
                                 Activation.siluMultiply(gate.pointer + 32 * blocks.lowerBound, up.pointer + 32 * blocks.lowerBound,
                                                         count: 32 * blocks.count, pool: Self.serial)
                                 with(l, .down) { $0.quantize(blocks: blocks) }
                             default:
-                                with(l, .down) { $0.run(task: task, thread: thread) }
+                                with(l, .down) { $0.run(task: task, thread: thread, round: round) }
                             }
                         }, whileWaiting: { phase, thread in
                             let w = self.warming + 8 * thread

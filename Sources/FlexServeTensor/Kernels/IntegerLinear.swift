@@ -142,7 +142,7 @@ enum IntegerLinear {
     /// Thread slot `t`'s share of a decode: part t from its front, then pieces from the backs of the others.
     @inline(__always)
     static func decodeSlot<F: IntegerBlockFormat, A: GroupActivations>(_: F.Type, _ t: Int, _ a: A, _ segments: UnsafeBufferPointer<Segment>,
-                                                  parts: StealableRanges, pieces: (own: Int, stolen: Int)) {
+                                                  parts: StealableRanges, pieces: (own: Int, stolen: Int), round: Int = 0) {
         @inline(__always) func run(_ groups: Range<Int>) {
             var rest = groups
             if A.decodeStreams == 4, groups.count >= 4 {
@@ -166,10 +166,10 @@ enum IntegerLinear {
                               nonTemporal: decodeStreamPrefetch.nonTemporal), group: local, token: 0)
             }
         }
-        while let own = parts.takeFront(t, pieces.own) { run(own) }
+        while let own = parts.takeFront(t, pieces.own, round: round) { run(own) }
         for victim in 1..<parts.parts {
             let part = (t + victim) % parts.parts
-            while let stolen = parts.takeBack(part, pieces.stolen) { run(stolen) }
+            while let stolen = parts.takeBack(part, pieces.stolen, round: round) { run(stolen) }
         }
     }
 

@@ -1,6 +1,6 @@
 /// One token's projections of one input, as `Linear.forward` fuses them, cut into the steps of a caller's
 /// own parallel region (`ThreadPool.runPhases`): `quantize` the input (for `InterleavedRows`), then
-/// `run(task:thread:)` once for each of `slots`; `reset()` before the next token. The same kernels as
+/// `run(task:thread:round:)` once for each of `slots`, with a round other than the last token's. The same kernels as
 /// `Linear.forward` in the same order, so the same results bit for bit. Built once per model layer:
 /// the input, outputs and activation scratch stay put.
 public final class TokenProjection: @unchecked Sendable {
@@ -132,14 +132,14 @@ public final class TokenProjection: @unchecked Sendable {
     }
 
     /// Task `task` of `slots`, run by thread `thread` of the caller's region. With `InterleavedRows` the thread's own
-    /// part first (whichever task it took: the part `warm` asked for), then what is left of the others; with rows
-    /// decoded as they stream, the task's run of rows.
-    public func run(task: Int, thread: Int) {
+    /// part first (whichever task it took: the part `warm` asked for), then what is left of the others, all rows back to
+    /// be taken in each new `round` (a step's number); with rows decoded as they stream, the task's run of rows.
+    public func run(task: Int, thread: Int, round: Int) {
         switch kind {
         case .integer(let integer):
             switch integer.activations {
-            case .q8(let a): runIntegers(a, slot: thread % slots, integer)
-            case .f32(let a): runIntegers(a, slot: thread % slots, integer)
+            case .q8(let a): runIntegers(a, slot: thread % slots, round: round, integer)
+            case .f32(let a): runIntegers(a, slot: thread % slots, round: round, integer)
             }
         case let .packed(rows, rowBytes):
             let slot = task
@@ -166,14 +166,14 @@ public final class TokenProjection: @unchecked Sendable {
         }
     }
 
-    private func runIntegers<A: GroupActivations>(_ a: A, slot: Int, _ integer: Integer) {
+    private func runIntegers<A: GroupActivations>(_ a: A, slot: Int, round: Int, _ integer: Integer) {
         let segments = UnsafeBufferPointer(integer.segments), parts = integer.parts, pieces = integer.pieces
         switch dtype {
-        case .q8_0: IntegerLinear.decodeSlot(Q8_0Blocks.self, slot, a, segments, parts: parts, pieces: pieces)
-        case .q4_0: IntegerLinear.decodeSlot(Q4_0Blocks.self, slot, a, segments, parts: parts, pieces: pieces)
-        case .q4_1: IntegerLinear.decodeSlot(Q4_1Blocks.self, slot, a, segments, parts: parts, pieces: pieces)
-        case .int8Group: IntegerLinear.decodeSlot(Int8GroupBlocks.self, slot, a, segments, parts: parts, pieces: pieces)
-        case .int4Group: IntegerLinear.decodeSlot(Int4GroupBlocks.self, slot, a, segments, parts: parts, pieces: pieces)
+        case .q8_0: IntegerLinear.decodeSlot(Q8_0Blocks.self, slot, a, segments, parts: parts, pieces: pieces, round: round)
+        case .q4_0: IntegerLinear.decodeSlot(Q4_0Blocks.self, slot, a, segments, parts: parts, pieces: pieces, round: round)
+        case .q4_1: IntegerLinear.decodeSlot(Q4_1Blocks.self, slot, a, segments, parts: parts, pieces: pieces, round: round)
+        case .int8Group: IntegerLinear.decodeSlot(Int8GroupBlocks.self, slot, a, segments, parts: parts, pieces: pieces, round: round)
+        case .int4Group: IntegerLinear.decodeSlot(Int4GroupBlocks.self, slot, a, segments, parts: parts, pieces: pieces, round: round)
         case .f32, .f16, .bf16: preconditionFailure("\(dtype) has no integer blocks")
         }
     }
@@ -198,10 +198,5 @@ public final class TokenProjection: @unchecked Sendable {
         let size = (total + slots - 1) / slots
         Linear.decodeRows(F.self, x: input, projections: projections, rowBytes: rowBytes, blocks: blocks,
                           (slot * size)..<min(total, slot * size + size))
-    }
-
-    /// Every row back to be taken, for the next token.
-    public func reset() {
-        if case .integer(let integer) = kind { integer.parts.reset() }
     }
 }
