@@ -101,7 +101,7 @@ final class LlamaDecodeStepTests: XCTestCase {
                                  numLayers: 2, numHeads: 6, numKVHeads: 2, headDim: 16)
         let store = ConvertingStore(RandomWeights(config: config, biases: false, seed: 5), to: .q4_1, activations: .q8)
         let model = try ModelLoader.build(config: config, weights: store) as! LlamaModel
-        XCTAssertNotNil(model.decodeStep)
+        model.decodeStep = try XCTUnwrap(LlamaDecodeStep(model: model, pool: ThreadPool(threads: 2)))
         let cache = model.makeCache(capacityTokens: 32)
         try cache.reserve(sequence: 0, length: 8)
         var kept: [(Logits, [Float])] = []
