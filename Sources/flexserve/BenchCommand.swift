@@ -182,7 +182,7 @@ struct StreamingBenchCommand: AsyncParsableCommand {
 
     @Option var passes = 20
     @Option(help: "Tokens per forward (1: decoding; a few: a speculative step's verification).") var tokens = 1
-    @Option(help: "Weight format: q8_0, q4_1, int8 or int4.") var format = "q8_0"
+    @Option(help: "Weight format: q8_0, q4_0, q4_1, int8 or int4.") var format = "q8_0"
     @Option(help: "Threads (default: all cores). One thread shows a single core's stream, as each core pulls its own when a host's threads sit in different core complexes.")
     var threads: Int?
     @Option var output = "bench-streaming.json"
@@ -194,8 +194,8 @@ struct StreamingBenchCommand: AsyncParsableCommand {
 
     mutating func run() async throws {
         guard (1...64).contains(tokens) else { throw ValidationError("--tokens is 1 to 64") }
-        guard let dtype = ["q8_0": DType.q8_0, "q4_1": .q4_1, "int8": .int8Group, "int4": .int4Group][format] else {
-            throw ValidationError("--format is q8_0, q4_1, int8 or int4")
+        guard let dtype = try WeightFormat.parse(format), [.q8_0, .q4_0, .q4_1, .int8Group, .int4Group].contains(dtype) else {
+            throw ValidationError("--format is an integer block format: q8_0, q4_0, q4_1, int8 or int4")
         }
         if let threads, !(1...1024).contains(threads) { throw ValidationError("--threads is 1 to 1024") }
         let pool = threads.map { ThreadPool(threads: $0) } ?? .shared
