@@ -215,13 +215,16 @@ struct StreamingBenchCommand: AsyncParsableCommand {
 struct KernelsBenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kernels",
-        abstract: "Projection kernels' GFLOP/s on one thread, a 512 × 576 matrix in L2, against the single-core FMA probe.",
-        discussion: "Apart from memory and thread placement: on a shared host the comparison that holds still between two builds (run them alternately). Each figure is the best of the passes; the passes go round every configuration in turn.")
+        abstract: "Projection kernels' GFLOP/s against the FMA probe: by default one thread and a 512 × 576 matrix in L2.",
+        discussion: "Apart from memory and thread placement: on a shared host the comparison that holds still between two builds (run them alternately). Each figure is the best of the passes; the passes go round every configuration in turn. With --threads 2 (and a model's shapes, --rows/--cols) each pass first times a cache-line handoff, and each configuration keeps its best pass per placement of the threads (one core complex or two), against the FMA probe on all threads.")
 
     @Option(help: "Comma-separated formats: f32, f16, bf16, q8_0, q4_0, q4_1, int8, int4.") var formats = "q8_0,q4_1,int8,int4"
     @Option(help: "Comma-separated activation formats: f32, q8 (integer block formats only).") var activations = "f32,q8"
     @Option(help: "Comma-separated token counts per forward.") var tokens = "1,12,128"
     @Option var passes = 20
+    @Option(help: "Threads sharing each forward.") var threads = 1
+    @Option(help: "Matrix rows (outputs), a multiple of 16.") var rows = 512
+    @Option(help: "Matrix columns (inputs), a multiple of 32.") var cols = 576
     @Option var output = "bench-kernels.json"
 
     mutating func run() async throws {
@@ -235,12 +238,18 @@ struct KernelsBenchCommand: AsyncParsableCommand {
             return n
         }
         guard passes > 0 else { throw ValidationError("--passes must be positive") }
-        let report = KernelBenchmark.run(formats: dtypes, activations: activationFormats, tokens: counts, passes: passes)
-        print(String(format: "%@, one thread, fp32 FMA %.0f GFLOP/s", report.cpu as NSString, report.fmaGFLOPsPerCore))
-        print("format    | activations | tokens |      µs | GFLOP/s | of FMA peak")
+        guard (1...64).contains(threads) else { throw ValidationError("--threads is 1 to 64, not \(threads)") }
+        guard rows > 0, rows % 16 == 0, rows <= 65_536 else { throw ValidationError("--rows must be a positive multiple of 16 (at most 65536), not \(rows)") }
+        guard cols > 0, cols % 32 == 0, cols <= 65_536 else { throw ValidationError("--cols must be a positive multiple of 32 (at most 65536), not \(cols)") }
+        let report = KernelBenchmark.run(formats: dtypes, activations: activationFormats, tokens: counts, passes: passes,
+                                         threads: threads, rows: rows, cols: cols)
+        print(String(format: "%@, %d × %d matrix, %d thread%@, fp32 FMA %.0f GFLOP/s per thread", report.cpu as NSString, rows, cols,
+                     threads, threads == 1 ? "" : "s", report.fmaGFLOPsPerCore))
+        print("format    | activations | tokens |      µs | GFLOP/s | of FMA peak" + (threads > 1 ? " | placement" : ""))
         for r in report.rows {
             print(r.format.padding(toLength: 9, withPad: " ", startingAt: 0), "|", r.activations.padding(toLength: 11, withPad: " ", startingAt: 0),
-                  String(format: "| %6d | %7.1f | %7.1f | %10.0f%%", r.tokens, r.microseconds, r.gflops, r.fractionOfFMAPeak * 100))
+                  String(format: "| %6d | %7.1f | %7.1f | %10.0f%%", r.tokens, r.microseconds, r.gflops, r.fractionOfFMAPeak * 100)
+                      + (r.placement.map { " | " + $0 } ?? ""))
         }
         try writeJSON(report, to: output)
         print("wrote \(output)")
