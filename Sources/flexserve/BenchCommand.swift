@@ -249,7 +249,7 @@ struct KernelsBenchCommand: AsyncParsableCommand {
         for r in report.rows {
             print(r.format.padding(toLength: 9, withPad: " ", startingAt: 0), "|", r.activations.padding(toLength: 11, withPad: " ", startingAt: 0),
                   String(format: "| %6d | %7.1f | %7.1f | %10.0f%%", r.tokens, r.microseconds, r.gflops, r.fractionOfFMAPeak * 100)
-                      + (r.placement.map { " | " + $0 } ?? ""))
+                      + (r.placement.map { " | \($0) (\(r.passes) passes)" } ?? ""))
         }
         try writeJSON(report, to: output)
         print("wrote \(output)")

@@ -24,6 +24,8 @@ public enum KernelBenchmark {
         public var fractionOfFMAPeak: Double
         /// With two threads or more: whether the passes behind this row had them in one core complex or two.
         public var placement: String?
+        /// The passes this row is the best of.
+        public var passes: Int
     }
 
     public struct Report: Codable, Sendable {
@@ -54,13 +56,13 @@ public enum KernelBenchmark {
             }
         }
         // Each configuration's best time per placement (nil: one thread).
-        var best: [String?: [Double]] = [:]
+        var best: [String?: [Double]] = [:], counts: [String?: Int] = [:]
         for _ in 0..<passes {
             let placement = ThreadPlacement.handoffNanoseconds(pool: pool).map {
                 $0 > ThreadPlacement.sharedCacheLimitNanoseconds ? "two core complexes" : "one core complex"
             }
             var times = best[placement] ?? [Double](repeating: .infinity, count: configurations.count)
-            defer { best[placement] = times }
+            defer { best[placement] = times; counts[placement, default: 0] += 1 }
             for (i, c) in configurations.enumerated() {
                 // About a millisecond of work per timing, so the clock's cost and a stray interrupt stay small.
                 let repeats = max(1, 512 / c.tokens)
@@ -75,7 +77,7 @@ public enum KernelBenchmark {
             configurations.enumerated().map { i, c in
                 let gflops = 2 * Double(rows * cols * c.tokens) / times[i] / 1000
                 return Row(format: c.format.rawValue, activations: c.activations.rawValue, tokens: c.tokens, microseconds: times[i],
-                           gflops: gflops, fractionOfFMAPeak: gflops / peak, placement: placement)
+                           gflops: gflops, fractionOfFMAPeak: gflops / peak, placement: placement, passes: counts[placement] ?? 0)
             }
         }
         return Report(cpu: MachineProbe.cpuName(), fmaGFLOPsPerCore: peak / Double(threads), threads: threads, matrixRows: rows, matrixColumns: cols,
