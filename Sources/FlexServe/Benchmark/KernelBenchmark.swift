@@ -11,7 +11,7 @@ import FlexServeTensor
 /// With more threads (and a model's shapes: `rows` × `cols`) it shows how the kernels share out: each pass first
 /// times a cache-line handoff between the threads, and each configuration keeps its best pass for each placement
 /// (on the Zen 5 host, two threads in two core complexes ran SmolLM2's 512-token projections at 53–68% of the FMA
-/// peak where in one they ran at 74–80%, one thread alone at 77–80%).
+/// peak where in one they ran at 74–80%, one thread alone at 71–82%).
 public enum KernelBenchmark {
     public struct Row: Codable, Sendable {
         public var format: String
