@@ -23,8 +23,12 @@ struct RowPanel {
     /// Steps of eight columns converted at a time: 256 columns, 16 KB of floats.
     static let chunkSteps = 32
     static var chunkColumns: Int { 8 * chunkSteps }
-    /// Tokens of a unit of work (a multiple of three), whose activations (304 KB at 576 columns) stay in L2.
-    static let tokenTile = 132
+    /// Tokens of a unit of work (a multiple of three): enough that a 512-token prefill is one tile and reads each weight
+    /// row once (455 MB of f32 weights for SmolLM2, where 132 read them four times); its three-token sums (264 KB) and a
+    /// chunk's activations (528 KB) still stay in a 1 MiB L2. Against 132 on Zen 5, two sets of five and six alternated
+    /// `bench throughput` rounds (of the concurrent FMA passes): f32 0.572, 0.585 → 0.649, 0.633; bf16 0.634 → 0.669;
+    /// f16 0.61, 0.63 → 0.63, 0.64.
+    static let tokenTile = 516
     /// Forwards of fewer tokens keep `RowDot.eightTokens` (or, up to `Linear.fewTokens`, rows decoded in registers).
     static let minimumTokens = 24
 
