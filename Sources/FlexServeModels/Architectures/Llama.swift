@@ -19,6 +19,11 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
     /// Decoding one token as one parallel region, where every matrix is in a block format (nil otherwise); tests set
     /// it to steps on pools of other sizes.
     var decodeStep: LlamaDecodeStep?
+    /// The pool whose threads each keep a share of the tokens of a long forward (`LlamaTokenShares`); nil: every
+    /// projection's rows are shared out between the threads instead. Tests set pools of other sizes.
+    var sharesPool: ThreadPool? = .shared
+    /// A forward takes shares from this many tokens per thread on, with these weights (`LlamaTokenShares.minimumTokens`).
+    var shareThreshold: Int
 
     struct LlamaLayer {
         let attentionNorm: [Float]
@@ -82,6 +87,8 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
         }
         rope = RotaryEmbedding(rotaryDim: c.headDim, theta: c.ropeTheta,
                                inverseFrequencies: RotaryEmbedding.scaledFrequencies(config: c))
+        let interleaved = layers.allSatisfy { l in [l.wq, l.wk, l.wv, l.wo, l.gate, l.up, l.down].allSatisfy { $0.interleaved != nil } }
+        shareThreshold = interleaved ? LlamaTokenShares.minimumTokens : LlamaTokenShares.minimumFloatTokens
         decodeStep = LlamaDecodeStep(model: self)
     }
 
@@ -111,18 +118,32 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
         }
         let half = c.headDim / 2
 
-        let x = FloatBuffer(T * H), h = FloatBuffer(T * H)
-        let q = FloatBuffer(T * qDim), k = FloatBuffer(T * kvDim), v = FloatBuffer(T * kvDim)
-        let attended = FloatBuffer(T * qDim)
-        let gate = FloatBuffer(T * c.intermediateSize), up = FloatBuffer(T * c.intermediateSize)
+        let x = FloatBuffer(T * H)
         // The embedding rows need no rounding: with storage emulation the table itself is in the stored type.
         try embedding.lookup(batch.tokens.map(\.id), into: x.pointer)
-        let scale = 1 / Float(c.headDim).squareRoot()
         let rounding = storageRounding
         /// A GPU store point: rounds the buffer to the emulated storage type (nothing when emulation is off).
         func stored(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
             if let rounding { StorageRounding.round(p, count: count, to: rounding) }
         }
+        let finalNorm = finalNorm
+        func logits() -> Logits {
+            projectToVocabulary(x, batch: batch, norm: { rows, src, dst in
+                Normalization.rms(src, rows: rows, dim: H, weight: finalNorm, eps: c.rmsNormEps, out: dst)
+                stored(dst, rows * H)
+            }, head: lmHead)
+        }
+        if let pool = sharesPool,
+           let shares = LlamaTokenShares.shares(costs: tokenCosts(slotStart: addressing.slotStart), threads: pool.threadCount,
+                                                perThread: shareThreshold) {
+            forwardInShares(shares, x: x, T: T, addressing: addressing, cos: cosTable, sin: sinTable, cache: cache, pool: pool)
+            return logits()
+        }
+        let h = FloatBuffer(T * H)
+        let q = FloatBuffer(T * qDim), k = FloatBuffer(T * kvDim), v = FloatBuffer(T * kvDim)
+        let attended = FloatBuffer(T * qDim)
+        let gate = FloatBuffer(T * c.intermediateSize), up = FloatBuffer(T * c.intermediateSize)
+        let scale = 1 / Float(c.headDim).squareRoot()
 
         for (l, layer) in layers.enumerated() {
             // Attention block.
@@ -167,10 +188,7 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
             Linear.forward(x: gate.pointer, tokens: T, weight: layer.down, out: h.pointer)
             axpy(1, h.pointer, x.pointer, T * H)
         }
-        return projectToVocabulary(x, batch: batch, norm: { rows, src, dst in
-            Normalization.rms(src, rows: rows, dim: H, weight: finalNorm, eps: c.rmsNormEps, out: dst)
-            stored(dst, rows * H)
-        }, head: lmHead)
+        return logits()
     }
 
     /// Final norm and vocabulary head for the tokens that want logits only.
