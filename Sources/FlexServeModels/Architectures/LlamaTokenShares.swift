@@ -18,10 +18,11 @@ enum LlamaTokenShares {
     /// and 0.58 → 0.72 in two, 256 tokens 0.69 → 0.74, 96 tokens 0.69 → 0.74.
     static let minimumTokens = 48
     /// The fewest tokens a forward needs per thread where a matrix is in a float format (f32, f16, bf16, or integer
-    /// blocks as the file's rows): `RowPanel` converts sixteen rows for every share that meets them, so the shares want
-    /// more tokens than tiles of integer blocks do. f16 against `forward`: 96 tokens 0.58 → 0.49, 256 tokens 0.64 → 0.58,
-    /// 512 tokens 0.64 → 0.69 (f32 0.62 → 0.65).
-    static let minimumFloatTokens = 256
+    /// blocks as the file's rows): `RowPanel` converts sixteen rows into its panel for every share that meets them, so
+    /// the shares want more tokens than tiles of integer blocks do. Against `forward` (Zen 5, since `RowPanel` converts
+    /// straight from the rows): 256 tokens f16 0.65 → 0.69, bf16 0.69 → 0.70 (0.63 → 0.69 with the threads apart), f32
+    /// 0.67 → 0.65; 144 tokens f16 0.66 → 0.66, f32 0.65 → 0.63; 512 tokens f16 0.64 → 0.69, f32 0.62 → 0.65.
+    static let minimumFloatTokens = 128
 
     /// Contiguous shares of the tokens (`costs[t]` each) for `threads` threads, of about equal cost, their boundaries on
     /// multiples of six (the fp32 pair kernels' pass) and each of at least `minimumTokens` (or `perThread`, if fewer);
