@@ -499,6 +499,34 @@ final class KernelTests: XCTestCase {
         finished.deinitialize(count: counts.count); finished.deallocate()
     }
 
+    /// Shares in one region: every share of every phase runs once, after all of every phase before, on pools with fewer,
+    /// as many and more threads than shares (a thread then runs the shares no thread owns, or a late thread's).
+    func testRunSharesKeepsPhasesInOrder() {
+        let phases = 6
+        for (threads, shares) in [(3, 2), (2, 2), (2, 5), (1, 3)] {
+            let pool = ThreadPool(threads: threads)
+            let hits = UnsafeMutablePointer<Atomic<Int>>.allocate(capacity: phases * shares)
+            for i in 0..<(phases * shares) { (hits + i).initialize(to: Atomic(0)) }
+            let finished = UnsafeMutablePointer<Atomic<Int>>.allocate(capacity: phases)
+            for p in 0..<phases { (finished + p).initialize(to: Atomic(0)) }
+            let misordered = Atomic<Int>(0)
+            for _ in 0..<20 {
+                for i in 0..<(phases * shares) { hits[i].store(0, ordering: .relaxed) }
+                for p in 0..<phases { finished[p].store(0, ordering: .relaxed) }
+                pool.runShares(phases: phases, shares: shares) { phase, share in
+                    if (0..<phase).contains(where: { finished[$0].load(ordering: .acquiring) < shares }) { misordered.add(1, ordering: .relaxed) }
+                    hits[phase * shares + share].add(1, ordering: .relaxed)
+                    if share == phase % shares { usleep(200) }  // a slow share the others must wait for
+                    finished[phase].add(1, ordering: .releasing)
+                }
+                XCTAssertTrue((0..<(phases * shares)).allSatisfy { hits[$0].load(ordering: .relaxed) == 1 }, "\(threads) threads, \(shares) shares")
+            }
+            XCTAssertEqual(misordered.load(ordering: .relaxed), 0, "\(threads) threads, \(shares) shares")
+            hits.deinitialize(count: phases * shares); hits.deallocate()
+            finished.deinitialize(count: phases); finished.deallocate()
+        }
+    }
+
     func testThreadPoolRunsEveryIndexOnce() {
         let pool = ThreadPool(threads: 3)
         for count in [1, 2, 7, 100, 1000] {

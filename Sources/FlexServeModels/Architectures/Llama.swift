@@ -121,11 +121,6 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
         let x = FloatBuffer(T * H)
         // The embedding rows need no rounding: with storage emulation the table itself is in the stored type.
         try embedding.lookup(batch.tokens.map(\.id), into: x.pointer)
-        let rounding = storageRounding
-        /// A GPU store point: rounds the buffer to the emulated storage type (nothing when emulation is off).
-        func stored(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
-            if let rounding { StorageRounding.round(p, count: count, to: rounding) }
-        }
         let finalNorm = finalNorm
         func logits() -> Logits {
             projectToVocabulary(x, batch: batch, norm: { rows, src, dst in
@@ -189,6 +184,11 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
             axpy(1, h.pointer, x.pointer, T * H)
         }
         return logits()
+    }
+
+    /// A GPU store point: rounds the buffer to the emulated storage type (nothing when emulation is off).
+    func stored(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
+        if let storageRounding { StorageRounding.round(p, count: count, to: storageRounding) }
     }
 
     /// Final norm and vocabulary head for the tokens that want logits only.

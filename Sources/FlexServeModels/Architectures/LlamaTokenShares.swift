@@ -70,10 +70,6 @@ extension LlamaModel {
         let attended = FloatBuffer(T * qDim), gate = FloatBuffer(T * I), up = FloatBuffer(T * I)
         let scale = 1 / Float(c.headDim).squareRoot()
         let serial = LlamaTokenShares.serial
-        let rounding = storageRounding
-        func stored(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
-            if let rounding { StorageRounding.round(p, count: count, to: rounding) }
-        }
         cosTable.withUnsafeBufferPointer { cosines in
         sinTable.withUnsafeBufferPointer { sines in
         addressing.write.withUnsafeBufferPointer { write in
