@@ -5,7 +5,7 @@ import FlexServeTensor
 /// attention, residuals and SwiGLU are written and read on one core. `LlamaModel.forward` shares out each projection's
 /// rows between the threads instead, so every token's activations and outputs pass between the cores at every step
 /// (~210 ns a cache line where the two threads run in two core complexes). Each thread here runs the kernels alone on
-/// all of a layer's weights (read from memory once per thread: ~3 MB a layer against ~13 ms of arithmetic); the only rows
+/// all of a layer's weights (read from memory once per thread: ~3 MB of Q4_1 a layer against ~10 ms of arithmetic); the only rows
 /// that cross are the keys and values of the earlier shares, read by the later shares' attention. A layer is one phase
 /// from its attention to the next layer's cache write, so a prefill waits 31 times, not ~300.
 ///
