@@ -131,7 +131,7 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
         if let pool = sharesPool,
            let shares = LlamaTokenShares.shares(costs: tokenCosts(slotStart: addressing.slotStart), threads: pool.threadCount,
                                                 perThread: shareThreshold) {
-            forwardInShares(shares, x: x, T: T, addressing: addressing, cos: cosTable, sin: sinTable, cache: cache, pool: pool)
+            forwardInShares(shares, x: x, addressing: addressing, cos: cosTable, sin: sinTable, cache: cache, pool: pool)
             return logits()
         }
         let h = FloatBuffer(T * H)

@@ -60,12 +60,12 @@ extension LlamaModel {
 
     /// `forward`'s layers for `shares` of the batch (see `LlamaTokenShares`), into `x` (the embedded tokens, then the
     /// residual stream).
-    func forwardInShares(_ shares: [Range<Int>], x: FloatBuffer, T: Int,
+    func forwardInShares(_ shares: [Range<Int>], x: FloatBuffer,
                          addressing: (write: [Int32], slotStart: [Int32], slots: [Int32]),
                          cos cosTable: [Float], sin sinTable: [Float], cache: PagedKVCache, pool: ThreadPool) {
         let c = config
         let H = c.hiddenSize, qDim = c.numHeads * c.headDim, kvDim = c.numKVHeads * c.headDim, I = c.intermediateSize
-        let half = c.headDim / 2
+        let T = x.count / H, half = c.headDim / 2
         let h = FloatBuffer(T * H), q = FloatBuffer(T * qDim), k = FloatBuffer(T * kvDim), v = FloatBuffer(T * kvDim)
         let attended = FloatBuffer(T * qDim), gate = FloatBuffer(T * I), up = FloatBuffer(T * I)
         let scale = 1 / Float(c.headDim).squareRoot()
