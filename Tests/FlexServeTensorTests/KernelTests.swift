@@ -418,8 +418,10 @@ final class KernelTests: XCTestCase {
     /// Two sequences' causal runs (37 tokens: tiles of 16, 16 and 5; then 9), a tree's siblings, the cache's unused
     /// slots NaN; query heads per KV head 3, 1 and 8; head dimensions 64 and 128; fp32 and fp16 caches. Against the
     /// textbook formula too.
+    /// With ALiBi (MPT, falcon-rw) too: each score gets its head's slope times (key − query position).
     func testTokenTilesMatchEachTokenAloneBitForBit() {
-        for (heads, kvHeads, headDim, type) in [(9, 3, 64, KVCacheType.f32), (4, 4, 128, .f32), (8, 1, 64, .f16)] {
+        for (heads, kvHeads, headDim, type, alibi) in [(9, 3, 64, KVCacheType.f32, false), (4, 4, 128, .f32, false), (8, 1, 64, .f16, false),
+                                                       (4, 4, 64, .f32, true), (6, 2, 64, .f16, true)] {
             let capacity = 96
             // Sequence A: slots 5, 6, ... in order; sequence B: scattered slots; then two siblings after B's first 4.
             let a = (0..<37).map { Int32(5 + $0) }, b = (0..<9).map { Int32(($0 * 11 + 50) % capacity) }
@@ -427,6 +429,9 @@ final class KernelTests: XCTestCase {
             lists += [Array(b[..<4]) + [Int32(90)], Array(b[..<4]) + [Int32(91)]]
             let tokens = lists.count
             let starts = lists.reduce(into: [Int32(0)]) { $0.append($0.last! + Int32($1.count)) }, slots = lists.flatMap { $0 }
+            // Every list is a sequence's keys at positions 0, 1, ...; its token is at the last.
+            let slotPositions = lists.flatMap { (0..<Int32($0.count)).map { $0 } }, queryPositions = lists.map { Int32($0.count - 1) }
+            let slopes: [Float]? = alibi ? (0..<heads).map { 0.5 / Float(1 << $0) + 0.01 } : nil
             let layout = KVLayout.planar(slots: capacity, headDim: headDim)
             let bytes = capacity * kvHeads * headDim * type.bytes
             let keys = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64), values = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
@@ -444,18 +449,30 @@ final class KernelTests: XCTestCase {
             let width = heads * headDim
             let q = (0..<(tokens * width)).map { Float(sin(Double($0) * 0.11 + 1)) }
             var batched = [Float](repeating: 0, count: tokens * width)
-            Attention.forward(q: q, tokens: tokens, numHeads: heads, numKVHeads: kvHeads, headDim: headDim, kv: store,
-                              slotStart: starts, slots: slots, scale: 0.125, out: &batched)
+            func attend(_ q: [Float], _ tokens: Int, _ starts: [Int32], _ slots: [Int32], _ queryPositions: [Int32],
+                        _ slotPositions: [Int32], _ out: inout [Float]) {
+                if let slopes {
+                    Attention.forward(q: q, tokens: tokens, numHeads: heads, numKVHeads: kvHeads, headDim: headDim, kv: store,
+                                      slotStart: starts, slots: slots, scale: 0.125, out: &out, alibiSlopes: slopes,
+                                      queryPositions: queryPositions, slotPositions: slotPositions)
+                } else {
+                    Attention.forward(q: q, tokens: tokens, numHeads: heads, numKVHeads: kvHeads, headDim: headDim, kv: store,
+                                      slotStart: starts, slots: slots, scale: 0.125, out: &out)
+                }
+            }
+            attend(q, tokens, starts, slots, queryPositions, slotPositions, &batched)
             for t in 0..<tokens {
                 var alone = [Float](repeating: 0, count: width)
-                Attention.forward(q: Array(q[t * width..<(t + 1) * width]), tokens: 1, numHeads: heads, numKVHeads: kvHeads, headDim: headDim,
-                                  kv: store, slotStart: [0, Int32(lists[t].count)], slots: lists[t], scale: 0.125, out: &alone)
-                XCTAssertEqual(Array(batched[t * width..<(t + 1) * width]), alone, "\(heads)/\(kvHeads) heads, \(headDim), \(type): token \(t)")
+                attend(Array(q[t * width..<(t + 1) * width]), 1, [0, Int32(lists[t].count)], lists[t], [queryPositions[t]],
+                       (0..<Int32(lists[t].count)).map { $0 }, &alone)
+                XCTAssertEqual(Array(batched[t * width..<(t + 1) * width]), alone,
+                               "\(heads)/\(kvHeads) heads, \(headDim), \(type), ALiBi \(alibi): token \(t)")
                 for head in [0, heads - 1] {
                     func rounded(_ x: Float) -> Double { type == .f16 ? Double(Float16(x)) : Double(x) }
                     let h = head / (heads / kvHeads)
-                    let scores = lists[t].map { s in
+                    let scores = lists[t].enumerated().map { position, s in
                         0.125 * (0..<headDim).reduce(0.0) { $0 + Double(q[t * width + head * headDim + $1]) * rounded(key(Int(s), h, $1)) }
+                            + Double(slopes?[head] ?? 0) * Double(position - lists[t].count + 1)
                     }
                     let weights = scores.map { Foundation.exp($0 - scores.max()!) }, total = weights.reduce(0, +)
                     for d in stride(from: 0, to: headDim, by: 7) {

@@ -74,18 +74,12 @@ public enum ThroughputBenchmark {
         return phases + [head]
     }
 
-    /// Bytes of the matrices a decode step streams (every projection and the vocabulary head).
-    static func streamed(_ store: any WeightStore, config: ModelConfig) -> (bytes: Int, parameters: Int, headParameters: Int) {
-        var names = ["lm_head.weight"]
-        if !store.contains("lm_head.weight") { names = ["model.embed_tokens.weight"] }
-        for l in 0..<config.numLayers {
-            for p in ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"] {
-                names.append("model.layers.\(l).\(p).weight")
-            }
-        }
-        let tensors = names.compactMap { try? store.tensor($0) }
-        let head = (try? store.tensor(names[0]))?.count ?? 0
-        return (tensors.reduce(0) { $0 + $1.byteCount }, tensors.reduce(0) { $0 + $1.count }, head)
+    /// Bytes of the matrices a decode step streams (every projection and the vocabulary head), their parameters and the
+    /// head's.
+    static func streamed(_ model: any CausalLM) throws -> (bytes: Int, parameters: Int, headParameters: Int) {
+        guard let matrices = model as? ModelMatrices else { throw ModelError("the benchmark needs a CPU model") }
+        let all = matrices.projectionMatrices + [matrices.vocabularyHead]
+        return (all.reduce(0) { $0 + $1.byteCount }, all.reduce(0) { $0 + $1.count }, matrices.vocabularyHead.count)
     }
 
     public static func run(path: String, format: DType?, activations: ActivationFormat = .f32, kvCacheType: KVCacheType = .f32, machine: MachineProbe,
@@ -93,7 +87,7 @@ public enum ThroughputBenchmark {
         let loaded = try ModelLoader.load(path: path, weightFormat: format, activations: activations)
         let model = loaded.model
         let config = model.config
-        let (bytes, params, headParams) = streamed(loaded.weights, config: config)
+        let (bytes, params, headParams) = try streamed(model)
         // (nil, too, where the probe's buffer cannot hold a step's weights)
         let phases = phaseBytes(loaded.weights, config: config).flatMap { $0.reduce(0, +) <= ReadProbe.shared.capacityBytes ? $0 : nil }
         let capacity = prefillTokens + decodeTokens + 1

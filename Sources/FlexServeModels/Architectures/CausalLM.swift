@@ -7,6 +7,13 @@ public protocol CausalLM: AnyObject, Sendable {
     func forward(_ batch: Batch, cache: PagedKVCache) throws -> Logits
 }
 
+/// A CPU model's matrices, for the benchmarks' counts of the bytes a decode step streams and of a prefill's flops.
+public protocol ModelMatrices {
+    /// Every projection matrix but the vocabulary head, each once.
+    var projectionMatrices: [TensorView] { get }
+    var vocabularyHead: TensorView { get }
+}
+
 extension CausalLM {
     public func makeCache(capacityTokens: Int, blockSize: Int = 16, type: KVCacheType = .f32) -> PagedKVCache {
         PagedKVCache(layers: config.numLayers, kvHeads: config.numKVHeads, headDim: config.headDim,

@@ -9,7 +9,7 @@ import FlexServeTensor
 /// architecture) attention and MLP read the same normalised input and both add to the residual:
 /// `x + attn(ln(x)) + mlp(ln(x))`, the new architecture with its own `ln_attn` and `ln_mlp`. Otherwise
 /// the layer is sequential: `x' = x + attn(ln₁(x))`, `x' + mlp(ln₂(x'))`. The MLP is 4h→GELU→h.
-public final class FalconModel: CausalLM, @unchecked Sendable {
+public final class FalconModel: CausalLM, ModelMatrices, TokenSharing, @unchecked Sendable {
     public let config: ModelConfig
     let newArchitecture: Bool
     let parallel: Bool
@@ -20,6 +20,9 @@ public final class FalconModel: CausalLM, @unchecked Sendable {
     let layers: [Layer]
     let finalNorm: LayerNormWeights
     let lmHead: TensorView
+    var tokenShares: TokenShares
+    public var projectionMatrices: [TensorView] { layers.flatMap(\.matrices) }
+    public var vocabularyHead: TensorView { lmHead }
 
     struct Layer {
         /// `input_layernorm`, or the new architecture's `ln_attn`.
@@ -28,6 +31,7 @@ public final class FalconModel: CausalLM, @unchecked Sendable {
         let mlpNorm: LayerNormWeights?
         let qkv, dense: Dense
         let up, down: Dense
+        var matrices: [TensorView] { [qkv, dense, up, down].map(\.weight) }
     }
 
     public init(config: ModelConfig, weights: WeightStore) throws {
@@ -82,6 +86,7 @@ public final class FalconModel: CausalLM, @unchecked Sendable {
         }
         finalNorm = try t.layerNorm("transformer.ln_f", H, eps: eps)
         lmHead = weights.contains("lm_head.weight") ? try t.matrix("lm_head.weight", c.vocabSize, H) : embedding.table
+        tokenShares = TokenShares(matrices: layers.flatMap(\.matrices))
     }
 
     public func forward(_ batch: Batch, cache: PagedKVCache) throws -> Logits {
@@ -97,48 +102,61 @@ public final class FalconModel: CausalLM, @unchecked Sendable {
         try embedding.lookup(batch.tokens.map(\.id), into: x.pointer)
         let tables = rope.map { $0.tables(positions: batch.tokens.map { Int32($0.position) }) }
 
-        for (l, layer) in layers.enumerated() {
-            layer.attentionNorm(x.pointer, rows: T, out: attentionIn.pointer)
-            if newArchitecture, let mlpNorm = layer.mlpNorm { mlpNorm(x.pointer, rows: T, out: mlpIn.pointer) }
-
-            // Self-attention over the fused, grouped QKV projection.
-            layer.qkv(attentionIn.pointer, tokens: T, out: fused.pointer)
-            splitGroupedQKV(fused.pointer, tokens: T, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: d,
+        let qkvDim = qDim + 2 * kvDim, I = c.intermediateSize
+        // Attention block up to the cache write: norm(s), the fused grouped QKV, RoPE.
+        func upToCacheWrite(_ l: Int, _ r: Range<Int>, _ pool: ThreadPool) {
+            let layer = layers[l], t0 = r.lowerBound, n = r.count
+            layer.attentionNorm(x.pointer + t0 * H, rows: n, out: attentionIn.pointer + t0 * H, pool: pool)
+            if newArchitecture, let mlpNorm = layer.mlpNorm {
+                mlpNorm(x.pointer + t0 * H, rows: n, out: mlpIn.pointer + t0 * H, pool: pool)
+            }
+            layer.qkv(attentionIn.pointer + t0 * H, tokens: n, out: fused.pointer + t0 * qkvDim, pool: pool)
+            splitGroupedQKV(fused.pointer, tokens: r, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: d,
                             q: q.pointer, k: k.pointer, v: v.pointer)
-            if let rope, let tables { applyRotary(rope, tables, q: q.pointer, k: k.pointer, tokens: T) }
-            cachedAttention(layer: l, cache: cache, addressing: addressing, q: q.pointer, k: k.pointer, v: v.pointer,
-                            tokens: T, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: d,
-                            scale: 1 / Float(d).squareRoot(), alibiSlopes: alibiSlopes, out: attended.pointer)
-            layer.dense(attended.pointer, tokens: T, out: attentionOut.pointer)
+            if let rope, let tables { applyRotary(rope, tables, q: q.pointer, k: k.pointer, tokens: r) }
+            addressing.writeKeysAndValues(layer: l, cache: cache, tokens: r, k: k.pointer, v: v.pointer, kvDim: kvDim)
+        }
+        // Attention and its projection; the MLP on the same normalised input (parallel) or on the updated residual
+        // (sequential); the residual sum.
+        func fromAttention(_ l: Int, _ r: Range<Int>, _ pool: ThreadPool) {
+            let layer = layers[l], t0 = r.lowerBound, n = r.count
+            let xs = x.pointer + t0 * H, attentionOuts = attentionOut.pointer + t0 * H, mlpOuts = mlpOut.pointer + t0 * H
+            addressing.attend(layer: l, cache: cache, tokens: r, q: q.pointer, heads: c.numHeads, kvHeads: c.numKVHeads,
+                              headDim: d, scale: 1 / Float(d).squareRoot(), alibiSlopes: alibiSlopes,
+                              out: attended.pointer, pool: pool)
+            layer.dense(attended.pointer + t0 * qDim, tokens: n, out: attentionOuts, pool: pool)
 
-            // MLP on the same normalised input (parallel) or on the updated residual (sequential).
             let mlpInput: UnsafePointer<Float>
             if newArchitecture {
-                mlpInput = UnsafePointer(layer.mlpNorm == nil ? attentionIn.pointer : mlpIn.pointer)
+                mlpInput = UnsafePointer((layer.mlpNorm == nil ? attentionIn.pointer : mlpIn.pointer) + t0 * H)
             } else if parallel {
-                mlpInput = UnsafePointer(attentionIn.pointer)
+                mlpInput = UnsafePointer(attentionIn.pointer + t0 * H)
             } else {
-                axpy(1, attentionOut.pointer, x.pointer, T * H)
-                layer.mlpNorm!(x.pointer, rows: T, out: mlpIn.pointer)
-                mlpInput = UnsafePointer(mlpIn.pointer)
+                axpy(1, attentionOuts, xs, n * H)
+                layer.mlpNorm!(xs, rows: n, out: mlpIn.pointer + t0 * H, pool: pool)
+                mlpInput = UnsafePointer(mlpIn.pointer + t0 * H)
             }
-            layer.up(mlpInput, tokens: T, out: hidden.pointer)
-            activation.apply(hidden.pointer, count: T * c.intermediateSize)
-            layer.down(hidden.pointer, tokens: T, out: mlpOut.pointer)
-            if newArchitecture || parallel { axpy(1, attentionOut.pointer, mlpOut.pointer, T * H) }
-            axpy(1, mlpOut.pointer, x.pointer, T * H)
+            layer.up(mlpInput, tokens: n, out: hidden.pointer + t0 * I, pool: pool)
+            activation.apply(hidden.pointer + t0 * I, count: n * I, pool: pool)
+            layer.down(hidden.pointer + t0 * I, tokens: n, out: mlpOuts, pool: pool)
+            if newArchitecture || parallel { axpy(1, attentionOuts, mlpOuts, n * H) }
+            axpy(1, mlpOuts, xs, n * H)
         }
+        tokenShares.runLayers(layers.count, tokens: T,
+                              costs: TokenShares.costs(layerMatrices: layers[0].matrices, attentionWidth: qDim,
+                                                       slotStart: addressing.slotStart),
+                              upToCacheWrite: upToCacheWrite, fromAttention: fromAttention)
         return logitsOfWantedTokens(x, batch: batch, dim: H, outDim: H, vocabSize: c.vocabSize, head: lmHead) { rows, src, dst in
             finalNorm(src, rows: rows, out: dst)
         }
     }
 
     func applyRotary(_ rope: RotaryEmbedding, _ tables: (cos: [Float], sin: [Float]),
-                     q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>, tokens T: Int) {
+                     q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>, tokens r: Range<Int>) {
         let c = config, half = c.headDim / 2
         tables.cos.withUnsafeBufferPointer { cosines in
             tables.sin.withUnsafeBufferPointer { sines in
-                for t in 0..<T {
+                for t in r {
                     rope.apply(q + t * c.numHeads * c.headDim, heads: c.numHeads, headDim: c.headDim,
                                cos: cosines.baseAddress! + t * half, sin: sines.baseAddress! + t * half)
                     rope.apply(k + t * c.numKVHeads * c.headDim, heads: c.numKVHeads, headDim: c.headDim,

@@ -5,7 +5,7 @@ import FlexServeTensor
 /// through one fused `c_attn` projection (the query heads, then the single shared key and value head; without
 /// `multi_query`, per head its query, key and value) and a GELU (tanh) MLP, each added to the residual.
 /// The vocabulary head is tied to the token embeddings.
-public final class GPTBigCodeModel: CausalLM, @unchecked Sendable {
+public final class GPTBigCodeModel: CausalLM, ModelMatrices, TokenSharing, @unchecked Sendable {
     public let config: ModelConfig
     let tokenEmbedding, positionEmbedding: Embedding
     let activation: FeedForwardActivation
@@ -13,12 +13,16 @@ public final class GPTBigCodeModel: CausalLM, @unchecked Sendable {
     let layers: [Layer]
     let finalNorm: LayerNormWeights
     let lmHead: TensorView
+    var tokenShares: TokenShares
+    public var projectionMatrices: [TensorView] { layers.flatMap(\.matrices) }
+    public var vocabularyHead: TensorView { lmHead }
 
     struct Layer {
         let attentionNorm: LayerNormWeights
         let qkv, projection: Dense
         let mlpNorm: LayerNormWeights
         let fc, mlpProjection: Dense
+        var matrices: [TensorView] { [qkv, projection, fc, mlpProjection].map(\.weight) }
     }
 
     public init(config: ModelConfig, weights: WeightStore) throws {
@@ -48,6 +52,7 @@ public final class GPTBigCodeModel: CausalLM, @unchecked Sendable {
         finalNorm = try t.layerNorm("transformer.ln_f", H, eps: eps)
         lmHead = weights.contains("lm_head.weight") && !c.tieWordEmbeddings
             ? try t.matrix("lm_head.weight", c.vocabSize, H) : tokenEmbedding.table
+        tokenShares = TokenShares(matrices: layers.flatMap(\.matrices))
     }
 
     public func forward(_ batch: Batch, cache: PagedKVCache) throws -> Logits {
@@ -61,25 +66,36 @@ public final class GPTBigCodeModel: CausalLM, @unchecked Sendable {
 
         let fused = FloatBuffer(T * (H + 2 * kvDim))
         let q = FloatBuffer(T * H), k = FloatBuffer(T * kvDim), v = FloatBuffer(T * kvDim), attended = FloatBuffer(T * H)
-        let hidden = FloatBuffer(T * c.intermediateSize)
-        for (l, layer) in layers.enumerated() {
-            layer.attentionNorm(x.pointer, rows: T, out: h.pointer)
-            layer.qkv(h.pointer, tokens: T, out: fused.pointer)
+        let I = c.intermediateSize, hidden = FloatBuffer(T * I)
+        // Attention block up to the cache write: LayerNorm, fused QKV.
+        func upToCacheWrite(_ l: Int, _ r: Range<Int>, _ pool: ThreadPool) {
+            let layer = layers[l], t0 = r.lowerBound, n = r.count
+            layer.attentionNorm(x.pointer + t0 * H, rows: n, out: h.pointer + t0 * H, pool: pool)
+            layer.qkv(h.pointer + t0 * H, tokens: n, out: fused.pointer + t0 * (H + 2 * kvDim), pool: pool)
             // Multi-query: [all queries | key | value] is one group of the grouped layout; multi-head: one group per head.
-            splitGroupedQKV(fused.pointer, tokens: T, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim,
+            splitGroupedQKV(fused.pointer, tokens: r, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim,
                             q: q.pointer, k: k.pointer, v: v.pointer)
-            cachedAttention(layer: l, cache: cache, addressing: addressing, q: q.pointer, k: k.pointer, v: v.pointer,
-                            tokens: T, heads: c.numHeads, kvHeads: c.numKVHeads, headDim: c.headDim, scale: scale,
-                            out: attended.pointer)
-            layer.projection(attended.pointer, tokens: T, out: h.pointer)
-            axpy(1, h.pointer, x.pointer, T * H)
-
-            layer.mlpNorm(x.pointer, rows: T, out: h.pointer)
-            layer.fc(h.pointer, tokens: T, out: hidden.pointer)
-            activation.apply(hidden.pointer, count: T * c.intermediateSize)
-            layer.mlpProjection(hidden.pointer, tokens: T, out: h.pointer)
-            axpy(1, h.pointer, x.pointer, T * H)
+            addressing.writeKeysAndValues(layer: l, cache: cache, tokens: r, k: k.pointer, v: v.pointer, kvDim: kvDim)
         }
+        // Attention, projection and residual; MLP block: LayerNorm, fc → GELU → projection, residual.
+        func fromAttention(_ l: Int, _ r: Range<Int>, _ pool: ThreadPool) {
+            let layer = layers[l], t0 = r.lowerBound, n = r.count
+            let xs = x.pointer + t0 * H, hs = h.pointer + t0 * H
+            addressing.attend(layer: l, cache: cache, tokens: r, q: q.pointer, heads: c.numHeads, kvHeads: c.numKVHeads,
+                              headDim: c.headDim, scale: scale, out: attended.pointer, pool: pool)
+            layer.projection(attended.pointer + t0 * H, tokens: n, out: hs, pool: pool)
+            axpy(1, hs, xs, n * H)
+
+            layer.mlpNorm(xs, rows: n, out: hs, pool: pool)
+            layer.fc(hs, tokens: n, out: hidden.pointer + t0 * I, pool: pool)
+            activation.apply(hidden.pointer + t0 * I, count: n * I, pool: pool)
+            layer.mlpProjection(hidden.pointer + t0 * I, tokens: n, out: hs, pool: pool)
+            axpy(1, hs, xs, n * H)
+        }
+        tokenShares.runLayers(layers.count, tokens: T,
+                              costs: TokenShares.costs(layerMatrices: layers[0].matrices, attentionWidth: H,
+                                                       slotStart: addressing.slotStart),
+                              upToCacheWrite: upToCacheWrite, fromAttention: fromAttention)
         return logitsOfWantedTokens(x, batch: batch, dim: H, outDim: H, vocabSize: c.vocabSize, head: lmHead) { rows, src, dst in
             finalNorm(src, rows: rows, out: dst)
         }

@@ -2,7 +2,7 @@ import FlexServeTensor
 
 /// LLaMA (1/2/3), SmolLM2, Mistral and Qwen2: pre-norm decoder layers of RMSNorm → grouped-query
 /// attention with RoPE → residual → RMSNorm → SwiGLU MLP → residual.
-public final class LlamaModel: CausalLM, @unchecked Sendable {
+public final class LlamaModel: CausalLM, ModelMatrices, TokenSharing, @unchecked Sendable {
     public let config: ModelConfig
     let embedding: Embedding
     let layers: [LlamaLayer]
@@ -19,11 +19,10 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
     /// Decoding one token as one parallel region, where every matrix is in a block format (nil otherwise); tests set
     /// it to steps on pools of other sizes.
     var decodeStep: LlamaDecodeStep?
-    /// The pool whose threads each keep a share of the tokens of a long forward (`LlamaTokenShares`); nil: every
-    /// projection's rows are shared out between the threads instead. Tests set pools of other sizes.
-    var sharesPool: ThreadPool? = .shared
-    /// A forward takes shares from this many tokens per thread on, with these weights (`LlamaTokenShares.minimumTokens`).
-    var shareThreshold: Int
+    /// How a forward of many tokens runs its layers (in shares of the tokens from `perThread` tokens a thread on).
+    var tokenShares: TokenShares
+    public var projectionMatrices: [TensorView] { layers.flatMap(\.matrices) }
+    public var vocabularyHead: TensorView { lmHead }
 
     struct LlamaLayer {
         let attentionNorm: [Float]
@@ -32,6 +31,7 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
         let bq, bk, bv: FloatBuffer?
         let mlpNorm: [Float]
         let gate, up, down: TensorView
+        var matrices: [TensorView] { [wq, wk, wv, wo, gate, up, down] }
     }
 
     public init(config: ModelConfig, weights: WeightStore, storageRounding: DType? = nil) throws {
@@ -87,8 +87,7 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
         }
         rope = RotaryEmbedding(rotaryDim: c.headDim, theta: c.ropeTheta,
                                inverseFrequencies: RotaryEmbedding.scaledFrequencies(config: c))
-        let interleaved = layers.allSatisfy { l in [l.wq, l.wk, l.wv, l.wo, l.gate, l.up, l.down].allSatisfy { $0.interleaved != nil } }
-        shareThreshold = interleaved ? LlamaTokenShares.minimumTokens : LlamaTokenShares.minimumFloatTokens
+        tokenShares = TokenShares(matrices: layers.flatMap(\.matrices))
         decodeStep = LlamaDecodeStep(model: self)
     }
 
@@ -116,74 +115,73 @@ public final class LlamaModel: CausalLM, @unchecked Sendable {
             defer { step.lock.unlock() }
             return try step.run(token: batch.tokens[0].id, addressing: addressing, cos: cosTable, sin: sinTable, cache: cache)
         }
-        let half = c.headDim / 2
-
+        let half = c.headDim / 2, I = c.intermediateSize
         let x = FloatBuffer(T * H)
         // The embedding rows need no rounding: with storage emulation the table itself is in the stored type.
         try embedding.lookup(batch.tokens.map(\.id), into: x.pointer)
-        let finalNorm = finalNorm
-        func logits() -> Logits {
-            projectToVocabulary(x, batch: batch, norm: { rows, src, dst in
-                Normalization.rms(src, rows: rows, dim: H, weight: finalNorm, eps: c.rmsNormEps, out: dst)
-                stored(dst, rows * H)
-            }, head: lmHead)
-        }
-        if let pool = sharesPool,
-           let shares = LlamaTokenShares.shares(costs: tokenCosts(slotStart: addressing.slotStart), threads: pool.threadCount,
-                                                perThread: shareThreshold) {
-            forwardInShares(shares, x: x, addressing: addressing, cos: cosTable, sin: sinTable, cache: cache, pool: pool)
-            return logits()
-        }
-        let h = FloatBuffer(T * H)
-        let q = FloatBuffer(T * qDim), k = FloatBuffer(T * kvDim), v = FloatBuffer(T * kvDim)
-        let attended = FloatBuffer(T * qDim)
-        let gate = FloatBuffer(T * c.intermediateSize), up = FloatBuffer(T * c.intermediateSize)
+        let h = FloatBuffer(T * H), q = FloatBuffer(T * qDim), k = FloatBuffer(T * kvDim), v = FloatBuffer(T * kvDim)
+        let attended = FloatBuffer(T * qDim), gate = FloatBuffer(T * I), up = FloatBuffer(T * I)
         let scale = 1 / Float(c.headDim).squareRoot()
-
-        for (l, layer) in layers.enumerated() {
-            // Attention block.
-            Normalization.rms(x.pointer, rows: T, dim: H, weight: layer.attentionNorm, eps: c.rmsNormEps, out: h.pointer)
-            stored(h.pointer, T * H)
-            Linear.forward(x: h.pointer, tokens: T, projections: [
-                Linear.Projection(weight: layer.wq, bias: layer.bq?.pointer, out: q.pointer),
-                Linear.Projection(weight: layer.wk, bias: layer.bk?.pointer, out: k.pointer),
-                Linear.Projection(weight: layer.wv, bias: layer.bv?.pointer, out: v.pointer),
-            ])
-            cosTable.withUnsafeBufferPointer { cosines in
-                sinTable.withUnsafeBufferPointer { sines in
-                    for t in 0..<T {
-                        rope.apply(q.pointer + t * qDim, heads: c.numHeads, headDim: c.headDim,
-                                   cos: cosines.baseAddress! + t * half, sin: sines.baseAddress! + t * half)
-                        rope.apply(k.pointer + t * kvDim, heads: c.numKVHeads, headDim: c.headDim,
-                                   cos: cosines.baseAddress! + t * half, sin: sines.baseAddress! + t * half)
-                    }
+        cosTable.withUnsafeBufferPointer { cosines in
+        sinTable.withUnsafeBufferPointer { sines in
+        addressing.write.withUnsafeBufferPointer { write in
+        addressing.slotStart.withUnsafeBufferPointer { slotStart in
+        addressing.slots.withUnsafeBufferPointer { slots in
+            // Attention block, up to the cache write: norm, Q/K/V, RoPE.
+            func upToCacheWrite(_ l: Int, _ r: Range<Int>, _ pool: ThreadPool) {
+                let layer = layers[l], t0 = r.lowerBound, n = r.count
+                Normalization.rms(x.pointer + t0 * H, rows: n, dim: H, weight: layer.attentionNorm, eps: c.rmsNormEps,
+                                  out: h.pointer + t0 * H, pool: pool)
+                stored(h.pointer + t0 * H, n * H)
+                Linear.forward(x: h.pointer + t0 * H, tokens: n, projections: [
+                    Linear.Projection(weight: layer.wq, bias: layer.bq?.pointer, out: q.pointer + t0 * qDim),
+                    Linear.Projection(weight: layer.wk, bias: layer.bk?.pointer, out: k.pointer + t0 * kvDim),
+                    Linear.Projection(weight: layer.wv, bias: layer.bv?.pointer, out: v.pointer + t0 * kvDim),
+                ], pool: pool)
+                for t in r {
+                    rope.apply(q.pointer + t * qDim, heads: c.numHeads, headDim: c.headDim,
+                               cos: cosines.baseAddress! + t * half, sin: sines.baseAddress! + t * half)
+                    rope.apply(k.pointer + t * kvDim, heads: c.numKVHeads, headDim: c.headDim,
+                               cos: cosines.baseAddress! + t * half, sin: sines.baseAddress! + t * half)
+                }
+                // The GPU's K/V cache holds the stored type; Q stays fp32 (rotated in place in the fp32 product output).
+                stored(k.pointer + t0 * kvDim, n * kvDim)
+                stored(v.pointer + t0 * kvDim, n * kvDim)
+                for t in r {
+                    cache.write(layer: l, slot: Int(write[t]), keys: k.pointer + t * kvDim, values: v.pointer + t * kvDim)
                 }
             }
-            // The GPU's K/V cache holds the stored type; Q stays fp32 (rotated in place in the fp32 product output).
-            stored(k.pointer, T * kvDim)
-            stored(v.pointer, T * kvDim)
-            for t in 0..<T {
-                cache.write(layer: l, slot: Int(addressing.write[t]), keys: k.pointer + t * kvDim, values: v.pointer + t * kvDim)
-            }
-            Attention.forward(q: q.pointer, tokens: T, numHeads: c.numHeads, numKVHeads: c.numKVHeads, headDim: c.headDim,
-                              kv: cache.store(layer: l), slotStart: addressing.slotStart, slots: addressing.slots,
-                              scale: scale, out: attended.pointer)
-            stored(attended.pointer, T * qDim)
-            Linear.forward(x: attended.pointer, tokens: T, weight: layer.wo, out: h.pointer)
-            axpy(1, h.pointer, x.pointer, T * H)
+            // Attention, output projection and residual; MLP block.
+            func fromAttention(_ l: Int, _ r: Range<Int>, _ pool: ThreadPool) {
+                let layer = layers[l], t0 = r.lowerBound, n = r.count
+                Attention.forward(q: q.pointer + t0 * qDim, tokens: n, numHeads: c.numHeads, numKVHeads: c.numKVHeads,
+                                  headDim: c.headDim, kv: cache.store(layer: l), slotStart: slotStart.baseAddress! + t0,
+                                  slots: slots.baseAddress!, scale: scale, out: attended.pointer + t0 * qDim, pool: pool)
+                stored(attended.pointer + t0 * qDim, n * qDim)
+                Linear.forward(x: attended.pointer + t0 * qDim, tokens: n, weight: layer.wo, out: h.pointer + t0 * H, pool: pool)
+                axpy(1, h.pointer + t0 * H, x.pointer + t0 * H, n * H)
 
-            // MLP block.
-            Normalization.rms(x.pointer, rows: T, dim: H, weight: layer.mlpNorm, eps: c.rmsNormEps, out: h.pointer)
-            stored(h.pointer, T * H)
-            Linear.forward(x: h.pointer, tokens: T, projections: [
-                Linear.Projection(weight: layer.gate, out: gate.pointer), Linear.Projection(weight: layer.up, out: up.pointer),
-            ])
-            Activation.siluMultiply(gate.pointer, up.pointer, count: T * c.intermediateSize)
-            stored(gate.pointer, T * c.intermediateSize)
-            Linear.forward(x: gate.pointer, tokens: T, weight: layer.down, out: h.pointer)
-            axpy(1, h.pointer, x.pointer, T * H)
-        }
-        return logits()
+                Normalization.rms(x.pointer + t0 * H, rows: n, dim: H, weight: layer.mlpNorm, eps: c.rmsNormEps,
+                                  out: h.pointer + t0 * H, pool: pool)
+                stored(h.pointer + t0 * H, n * H)
+                Linear.forward(x: h.pointer + t0 * H, tokens: n, projections: [
+                    Linear.Projection(weight: layer.gate, out: gate.pointer + t0 * I),
+                    Linear.Projection(weight: layer.up, out: up.pointer + t0 * I),
+                ], pool: pool)
+                Activation.siluMultiply(gate.pointer + t0 * I, up.pointer + t0 * I, count: n * I, pool: pool)
+                stored(gate.pointer + t0 * I, n * I)
+                Linear.forward(x: gate.pointer + t0 * I, tokens: n, weight: layer.down, out: h.pointer + t0 * H, pool: pool)
+                axpy(1, h.pointer + t0 * H, x.pointer + t0 * H, n * H)
+            }
+            tokenShares.runLayers(layers.count, tokens: T,
+                                  costs: TokenShares.costs(layerMatrices: layers[0].matrices, attentionWidth: qDim,
+                                                           slotStart: addressing.slotStart),
+                                  upToCacheWrite: upToCacheWrite, fromAttention: fromAttention)
+        }}}}}
+        return projectToVocabulary(x, batch: batch, norm: { rows, src, dst in
+            Normalization.rms(src, rows: rows, dim: H, weight: finalNorm, eps: c.rmsNormEps, out: dst)
+            stored(dst, rows * H)
+        }, head: lmHead)
     }
 
     /// A GPU store point: rounds the buffer to the emulated storage type (nothing when emulation is off).

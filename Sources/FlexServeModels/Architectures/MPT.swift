@@ -4,7 +4,7 @@ import FlexServeTensor
 /// (`no_bias`), one fused `Wqkv` projection whose outputs are clamped to ±`clip_qkv` (MPT-7B-8k, MPT-30B)
 /// before splitting into query, key and value, and a GELU MLP of `expansion_ratio`·d. Pre-norm residual
 /// blocks; the vocabulary head is tied to the token embeddings.
-public final class MPTModel: CausalLM, @unchecked Sendable {
+public final class MPTModel: CausalLM, ModelMatrices, TokenSharing, @unchecked Sendable {
     public let config: ModelConfig
     let clip: Float?
     let scale: Float
@@ -13,12 +13,16 @@ public final class MPTModel: CausalLM, @unchecked Sendable {
     let layers: [Layer]
     let finalNorm: LayerNormWeights
     let lmHead: TensorView
+    var tokenShares: TokenShares
+    public var projectionMatrices: [TensorView] { layers.flatMap(\.matrices) }
+    public var vocabularyHead: TensorView { lmHead }
 
     struct Layer {
         let attentionNorm: LayerNormWeights
         let qkv, out: Dense
         let mlpNorm: LayerNormWeights
         let up, down: Dense
+        var matrices: [TensorView] { [qkv, out, up, down].map(\.weight) }
     }
 
     public init(config: ModelConfig, weights: WeightStore) throws {
@@ -55,6 +59,7 @@ public final class MPTModel: CausalLM, @unchecked Sendable {
         }
         finalNorm = try t.layerNorm("transformer.norm_f", H, eps: eps)
         lmHead = embedding.table
+        tokenShares = TokenShares(matrices: layers.flatMap(\.matrices))
     }
 
     public func forward(_ batch: Batch, cache: PagedKVCache) throws -> Logits {
@@ -65,31 +70,43 @@ public final class MPTModel: CausalLM, @unchecked Sendable {
         try embedding.lookup(batch.tokens.map(\.id), into: x.pointer)
         let fused = FloatBuffer(T * 3 * H)
         let q = FloatBuffer(T * H), k = FloatBuffer(T * H), v = FloatBuffer(T * H), attended = FloatBuffer(T * H)
-        let hidden = FloatBuffer(T * c.intermediateSize)
-        for (l, layer) in layers.enumerated() {
-            layer.attentionNorm(x.pointer, rows: T, out: h.pointer)
-            layer.qkv(h.pointer, tokens: T, out: fused.pointer)
+        let I = c.intermediateSize, hidden = FloatBuffer(T * I)
+        // Attention block up to the cache write: LayerNorm, fused QKV (clamped), split.
+        func upToCacheWrite(_ l: Int, _ r: Range<Int>, _ pool: ThreadPool) {
+            let layer = layers[l], t0 = r.lowerBound, n = r.count
+            layer.attentionNorm(x.pointer + t0 * H, rows: n, out: h.pointer + t0 * H, pool: pool)
+            let rows = fused.pointer + t0 * 3 * H
+            layer.qkv(h.pointer + t0 * H, tokens: n, out: rows, pool: pool)
             if let clip {
-                for i in 0..<(T * 3 * H) { fused.pointer[i] = min(max(fused.pointer[i], -clip), clip) }
+                for i in 0..<(n * 3 * H) { rows[i] = min(max(rows[i], -clip), clip) }
             }
-            for t in 0..<T {
+            for t in r {
                 let row = fused.pointer + t * 3 * H
                 (q.pointer + t * H).update(from: row, count: H)
                 (k.pointer + t * H).update(from: row + H, count: H)
                 (v.pointer + t * H).update(from: row + 2 * H, count: H)
             }
-            cachedAttention(layer: l, cache: cache, addressing: addressing, q: q.pointer, k: k.pointer, v: v.pointer,
-                            tokens: T, heads: c.numHeads, kvHeads: c.numHeads, headDim: c.headDim, scale: scale,
-                            alibiSlopes: alibiSlopes, out: attended.pointer)
-            layer.out(attended.pointer, tokens: T, out: h.pointer)
-            axpy(1, h.pointer, x.pointer, T * H)
-
-            layer.mlpNorm(x.pointer, rows: T, out: h.pointer)
-            layer.up(h.pointer, tokens: T, out: hidden.pointer)
-            Activation.gelu(hidden.pointer, count: T * c.intermediateSize, approximate: false)
-            layer.down(hidden.pointer, tokens: T, out: h.pointer)
-            axpy(1, h.pointer, x.pointer, T * H)
+            addressing.writeKeysAndValues(layer: l, cache: cache, tokens: r, k: k.pointer, v: v.pointer, kvDim: H)
         }
+        // Attention (ALiBi), projection and residual; MLP block: LayerNorm, up → GELU → down, residual.
+        func fromAttention(_ l: Int, _ r: Range<Int>, _ pool: ThreadPool) {
+            let layer = layers[l], t0 = r.lowerBound, n = r.count
+            let xs = x.pointer + t0 * H, hs = h.pointer + t0 * H
+            addressing.attend(layer: l, cache: cache, tokens: r, q: q.pointer, heads: c.numHeads, kvHeads: c.numHeads,
+                              headDim: c.headDim, scale: scale, alibiSlopes: alibiSlopes, out: attended.pointer, pool: pool)
+            layer.out(attended.pointer + t0 * H, tokens: n, out: hs, pool: pool)
+            axpy(1, hs, xs, n * H)
+
+            layer.mlpNorm(xs, rows: n, out: hs, pool: pool)
+            layer.up(hs, tokens: n, out: hidden.pointer + t0 * I, pool: pool)
+            Activation.gelu(hidden.pointer + t0 * I, count: n * I, approximate: false, pool: pool)
+            layer.down(hidden.pointer + t0 * I, tokens: n, out: hs, pool: pool)
+            axpy(1, hs, xs, n * H)
+        }
+        tokenShares.runLayers(layers.count, tokens: T,
+                              costs: TokenShares.costs(layerMatrices: layers[0].matrices, attentionWidth: H,
+                                                       slotStart: addressing.slotStart),
+                              upToCacheWrite: upToCacheWrite, fromAttention: fromAttention)
         return logitsOfWantedTokens(x, batch: batch, dim: H, outDim: H, vocabSize: c.vocabSize, head: lmHead) { rows, src, dst in
             finalNorm(src, rows: rows, out: dst)
         }

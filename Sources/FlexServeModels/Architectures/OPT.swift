@@ -4,7 +4,7 @@ import FlexServeTensor
 /// with biases, ReLU MLP. `do_layer_norm_before` picks pre-norm (OPT-125m, 1.3b and up) or post-norm
 /// (OPT-350m), and when `word_embed_proj_dim` differs from `hidden_size` (OPT-350m) the token embeddings
 /// are projected in before the decoder and the hidden states out before the tied vocabulary head.
-public final class OPTModel: CausalLM, @unchecked Sendable {
+public final class OPTModel: CausalLM, ModelMatrices, TokenSharing, @unchecked Sendable {
     public let config: ModelConfig
     let preNorm: Bool
     let activation: FeedForwardActivation
@@ -14,6 +14,9 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
     let layers: [Layer]
     let finalNorm: LayerNormWeights?
     let lmHead: TensorView
+    var tokenShares: TokenShares
+    public var projectionMatrices: [TensorView] { layers.flatMap(\.matrices) + [projectIn, projectOut].compactMap { $0 } }
+    public var vocabularyHead: TensorView { lmHead }
 
     /// OPT's learned position table starts at row 2 (rows 0 and 1 were reserved for padding in fairseq).
     static let positionOffset = 2
@@ -23,6 +26,7 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
         let q, k, v, out: Dense
         let mlpNorm: LayerNormWeights
         let fc1, fc2: Dense
+        var matrices: [TensorView] { [q, k, v, out, fc1, fc2].map(\.weight) }
     }
 
     public init(config: ModelConfig, weights: WeightStore) throws {
@@ -55,6 +59,7 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
         finalNorm = preNorm && !removeFinalNorm ? try t.layerNorm(d + "final_layer_norm", H, eps: eps) : nil
         lmHead = weights.contains("lm_head.weight") && !c.tieWordEmbeddings
             ? try t.matrix("lm_head.weight", c.vocabSize, embedDim) : tokenEmbedding.table
+        tokenShares = TokenShares(matrices: layers.flatMap(\.matrices))
     }
 
     public func forward(_ batch: Batch, cache: PagedKVCache) throws -> Logits {
@@ -75,41 +80,42 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
         axpy(1, h.pointer, x.pointer, T * H)
 
         let q = FloatBuffer(T * H), k = FloatBuffer(T * H), v = FloatBuffer(T * H), attended = FloatBuffer(T * H)
-        let mlp = FloatBuffer(T * c.intermediateSize)
+        let I = c.intermediateSize, mlp = FloatBuffer(T * I)
         let scale = 1 / Float(c.headDim).squareRoot()
-        for (l, layer) in layers.enumerated() {
-            // Attention: pre-norm normalises its input, post-norm normalises the residual sum.
-            let attentionIn: UnsafePointer<Float>
+        // Attention block up to the cache write: pre-norm normalises its input, post-norm its residual sum (below).
+        func upToCacheWrite(_ l: Int, _ r: Range<Int>, _ pool: ThreadPool) {
+            let layer = layers[l], t0 = r.lowerBound, n = r.count
+            var input = x.pointer + t0 * H
             if preNorm {
-                layer.attentionNorm(x.pointer, rows: T, out: h.pointer)
-                attentionIn = UnsafePointer(h.pointer)
-            } else {
-                attentionIn = UnsafePointer(x.pointer)
+                layer.attentionNorm(input, rows: n, out: h.pointer + t0 * H, pool: pool)
+                input = h.pointer + t0 * H
             }
-            layer.q(attentionIn, tokens: T, out: q.pointer)
-            layer.k(attentionIn, tokens: T, out: k.pointer)
-            layer.v(attentionIn, tokens: T, out: v.pointer)
-            cachedAttention(layer: l, cache: cache, addressing: addressing, q: q.pointer, k: k.pointer, v: v.pointer,
-                            tokens: T, heads: c.numHeads, kvHeads: c.numHeads, headDim: c.headDim, scale: scale,
-                            out: attended.pointer)
-            layer.out(attended.pointer, tokens: T, out: h.pointer)
-            axpy(1, h.pointer, x.pointer, T * H)
-            if !preNorm { layer.attentionNorm(x.pointer, rows: T, out: x.pointer) }
-
-            // MLP: fc1 → ReLU → fc2.
-            let mlpIn: UnsafePointer<Float>
-            if preNorm {
-                layer.mlpNorm(x.pointer, rows: T, out: h.pointer)
-                mlpIn = UnsafePointer(h.pointer)
-            } else {
-                mlpIn = UnsafePointer(x.pointer)
-            }
-            layer.fc1(mlpIn, tokens: T, out: mlp.pointer)
-            activation.apply(mlp.pointer, count: T * c.intermediateSize)
-            layer.fc2(mlp.pointer, tokens: T, out: h.pointer)
-            axpy(1, h.pointer, x.pointer, T * H)
-            if !preNorm { layer.mlpNorm(x.pointer, rows: T, out: x.pointer) }
+            Linear.forward(x: input, tokens: n, projections: [layer.q.projection(out: q.pointer + t0 * H),
+                                                               layer.k.projection(out: k.pointer + t0 * H),
+                                                               layer.v.projection(out: v.pointer + t0 * H)], pool: pool)
+            addressing.writeKeysAndValues(layer: l, cache: cache, tokens: r, k: k.pointer, v: v.pointer, kvDim: H)
         }
+        // Attention, output projection and residual; MLP block: fc1 → activation → fc2.
+        func fromAttention(_ l: Int, _ r: Range<Int>, _ pool: ThreadPool) {
+            let layer = layers[l], t0 = r.lowerBound, n = r.count
+            let xs = x.pointer + t0 * H, hs = h.pointer + t0 * H
+            addressing.attend(layer: l, cache: cache, tokens: r, q: q.pointer, heads: c.numHeads, kvHeads: c.numHeads,
+                              headDim: c.headDim, scale: scale, out: attended.pointer, pool: pool)
+            layer.out(attended.pointer + t0 * H, tokens: n, out: hs, pool: pool)
+            axpy(1, hs, xs, n * H)
+            if !preNorm { layer.attentionNorm(xs, rows: n, out: xs, pool: pool) }
+
+            if preNorm { layer.mlpNorm(xs, rows: n, out: hs, pool: pool) }
+            layer.fc1(preNorm ? hs : xs, tokens: n, out: mlp.pointer + t0 * I, pool: pool)
+            activation.apply(mlp.pointer + t0 * I, count: n * I, pool: pool)
+            layer.fc2(mlp.pointer + t0 * I, tokens: n, out: hs, pool: pool)
+            axpy(1, hs, xs, n * H)
+            if !preNorm { layer.mlpNorm(xs, rows: n, out: xs, pool: pool) }
+        }
+        tokenShares.runLayers(layers.count, tokens: T,
+                              costs: TokenShares.costs(layerMatrices: layers[0].matrices, attentionWidth: H,
+                                                       slotStart: addressing.slotStart),
+                              upToCacheWrite: upToCacheWrite, fromAttention: fromAttention)
         let outDim = projectOut?.shape[0] ?? H
         return logitsOfWantedTokens(x, batch: batch, dim: H, outDim: outDim, vocabSize: c.vocabSize, head: lmHead) { rows, src, dst in
             let normed = FloatBuffer(max(1, rows) * H)
@@ -121,133 +127,4 @@ public final class OPTModel: CausalLM, @unchecked Sendable {
             }
         }
     }
-}
-
-// MARK: - Pieces the OPT, Falcon, GPTBigCode and MPT files share
-
-/// A checkpoint's tensors under their HuggingFace names, with shapes checked.
-struct CheckpointTensors {
-    let weights: WeightStore
-    init(_ weights: WeightStore) { self.weights = weights }
-
-    func matrix(_ name: String, _ rows: Int, _ cols: Int) throws -> TensorView {
-        try weights.tensor(name).expecting([rows, cols], name, in: weights.source)
-    }
-
-    func vector(_ name: String, _ n: Int) throws -> [Float] {
-        try weights.tensor(name).expecting([n], name, in: weights.source).floats()
-    }
-
-    func optionalVector(_ name: String, _ n: Int) throws -> [Float]? {
-        weights.contains(name) ? try vector(name, n) : nil
-    }
-
-    /// `prefix.weight` `[outFeatures, inFeatures]` and `prefix.bias` when the checkpoint has one.
-    func dense(_ prefix: String, _ outFeatures: Int, _ inFeatures: Int) throws -> Dense {
-        Dense(weight: try matrix(prefix + ".weight", outFeatures, inFeatures), bias: try optionalVector(prefix + ".bias", outFeatures))
-    }
-
-    /// `prefix.weight` and `prefix.bias`, either of which may be absent (MPT's LayerNorms have no bias).
-    func layerNorm(_ prefix: String, _ dim: Int, eps: Float) throws -> LayerNormWeights {
-        LayerNormWeights(weight: try optionalVector(prefix + ".weight", dim), bias: try optionalVector(prefix + ".bias", dim),
-                         dim: dim, eps: eps)
-    }
-}
-
-/// A linear layer `y = x·Wᵀ (+ b)`.
-struct Dense {
-    let weight: TensorView
-    let bias: [Float]?
-    func callAsFunction(_ x: UnsafePointer<Float>, tokens: Int, out: UnsafeMutablePointer<Float>) {
-        Linear.forward(x: x, tokens: tokens, weight: weight, bias: bias, out: out)
-    }
-}
-
-struct LayerNormWeights {
-    let weight: [Float]?
-    let bias: [Float]?
-    let dim: Int
-    let eps: Float
-    /// Row-wise LayerNorm; `out` may be `x` itself.
-    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>) {
-        Normalization.layer(x, rows: rows, dim: dim, weight: weight, bias: bias, eps: eps, out: out)
-    }
-}
-
-enum FeedForwardActivation {
-    case relu, gelu, geluTanh
-
-    init(_ name: String, source: String) throws {
-        switch name {
-        case "relu": self = .relu
-        case "gelu": self = .gelu
-        case "gelu_new", "gelu_pytorch_tanh", "gelu_fast": self = .geluTanh
-        default: throw ModelError("unsupported activation '\(name)' in \(source)")
-        }
-    }
-
-    func apply(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        switch self {
-        case .relu: Activation.relu(x, count: count)
-        case .gelu: Activation.gelu(x, count: count, approximate: false)
-        case .geluTanh: Activation.gelu(x, count: count, approximate: true)
-        }
-    }
-}
-
-/// Writes the batch's keys and values into layer `l` of the cache, then attends (with ALiBi when `alibiSlopes` is given).
-func cachedAttention(layer l: Int, cache: PagedKVCache, addressing a: PagedKVCache.PositionedAddressing,
-                     q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                     tokens T: Int, heads: Int, kvHeads: Int, headDim: Int, scale: Float,
-                     alibiSlopes: [Float]? = nil, out: UnsafeMutablePointer<Float>) {
-    let kvDim = kvHeads * headDim
-    for t in 0..<T { cache.write(layer: l, slot: Int(a.write[t]), keys: k + t * kvDim, values: v + t * kvDim) }
-    a.slotStart.withUnsafeBufferPointer { slotStart in
-        a.slots.withUnsafeBufferPointer { slots in
-            a.slotPositions.withUnsafeBufferPointer { slotPositions in
-                a.queryPositions.withUnsafeBufferPointer { queryPositions in
-                    let run = { (slopes: UnsafePointer<Float>?) in
-                        Attention.forward(q: q, tokens: T, numHeads: heads, numKVHeads: kvHeads, headDim: headDim,
-                                          kv: cache.store(layer: l), slotStart: slotStart.baseAddress!,
-                                          slots: slots.baseAddress ?? UnsafePointer(bitPattern: 0x10)!,
-                                          scale: scale, out: out, alibiSlopes: slopes,
-                                          queryPositions: queryPositions.baseAddress, slotPositions: slotPositions.baseAddress)
-                    }
-                    if let alibiSlopes { alibiSlopes.withUnsafeBufferPointer { run($0.baseAddress) } } else { run(nil) }
-                }
-            }
-        }
-    }
-}
-
-/// Splits fused QKV rows laid out as `kvHeads` groups of (heads/kvHeads query heads, one key head, one value head):
-/// Falcon's layout (multi-query: one group; multi-head: one query per group) and GPTBigCode's.
-func splitGroupedQKV(_ qkv: UnsafePointer<Float>, tokens T: Int, heads: Int, kvHeads: Int, headDim d: Int,
-                     q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>) {
-    let perGroup = heads / kvHeads
-    let row = (heads + 2 * kvHeads) * d
-    for t in 0..<T {
-        for g in 0..<kvHeads {
-            let src = qkv + t * row + g * (perGroup + 2) * d
-            (q + (t * heads + g * perGroup) * d).update(from: src, count: perGroup * d)
-            (k + (t * kvHeads + g) * d).update(from: src + perGroup * d, count: d)
-            (v + (t * kvHeads + g) * d).update(from: src + (perGroup + 1) * d, count: d)
-        }
-    }
-}
-
-/// The final transform and vocabulary head for the tokens that want logits only. `final(rows, x, out)`
-/// maps `rows` hidden states of `dim` to `outDim` (norm, projection).
-func logitsOfWantedTokens(_ x: FloatBuffer, batch: Batch, dim: Int, outDim: Int, vocabSize: Int, head: TensorView,
-                          final: (Int, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) -> Logits {
-    let picked = batch.tokens.indices.filter { batch.tokens[$0].wantsLogits }
-    let rows = FloatBuffer(max(1, picked.count) * dim)
-    for (r, t) in picked.enumerated() { (rows.pointer + r * dim).update(from: x.pointer + t * dim, count: dim) }
-    let out = FloatBuffer(max(1, picked.count) * outDim)
-    final(picked.count, rows.pointer, out.pointer)
-    let logits = Logits(rows: picked.count, vocabSize: vocabSize)
-    if !picked.isEmpty {
-        Linear.forward(x: out.pointer, tokens: picked.count, weight: head, out: logits.storage.pointer)
-    }
-    return logits
 }

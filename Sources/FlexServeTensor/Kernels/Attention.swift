@@ -58,7 +58,7 @@ public enum Attention {
             splitForward(a, sets: sets, out: out, pool: pool)
             return
         }
-        if alibiSlopes == nil, tokens >= minimumTileTokens, tilesSupport(headDim: headDim) {
+        if tokens >= minimumTileTokens, tilesSupport(headDim: headDim) {
             let tiles = tokenTiles(tokens: tokens, slotStart: slotStart, slots: slots)
             if tiles.contains(where: { $0.count >= minimumTileTokens }) {
                 tiledForward(a, tiles: tiles, out: out, pool: pool)

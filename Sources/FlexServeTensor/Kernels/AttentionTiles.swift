@@ -154,15 +154,29 @@ extension Attention {
                 for d in 0..<headDim { qt[d * lanes + i] = q[d] }
             }
 
+            // ALiBi: each lane's query position, and its head's slope (the key positions are the tile's last token's).
+            var queryPositions = SIMD16<Float>()
+            let slope = a.alibiSlopes.map { $0[head] }
+            let keyPositions = a.slotPositions.map { $0 + Int(a.slotStart[last]) }
+            if slope != nil {
+                for i in 0..<tile.count { queryPositions[i] = Float(a.queryPositions![tile.first + i]) }
+            }
+            // The token-by-token path's `score · scale + slope · (key − query position)`: positions below 2^24 are
+            // exact in floats, so the difference is the same float.
+            @inline(__always) func scaled(_ r: SIMD16<Float>, key k: Int) -> SIMD16<Float> {
+                guard let slope, let keyPositions else { return r * a.scale }
+                return r * a.scale + slope * (Float(keyPositions[k]) - queryPositions)
+            }
+
             // Scores, three keys at a time (the last group repeats the last key).
             var j = 0
             while j < nMax {
                 func key(_ k: Int) -> UnsafePointer<E> { keys + Int(visible[min(j + k, nMax - 1)]) * a.slotStride }
                 let (r0, r1, r2) = scores(qt, key(0), key(1), key(2), headDim: headDim)
                 let row = UnsafeMutableRawPointer(s + j * lanes)
-                row.storeBytes(of: r0 * a.scale, as: SIMD16<Float>.self)
-                if j + 1 < nMax { row.storeBytes(of: r1 * a.scale, toByteOffset: 64, as: SIMD16<Float>.self) }
-                if j + 2 < nMax { row.storeBytes(of: r2 * a.scale, toByteOffset: 128, as: SIMD16<Float>.self) }
+                row.storeBytes(of: scaled(r0, key: j), as: SIMD16<Float>.self)
+                if j + 1 < nMax { row.storeBytes(of: scaled(r1, key: j + 1), toByteOffset: 64, as: SIMD16<Float>.self) }
+                if j + 2 < nMax { row.storeBytes(of: scaled(r2, key: j + 2), toByteOffset: 128, as: SIMD16<Float>.self) }
                 j += 3
             }
 

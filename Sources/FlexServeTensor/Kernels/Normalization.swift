@@ -15,21 +15,33 @@ public enum Normalization {
         }
     }
 
-    /// LayerNorm: `y = (x - mean) / sqrt(var + eps) · weight + bias`.
+    /// LayerNorm: `y = (x - mean) / sqrt(var + eps) · weight + bias`, row by row; `out` may be `x`.
     public static func layer(_ x: UnsafePointer<Float>, rows: Int, dim: Int, weight: UnsafePointer<Float>?,
-                             bias: UnsafePointer<Float>?, eps: Float, out: UnsafeMutablePointer<Float>) {
-        for r in 0..<rows {
-            let row = x + r * dim
-            var mean: Float = 0
-            for i in 0..<dim { mean += row[i] }
-            mean /= Float(dim)
-            var variance: Float = 0
-            for i in 0..<dim { let d = row[i] - mean; variance += d * d }
-            variance /= Float(dim)
-            let scale = 1 / (variance + eps).squareRoot()
-            let o = out + r * dim
-            for i in 0..<dim {
-                o[i] = (row[i] - mean) * scale * (weight?[i] ?? 1) + (bias?[i] ?? 0)
+                             bias: UnsafePointer<Float>?, eps: Float, out: UnsafeMutablePointer<Float>,
+                             pool: ThreadPool = .shared) {
+        pool.parallelChunks(rows, minChunk: max(1, 16_384 / max(1, dim))) { range in
+            for r in range {
+                let row = x + r * dim, raw = UnsafeRawPointer(row)
+                var sum = SIMD8<Float>(), i = 0
+                while i + 8 <= dim { sum += raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self); i += 8 }
+                var total = sum.sum()
+                for j in i..<dim { total += row[j] }
+                let mean = total / Float(dim)
+                var squares = SIMD8<Float>()
+                i = 0
+                while i + 8 <= dim {
+                    let d = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self) - mean
+                    squares.addProduct(d, d)
+                    i += 8
+                }
+                var variance = squares.sum()
+                for j in i..<dim { let d = row[j] - mean; variance += d * d }
+                variance /= Float(dim)
+                let scale = 1 / (variance + eps).squareRoot()
+                let o = out + r * dim
+                for j in 0..<dim {
+                    o[j] = (row[j] - mean) * scale * (weight?[j] ?? 1) + (bias?[j] ?? 0)
+                }
             }
         }
     }
@@ -55,19 +67,33 @@ public enum Activation {
         }
     }
 
-    public static func gelu(_ x: UnsafeMutablePointer<Float>, count: Int, approximate: Bool) {
-        for i in 0..<count {
-            let v = x[i]
+    /// GELU, `x·Φ(x)` with erf, or with `approximate` its tanh form `0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`,
+    /// computed as `x / (1 + e^(−2u))`.
+    public static func gelu(_ x: UnsafeMutablePointer<Float>, count: Int, approximate: Bool, pool: ThreadPool = .shared) {
+        @inline(__always) func gelu8(_ v: SIMD8<Float>) -> SIMD8<Float> {
             if approximate {
-                let inner: Float = 0.7978845608028654 * (v + 0.044715 * v * v * v)
-                x[i] = 0.5 * v * (1 + Foundation.tanh(inner))
-            } else {
-                x[i] = 0.5 * v * (1 + Foundation.erf(v * Float(0.7071067811865476)))
+                let inner = 0.797_884_560_802_865_4 * v.addingProduct(0.044_715 * v * v, v)
+                return v / (1 + VectorMath.exp(-2 * inner))
+            }
+            return 0.5 * v * (1 + VectorMath.erf(v * 0.707_106_781_186_547_6))
+        }
+        pool.parallelChunks((count + 7) / 8, minChunk: 2048) { range in
+            let raw = UnsafeMutableRawPointer(x)
+            for c in range {
+                let i = c * 8
+                if i + 8 <= count {
+                    raw.storeBytes(of: gelu8(raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)),
+                                   toByteOffset: i * 4, as: SIMD8<Float>.self)
+                } else {
+                    for j in i..<count { x[j] = gelu8(SIMD8(repeating: x[j]))[0] }
+                }
             }
         }
     }
 
-    public static func relu(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count where x[i] < 0 { x[i] = 0 }
+    public static func relu(_ x: UnsafeMutablePointer<Float>, count: Int, pool: ThreadPool = .shared) {
+        pool.parallelChunks(count, minChunk: 16_384) { range in
+            for i in range where x[i] < 0 { x[i] = 0 }
+        }
     }
 }

@@ -30,4 +30,27 @@ public enum VectorMath {
     /// `exp` of a scalar through the same polynomial (tails of vector loops stay consistent).
     @inline(__always)
     public static func exp(_ x: Float) -> Float { exp(SIMD8(repeating: x))[0] }
+
+    /// erf(x) within a few ulp: x·P(x²)/Q(x²) on x clamped to [-4, 4] (beyond, erf is ±1 in fp32), with the
+    /// minimax coefficients Eigen and XLA use for fp32.
+    @inline(__always)
+    public static func erf(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        var v = x
+        v.replace(with: SIMD8(repeating: -4), where: x .< -4)
+        v.replace(with: SIMD8(repeating: 4), where: x .> 4)
+        let v2 = v * v
+        var p = SIMD8<Float>(repeating: -2.726_142_258_013_06e-10)
+        p = SIMD8(repeating: 2.770_681_424_959_02e-08).addingProduct(p, v2)
+        p = SIMD8(repeating: -2.101_024_020_825_08e-06).addingProduct(p, v2)
+        p = SIMD8(repeating: -5.692_506_394_623_46e-05).addingProduct(p, v2)
+        p = SIMD8(repeating: -7.349_906_303_268_55e-04).addingProduct(p, v2)
+        p = SIMD8(repeating: -2.954_599_808_540_25e-03).addingProduct(p, v2)
+        p = SIMD8(repeating: -1.609_603_332_624_15e-02).addingProduct(p, v2)
+        var q = SIMD8<Float>(repeating: -1.456_607_184_649_96e-05)
+        q = SIMD8(repeating: -2.133_740_552_789_05e-04).addingProduct(q, v2)
+        q = SIMD8(repeating: -1.682_826_974_382_03e-03).addingProduct(q, v2)
+        q = SIMD8(repeating: -7.373_329_167_204_68e-03).addingProduct(q, v2)
+        q = SIMD8(repeating: -1.426_473_905_141_89e-02).addingProduct(q, v2)
+        return v * p / q
+    }
 }

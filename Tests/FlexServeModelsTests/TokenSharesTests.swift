@@ -3,15 +3,15 @@ import FlexServeTensor
 @testable import FlexServeModels
 import FlexServeTestSupport
 
-/// `LlamaTokenShares` (a long forward with each thread keeping a share of the tokens): how the tokens are cut, the
-/// logits bit for bit those of the path that shares out each projection's rows instead, and SmolLM2's logits over a
-/// 640-token prompt against transformers'.
-final class LlamaTokenSharesTests: XCTestCase {
+/// `TokenShares` (a long forward with each thread keeping a share of the tokens): how the tokens are cut, the logits
+/// bit for bit those of the step-by-step forward (each projection's rows shared out instead) for LLaMA and every other
+/// architecture, and SmolLM2's logits over a 640-token prompt against transformers'.
+final class TokenSharesTests: XCTestCase {
     func testSharesAreContiguousBalancedAndOnMultiplesOfSix() throws {
         // A causal prompt's costs: the later tokens attend to more keys.
         let costs = (0..<512).map { 1000 + 3 * Double($0) }
         for threads in [2, 3, 4] {
-            let shares = try XCTUnwrap(LlamaTokenShares.shares(costs: costs, threads: threads, perThread: 48))
+            let shares = try XCTUnwrap(TokenShares.shares(costs: costs, threads: threads, perThread: 48))
             XCTAssertEqual(shares.count, threads)
             XCTAssertEqual(shares.first?.lowerBound, 0)
             XCTAssertEqual(shares.last?.upperBound, costs.count)
@@ -23,16 +23,16 @@ final class LlamaTokenSharesTests: XCTestCase {
             // The later shares are shorter.
             XCTAssertGreaterThan(shares[0].count, shares[threads - 1].count, "\(shares)")
         }
-        XCTAssertEqual(LlamaTokenShares.shares(costs: Array(repeating: 1, count: 120), threads: 2, perThread: 48), [0..<60, 60..<120])
+        XCTAssertEqual(TokenShares.shares(costs: Array(repeating: 1, count: 120), threads: 2, perThread: 48), [0..<60, 60..<120])
         // A threshold above `minimumTokens` decides whether to share, not where: the shares stay balanced.
-        let float = try XCTUnwrap(LlamaTokenShares.shares(costs: costs, threads: 2, perThread: 256))
-        XCTAssertEqual(float, try XCTUnwrap(LlamaTokenShares.shares(costs: costs, threads: 2, perThread: 48)))
+        let float = try XCTUnwrap(TokenShares.shares(costs: costs, threads: 2, perThread: 256))
+        XCTAssertEqual(float, try XCTUnwrap(TokenShares.shares(costs: costs, threads: 2, perThread: 48)))
         XCTAssertGreaterThan(float[0].count, 256)
         // Every share keeps the minimum, however uneven the costs.
         let skewed = (0..<100).map { $0 < 90 ? 1.0 : 1000 }
-        XCTAssertEqual(LlamaTokenShares.shares(costs: skewed, threads: 2, perThread: 48), [0..<52, 52..<100])
-        XCTAssertNil(LlamaTokenShares.shares(costs: Array(repeating: 1, count: 95), threads: 2, perThread: 48))
-        XCTAssertNil(LlamaTokenShares.shares(costs: Array(repeating: 1, count: 512), threads: 1, perThread: 48))
+        XCTAssertEqual(TokenShares.shares(costs: skewed, threads: 2, perThread: 48), [0..<52, 52..<100])
+        XCTAssertNil(TokenShares.shares(costs: Array(repeating: 1, count: 95), threads: 2, perThread: 48))
+        XCTAssertNil(TokenShares.shares(costs: Array(repeating: 1, count: 512), threads: 1, perThread: 48))
     }
 
     /// Two sequences in one batch (the first continuing a cached prefix, so its attention reads keys from before the
@@ -54,13 +54,13 @@ final class LlamaTokenSharesTests: XCTestCase {
                 let store = ConvertingStore(weights, to: format, activations: activations)
                 let model = try LlamaModel(config: config, weights: store, storageRounding: rounding)
                 // Shares of a few dozen tokens, so that the test's batches take them with float weights too.
-                model.shareThreshold = 30
+                model.tokenShares.perThread = 30
                 let what = "\(shape.heads)/\(shape.kvHeads) heads, window \(shape.window ?? 0), \(format), \(activations) activations, "
                     + "\(cacheType) cache, rounding \(rounding?.rawValue ?? "none")"
-                model.sharesPool = nil
+                model.tokenShares.pool = nil
                 let plain = try logits(model, cacheType: cacheType, vocabulary: config.vocabSize)
                 for threads in [2, 3] {
-                    model.sharesPool = ThreadPool(threads: threads)
+                    model.tokenShares.pool = ThreadPool(threads: threads)
                     let shared = try logits(model, cacheType: cacheType, vocabulary: config.vocabSize, sharesExpected: true)
                     let differing = plain.indices.filter { shared[$0] != plain[$0] }
                     XCTAssertEqual(differing, [], "\(what), \(threads) threads: the logits of these batch rows differ")
@@ -85,8 +85,10 @@ final class LlamaTokenSharesTests: XCTestCase {
         if sharesExpected {
             let addressing = try model.config.slidingWindow.map { try cache.positionedAddressing(for: batch, slidingWindow: $0).slotStart }
                 ?? cache.addressing(for: batch).slotStart
-            let shares = LlamaTokenShares.shares(costs: model.tokenCosts(slotStart: addressing), threads: model.sharesPool!.threadCount,
-                                                 perThread: model.shareThreshold)
+            let costs = TokenShares.costs(layerMatrices: model.layers[0].matrices,
+                                          attentionWidth: model.config.numHeads * model.config.headDim, slotStart: addressing)
+            let shares = TokenShares.shares(costs: costs, threads: model.tokenShares.pool!.threadCount,
+                                            perThread: model.tokenShares.perThread)
             XCTAssertNotNil(shares, "a batch of \(batch.count) tokens should be shared out")
         }
         let out = try model.forward(batch, cache: cache)
@@ -102,7 +104,7 @@ final class LlamaTokenSharesTests: XCTestCase {
         let model = try ModelLoader.load(path: try Fixtures.smolLM2).model as! LlamaModel
         var runs: [[[Float]]] = []
         for pool in [ThreadPool(threads: 2), nil] {
-            model.sharesPool = pool
+            model.tokenShares.pool = pool
             let cache = model.makeCache(capacityTokens: ids.count)
             try cache.reserve(sequence: 0, length: ids.count)
             var batch = Batch()
@@ -122,5 +124,50 @@ final class LlamaTokenSharesTests: XCTestCase {
             runs.append(rows)
         }
         XCTAssertEqual(runs[0], runs[1], "shares should give the projection path's logits bit for bit")
+    }
+}
+
+extension TokenSharesTests {
+    /// Every other architecture (OPT pre- and post-norm, Falcon multi-query, new-architecture and ALiBi, GPTBigCode
+    /// multi-query and multi-head, MPT with ALiBi and clipping) in shares on pools of two and three threads: a batch of
+    /// one prompt continuing a cached prefix and a second prompt, every position's logits the step-by-step forward's
+    /// bit for bit and within 1e-4 of transformers' (relative to the row's largest logit).
+    func testEveryArchitectureInSharesMatchesTransformers() throws {
+        for name in ["opt", "opt-postnorm-proj", "falcon", "falcon-new", "falcon-rw", "starcoder", "starcoder-mha", "mpt"] {
+            let model = try ModelLoader.load(path: Fixtures.path("arch/" + name)).model
+            let sharing = try XCTUnwrap(model as? any TokenSharing, name)
+            let cases = try ArchitectureTests.reference(name)
+            let long = try XCTUnwrap(cases.first { $0.promptIDs.count == 36 }), short = try XCTUnwrap(cases.first { $0.promptIDs.count == 21 })
+            let prefix = 6
+            func logits(_ pool: ThreadPool?) throws -> [[Float]] {
+                sharing.tokenShares.pool = pool
+                sharing.tokenShares.perThread = 8
+                let cache = model.makeCache(capacityTokens: 128, blockSize: 4)
+                try cache.reserve(sequence: 0, length: long.promptIDs.count)
+                try cache.reserve(sequence: 1, length: short.promptIDs.count)
+                var first = Batch()
+                first.appendCausal(Array(long.promptIDs.prefix(prefix)), sequence: 0, start: 0, logits: .none)
+                _ = try model.forward(first, cache: cache)
+                var batch = Batch()
+                batch.appendCausal(Array(long.promptIDs.dropFirst(prefix)), sequence: 0, start: prefix, logits: .all)
+                batch.appendCausal(short.promptIDs, sequence: 1, start: 0, logits: .all)
+                let out = try model.forward(batch, cache: cache)
+                return (0..<out.rows).map { out.rowArray($0) }
+            }
+            let stepByStep = try logits(nil)
+            let expected = Array(long.logits.dropFirst(prefix)) + short.logits
+            for threads in [2, 3] {
+                let shared = try logits(ThreadPool(threads: threads))
+                XCTAssertEqual(shared.count, expected.count)
+                let differing = stepByStep.indices.filter { shared[$0] != stepByStep[$0] }
+                XCTAssertEqual(differing, [], "\(name), \(threads) threads: the logits of these batch rows differ")
+                var worst: Float = 0
+                for (ours, reference) in zip(shared, expected) {
+                    let scale = max(1e-6, reference.map(abs).max()!)
+                    worst = max(worst, zip(ours, reference).map { abs($0 - $1) }.max()! / scale)
+                }
+                XCTAssertLessThan(worst, 1e-4, "\(name), \(threads) threads: largest relative logit error")
+            }
+        }
     }
 }
