@@ -337,6 +337,47 @@ final class KernelTests: XCTestCase {
         for headDim in [16, 64, 80] { checkAttention(headDim: headDim, n: 13) }
     }
 
+    /// GELU (erf and tanh forms) and LayerNorm (rows with a tail after the vector lanes, with and without weight and
+    /// bias) against their formulas in Double, on a pool of three threads.
+    func testGELUAndLayerNormMatchScalarFormulas() {
+        let pool = ThreadPool(threads: 3)
+        let count = 50_003
+        let inputs = (0..<count).map { Float(sin(Double($0) * 0.37)) * (12 * Float($0) / Float(count)) }
+        for approximate in [false, true] {
+            var x = inputs
+            x.withUnsafeMutableBufferPointer { Activation.gelu($0.baseAddress!, count: count, approximate: approximate, pool: pool) }
+            for i in 0..<count {
+                let v = Double(inputs[i])
+                let expected = approximate ? 0.5 * v * (1 + Foundation.tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)))
+                    : 0.5 * v * (1 + Foundation.erf(v / 2.0.squareRoot()))
+                XCTAssertEqual(Double(x[i]), expected, accuracy: 1e-6 * max(1, abs(expected)), "x = \(v), approximate: \(approximate)")
+            }
+        }
+        for dim in [37, 64] {
+            let rows = 5
+            let x = (0..<(rows * dim)).map { Float(cos(Double($0) * 0.11)) * 3 + 0.5 }
+            let weight = (0..<dim).map { 0.5 + Float($0) / Float(dim) }, bias = (0..<dim).map { Float($0 % 5) * 0.1 - 0.2 }
+            for affine in [false, true] {
+                var out = [Float](repeating: 0, count: rows * dim)
+                if affine {
+                    Normalization.layer(x, rows: rows, dim: dim, weight: weight, bias: bias, eps: 1e-5, out: &out, pool: pool)
+                } else {
+                    Normalization.layer(x, rows: rows, dim: dim, weight: nil, bias: nil, eps: 1e-5, out: &out, pool: pool)
+                }
+                for r in 0..<rows {
+                    let row = x[r * dim..<(r + 1) * dim].map(Double.init)
+                    let mean = row.reduce(0, +) / Double(dim)
+                    let variance = row.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(dim)
+                    for i in 0..<dim {
+                        let normed = (row[i] - mean) / (variance + 1e-5).squareRoot()
+                        let expected = affine ? normed * Double(weight[i]) + Double(bias[i]) : normed
+                        XCTAssertEqual(Double(out[r * dim + i]), expected, accuracy: 1e-5, "dim \(dim), row \(r), column \(i)")
+                    }
+                }
+            }
+        }
+    }
+
     func checkAttention(headDim: Int, n: Int) {
         let q = (0..<headDim).map { Float(sin(Double($0) + 1)) }
         var keys = (0..<(n * headDim)).map { Float(cos(Double($0) * 0.7)) }
