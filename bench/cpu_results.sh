@@ -16,6 +16,12 @@ $B bench streaming --output bench/results-streaming.json
 $B bench throughput --model models/wide-llama-synthetic --formats q8_0,q4_1 --activations q8 --prefill-tokens 128 \
     --output bench/results-throughput-wide.json
 python3 bench/hf_compare.py --threads 2 --formats f32,stored --activations f32,q8
+# The other architectures against transformers: OPT-125m and Falcon/StarCoder/MPT layouts of that size, random weights.
+[ -d models/synthetic/mpt-125m ] || python3 bench/make_arch_models.py models/synthetic
+for m in opt falcon starcoder mpt; do
+    python3 bench/hf_compare.py --model models/synthetic/$m-125m --threads 2 --formats f32,q8_0 --activations f32,q8 \
+        --output bench/results-vs-hf-$m-125m.json
+done
 for a in f32 q8; do
     for f in stored int8 int4 q8_0; do $B perplexity --model $M --max-tokens 1023 --format $f --activations $a datasets/shakespeare.json; done
 done
