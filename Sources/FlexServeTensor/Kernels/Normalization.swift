@@ -38,9 +38,20 @@ public enum Normalization {
                 for j in i..<dim { let d = row[j] - mean; variance += d * d }
                 variance /= Float(dim)
                 let scale = 1 / (variance + eps).squareRoot()
-                let o = out + r * dim
-                for j in 0..<dim {
-                    o[j] = (row[j] - mean) * scale * (weight?[j] ?? 1) + (bias?[j] ?? 0)
+                let o = UnsafeMutableRawPointer(out + r * dim)
+                @inline(__always) func load(_ p: UnsafePointer<Float>, _ j: Int) -> SIMD8<Float> {
+                    UnsafeRawPointer(p).loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
+                }
+                i = 0
+                while i + 8 <= dim {
+                    var y = (load(row, i) - mean) * scale
+                    if let weight { y *= load(weight, i) }
+                    if let bias { y += load(bias, i) }
+                    o.storeBytes(of: y, toByteOffset: i * 4, as: SIMD8<Float>.self)
+                    i += 8
+                }
+                for j in i..<dim {
+                    out[r * dim + j] = (row[j] - mean) * scale * (weight?[j] ?? 1) + (bias?[j] ?? 0)
                 }
             }
         }
