@@ -147,7 +147,7 @@ public final class FalconModel: CausalLM, ModelMatrices, TokenSharing, @unchecke
                                                        slotStart: addressing.slotStart),
                               upToCacheWrite: upToCacheWrite, fromAttention: fromAttention)
         return logitsOfWantedTokens(x, batch: batch, dim: H, outDim: H, vocabSize: c.vocabSize, head: lmHead) { rows, src, dst in
-            finalNorm(src, rows: rows, out: dst)
+            finalNorm(src, rows: rows, out: dst, pool: .shared)
         }
     }
 

@@ -97,7 +97,7 @@ public final class GPTBigCodeModel: CausalLM, ModelMatrices, TokenSharing, @unch
                                                        slotStart: addressing.slotStart),
                               upToCacheWrite: upToCacheWrite, fromAttention: fromAttention)
         return logitsOfWantedTokens(x, batch: batch, dim: H, outDim: H, vocabSize: c.vocabSize, head: lmHead) { rows, src, dst in
-            finalNorm(src, rows: rows, out: dst)
+            finalNorm(src, rows: rows, out: dst, pool: .shared)
         }
     }
 }

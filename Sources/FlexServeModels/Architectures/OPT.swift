@@ -119,7 +119,7 @@ public final class OPTModel: CausalLM, ModelMatrices, TokenSharing, @unchecked S
         let outDim = projectOut?.shape[0] ?? H
         return logitsOfWantedTokens(x, batch: batch, dim: H, outDim: outDim, vocabSize: c.vocabSize, head: lmHead) { rows, src, dst in
             let normed = FloatBuffer(max(1, rows) * H)
-            if let finalNorm { finalNorm(src, rows: rows, out: normed.pointer) } else { normed.pointer.update(from: src, count: rows * H) }
+            if let finalNorm { finalNorm(src, rows: rows, out: normed.pointer, pool: .shared) } else { normed.pointer.update(from: src, count: rows * H) }
             if let projectOut {
                 Linear.forward(x: normed.pointer, tokens: rows, weight: projectOut, out: dst)
             } else {

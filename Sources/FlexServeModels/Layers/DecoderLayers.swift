@@ -59,7 +59,7 @@ struct LayerNormWeights {
     let dim: Int
     let eps: Float
     /// Row-wise LayerNorm; `out` may be `x` itself.
-    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>, pool: ThreadPool = .shared) {
+    func callAsFunction(_ x: UnsafePointer<Float>, rows: Int, out: UnsafeMutablePointer<Float>, pool: ThreadPool) {
         Normalization.layer(x, rows: rows, dim: dim, weight: weight, bias: bias, eps: eps, out: out, pool: pool)
     }
 }
