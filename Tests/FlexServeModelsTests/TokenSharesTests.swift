@@ -85,10 +85,7 @@ final class TokenSharesTests: XCTestCase {
         if sharesExpected {
             let addressing = try model.config.slidingWindow.map { try cache.positionedAddressing(for: batch, slidingWindow: $0).slotStart }
                 ?? cache.addressing(for: batch).slotStart
-            let costs = TokenShares.costs(layerMatrices: model.layers[0].matrices,
-                                          attentionWidth: model.config.numHeads * model.config.headDim, slotStart: addressing)
-            let shares = TokenShares.shares(costs: costs, threads: model.tokenShares.pool!.threadCount,
-                                            perThread: model.tokenShares.perThread)
+            let shares = model.tokenShares.shares(slotStart: addressing)
             XCTAssertNotNil(shares, "a batch of \(batch.count) tokens should be shared out")
         }
         let out = try model.forward(batch, cache: cache)

@@ -86,7 +86,7 @@ public final class FalconModel: CausalLM, ModelMatrices, TokenSharing, @unchecke
         }
         finalNorm = try t.layerNorm("transformer.ln_f", H, eps: eps)
         lmHead = weights.contains("lm_head.weight") ? try t.matrix("lm_head.weight", c.vocabSize, H) : embedding.table
-        tokenShares = TokenShares(matrices: layers.flatMap(\.matrices))
+        tokenShares = TokenShares(layers: layers.map(\.matrices), attentionWidth: c.numHeads * c.headDim)
     }
 
     public func forward(_ batch: Batch, cache: PagedKVCache) throws -> Logits {
@@ -142,9 +142,7 @@ public final class FalconModel: CausalLM, ModelMatrices, TokenSharing, @unchecke
             if newArchitecture || parallel { axpy(1, attentionOuts, mlpOuts, n * H) }
             axpy(1, mlpOuts, xs, n * H)
         }
-        tokenShares.runLayers(layers.count, tokens: T,
-                              costs: TokenShares.costs(layerMatrices: layers[0].matrices, attentionWidth: qDim,
-                                                       slotStart: addressing.slotStart),
+        tokenShares.runLayers(layers.count, slotStart: addressing.slotStart,
                               upToCacheWrite: upToCacheWrite, fromAttention: fromAttention)
         return logitsOfWantedTokens(x, batch: batch, dim: H, outDim: H, vocabSize: c.vocabSize, head: lmHead) { rows, src, dst in
             finalNorm(src, rows: rows, out: dst, pool: .shared)

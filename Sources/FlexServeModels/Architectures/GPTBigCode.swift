@@ -52,7 +52,7 @@ public final class GPTBigCodeModel: CausalLM, ModelMatrices, TokenSharing, @unch
         finalNorm = try t.layerNorm("transformer.ln_f", H, eps: eps)
         lmHead = weights.contains("lm_head.weight") && !c.tieWordEmbeddings
             ? try t.matrix("lm_head.weight", c.vocabSize, H) : tokenEmbedding.table
-        tokenShares = TokenShares(matrices: layers.flatMap(\.matrices))
+        tokenShares = TokenShares(layers: layers.map(\.matrices), attentionWidth: c.numHeads * c.headDim)
     }
 
     public func forward(_ batch: Batch, cache: PagedKVCache) throws -> Logits {
@@ -92,9 +92,7 @@ public final class GPTBigCodeModel: CausalLM, ModelMatrices, TokenSharing, @unch
             layer.mlpProjection(hidden.pointer + t0 * I, tokens: n, out: hs, pool: pool)
             axpy(1, hs, xs, n * H)
         }
-        tokenShares.runLayers(layers.count, tokens: T,
-                              costs: TokenShares.costs(layerMatrices: layers[0].matrices, attentionWidth: H,
-                                                       slotStart: addressing.slotStart),
+        tokenShares.runLayers(layers.count, slotStart: addressing.slotStart,
                               upToCacheWrite: upToCacheWrite, fromAttention: fromAttention)
         return logitsOfWantedTokens(x, batch: batch, dim: H, outDim: H, vocabSize: c.vocabSize, head: lmHead) { rows, src, dst in
             finalNorm(src, rows: rows, out: dst, pool: .shared)

@@ -87,7 +87,7 @@ public final class LlamaModel: CausalLM, ModelMatrices, TokenSharing, @unchecked
         }
         rope = RotaryEmbedding(rotaryDim: c.headDim, theta: c.ropeTheta,
                                inverseFrequencies: RotaryEmbedding.scaledFrequencies(config: c))
-        tokenShares = TokenShares(matrices: layers.flatMap(\.matrices))
+        tokenShares = TokenShares(layers: layers.map(\.matrices), attentionWidth: c.numHeads * c.headDim)
         decodeStep = LlamaDecodeStep(model: self)
     }
 
@@ -173,9 +173,7 @@ public final class LlamaModel: CausalLM, ModelMatrices, TokenSharing, @unchecked
                 Linear.forward(x: gate.pointer + t0 * I, tokens: n, weight: layer.down, out: h.pointer + t0 * H, pool: pool)
                 axpy(1, h.pointer + t0 * H, x.pointer + t0 * H, n * H)
             }
-            tokenShares.runLayers(layers.count, tokens: T,
-                                  costs: TokenShares.costs(layerMatrices: layers[0].matrices, attentionWidth: qDim,
-                                                           slotStart: addressing.slotStart),
+            tokenShares.runLayers(layers.count, slotStart: addressing.slotStart,
                                   upToCacheWrite: upToCacheWrite, fromAttention: fromAttention)
         }}}}}
         return projectToVocabulary(x, batch: batch, norm: { rows, src, dst in

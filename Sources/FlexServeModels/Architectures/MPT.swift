@@ -59,7 +59,7 @@ public final class MPTModel: CausalLM, ModelMatrices, TokenSharing, @unchecked S
         }
         finalNorm = try t.layerNorm("transformer.norm_f", H, eps: eps)
         lmHead = embedding.table
-        tokenShares = TokenShares(matrices: layers.flatMap(\.matrices))
+        tokenShares = TokenShares(layers: layers.map(\.matrices), attentionWidth: c.numHeads * c.headDim)
     }
 
     public func forward(_ batch: Batch, cache: PagedKVCache) throws -> Logits {
@@ -103,9 +103,7 @@ public final class MPTModel: CausalLM, ModelMatrices, TokenSharing, @unchecked S
             layer.down(hidden.pointer + t0 * I, tokens: n, out: hs, pool: pool)
             axpy(1, hs, xs, n * H)
         }
-        tokenShares.runLayers(layers.count, tokens: T,
-                              costs: TokenShares.costs(layerMatrices: layers[0].matrices, attentionWidth: H,
-                                                       slotStart: addressing.slotStart),
+        tokenShares.runLayers(layers.count, slotStart: addressing.slotStart,
                               upToCacheWrite: upToCacheWrite, fromAttention: fromAttention)
         return logitsOfWantedTokens(x, batch: batch, dim: H, outDim: H, vocabSize: c.vocabSize, head: lmHead) { rows, src, dst in
             finalNorm(src, rows: rows, out: dst, pool: .shared)

@@ -59,7 +59,7 @@ public final class OPTModel: CausalLM, ModelMatrices, TokenSharing, @unchecked S
         finalNorm = preNorm && !removeFinalNorm ? try t.layerNorm(d + "final_layer_norm", H, eps: eps) : nil
         lmHead = weights.contains("lm_head.weight") && !c.tieWordEmbeddings
             ? try t.matrix("lm_head.weight", c.vocabSize, embedDim) : tokenEmbedding.table
-        tokenShares = TokenShares(matrices: layers.flatMap(\.matrices))
+        tokenShares = TokenShares(layers: layers.map(\.matrices), attentionWidth: c.numHeads * c.headDim)
     }
 
     public func forward(_ batch: Batch, cache: PagedKVCache) throws -> Logits {
@@ -112,9 +112,7 @@ public final class OPTModel: CausalLM, ModelMatrices, TokenSharing, @unchecked S
             axpy(1, hs, xs, n * H)
             if !preNorm { layer.mlpNorm(xs, rows: n, out: xs, pool: pool) }
         }
-        tokenShares.runLayers(layers.count, tokens: T,
-                              costs: TokenShares.costs(layerMatrices: layers[0].matrices, attentionWidth: H,
-                                                       slotStart: addressing.slotStart),
+        tokenShares.runLayers(layers.count, slotStart: addressing.slotStart,
                               upToCacheWrite: upToCacheWrite, fromAttention: fromAttention)
         let outDim = projectOut?.shape[0] ?? H
         return logitsOfWantedTokens(x, batch: batch, dim: H, outDim: outDim, vocabSize: c.vocabSize, head: lmHead) { rows, src, dst in

@@ -36,23 +36,27 @@ struct TokenShares {
     var pool: ThreadPool? = .shared
     /// A forward takes shares from this many tokens per thread on.
     var perThread: Int
+    /// A token's projection multiply-adds in one layer, and its attention's width (heads × head size).
+    let projectionWork: Double, attentionWidth: Int
 
-    /// For a model whose projections are `matrices`.
-    init(matrices: [TensorView]) {
-        perThread = matrices.allSatisfy { $0.interleaved != nil } ? Self.minimumTokens : Self.minimumFloatTokens
+    /// For a model whose layers have the projection matrices `layers[l]`, all layers alike.
+    init(layers: [[TensorView]], attentionWidth: Int) {
+        perThread = layers.joined().allSatisfy { $0.interleaved != nil } ? Self.minimumTokens : Self.minimumFloatTokens
+        projectionWork = Double(layers.first?.reduce(0) { $0 + $1.count } ?? 0)
+        self.attentionWidth = attentionWidth
     }
 
-    /// Runs `layers` layers over `tokens` tokens whose work is `costs[t]` each (`costs(layerMatrices:...)`): in shares
-    /// where there are enough tokens, else step by step. `upToCacheWrite(layer, tokens, pool)` runs a layer's steps up
-    /// to writing its keys and values into the cache, `fromAttention(layer, tokens, pool)` the rest, each for the tokens
-    /// given and with their kernels on `pool`.
-    func runLayers(_ layers: Int, tokens: Int, costs: [Double],
+    /// Runs `layers` layers over the tokens of a forward whose token t attends to the slots
+    /// `slotStart[t]..<slotStart[t + 1]`: in shares where there are enough tokens, else step by step.
+    /// `upToCacheWrite(layer, tokens, pool)` runs a layer's steps up to writing its keys and values into the cache,
+    /// `fromAttention(layer, tokens, pool)` the rest, each for the tokens given and with their kernels on `pool`.
+    func runLayers(_ layers: Int, slotStart: [Int32],
                    upToCacheWrite: (_ layer: Int, _ tokens: Range<Int>, _ pool: ThreadPool) -> Void,
                    fromAttention: (_ layer: Int, _ tokens: Range<Int>, _ pool: ThreadPool) -> Void) {
-        guard let pool, let shares = Self.shares(costs: costs, threads: pool.threadCount, perThread: perThread) else {
+        guard let pool, let shares = shares(slotStart: slotStart) else {
             for l in 0..<layers {
-                upToCacheWrite(l, 0..<tokens, .shared)
-                fromAttention(l, 0..<tokens, .shared)
+                upToCacheWrite(l, 0..<(slotStart.count - 1), .shared)
+                fromAttention(l, 0..<(slotStart.count - 1), .shared)
             }
             return
         }
@@ -62,13 +66,19 @@ struct TokenShares {
         }
     }
 
-    /// Each token's share of a layer's work: its projections' multiply-adds (the elements of `layerMatrices`), and its
-    /// attention's (scores and weighted values over `attentionWidth` = heads × head size, for each key its slots list)
-    /// counted 1.5 times, the rate `perf` put SmolLM2's attention at against the pair kernels.
-    static func costs(layerMatrices: [TensorView], attentionWidth: Int, slotStart: [Int32]) -> [Double] {
-        let projection = Double(layerMatrices.reduce(0) { $0 + $1.count })
+    /// The shares of a forward (see `runLayers`), nil where it runs step by step. Costs are counted only where there are
+    /// enough tokens to share: a decode step of one token allocates nothing here.
+    func shares(slotStart: [Int32]) -> [Range<Int>]? {
+        guard let pool, slotStart.count - 1 >= pool.threadCount * perThread else { return nil }
+        return Self.shares(costs: costs(slotStart: slotStart), threads: pool.threadCount, perThread: perThread)
+    }
+
+    /// Each token's share of a layer's work: its projections' multiply-adds, and its attention's (scores and weighted
+    /// values, for each key its slots list) counted 1.5 times, the rate `perf` put SmolLM2's attention at against the
+    /// pair kernels.
+    func costs(slotStart: [Int32]) -> [Double] {
         let perKey = 1.5 * Double(2 * attentionWidth)
-        return (0..<(slotStart.count - 1)).map { t in projection + perKey * Double(slotStart[t + 1] - slotStart[t]) }
+        return (0..<(slotStart.count - 1)).map { t in projectionWork + perKey * Double(slotStart[t + 1] - slotStart[t]) }
     }
 
     /// Contiguous shares of the tokens (`costs[t]` each) for `threads` threads, of about equal cost, their boundaries on
