@@ -135,8 +135,23 @@ enum IntegerLinear {
 
     /// `decodePieceBytes` in groups.
     static func decodePieces<F: IntegerBlockFormat, A: GroupActivations>(_: F.Type, _ a: A) -> (own: Int, stolen: Int) {
-        let groupBytes = a.blocks * (F.groupIntegerBytes + F.groupHeaderBytes), bytes = decodePieceBytes(streams: A.decodeStreams)
+        pieces(F.self, blocks: a.blocks, streams: A.decodeStreams)
+    }
+
+    /// `decodePieceBytes(streams:)` in groups of `blocks` blocks.
+    static func pieces<F: IntegerBlockFormat>(_: F.Type, blocks: Int, streams: Int) -> (own: Int, stolen: Int) {
+        let groupBytes = blocks * (F.groupIntegerBytes + F.groupHeaderBytes), bytes = decodePieceBytes(streams: streams)
         return (max(1, bytes.own / groupBytes), max(1, bytes.stolen / groupBytes))
+    }
+
+    /// Thread slot `t`'s groups: part t in pieces from its front, then pieces from the backs of the others.
+    @inline(__always)
+    static func takeShare(_ t: Int, parts: StealableRanges, pieces: (own: Int, stolen: Int), round: Int = 0, _ run: (Range<Int>) -> Void) {
+        while let own = parts.takeFront(t, pieces.own, round: round) { run(own) }
+        for victim in 1..<parts.parts {
+            let part = (t + victim) % parts.parts
+            while let stolen = parts.takeBack(part, pieces.stolen, round: round) { run(stolen) }
+        }
     }
 
     /// Thread slot `t`'s share of a decode: part t from its front, then pieces from the backs of the others.
@@ -166,11 +181,7 @@ enum IntegerLinear {
                               nonTemporal: decodeStreamPrefetch.nonTemporal), group: local, token: 0)
             }
         }
-        while let own = parts.takeFront(t, pieces.own, round: round) { run(own) }
-        for victim in 1..<parts.parts {
-            let part = (t + victim) % parts.parts
-            while let stolen = parts.takeBack(part, pieces.stolen, round: round) { run(stolen) }
-        }
+        takeShare(t, parts: parts, pieces: pieces, round: round, run)
     }
 
     /// Asks for the lines of the `chunk`th group slot `t` reads once the decode starts, in the order its streams
@@ -260,10 +271,31 @@ enum IntegerLinear {
 
     /// The groups of a multi-token forward shared out between the threads: `body(segment, local group, its records,
     /// tokens)` for each group and tile of `tokenTile` tokens, so a group's blocks stay in L1 while a tile goes past them.
+    ///
+    /// A forward of one tile (a speculative step's verification) is bound by the weights' reads, as decoding is, and
+    /// shares them out the same way: each thread streams its own part in pieces, then takes pieces of the other's
+    /// (`takeShare`). Chunks handed to whichever thread asked broke each thread's stream into short runs: SmolLM2
+    /// (Q4_1 as stored, context 256, Zen 5, `bench verify` alternated), in decode steps for 2, 4, 8 and 16 tokens,
+    /// fp32 activations 1.48, 2.23, 3.98, 6.04 → 1.21, 1.82, 3.43, 5.28; q8 activations (with the first pass over a
+    /// group asking for its lines ahead, `groupTokens`) 1.60, 2.05, 3.17 → 1.35, 1.74, 2.73, and 1–5% fewer steps
+    /// from 12 to 48 tokens.
     @inline(__always)
     static func forEachGroupTile<F: IntegerBlockFormat>(_: F.Type, tokens: Int, blocks: Int, _ segments: UnsafeBufferPointer<Segment>,
                                                         totalGroups: Int, pool: ThreadPool,
                                                         _ body: (Segment, Int, Group, Range<Int>) -> Void) {
+        if tokens <= tokenTile {
+            let parts = StealableRanges(splitting: totalGroups, into: decodeThreads(totalGroups: totalGroups, pool: pool))
+            defer { parts.deallocate() }
+            let pieces = pieces(F.self, blocks: blocks, streams: 1)
+            pool.parallelFor(parts.parts) { t in
+                takeShare(t, parts: parts, pieces: pieces) { groups in
+                    forEachPart(of: groups, in: segments) { s, local in
+                        for g in local { body(s, g, s.group(g, F.self, blocks: blocks), 0..<tokens) }
+                    }
+                }
+            }
+            return
+        }
         pool.parallelChunks(totalGroups, minChunk: max(1, 16 / tokens)) { range in
             var tile = 0
             while tile < tokens {
@@ -276,20 +308,21 @@ enum IntegerLinear {
         }
     }
 
-    /// Several tokens with q8 activations: four at a time, the last one to three in one pass. (Asking for the lines ahead
-    /// in a group's first pass, as decoding and the fp32 path do, made no difference to SmolLM2's forwards of 3, 4 and 8
-    /// tokens on Zen 3: 1.48–1.56 decode steps for 3 tokens either way, in three alternated pairs of `bench verify`.)
+    /// Several tokens with q8 activations: four at a time, the last one to three in one pass, the first pass over a group
+    /// asking for its lines ahead as decoding does. (With the groups handed out in chunks that made no difference on Zen 3:
+    /// 1.48–1.56 decode steps for 3 tokens either way; in each thread's own stream it is most of the gain above.)
     static func forward<F: IntegerBlockFormat>(_: F.Type, _ a: Q8Activations, tokens: Int, _ segments: UnsafeBufferPointer<Segment>,
                                                totalGroups: Int, pool: ThreadPool) {
         forEachGroupTile(F.self, tokens: tokens, blocks: a.blocks, segments, totalGroups: totalGroups, pool: pool) { s, g, w, tile in
             var t = tile.lowerBound
             while t < tile.upperBound {
                 let count = min(4, tile.upperBound - t)
+                let prefetch = t == tile.lowerBound ? decodePrefetchBytes : 0
                 let v = switch count {
-                case 4: groupTokens(a, token: t, count: 4, w, F.self)
-                case 3: groupTokens(a, token: t, count: 3, w, F.self)
-                case 2: groupTokens(a, token: t, count: 2, w, F.self)
-                default: groupTokens(a, token: t, count: 1, w, F.self)
+                case 4: groupTokens(a, token: t, count: 4, w, F.self, prefetch: prefetch)
+                case 3: groupTokens(a, token: t, count: 3, w, F.self, prefetch: prefetch)
+                case 2: groupTokens(a, token: t, count: 2, w, F.self, prefetch: prefetch)
+                default: groupTokens(a, token: t, count: 1, w, F.self, prefetch: prefetch)
                 }
                 s.store(v.0, group: g, token: t)
                 if count > 1 { s.store(v.1, group: g, token: t + 1) }
@@ -447,12 +480,14 @@ enum IntegerLinear {
     }
 
     /// Tokens t..<t + count (1...4) against one group (prefill, verification): each block's values unpacked once for
-    /// all of them, each token's sums the same as `group`'s (results past `count` are not meaningful).
+    /// all of them, each token's sums the same as `group`'s (results past `count` are not meaningful; `prefetch` as in
+    /// `streamBlock`).
     @inline(__always)
-    static func groupTokens<F: IntegerBlockFormat>(_ a: Q8Activations, token t: Int, count: Int, _ w: Group, _: F.Type)
+    static func groupTokens<F: IntegerBlockFormat>(_ a: Q8Activations, token t: Int, count: Int, _ w: Group, _: F.Type, prefetch: Int = 0)
         -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
         var sums = FourSums(), offsets = FourSums()
         for b in 0..<a.blocks {
+            prefetchAhead(w, block: b, F.self, by: prefetch)
             let (d, c) = F.groupScalesAndOffsets(w.headers + b * F.groupHeaderBytes)
             let x = (a.block(t, b), a.block(t + min(1, count - 1), b), a.block(t + min(2, count - 1), b), a.block(t + min(3, count - 1), b))
             let dots = groupDots(w.integers + b * F.groupIntegerBytes, x, count: count, F.self)
