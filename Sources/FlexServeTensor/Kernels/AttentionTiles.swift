@@ -16,9 +16,12 @@ extension Attention {
 
     static let tileTokens = 16
     /// Below this many tokens a tile's idle lanes cost more than the horizontal sums they save. A chain of k tokens
-    /// after 200 (1,000) keys, tiles against per-set tasks, in one process: k = 4: 1.07 (1.17), 5: 0.91 (0.95),
-    /// 6: 0.91 (0.91), 8: 0.75 (0.78), 16: 0.48 (0.48) of the time.
-    static let minimumTileTokens = 5
+    /// after 200 (1,000) keys, tiles against per-set tasks, alone in one process: k = 4: 1.07 (1.17), 5: 0.91 (0.95),
+    /// 6: 0.91 (0.91), 8: 0.75 (0.78), 16: 0.48 (0.48) of the time. In the model the tiles' task per query head (nine for
+    /// SmolLM2) shares out worse than the sets' three per token: SmolLM2 forwards of 5, 6 and 7 tokens after 256
+    /// (`bench verify`, Zen 5, six alternated runs) took 2.22, 2.36, 2.55 decode steps with tiles from 5 tokens and
+    /// 2.00, 2.18, 2.40 from 8 (q8 activations; fp32 3–4% fewer), 8 and 12 tokens the same.
+    static let minimumTileTokens = 8
 
     /// Cuts `tokens` into runs whose visible slots extend one another (one sequence's causal run), up to 16 a tile.
     static func tokenTiles(tokens: Int, slotStart: UnsafePointer<Int32>, slots: UnsafePointer<Int32>) -> [QueryTile] {
