@@ -54,7 +54,7 @@ final class KernelTests: XCTestCase {
     /// time, with an odd group, a partial one and the tokens left over by the sixes (the last shape spans two token tiles).
     func testInterleavedRowsWithFP32ActivationsMatchReferenceAndAreBatchInvariant() {
         for (rows, cols, tokens) in [(37, 96, 11), (70, 64, 17), (21, 160, 3), (64 * 4 + 16 * 3 + 5, 64, 9), (37, 96, 8), (70, 64, 10),
-                                     (37, 96, 29), (70, 64, 150)] {
+                                     (37, 96, 29), (70, 64, 150), (21, 160, 7)] {
             checkLinear(rows: rows, cols: cols, tokens: tokens, interleaved: true)
         }
     }

@@ -348,46 +348,44 @@ enum IntegerLinear {
         }
     }
 
-    /// Group g against the tokens of `tile`: twelve at a time (`F32Activations.group`; six with AVX2), then four while more
-    /// than six are left, then the rest (up to six) in one pass. (Four then the rest, which left a lone token to a pass
-    /// of its own that converts every value again, took SmolLM2's 5-, 6- and 10-token forwards 2.54, 2.87 and 4.41
-    /// decode steps against 2.10, 2.35 and 3.86: `bench verify`, Zen 5, six alternated runs.)
+    /// Group g against the tokens of `tile`: twelve at a time (`F32Activations.group`; six with AVX2), then what is left in
+    /// one pass (two of as equal sizes as can be past eight; with AVX2 up to five). Every pass converts the group's values
+    /// again, so fewer passes is faster: four at a time, then the rest (a lone token to a pass of its own), took SmolLM2's
+    /// 5-, 6- and 10-token forwards 2.54, 2.87 and 4.41 decode steps against 2.10, 2.35 and 3.86 with passes of up to six
+    /// (`bench verify`, Zen 5, six alternated runs).
     @inline(__always)
     static func groupTokens<F: IntegerBlockFormat>(_: F.Type, _ a: F32Activations, _ s: Segment, group g: Int, _ w: Group, _ tile: Range<Int>) {
         var t = tile.lowerBound
         @inline(__always) func prefetch() -> Int { t == tile.lowerBound ? decodePrefetchBytes : 0 }
-        #if FLEXSERVE_AVX2
-        while t + 6 <= tile.upperBound {
-            a.group(TokenTile6.self, token: t, w, F.self, prefetch: prefetch()) { k, v in s.store(v, group: g, token: t + k) }
-            t += 6
-        }
-        #else
-        while t + 12 <= tile.upperBound {
-            a.group(TokenTile12.self, token: t, w, F.self, prefetch: prefetch()) { k, v in s.store(v, group: g, token: t + k) }
-            t += 12
-        }
-        while t + 6 < tile.upperBound {
-            a.group(TokenTile4.self, token: t, w, F.self, prefetch: prefetch()) { k, v in s.store(v, group: g, token: t + k) }
-            t += 4
-        }
-        if tile.upperBound - t == 6 {
-            a.group(TokenTile6.self, token: t, w, F.self, prefetch: prefetch()) { k, v in s.store(v, group: g, token: t + k) }
-            t += 6
-        }
-        #endif
-        // The last few in one pass: token by token (one group, two chains of FMAs, every value converted again for each
-        // token), 2 tokens took 3× as long as one (`bench kernels` on Zen 3: 32% of the FMA peak against 49%).
-        @inline(__always) func rest<T: TokenTile>(_: T.Type) {
+        @inline(__always) func pass<T: TokenTile>(_: T.Type, _ count: Int) {
             a.group(T.self, token: t, w, F.self, prefetch: prefetch()) { k, v in s.store(v, group: g, token: t + k) }
+            t += count
         }
-        switch tile.upperBound - t {
-        case 5: rest(TokenTile5.self)
-        case 4: rest(TokenTile4.self)
-        case 3: rest(TokenTile3.self)
-        case 2: rest(TokenTile2.self)
-        case 1: s.store(group(a, token: t, w, F.self, prefetch: prefetch()), group: g, token: t)
-        default: break
+        /// One pass over the next `count` tokens (token by token for one: a group, two chains of FMAs).
+        @inline(__always) func passOf(_ count: Int) {
+            switch count {
+            #if !FLEXSERVE_AVX2
+            case 8: pass(TokenTile8.self, 8)
+            case 7: pass(TokenTile7.self, 7)
+            case 6: pass(TokenTile6.self, 6)
+            #endif
+            case 5: pass(TokenTile5.self, 5)
+            case 4: pass(TokenTile4.self, 4)
+            case 3: pass(TokenTile3.self, 3)
+            case 2: pass(TokenTile2.self, 2)
+            case 1:
+                s.store(group(a, token: t, w, F.self, prefetch: prefetch()), group: g, token: t)
+                t += 1
+            default: break
+            }
         }
+        #if FLEXSERVE_AVX2
+        while t + 6 <= tile.upperBound { pass(TokenTile6.self, 6) }
+        #else
+        while t + 12 <= tile.upperBound { pass(TokenTile12.self, 12) }
+        if tile.upperBound - t > 8 { passOf((tile.upperBound - t) / 2) }
+        #endif
+        passOf(tile.upperBound - t)
     }
 
     /// Pairs of groups against a tile of `GroupPairPanel.tokenTile` tokens at a time, each thread with a panel of its own
