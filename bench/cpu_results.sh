@@ -39,6 +39,11 @@ $B bench $S --ssm-model ssms/smollm2-draft-a --expansion-degree 1 --max-tree-dep
     --output bench/results-speculative-chain-q8.json
 $B bench $S --max-tree-depth 0 --prompt-lookup 6 --activations q8 --output bench/results-speculative-lookup-q8.json
 $B bench $S --max-tree-depth 0 --prompt-lookup 2 --activations q8 --output bench/results-speculative-lookup2-q8.json
+$B bench $S --max-tree-depth 0 --prompt-lookup 2 --output bench/results-speculative-lookup2.json
+$B bench $S --ssm-model ssms/smollm2-draft-a --expansion-degree 1 --max-tree-depth 2 --prompt-lookup 2 \
+    --output bench/results-speculative-depth2-lookup2.json
+$B bench $S --ssm-model ssms/smollm2-draft-a --expansion-degree 1 --max-tree-depth 2 --prompt-lookup 2 --activations q8 \
+    --output bench/results-speculative-depth2-lookup2-q8.json
 # What verifying k tokens costs in decode steps.
 for a in f32 q8; do $B bench verify --model $M --activations $a --output bench/results-verify-$a.json; done
 # Where a decode step's time goes, phase by phase, in each placement of the threads.
