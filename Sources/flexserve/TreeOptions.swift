@@ -19,6 +19,9 @@ struct TreeOptions: ParsableArguments {
     @Option(name: .customLong("prompt-lookup"), help: "Also draft by copying what followed the context's last tokens where they occurred before: tokens per path (0: off; greedy requests).")
     var promptLookup = 0
 
+    @Option(name: .customLong("speculative-disable-by-batch-size"), help: "Draft nothing in a step with at least this many requests decoding (vLLM's option; a batch already shares each weight read).")
+    var disableByBatchSize: Int?
+
     var shape: TreeShape {
         get throws {
             var expansion = TreeShape.flexFlow(depth: max(1, maxTreeDepth), expansionDegree: expansionDegree)
@@ -32,7 +35,7 @@ struct TreeOptions: ParsableArguments {
                 expansion = parsed
             }
             let shape = TreeShape(depth: maxTreeDepth, expansion: expansion, maxWidth: maxTreeWidth ?? max(16, expansionDegree),
-                                  promptLookup: promptLookup)
+                                  promptLookup: promptLookup, disableAtBatchSize: disableByBatchSize)
             try shape.validate()
             return shape
         }

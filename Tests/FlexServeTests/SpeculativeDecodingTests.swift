@@ -61,6 +61,43 @@ final class SpeculativeDecodingTests: XCTestCase {
         assertSameTokens(base, spec)
     }
 
+    /// `disableAtBatchSize`: steps with that many requests decoding draft nothing, and drafting resumes (the SSM catching
+    /// up on every token it skipped) once the batch is smaller, with the incremental tokens throughout.
+    func testDraftingStopsAtBatchSize() async throws {
+        let ssm = Fixtures.path("tiny-llama")  // the LLM as its own SSM: a step that drafts accepts most of its tree
+        func run(_ disable: Int, lengths: [Int]) async throws -> [GenerationResult] {
+            let llm = try LLM(Self.llmPath)
+            try llm.compile(GenerationConfig(), ssms: [try SSM(ssm)], maxRequestsPerBatch: 8, maxSeqLength: 256, maxTokensPerBatch: 256,
+                            tree: TreeShape(depth: 3, expansion: [1], maxWidth: 1, disableAtBatchSize: disable))
+            return try await withThrowingTaskGroup(of: (Int, GenerationResult).self) { group in
+                for (i, p) in Self.prompts.enumerated() { group.addTask { (i, try await llm.generate(tokens: p, maxNewTokens: lengths[i])) } }
+                var out = [GenerationResult?](repeating: nil, count: Self.prompts.count)
+                for try await (i, r) in group { out[i] = r }
+                return out.map { $0! }
+            }
+        }
+        let lengths = [60, 10, 10, 10, 10]
+        let llm = try LLM(Self.llmPath)
+        try llm.compile(GenerationConfig(), maxRequestsPerBatch: 8, maxSeqLength: 256, maxTokensPerBatch: 64)
+        var base: [GenerationResult] = []
+        for (p, n) in zip(Self.prompts, lengths) { base.append(try await llm.generate(tokens: p, maxNewTokens: n)) }
+
+        let never = try await run(1, lengths: lengths)
+        assertSameTokens(base, never)
+        XCTAssertTrue(never.allSatisfy { $0.speculation.verifySteps == 0 && $0.llmDecodingSteps == $0.outputTokens.count })
+
+        let always = try await run(6, lengths: lengths)
+        assertSameTokens(base, always)
+        XCTAssertTrue(always.allSatisfy { $0.speculation.verifySteps > 0 })
+
+        // Five requests decode together until the four short ones finish: only the long one drafts, and only then.
+        let late = try await run(3, lengths: lengths)
+        assertSameTokens(base, late)
+        XCTAssertTrue(late.dropFirst().allSatisfy { $0.speculation.verifySteps == 0 })
+        XCTAssertGreaterThan(late[0].speculation.verifySteps, 0)
+        XCTAssertLessThan(late[0].llmDecodingSteps, 60 - 9)
+    }
+
     func testTwoMergedSSMsGiveIncrementalOutput() async throws {
         let base = try await incremental(Self.prompts, maxNewTokens: 40)
         let spec = try await speculative(Self.prompts, ssms: [Fixtures.path("tiny-llama-ssm"), Fixtures.path("tiny-llama-ssm-b")],

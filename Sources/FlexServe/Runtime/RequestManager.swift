@@ -158,17 +158,20 @@ final class RequestManager: @unchecked Sendable {
 
     private func stepBatch() throws {
         var budget = options.maxTokensPerBatch
-        // Decoding requests first (each needs its last token plus a tree), then prompt chunks.
+        // Decoding requests first (each needs its last token plus a tree, unless the batch is too large to draft for),
+        // then prompt chunks.
+        let waiting = running.filter { !$0.isPrefilling }
+        let drafting = waiting.count < (options.tree.disableAtBatchSize ?? .max) ? drafter : nil
         var decoding: [Request] = []
-        for r in running where !r.isPrefilling {
-            let need = 1 + treeNodes
+        for r in waiting {
+            let need = 1 + (drafting == nil ? 0 : treeNodes)
             if budget >= need || decoding.isEmpty {
                 decoding.append(r)
                 budget -= need
             }
         }
         let draftStart = Date()
-        let trees = try drafter?.draft(decoding) ?? Array(repeating: TokenTree(), count: decoding.count)
+        let trees = try drafting?.draft(decoding) ?? Array(repeating: TokenTree(), count: decoding.count)
         let draftSeconds = Date().timeIntervalSince(draftStart)
 
         var batch = Batch()

@@ -83,14 +83,18 @@ public struct TreeShape: Sendable, Equatable, Codable {
     public var maxWidth: Int
     /// Tokens per prompt-lookup path added to greedy requests' trees (0: none), see `PromptLookup`.
     public var promptLookup: Int
+    /// A step with at least this many requests decoding drafts nothing (vLLM's `speculative_disable_by_batch_size`;
+    /// nil: always draft). A batch already shares each weight read among its requests, and where verification is
+    /// bound by arithmetic (a CPU) every tree token costs a good part of a decode step.
+    public var disableAtBatchSize: Int?
 
-    public init(depth: Int = 8, expansion: [Int]? = nil, maxWidth: Int = 16, promptLookup: Int = 0) {
+    public init(depth: Int = 8, expansion: [Int]? = nil, maxWidth: Int = 16, promptLookup: Int = 0, disableAtBatchSize: Int? = nil) {
         self.depth = depth
         self.expansion = expansion ?? TreeShape.flexFlow(depth: depth, expansionDegree: 3)
         self.maxWidth = maxWidth
         self.promptLookup = promptLookup
+        self.disableAtBatchSize = disableAtBatchSize
     }
-
 
     /// FlexFlow's schedule: one child everywhere except `expansionDegree` at the third level.
     public static func flexFlow(depth: Int, expansionDegree: Int) -> [Int] {
@@ -119,6 +123,9 @@ public struct TreeShape: Sendable, Equatable, Codable {
         guard depth >= 0, depth <= 64 else { throw GenerationError.invalidSetting("tree depth must be in 0...64, is \(depth)") }
         guard (0...64).contains(promptLookup) else { throw GenerationError.invalidSetting("prompt-lookup length must be in 0...64, is \(promptLookup)") }
         guard maxWidth >= 1 else { throw GenerationError.invalidSetting("max tree width must be >= 1, is \(maxWidth)") }
+        if let n = disableAtBatchSize, n < 1 {
+            throw GenerationError.invalidSetting("speculative-disable-by-batch-size must be >= 1, is \(n)")
+        }
         guard expansion.allSatisfy({ $0 >= 1 }), !expansion.isEmpty || depth == 0 else {
             throw GenerationError.invalidSetting("every expansion degree must be >= 1")
         }
