@@ -42,6 +42,11 @@ $B bench $S --max-tree-depth 0 --prompt-lookup 2 --activations q8 --output bench
 $B bench $S --max-tree-depth 0 --prompt-lookup 2 --output bench/results-speculative-lookup2.json
 $B bench $S --ssm-model ssms/smollm2-draft-a --expansion-degree 1 --max-tree-depth 2 --prompt-lookup 2 \
     --output bench/results-speculative-depth2-lookup2.json
+# The demo's tree: one SSM token plus two copied from the context.
+for a in f32 q8; do
+    $B bench $S --ssm-model ssms/smollm2-draft-a --expansion-degree 1 --max-tree-depth 1 --prompt-lookup 2 --activations $a \
+        --output bench/results-speculative-depth1-lookup2-$a.json
+done
 $B bench $S --ssm-model ssms/smollm2-draft-a --expansion-degree 1 --max-tree-depth 2 --prompt-lookup 2 --activations q8 \
     --output bench/results-speculative-depth2-lookup2-q8.json
 # What verifying k tokens costs in decode steps.
