@@ -26,9 +26,14 @@ final class SpeculativeDecodingTests: XCTestCase {
     }
 
     func generateAll(_ llm: LLM, _ prompts: [[Int]], maxNewTokens: Int) async throws -> [GenerationResult] {
+        try await generateAll(llm, prompts, lengths: Array(repeating: maxNewTokens, count: prompts.count))
+    }
+
+    /// All prompts at once (the engine batches them), prompt i generating `lengths[i]` tokens.
+    func generateAll(_ llm: LLM, _ prompts: [[Int]], lengths: [Int]) async throws -> [GenerationResult] {
         try await withThrowingTaskGroup(of: (Int, GenerationResult).self) { group in
             for (i, p) in prompts.enumerated() {
-                group.addTask { (i, try await llm.generate(tokens: p, maxNewTokens: maxNewTokens)) }
+                group.addTask { (i, try await llm.generate(tokens: p, maxNewTokens: lengths[i])) }
             }
             var out = [GenerationResult?](repeating: nil, count: prompts.count)
             for try await (i, r) in group { out[i] = r }
@@ -65,33 +70,27 @@ final class SpeculativeDecodingTests: XCTestCase {
     /// up on every token it skipped) once the batch is smaller, with the incremental tokens throughout.
     func testDraftingStopsAtBatchSize() async throws {
         let ssm = Fixtures.path("tiny-llama")  // the LLM as its own SSM: a step that drafts accepts most of its tree
-        func run(_ disable: Int, lengths: [Int]) async throws -> [GenerationResult] {
+        let lengths = [60, 10, 10, 10, 10]
+        func run(_ disable: Int) async throws -> [GenerationResult] {
             let llm = try LLM(Self.llmPath)
             try llm.compile(GenerationConfig(), ssms: [try SSM(ssm)], maxRequestsPerBatch: 8, maxSeqLength: 256, maxTokensPerBatch: 256,
                             tree: TreeShape(depth: 3, expansion: [1], maxWidth: 1, disableAtBatchSize: disable))
-            return try await withThrowingTaskGroup(of: (Int, GenerationResult).self) { group in
-                for (i, p) in Self.prompts.enumerated() { group.addTask { (i, try await llm.generate(tokens: p, maxNewTokens: lengths[i])) } }
-                var out = [GenerationResult?](repeating: nil, count: Self.prompts.count)
-                for try await (i, r) in group { out[i] = r }
-                return out.map { $0! }
-            }
+            return try await generateAll(llm, Self.prompts, lengths: lengths)
         }
-        let lengths = [60, 10, 10, 10, 10]
         let llm = try LLM(Self.llmPath)
         try llm.compile(GenerationConfig(), maxRequestsPerBatch: 8, maxSeqLength: 256, maxTokensPerBatch: 64)
-        var base: [GenerationResult] = []
-        for (p, n) in zip(Self.prompts, lengths) { base.append(try await llm.generate(tokens: p, maxNewTokens: n)) }
+        let base = try await generateAll(llm, Self.prompts, lengths: lengths)
 
-        let never = try await run(1, lengths: lengths)
+        let never = try await run(1)
         assertSameTokens(base, never)
         XCTAssertTrue(never.allSatisfy { $0.speculation.verifySteps == 0 && $0.llmDecodingSteps == $0.outputTokens.count })
 
-        let always = try await run(6, lengths: lengths)
+        let always = try await run(6)
         assertSameTokens(base, always)
         XCTAssertTrue(always.allSatisfy { $0.speculation.verifySteps > 0 })
 
         // Five requests decode together until the four short ones finish: only the long one drafts, and only then.
-        let late = try await run(3, lengths: lengths)
+        let late = try await run(3)
         assertSameTokens(base, late)
         XCTAssertTrue(late.dropFirst().allSatisfy { $0.speculation.verifySteps == 0 })
         XCTAssertGreaterThan(late[0].speculation.verifySteps, 0)

@@ -160,10 +160,9 @@ final class RequestManager: @unchecked Sendable {
         var budget = options.maxTokensPerBatch
         // Decoding requests first (each needs its last token plus a tree, unless the batch is too large to draft for),
         // then prompt chunks.
-        let waiting = running.filter { !$0.isPrefilling }
-        let drafting = waiting.count < (options.tree.disableAtBatchSize ?? .max) ? drafter : nil
+        let drafting = running.count(where: { !$0.isPrefilling }) < (options.tree.disableAtBatchSize ?? .max) ? drafter : nil
         var decoding: [Request] = []
-        for r in waiting {
+        for r in running where !r.isPrefilling {
             let need = 1 + (drafting == nil ? 0 : treeNodes)
             if budget >= need || decoding.isEmpty {
                 decoding.append(r)
