@@ -45,17 +45,13 @@ func runDecoding(options: ServingOptions, ssmModels: [String], tree: TreeShape) 
         maxTokensPerBatch: options.maxTokensPerBatch, kvCacheType: options.kvCacheType, tree: tree))
 
     let start = Date()
-    let results = try await withThrowingTaskGroup(of: (Int, GenerationResult).self) { group in
-        for (i, p) in prompts.enumerated() {
-            var config = options.generationConfig
-            if let n = p.maxNewTokens { config.maxNewTokens = n }
-            let c = config
-            group.addTask { (i, try await llm.generate(p.text, config: c)) }
-        }
-        var out = [GenerationResult?](repeating: nil, count: prompts.count)
-        for try await (i, r) in group { out[i] = r }
-        return out.map { $0! }
-    }
+    // All prompts queued at once, as FlexFlow registers them before it runs.
+    let results = try await llm.generate(tokens: prompts.map { llm.tokenizer.encode($0.text) }, texts: prompts.map(\.text),
+                                         configs: prompts.map { p in
+                                             var config = options.generationConfig
+                                             if let n = p.maxNewTokens { config.maxNewTokens = n }
+                                             return config
+                                         })
     let seconds = Date().timeIntervalSince(start)
 
     var report = ""

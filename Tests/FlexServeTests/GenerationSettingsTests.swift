@@ -69,6 +69,33 @@ final class GenerationSettingsTests: XCTestCase {
         XCTAssertEqual(ok.outputTokens.count, 3)
     }
 
+    /// A list of prompts is queued together: the engine batches them from its first step (FlexFlow's `generate` of a
+    /// list), and a bad prompt fails the whole list before any of it runs.
+    func testPromptListIsQueuedTogether() async throws {
+        let llm = try llm()
+        let prompts: [[Int]] = [[1, 2, 3], [4, 5], [6], [7, 8, 9, 10]]
+        let configs = prompts.map { _ in GenerationConfig(maxNewTokens: 12, stopAtEOS: false) }
+        for round in 0..<5 {
+            let before = llm.metrics.steps
+            let results = try await llm.generate(tokens: prompts, configs: configs)
+            XCTAssertEqual(results.map(\.outputTokens.count), [12, 12, 12, 12])
+            // One step prefills all four (each samples its first token), eleven more decode them together.
+            XCTAssertEqual(llm.metrics.steps - before, 12, "round \(round): the prompts did not start in one step")
+        }
+        let before = llm.metrics
+        do {
+            _ = try await llm.generate(tokens: [[1, 2], [300]], configs: [GenerationConfig(maxNewTokens: 4), GenerationConfig(maxNewTokens: 4)])
+            XCTFail("an out-of-vocabulary id must fail the list")
+        } catch { XCTAssertTrue("\(error)".contains("vocabulary")) }
+        do {
+            _ = try await llm.generate(tokens: [[1, 2]], configs: [])
+            XCTFail("a config per prompt is required")
+        } catch { XCTAssertTrue("\(error)".contains("configs")) }
+        XCTAssertEqual(llm.metrics.steps, before.steps)
+        XCTAssertEqual(llm.metrics.requestsFinished, before.requestsFinished)
+        XCTAssertEqual(llm.metrics.queueDepth, 0)
+    }
+
     func testStreamingPiecesAddUpToTheText() async throws {
         let llm = try llm()
         var text = ""

@@ -29,16 +29,13 @@ final class SpeculativeDecodingTests: XCTestCase {
         try await generateAll(llm, prompts, lengths: Array(repeating: maxNewTokens, count: prompts.count))
     }
 
-    /// All prompts at once (the engine batches them), prompt i generating `lengths[i]` tokens.
+    /// All prompts queued together (the engine batches them from its first step), prompt i generating `lengths[i]` tokens.
     func generateAll(_ llm: LLM, _ prompts: [[Int]], lengths: [Int]) async throws -> [GenerationResult] {
-        try await withThrowingTaskGroup(of: (Int, GenerationResult).self) { group in
-            for (i, p) in prompts.enumerated() {
-                group.addTask { (i, try await llm.generate(tokens: p, maxNewTokens: lengths[i])) }
-            }
-            var out = [GenerationResult?](repeating: nil, count: prompts.count)
-            for try await (i, r) in group { out[i] = r }
-            return out.map { $0! }
-        }
+        try await llm.generate(tokens: prompts, configs: lengths.map { n in
+            var config = llm.defaults
+            config.maxNewTokens = n
+            return config
+        })
     }
 
     func assertSameTokens(_ a: [GenerationResult], _ b: [GenerationResult], file: StaticString = #filePath, line: UInt = #line) {

@@ -62,11 +62,30 @@ public final class LLM: @unchecked Sendable {
         try await generate(tokens: tokenizer.encode(prompt), text: prompt, maxNewTokens: maxNewTokens, config: config)
     }
 
-    /// Generates completions of several prompts, batched together by the engine; results in prompt order.
+    /// Generates completions of several prompts, queued together so the engine batches them from its first step; results
+    /// in prompt order.
     public func generate(_ prompts: [String], maxNewTokens: Int? = nil, config: GenerationConfig? = nil) async throws -> [GenerationResult] {
-        try await withThrowingTaskGroup(of: (Int, GenerationResult).self) { group in
-            for (i, p) in prompts.enumerated() {
-                group.addTask { (i, try await self.generate(p, maxNewTokens: maxNewTokens, config: config)) }
+        let settings = settings(config, maxNewTokens)
+        return try await generate(tokens: prompts.map { tokenizer.encode($0) }, texts: prompts,
+                                  configs: Array(repeating: settings, count: prompts.count))
+    }
+
+    /// Several requests from token ids, `configs[i]` for prompt i, queued together (all or none: a bad prompt fails the
+    /// call before any runs); results in prompt order.
+    public func generate(tokens prompts: [[Int]], texts: [String]? = nil, configs: [GenerationConfig]) async throws -> [GenerationResult] {
+        guard let manager else { throw GenerationError.notCompiled }
+        guard configs.count == prompts.count, texts.map({ $0.count == prompts.count }) ?? true else {
+            throw GenerationError.invalidSetting("\(prompts.count) prompts with \(configs.count) configs and \(texts?.count ?? prompts.count) texts")
+        }
+        let streams = prompts.map { _ in AsyncThrowingStream<GenerationEvent, Error>.makeStream() }
+        let requests = try manager.submit(prompts.indices.map { i in
+            RequestManager.Submission(text: texts?[i] ?? "", promptIDs: prompts[i], config: configs[i],
+                                      emit: Self.forwarding(to: streams[i].continuation))
+        })
+        for (request, stream) in zip(requests, streams) { stream.continuation.onTermination = { _ in request.cancel() } }
+        return try await withThrowingTaskGroup(of: (Int, GenerationResult).self) { group in
+            for (i, stream) in streams.enumerated() {
+                group.addTask { (i, try await Self.result(of: stream.stream)) }
             }
             var results = [GenerationResult?](repeating: nil, count: prompts.count)
             for try await (i, r) in group { results[i] = r }
@@ -76,8 +95,13 @@ public final class LLM: @unchecked Sendable {
 
     /// Generates from token ids (the prompt is not re-tokenized).
     public func generate(tokens: [Int], text: String = "", maxNewTokens: Int? = nil, config: GenerationConfig? = nil) async throws -> GenerationResult {
+        try await Self.result(of: events(tokens: tokens, text: text, maxNewTokens: maxNewTokens, config: config))
+    }
+
+    /// The result a request's events end with.
+    private static func result(of events: AsyncThrowingStream<GenerationEvent, Error>) async throws -> GenerationResult {
         var final: GenerationResult?
-        for try await event in events(tokens: tokens, text: text, maxNewTokens: maxNewTokens, config: config) {
+        for try await event in events {
             if case .finished(let r) = event { final = r }
         }
         guard let final else { throw GenerationError.cancelled }
@@ -109,19 +133,30 @@ public final class LLM: @unchecked Sendable {
                 continuation.finish(throwing: GenerationError.notCompiled)
                 return
             }
-            var settings = config ?? defaults
-            if let maxNewTokens { settings.maxNewTokens = maxNewTokens }
             do {
-                let request = try manager.submit(text: text, promptIDs: tokens, config: settings) { event in
-                    switch event {
-                    case .piece(let p): continuation.yield(.piece(p))
-                    case .finished(let r): continuation.yield(.finished(r)); continuation.finish()
-                    case .failed(let e): continuation.finish(throwing: e)
-                    }
-                }
+                let request = try manager.submit(text: text, promptIDs: tokens, config: settings(config, maxNewTokens),
+                                                 emit: Self.forwarding(to: continuation))
                 continuation.onTermination = { _ in request.cancel() }
             } catch {
                 continuation.finish(throwing: error)
+            }
+        }
+    }
+
+    /// The compiled defaults with a call's overrides.
+    private func settings(_ config: GenerationConfig?, _ maxNewTokens: Int?) -> GenerationConfig {
+        var settings = config ?? defaults
+        if let maxNewTokens { settings.maxNewTokens = maxNewTokens }
+        return settings
+    }
+
+    /// A request's engine events as `GenerationEvent`s into `continuation`.
+    private static func forwarding(to continuation: AsyncThrowingStream<GenerationEvent, Error>.Continuation) -> (RequestEvent) -> Void {
+        { event in
+            switch event {
+            case .piece(let p): continuation.yield(.piece(p))
+            case .finished(let r): continuation.yield(.finished(r)); continuation.finish()
+            case .failed(let e): continuation.finish(throwing: e)
             }
         }
     }

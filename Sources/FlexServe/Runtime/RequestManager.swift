@@ -42,34 +42,57 @@ final class RequestManager: @unchecked Sendable {
 
     var treeNodes: Int { drafter.map { options.tree.maxTreeNodes(ssms: $0.ssms.count) } ?? 0 }
 
+    /// A request to queue: its prompt, settings and where its events go (on the engine thread).
+    struct Submission {
+        let text: String
+        let promptIDs: [Int]
+        let config: GenerationConfig
+        let emit: (RequestEvent) -> Void
+    }
+
     /// Queues a request; its events arrive through `emit` on the engine thread.
     func submit(text: String, promptIDs: [Int], config: GenerationConfig,
                 emit: @escaping (RequestEvent) -> Void) throws -> Request {
-        try config.validate()
-        guard !promptIDs.isEmpty else { throw GenerationError.emptyPrompt }
-        guard promptIDs.count < options.maxSeqLength else {
-            throw GenerationError.promptTooLong(tokens: promptIDs.count, limit: options.maxSeqLength - 1)
-        }
-        if let bad = promptIDs.first(where: { $0 < 0 || $0 >= llm.config.vocabSize }) {
-            throw GenerationError.invalidSetting("token id \(bad) is outside the vocabulary (0..<\(llm.config.vocabSize))")
-        }
-        var limit = options.maxSeqLength - promptIDs.count
-        if let n = config.maxNewTokens { limit = min(limit, n) }
-        if let n = config.maxLength { limit = min(limit, max(0, n - promptIDs.count)) }
+        try submit([Submission(text: text, promptIDs: promptIDs, config: config, emit: emit)])[0]
+    }
+
+    /// Queues requests together, all or none: the engine admits them at one step boundary (as FlexFlow's `generate` of a
+    /// list registers every prompt before it runs), so a batch does not start with whichever arrived first.
+    func submit(_ batch: [Submission]) throws -> [Request] {
+        let limits = try batch.map(tokenLimit)
         condition.lock()
         defer { condition.unlock() }
         guard !stopped else { throw GenerationError.engineFailure("engine is shut down") }
-        nextGuid += 1
-        let request = Request(guid: nextGuid, inputText: text, promptIDs: promptIDs, config: config,
-                              maxNewTokens: limit, ssmCount: drafter?.ssms.count ?? 0, tokenizer: tokenizer, emit: emit)
-        request.reservedBlocks = blocks(for: request)
-        guard request.reservedBlocks <= cache.blockCount else {
-            throw GenerationError.invalidSetting("request needs \(request.reservedBlocks) KV blocks, the cache has \(cache.blockCount): raise kvCacheTokens or lower max tokens")
+        let requests = zip(batch, limits).map { s, limit in
+            nextGuid += 1
+            let request = Request(guid: nextGuid, inputText: s.text, promptIDs: s.promptIDs, config: s.config,
+                                  maxNewTokens: limit, ssmCount: drafter?.ssms.count ?? 0, tokenizer: tokenizer, emit: s.emit)
+            request.reservedBlocks = blocks(for: request)
+            return request
         }
-        waiting.append(request)
+        if let large = requests.first(where: { $0.reservedBlocks > cache.blockCount }) {
+            throw GenerationError.invalidSetting("request needs \(large.reservedBlocks) KV blocks, the cache has \(cache.blockCount): raise kvCacheTokens or lower max tokens")
+        }
+        waiting.append(contentsOf: requests)
         metrics.queueDepth = waiting.count
         condition.signal()
-        return request
+        return requests
+    }
+
+    /// The most tokens `s` may generate; throws where its prompt or settings are invalid.
+    private func tokenLimit(_ s: Submission) throws -> Int {
+        try s.config.validate()
+        guard !s.promptIDs.isEmpty else { throw GenerationError.emptyPrompt }
+        guard s.promptIDs.count < options.maxSeqLength else {
+            throw GenerationError.promptTooLong(tokens: s.promptIDs.count, limit: options.maxSeqLength - 1)
+        }
+        if let bad = s.promptIDs.first(where: { $0 < 0 || $0 >= llm.config.vocabSize }) {
+            throw GenerationError.invalidSetting("token id \(bad) is outside the vocabulary (0..<\(llm.config.vocabSize))")
+        }
+        var limit = options.maxSeqLength - s.promptIDs.count
+        if let n = s.config.maxNewTokens { limit = min(limit, n) }
+        if let n = s.config.maxLength { limit = min(limit, max(0, n - s.promptIDs.count)) }
+        return limit
     }
 
     func shutdown() {
