@@ -16,21 +16,10 @@ final class ArchitectureSpeculativeTests: XCTestCase {
         return (json["results"] as! [[String: Any]]).map { ($0["prompt_ids"] as! [Int], $0["greedy"] as! [Int]) }
     }
 
-    func generateAll(_ llm: LLM, _ prompts: [[Int]], maxNewTokens: Int) async throws -> [GenerationResult] {
-        try await withThrowingTaskGroup(of: (Int, GenerationResult).self) { group in
-            for (i, p) in prompts.enumerated() {
-                group.addTask { (i, try await llm.generate(tokens: p, maxNewTokens: maxNewTokens)) }
-            }
-            var out = [GenerationResult?](repeating: nil, count: prompts.count)
-            for try await (i, r) in group { out[i] = r }
-            return out.map { $0! }
-        }
-    }
-
     func incremental(_ llmPath: String, _ prompts: [[Int]], maxNewTokens: Int) async throws -> [GenerationResult] {
         let llm = try LLM(llmPath)
         try llm.compile(GenerationConfig(), maxRequestsPerBatch: 8, maxSeqLength: 128, maxTokensPerBatch: 64)
-        return try await generateAll(llm, prompts, maxNewTokens: maxNewTokens)
+        return try await llm.generate(tokens: prompts, maxNewTokens: maxNewTokens)
     }
 
     func speculative(_ llmPath: String, ssm: String, _ prompts: [[Int]], maxNewTokens: Int,
@@ -38,7 +27,7 @@ final class ArchitectureSpeculativeTests: XCTestCase {
         let llm = try LLM(llmPath)
         try llm.compile(GenerationConfig(), ssms: [try SSM(ssm)], maxRequestsPerBatch: 8, maxSeqLength: 128,
                         maxTokensPerBatch: 256, tree: tree)
-        return try await generateAll(llm, prompts, maxNewTokens: maxNewTokens)
+        return try await llm.generate(tokens: prompts, maxNewTokens: maxNewTokens)
     }
 
     func checkFamily(_ llm: String, ssm: String, file: StaticString = #filePath, line: UInt = #line) async throws {

@@ -42,14 +42,7 @@ final class Q8ActivationTests: XCTestCase {
         let llm = try LLM(try Fixtures.smolLM2, activations: .q8)
         try llm.compile(GenerationConfig(), maxRequestsPerBatch: 16, maxSeqLength: 512, maxTokensPerBatch: 256)
         let all = try items()
-        let results = try await withThrowingTaskGroup(of: (Int, [Int]).self) { group in
-            for (i, item) in all.enumerated() {
-                group.addTask { (i, try await llm.generate(tokens: item["prompt_ids"] as! [Int], maxNewTokens: 64).outputTokens) }
-            }
-            var out = [[Int]](repeating: [], count: all.count)
-            for try await (i, r) in group { out[i] = r }
-            return out
-        }
+        let results = try await llm.generate(tokens: all.map { $0["prompt_ids"] as! [Int] }, maxNewTokens: 64).map(\.outputTokens)
         var identical = 0
         for (item, output) in zip(all, results) {
             let expected = item["output_ids"] as! [Int], margins = (item["margins"] as! [NSNumber]).map(\.floatValue)

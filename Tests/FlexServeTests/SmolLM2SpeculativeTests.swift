@@ -15,15 +15,7 @@ final class SmolLM2SpeculativeTests: XCTestCase {
         let llm = try LLM(try Fixtures.smolLM2)
         try llm.compile(GenerationConfig(), ssms: try ssms.map { try SSM(Fixtures.packageRoot.appendingPathComponent($0).path) },
                         maxRequestsPerBatch: 16, maxSeqLength: 512, maxTokensPerBatch: 512, tree: tree)
-        let results = try await withThrowingTaskGroup(of: (Int, GenerationResult).self) { group in
-            for (i, item) in items.enumerated() {
-                let ids = item["prompt_ids"] as! [Int]
-                group.addTask { (i, try await llm.generate(tokens: ids, maxNewTokens: Self.newTokens)) }
-            }
-            var out = [GenerationResult?](repeating: nil, count: items.count)
-            for try await (i, r) in group { out[i] = r }
-            return out.map { $0! }
-        }
+        let results = try await llm.generate(tokens: items.map { $0["prompt_ids"] as! [Int] }, maxNewTokens: Self.newTokens)
         var stats = SpeculationStats()
         for (item, r) in zip(items, results) {
             let expected = Array((item["output_ids"] as! [Int]).prefix(Self.newTokens))

@@ -79,14 +79,7 @@ final class SmolLM2Tests: XCTestCase {
         let llm = try LLM(try Fixtures.smolLM2)
         try llm.compile(GenerationConfig(), maxRequestsPerBatch: 16, maxSeqLength: 512, maxTokensPerBatch: 256)
         let all = try items()
-        let results = try await withThrowingTaskGroup(of: (Int, GenerationResult).self) { group in
-            for (i, item) in all.enumerated() {
-                group.addTask { (i, try await llm.generate(tokens: item.promptIDs, maxNewTokens: 64)) }
-            }
-            var out = [GenerationResult?](repeating: nil, count: all.count)
-            for try await (i, r) in group { out[i] = r }
-            return out.map { $0! }
-        }
+        let results = try await llm.generate(tokens: all.map(\.promptIDs), maxNewTokens: 64)
         var mismatched = 0
         for (item, r) in zip(all, results) where r.outputTokens != item.outputIDs {
             mismatched += 1

@@ -14,7 +14,7 @@ final class SpeculativeDecodingTests: XCTestCase {
     func incremental(_ prompts: [[Int]], maxNewTokens: Int, llmPath: String = llmPath) async throws -> [GenerationResult] {
         let llm = try LLM(llmPath)
         try llm.compile(GenerationConfig(), maxRequestsPerBatch: 8, maxSeqLength: 256, maxTokensPerBatch: 64)
-        return try await generateAll(llm, prompts, maxNewTokens: maxNewTokens)
+        return try await llm.generate(tokens: prompts, maxNewTokens: maxNewTokens)
     }
 
     func speculative(_ prompts: [[Int]], ssms: [String], maxNewTokens: Int, tree: TreeShape = TreeShape(),
@@ -22,11 +22,7 @@ final class SpeculativeDecodingTests: XCTestCase {
         let llm = try LLM(llmPath)
         try llm.compile(GenerationConfig(), ssms: try ssms.map { try SSM($0) }, maxRequestsPerBatch: 8,
                         maxSeqLength: 256, maxTokensPerBatch: 256, tree: tree)
-        return try await generateAll(llm, prompts, maxNewTokens: maxNewTokens)
-    }
-
-    func generateAll(_ llm: LLM, _ prompts: [[Int]], maxNewTokens: Int) async throws -> [GenerationResult] {
-        try await generateAll(llm, prompts, lengths: Array(repeating: maxNewTokens, count: prompts.count))
+        return try await llm.generate(tokens: prompts, maxNewTokens: maxNewTokens)
     }
 
     /// All prompts queued together (the engine batches them from its first step), prompt i generating `lengths[i]` tokens.

@@ -70,6 +70,11 @@ public final class LLM: @unchecked Sendable {
                                   configs: Array(repeating: settings, count: prompts.count))
     }
 
+    /// `generate(_:)` from token ids.
+    public func generate(tokens prompts: [[Int]], maxNewTokens: Int? = nil, config: GenerationConfig? = nil) async throws -> [GenerationResult] {
+        try await generate(tokens: prompts, configs: Array(repeating: settings(config, maxNewTokens), count: prompts.count))
+    }
+
     /// Several requests from token ids, `configs[i]` for prompt i, queued together (all or none: a bad prompt fails the
     /// call before any runs); results in prompt order.
     public func generate(tokens prompts: [[Int]], texts: [String]? = nil, configs: [GenerationConfig]) async throws -> [GenerationResult] {
