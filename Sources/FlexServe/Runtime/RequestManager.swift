@@ -56,8 +56,9 @@ final class RequestManager: @unchecked Sendable {
         try submit([Submission(text: text, promptIDs: promptIDs, config: config, emit: emit)])[0]
     }
 
-    /// Queues requests together, all or none: the engine admits them at one step boundary (as FlexFlow's `generate` of a
-    /// list registers every prompt before it runs), so a batch does not start with whichever arrived first.
+    /// Queues requests together, all or none: they reach the queue at once, so the engine admits them at one step boundary
+    /// as far as its slots and KV blocks allow (FlexFlow's `generate` of a list registers every prompt before it runs),
+    /// instead of starting with whichever arrived first.
     func submit(_ batch: [Submission]) throws -> [Request] {
         let limits = try batch.map(tokenLimit)
         condition.lock()
