@@ -220,12 +220,19 @@ public enum Attention {
             func query(_ k: Int) -> UnsafePointer<Float> { q + (s.t * numHeads + s.first + min(k, s.count - 1)) * headDim }
             let keysAhead = Attention.keysAhead(s.n)
             var j = range.lowerBound
+            // The first rows are asked for at once, and each value row with its key: the values are read right after the
+            // scores, and in a decode step they come from memory too.
+            let burst = min(range.count, keysAhead)
+            prefetchRows(keys + s.kvHead * headStride, slots + s.lo + j, count: burst, slotStride: slotStride, headDim: headDim)
+            prefetchRows(values + s.kvHead * headStride, slots + s.lo + j, count: burst, slotStride: slotStride, headDim: headDim)
             while j < range.upperBound {
                 func key(_ k: Int) -> UnsafePointer<E> {
                     keys + Int(slots[s.lo + min(j + k, s.n - 1)]) * slotStride + s.kvHead * headStride
                 }
                 if j + keysAhead < s.n {
                     prefetchRows(keys + s.kvHead * headStride, slots + s.lo + j + keysAhead, count: min(4, s.n - j - keysAhead),
+                                 slotStride: slotStride, headDim: headDim)
+                    prefetchRows(values + s.kvHead * headStride, slots + s.lo + j + keysAhead, count: min(4, s.n - j - keysAhead),
                                  slotStride: slotStride, headDim: headDim)
                 }
                 let r = RowDot.threeTokens(query(0), query(1), query(2), (key(0), key(1), key(2), key(3)), headDim)
