@@ -303,7 +303,9 @@ public enum Attention {
     /// keys ahead no better than 8. Over many keys 8 rows (2 KB of fp32 keys) in flight are too few for
     /// the bandwidth: in interleaved 8-token segments of SmolLM2 decoding on Zen 5, 32 ahead against 8 was
     /// 5.8% faster at contexts 256–384, 11–17% at 512–640 and 6–14% at 1,024–1,152, but 10% slower at
-    /// 16–80 (the first 32 keys go unprefetched; 16 and 64 ahead gained less at 512–640).
+    /// 16–80 (the first 32 keys went unprefetched then; 16 and 64 ahead gained less at 512–640). Since 2026-12-05 `score`
+    /// also asks for each value row with its key and for the first `keysAhead` rows of both at once: a SmolLM2 decode
+    /// step's attention 20% shorter at contexts 16–80 (`bench phases`, alternated; Zen 5, both placements).
     @inline(__always)
     static func keysAhead(_ n: Int) -> Int { n >= 256 ? 32 : 8 }
 
