@@ -219,22 +219,19 @@ public enum Attention {
         func score(_ s: HeadSet, _ scores: UnsafeMutablePointer<Float>, keys range: Range<Int>) {
             func query(_ k: Int) -> UnsafePointer<Float> { q + (s.t * numHeads + s.first + min(k, s.count - 1)) * headDim }
             let keysAhead = Attention.keysAhead(s.n)
+            let keyRows = keys + s.kvHead * headStride, valueRows = values + s.kvHead * headStride
+            /// The key and value rows of `count` visible slots from the j-th.
+            @inline(__always) func prefetch(_ j: Int, count: Int) {
+                prefetchRows(keyRows, slots + s.lo + j, count: count, slotStride: slotStride, headDim: headDim)
+                prefetchRows(valueRows, slots + s.lo + j, count: count, slotStride: slotStride, headDim: headDim)
+            }
             var j = range.lowerBound
             // The first rows are asked for at once, and each value row with its key: the values are read right after the
             // scores, and in a decode step they come from memory too.
-            let burst = min(range.count, keysAhead)
-            prefetchRows(keys + s.kvHead * headStride, slots + s.lo + j, count: burst, slotStride: slotStride, headDim: headDim)
-            prefetchRows(values + s.kvHead * headStride, slots + s.lo + j, count: burst, slotStride: slotStride, headDim: headDim)
+            prefetch(j, count: min(range.count, keysAhead))
             while j < range.upperBound {
-                func key(_ k: Int) -> UnsafePointer<E> {
-                    keys + Int(slots[s.lo + min(j + k, s.n - 1)]) * slotStride + s.kvHead * headStride
-                }
-                if j + keysAhead < s.n {
-                    prefetchRows(keys + s.kvHead * headStride, slots + s.lo + j + keysAhead, count: min(4, s.n - j - keysAhead),
-                                 slotStride: slotStride, headDim: headDim)
-                    prefetchRows(values + s.kvHead * headStride, slots + s.lo + j + keysAhead, count: min(4, s.n - j - keysAhead),
-                                 slotStride: slotStride, headDim: headDim)
-                }
+                func key(_ k: Int) -> UnsafePointer<E> { keyRows + Int(slots[s.lo + min(j + k, s.n - 1)]) * slotStride }
+                if j + keysAhead < s.n { prefetch(j + keysAhead, count: min(4, s.n - j - keysAhead)) }
                 let r = RowDot.threeTokens(query(0), query(1), query(2), (key(0), key(1), key(2), key(3)), headDim)
                 let (s0, s1, s2) = (r.0 * scale, r.1 * scale, r.2 * scale)
                 for k in 0..<min(4, range.upperBound - j) {
