@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's CPU results in one go, one benchmark after another (they would disturb each other):
 # throughput per weight format, FlexServe vs HF transformers, speculative vs incremental decoding, verification cost,
-# a decode step by phase.
+# a decode step by phase, and cut down.
 # Needs the release build, the default model (scripts/setup.sh), the prompt datasets
 # (`flexserve datasets build`) and, for the peer comparison, torch/transformers/gguf/accelerate.
 set -euo pipefail
@@ -53,4 +53,6 @@ $B bench $S --ssm-model ssms/smollm2-draft-a --expansion-degree 1 --max-tree-dep
 for a in f32 q8; do $B bench verify --model $M --activations $a --output bench/results-verify-$a.json; done
 # Where a decode step's time goes, phase by phase, in each placement of the threads.
 for f in q8_0 q4_1; do $B bench phases --model $M --format $f --output bench/results-phases-$f.json; done
+# What holds it: the step against itself without its arithmetic, glue or phase ends.
+$B bench bound --model $M --rounds 30 --output bench/results-bound.json
 date -u

@@ -8,8 +8,8 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks: speculative vs incremental decoding, throughput per weight format.",
-        subcommands: [SpeculativeBenchCommand.self, ThroughputBenchCommand.self, PhasesBenchCommand.self, StreamingBenchCommand.self, KernelsBenchCommand.self,
-                      VerifyBenchCommand.self],
+        subcommands: [SpeculativeBenchCommand.self, ThroughputBenchCommand.self, PhasesBenchCommand.self, BoundBenchCommand.self, StreamingBenchCommand.self,
+                      KernelsBenchCommand.self, VerifyBenchCommand.self],
         defaultSubcommand: SpeculativeBenchCommand.self)
 }
 
@@ -318,6 +318,40 @@ struct PhasesBenchCommand: AsyncParsableCommand {
                              r.milliseconds, 100 * r.shareOfStep, r.startMicroseconds, r.busyMicroseconds,
                              (r.gbs.map { String(format: "%5.1f", $0) } ?? "    -") as NSString))
             }
+        }
+        try writeJSON(report, to: output)
+        print("wrote \(output)")
+    }
+}
+
+/// `flexserve bench bound`: the decode step against itself cut down, as fractions of concurrent reads, by placement.
+struct BoundBenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bound",
+        abstract: "What holds a decode step: the step against itself without its arithmetic, glue or phase ends, against concurrent reads.",
+        discussion: "A LLaMA-family decode step with its matrices in an integer block format runs as one parallel region: a phase per projection and per piece of glue (norms, RoPE and the cache write, attention, quantization, SiLU·up). Each cut leaves parts out (the logits are then meaningless): 'no arithmetic' reads every weight line the kernels would (the same pieces, prefetches and headers) without the dot products; 'no glue' runs only the projections' phases; 'no phase ends' has each thread stream every projection in turn. Each figure is the median over the segments (of --steps steps after a 16-token prompt) run with the threads in that placement, of the steps' weight GB/s over reads of the same bytes after each step.")
+
+    @Option(name: [.customLong("model"), .customLong("llm-model")]) var model: String
+    @Option(help: "Comma-separated integer block formats: stored, q8_0, q4_0, q4_1, int8, int4.") var formats = "q4_1,q8_0"
+    @Option(help: "f32 or q8 activations.") var activations: ActivationFormat = .q8
+    @Option var rounds = 12
+    @Option(help: "Steps a segment.") var steps = 48
+    @Option var output = "bench-bound.json"
+
+    mutating func run() async throws {
+        guard rounds > 0, steps > 0 else { throw ValidationError("--rounds and --steps must be positive") }
+        let names = formats.split(separator: ",").map(String.init)
+        guard !names.isEmpty else { throw ValidationError("--formats names no format") }
+        let report = try DecodeBoundBenchmark.run(path: model, formats: try names.map { try WeightFormat.parse($0) }, activations: activations,
+                                                  rounds: rounds, steps: steps)
+        print(String(format: "%@, %@ activations, %d rounds of a segment of %d steps per format and cut", report.cpu as NSString,
+                     report.activations as NSString, report.rounds, report.stepsPerSegment))
+        print("format | parts                            | placement          | segments | decode GB/s | read GB/s | of reads")
+        for r in report.rows {
+            print(String(format: "%@ | %@ | %@ | %8d | %11.1f | %9.1f | %7.0f%%", r.format.padding(toLength: 6, withPad: " ", startingAt: 0) as NSString,
+                         r.parts.padding(toLength: 32, withPad: " ", startingAt: 0) as NSString,
+                         r.placement.padding(toLength: 18, withPad: " ", startingAt: 0) as NSString, r.segments, r.decodeGBs, r.readGBs,
+                         100 * r.fractionOfConcurrentReads))
         }
         try writeJSON(report, to: output)
         print("wrote \(output)")

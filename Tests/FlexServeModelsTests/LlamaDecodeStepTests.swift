@@ -168,6 +168,36 @@ final class LlamaDecodeStepTests: XCTestCase {
         }
     }
 
+    /// Each cut of the step (`flexserve bench bound`) runs and changes the logits, and the whole step after them gives the
+    /// same logits bit for bit; rows decoded as they stream have no reads without their arithmetic, and the model says so.
+    func testCutStepsRunAndTheWholeStepComesBack() throws {
+        let config = ModelConfig(architecture: "LlamaForCausalLM", vocabSize: 101, hiddenSize: 128, intermediateSize: 96,
+                                 numLayers: 2, numHeads: 6, numKVHeads: 2, headDim: 16)
+        let weights = RandomWeights(config: config, biases: false, seed: 13)
+        let model = try ModelLoader.build(config: config, weights: ConvertingStore(weights, to: .q4_1, activations: .q8, interleaving: true)) as! LlamaModel
+        func step() throws -> [Float] {
+            let cache = model.makeCache(capacityTokens: 32)
+            try cache.reserve(sequence: 0, length: 4)
+            var prompt = Batch()
+            prompt.appendCausal([3, 14, 15], sequence: 0, start: 0, logits: .none)
+            _ = try model.forward(prompt, cache: cache)
+            var batch = Batch()
+            batch.appendCausal([92], sequence: 0, start: 3, logits: .last)
+            return try model.forward(batch, cache: cache).withRow(0) { Array($0) }
+        }
+        let whole = try step()
+        for parts in DecodeStepParts.cuts where parts != .whole {
+            XCTAssertTrue(model.runDecodeSteps(parts), "\(parts)")
+            XCTAssertNotEqual(try step(), whole, "\(parts): the cut should change the logits")
+        }
+        XCTAssertTrue(model.runDecodeSteps(.whole))
+        XCTAssertEqual(try step(), whole)
+
+        let rows = try ModelLoader.build(config: config, weights: ConvertingStore(weights, to: .q4_1, activations: .f32, interleaving: false)) as! LlamaModel
+        XCTAssertFalse(rows.runDecodeSteps(DecodeStepParts(arithmetic: false)))
+        XCTAssertTrue(rows.runDecodeSteps(DecodeStepParts(glue: false)))
+    }
+
     /// Greedy-decodes `steps` tokens after `prompt` one at a time; each token's logits must equal, bit for bit,
     /// those at the end of a batch holding the whole sequence so far.
     func assertDecodedEqualsBatched(_ model: LlamaModel, prompt: [Int], steps: Int, cacheType: KVCacheType = .f32, _ what: String) throws {

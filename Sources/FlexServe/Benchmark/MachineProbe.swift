@@ -24,10 +24,10 @@ public struct MachineProbe: Codable, Sendable {
         return line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "unknown"
     }
 
-    /// Best of eight `ReadProbe` passes.
+    /// Best of nine `ReadProbe` passes, each pattern in turn.
     public static func readBandwidth(pool: ThreadPool = .shared) -> Double {
-        let probe = ReadProbe.on(pool)
-        return (0..<8).map { probe.pass(streams: $0 % 2 == 0 ? 1 : 4) }.max()!
+        let probe = ReadProbe.on(pool), patterns = ReadProbe.Pattern.allCases
+        return (0..<9).map { probe.pass(patterns[$0 % patterns.count]) }.max()!
     }
 
     /// GFLOP/s of independent fp32 FMAs (two flops each) across the pool's threads: the better of

@@ -1,11 +1,9 @@
 import Foundation
 import FlexServeTensor
 
-/// Memory read bandwidth: every thread sums its chunk of a 512 MiB buffer (far larger than the
-/// caches), either as one sequential stream or as four interleaved streams with software prefetch 512 bytes ahead
-/// (how the decode kernels read weights; on this Zen 4 it reads ~40% faster), so the ceiling is
-/// the machine's, not one access pattern's. The buffer is kept, so the benchmark can read slices of it
-/// between decode steps and compare the steps with the bandwidth of the same moments.
+/// Memory read bandwidth: every thread sums its share of a 512 MiB buffer (far larger than the caches) in each of
+/// `Pattern`'s ways, so the ceiling is the machine's, not one access pattern's. The buffer is kept, so the benchmark
+/// can read slices of it between decode steps and compare the steps with the bandwidth of the same moments.
 final class ReadProbe: @unchecked Sendable {
     /// One probe for the process's benchmarks on the shared pool (run one at a time): the buffer is allocated
     /// and touched once, not for every format a benchmark measures.
@@ -33,17 +31,30 @@ final class ReadProbe: @unchecked Sendable {
     /// The most `read(phases:)` can read in one call.
     var capacityBytes: Int { count * 4 }
 
-    /// GB/s of one pass over the buffer with `streams` (1 or 4) streams per task.
-    func pass(streams: Int) -> Double { read(floats: 0..<count, streams: streams) }
+    /// How a pass reads. None is always fastest: on the Zen 4 host four prefetched streams read ~40% more than one
+    /// plain stream; on the Zen 5 host the three read within ~10% of each other on a whole pass, but the decode step's
+    /// projections stripped of their arithmetic (`flexserve bench bound`) read 6–14% faster than reads without the
+    /// third pattern (2026-12-05), and 90–102% of them with it.
+    enum Pattern: CaseIterable {
+        /// Four chunks a thread, each one sequential stream left to the hardware prefetchers.
+        case sequential
+        /// Four chunks a thread, each read as four interleaved streams with every line asked for 512 bytes ahead.
+        case fourStreams
+        /// One stream a thread with every line asked for 4 KB ahead, as the decode kernels read their weights.
+        case prefetched
+    }
 
-    /// GB/s of reading about `bytes` (at most the buffer) with `streams` streams per task, from where the
-    /// previous call stopped, so successive calls read memory not in the caches.
-    func read(bytes: Int, streams: Int) -> Double {
+    /// GB/s of one pass over the buffer.
+    func pass(_ pattern: Pattern) -> Double { read(floats: 0..<count, pattern) }
+
+    /// GB/s of reading about `bytes` (at most the buffer) from where the previous call stopped, so successive calls
+    /// read memory not in the caches.
+    func read(bytes: Int, _ pattern: Pattern) -> Double {
         let n = min(count, max(bytes / 4, 1 << 16)) / (pool.threadCount * 4 * 128) * (pool.threadCount * 4 * 128)
         if nextByte / 4 + n > count { nextByte = 0 }
         let start = nextByte / 4
         nextByte += n * 4
-        return read(floats: start..<(start + n), streams: streams)
+        return read(floats: start..<(start + n), pattern)
     }
 
     /// GB/s of reading `phases` (bytes each) in one parallel region, every phase finished by all threads before the
@@ -78,7 +89,7 @@ final class ReadProbe: @unchecked Sendable {
         return Double(total) / Date().timeIntervalSince(start) / 1e9
     }
 
-    private func read(floats: Range<Int>, streams: Int) -> Double {
+    private func read(floats: Range<Int>, _ pattern: Pattern) -> Double {
         @inline(__always) func sum(_ p: UnsafeRawPointer, _ i: Int) -> SIMD16<Float> {
             p.loadUnaligned(fromByteOffset: i, as: SIMD16<Float>.self) + p.loadUnaligned(fromByteOffset: i + 64, as: SIMD16<Float>.self)
         }
@@ -86,19 +97,28 @@ final class ReadProbe: @unchecked Sendable {
         let sinks = UnsafeMutablePointer<Float>.allocate(capacity: 64)
         defer { sinks.deallocate() }
         sinks.initialize(repeating: 0, count: 64)
-        let chunks = pool.threadCount * 4
+        let chunks = pattern == .prefetched ? pool.threadCount : pool.threadCount * 4
         let size = count / chunks
         let start = Date()
         pool.parallelFor(chunks) { c in
             let p = UnsafeRawPointer(buffer + c * size)
             var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
-            if streams == 1 {
+            switch pattern {
+            case .sequential:
                 var i = 0
                 while i < size * 4 {
                     a0 += sum(p, i); a1 += sum(p, i + 128)
                     i += 256
                 }
-            } else {
+            case .prefetched:
+                var i = 0
+                while i < size * 4 {
+                    Prefetch.ahead(p + i, by: 4096); Prefetch.ahead(p + i + 64, by: 4096)
+                    Prefetch.ahead(p + i + 128, by: 4096); Prefetch.ahead(p + i + 192, by: 4096)
+                    a0 += sum(p, i); a1 += sum(p, i + 128)
+                    i += 256
+                }
+            case .fourStreams:
                 let quarter = size, q = (p, p + quarter, p + 2 * quarter, p + 3 * quarter)
                 var i = 0
                 while i < quarter {

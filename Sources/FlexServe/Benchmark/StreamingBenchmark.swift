@@ -35,7 +35,7 @@ public enum StreamingBenchmark {
         var best = [Double](repeating: 0, count: layouts.count), bandwidth = 0.0
         // Interleaved passes, each layout's best (as the probe takes its best pass).
         for _ in 0..<passes {
-            bandwidth = max(bandwidth, probe.pass(streams: 1), probe.pass(streams: 4))
+            bandwidth = max(bandwidth, ReadProbe.Pattern.allCases.map(probe.pass).max()!)
             for (i, (_, fused)) in layouts.enumerated() {
                 let start = Date()
                 for group in stride(from: 0, to: matrices[i].count, by: fused) {

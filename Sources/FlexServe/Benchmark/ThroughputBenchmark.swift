@@ -113,14 +113,15 @@ public enum ThroughputBenchmark {
             return best
         }
 
-        /// The interleaved decode: after each step one read of the step's weight bytes, in turn one sequential stream per
-        /// task, four prefetched streams per task (the faster of the two counts) and the step's own phases (where known).
+        /// The interleaved decode: after each step one read of the step's weight bytes, in turn each `ReadProbe.Pattern`
+        /// (the fastest counts) and the step's own phases (where known).
         func interleaved(sequence: Int, start: Int, after logits: Logits, probe: ReadProbe) throws -> [InterleavedSegment] {
             var next = logits.withRow(0) { Sampler.argmax($0) }
-            let segment = max(3, decodeTokens / 8)
-            let kinds = phases == nil ? 2 : 3
+            let patterns = ReadProbe.Pattern.allCases, phased = patterns.count
+            let kinds = patterns.count + (phases == nil ? 0 : 1)
+            let segment = max(kinds, decodeTokens / 8)
             var segments: [InterleavedSegment] = []
-            var stepSeconds = 0.0, readSeconds = [0.0, 0.0, 0.0], reads = [0, 0, 0]
+            var stepSeconds = 0.0, readSeconds = [Double](repeating: 0, count: kinds), reads = [Int](repeating: 0, count: kinds)
             var handoff = ThreadPlacement.handoffNanoseconds(pool: probe.pool)
             for i in 0..<decodeTokens {
                 var step = Batch()
@@ -129,13 +130,13 @@ public enum ThroughputBenchmark {
                 next = try model.forward(step, cache: cache).withRow(0) { Sampler.argmax($0) }
                 stepSeconds += Date().timeIntervalSince(t0)
                 let kind = i % kinds
-                readSeconds[kind] += Double(bytes) / 1e9 / (kind == 2 ? probe.read(phases: phases!) : probe.read(bytes: bytes, streams: kind == 0 ? 1 : 4))
+                readSeconds[kind] += Double(bytes) / 1e9 / (kind == phased ? probe.read(phases: phases!) : probe.read(bytes: bytes, patterns[kind]))
                 reads[kind] += 1
                 if (i + 1) % segment == 0 {
                     func gbs(_ kind: Int) -> Double { reads[kind] == 0 ? 0 : Double(reads[kind] * bytes) / readSeconds[kind] / 1e9 }
-                    segments.append(InterleavedSegment(decodeGBs: Double(segment * bytes) / stepSeconds / 1e9, readGBs: max(gbs(0), gbs(1)),
-                                                       phasedReadGBs: kinds == 3 ? gbs(2) : nil, handoffNanoseconds: handoff))
-                    stepSeconds = 0; readSeconds = [0, 0, 0]; reads = [0, 0, 0]
+                    segments.append(InterleavedSegment(decodeGBs: Double(segment * bytes) / stepSeconds / 1e9, readGBs: patterns.indices.map(gbs).max()!,
+                                                       phasedReadGBs: kinds > phased ? gbs(phased) : nil, handoffNanoseconds: handoff))
+                    stepSeconds = 0; readSeconds = [Double](repeating: 0, count: kinds); reads = [Int](repeating: 0, count: kinds)
                     handoff = ThreadPlacement.handoffNanoseconds(pool: probe.pool)
                 }
             }

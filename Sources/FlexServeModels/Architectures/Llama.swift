@@ -101,6 +101,14 @@ public final class LlamaModel: CausalLM, ModelMatrices, TokenSharing, @unchecked
     /// or stops recording (nil).
     public func recordDecodePhases(into timeline: PhaseTimeline?) { decodeStep?.timeline = timeline }
 
+    /// Runs only `parts` of the decode steps that follow (`flexserve bench bound`; `.whole` again to decode). False,
+    /// changing nothing, where this model has no such step or its projections cannot read without their arithmetic.
+    public func runDecodeSteps(_ parts: DecodeStepParts) -> Bool {
+        guard let decodeStep, parts.arithmetic || decodeStep.readsWithoutArithmetic else { return false }
+        decodeStep.parts = parts
+        return true
+    }
+
     public func forward(_ batch: Batch, cache: PagedKVCache) throws -> Logits {
         let c = config
         let T = batch.count

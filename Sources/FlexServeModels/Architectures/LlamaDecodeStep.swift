@@ -56,6 +56,10 @@ final class LlamaDecodeStep: @unchecked Sendable {
     let lock = NSLock()
     /// Where the next steps record their phases (`flexserve bench phases`); nil: not recorded.
     var timeline: PhaseTimeline?
+    /// What the next steps run: `whole`, except while `flexserve bench bound` cuts them down.
+    var parts = DecodeStepParts.whole
+    /// Whether the projections can run without their arithmetic (`DecodeStepParts.arithmetic` false): all `InterleavedRows`.
+    var readsWithoutArithmetic: Bool { ([head] + qkv + o + gateUp + down).allSatisfy(\.quantizes) }
 
     /// What each phase of a layer does, then the two after the last layer (`phaseCounts`' order).
     static let layerPhaseNames = ["attention norm", "Q/K/V", "RoPE", "attention", "quantize", "output", "MLP norm", "gate/up", "SiLU·up", "down"]
@@ -135,6 +139,9 @@ final class LlamaDecodeStep: @unchecked Sendable {
         table[4 * l + projection.rawValue]._withUnsafeGuaranteedRef(body)
     }
 
+    /// Whether a layer's phase `k` (of the phases after the last layer, where `final`) is a projection's.
+    private static func streams(phase k: Int, final: Bool) -> Bool { final ? k == 1 : k == 1 || k == 5 || k == 7 || k == 9 }
+
     /// The first projection phase after `phase`, and its projection (layer and kind, as `with` takes them).
     private func nextProjection(after phase: Int) -> (phase: Int, layer: Int, projection: Projection)? {
         let l = phase / Self.phasesPerLayer, layers = config.numLayers
@@ -181,17 +188,28 @@ final class LlamaDecodeStep: @unchecked Sendable {
                                                kv: cache.store(layer: l), slotStart: slotStart.baseAddress!,
                                                slots: slots.baseAddress!, scale: scale, out: self.attended.pointer)
                         }
+                        let parts = self.parts, readOnly = !parts.arithmetic
+                        guard parts.phaseEnds else {
+                            // Every projection in turn in one phase, the head last, as the table lists them.
+                            pool.runPhases([pool.threadCount], { _, task, thread in
+                                for i in 0..<self.table.count {
+                                    self.table[i]._withUnsafeGuaranteedRef { $0.run(task: task, thread: thread, round: round, readOnly: readOnly) }
+                                }
+                            })
+                            return
+                        }
                         pool.runPhases(phaseCounts, { phase, task, thread in
                             let start = timeline == nil ? 0 : PhaseTimeline.now()
                             defer { timeline?.record(phase: phase, thread: thread, start: start, end: PhaseTimeline.now()) }
                             let l = phase / Self.phasesPerLayer
+                            if !parts.glue, !Self.streams(phase: phase % Self.phasesPerLayer, final: l == c.numLayers) { return }
                             guard l < c.numLayers else {
                                 if phase % Self.phasesPerLayer == 0 {
                                     axpy(1, h.pointer, x.pointer, H)
                                     Normalization.rms(x.pointer, rows: 1, dim: H, weight: finalNorm.pointer, eps: c.rmsNormEps, out: h.pointer, pool: Self.serial)
                                     with(c.numLayers, .qkv) { $0.quantize(blocks: 0..<$0.blocks) }
                                 } else {
-                                    with(c.numLayers, .qkv) { $0.run(task: task, thread: thread, round: round) }
+                                    with(c.numLayers, .qkv) { $0.run(task: task, thread: thread, round: round, readOnly: readOnly) }
                                 }
                                 return
                             }
@@ -201,7 +219,7 @@ final class LlamaDecodeStep: @unchecked Sendable {
                                 Normalization.rms(x.pointer, rows: 1, dim: H, weight: attentionNorms.pointer + l * H, eps: c.rmsNormEps, out: h.pointer, pool: Self.serial)
                                 with(l, .qkv) { $0.quantize(blocks: 0..<$0.blocks) }
                             case 1:
-                                with(l, .qkv) { $0.run(task: task, thread: thread, round: round) }
+                                with(l, .qkv) { $0.run(task: task, thread: thread, round: round, readOnly: readOnly) }
                             case 2:
                                 rotateAndStore(kvHead: task, layer: l, cos: cos.baseAddress!, sin: sin.baseAddress!)
                             case 3:
@@ -212,20 +230,20 @@ final class LlamaDecodeStep: @unchecked Sendable {
                             case 4:
                                 with(l, .output) { $0.quantize(blocks: 0..<$0.blocks) }
                             case 5:
-                                with(l, .output) { $0.run(task: task, thread: thread, round: round) }
+                                with(l, .output) { $0.run(task: task, thread: thread, round: round, readOnly: readOnly) }
                             case 6:
                                 axpy(1, h.pointer, x.pointer, H)
                                 Normalization.rms(x.pointer, rows: 1, dim: H, weight: mlpNorms.pointer + l * H, eps: c.rmsNormEps, out: h.pointer, pool: Self.serial)
                                 with(l, .gateUp) { $0.quantize(blocks: 0..<$0.blocks) }
                             case 7:
-                                with(l, .gateUp) { $0.run(task: task, thread: thread, round: round) }
+                                with(l, .gateUp) { $0.run(task: task, thread: thread, round: round, readOnly: readOnly) }
                             case 8:
                                 let blocks = task == 0 ? 0..<halfBlocks : halfBlocks..<downBlocks
                                 Activation.siluMultiply(gate.pointer + 32 * blocks.lowerBound, up.pointer + 32 * blocks.lowerBound,
                                                         count: 32 * blocks.count, pool: Self.serial)
                                 with(l, .down) { $0.quantize(blocks: blocks) }
                             default:
-                                with(l, .down) { $0.run(task: task, thread: thread, round: round) }
+                                with(l, .down) { $0.run(task: task, thread: thread, round: round, readOnly: readOnly) }
                             }
                         }, whileWaiting: { phase, thread in
                             let w = self.warming + 8 * thread

@@ -134,14 +134,19 @@ public final class TokenProjection: @unchecked Sendable {
     /// Task `task` of `slots`, run by thread `thread` of the caller's region. With `InterleavedRows` the thread's own
     /// part first (whichever task it took: the part `warm` asked for), then what is left of the others, all rows back to
     /// be taken in each new `round` (a step's number); with rows decoded as they stream, the task's run of rows.
-    public func run(task: Int, thread: Int, round: Int) {
+    /// `readOnly` (`InterleavedRows` only: where `quantizes`): the same reads without the arithmetic
+    /// (`ReadOnlyActivations`), outputs meaningless.
+    public func run(task: Int, thread: Int, round: Int, readOnly: Bool = false) {
         switch kind {
         case .integer(let integer):
-            switch integer.activations {
-            case .q8(let a): runIntegers(a, slot: thread % slots, round: round, integer)
-            case .f32(let a): runIntegers(a, slot: thread % slots, round: round, integer)
+            switch (integer.activations, readOnly) {
+            case (.q8(let a), false): runIntegers(a, slot: thread % slots, round: round, integer)
+            case (.f32(let a), false): runIntegers(a, slot: thread % slots, round: round, integer)
+            case (.q8(let a), true): runIntegers(ReadOnlyActivations(base: a), slot: thread % slots, round: round, integer)
+            case (.f32(let a), true): runIntegers(ReadOnlyActivations(base: a), slot: thread % slots, round: round, integer)
             }
         case let .packed(rows, rowBytes):
+            precondition(!readOnly, "rows decoded as they stream have no reads without their arithmetic")
             let slot = task
             switch dtype {
             case .f16: runPacked(F16Blocks.self, slot: slot, total: rows, rowBytes: rowBytes)
