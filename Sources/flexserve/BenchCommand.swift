@@ -346,10 +346,10 @@ struct BoundBenchCommand: AsyncParsableCommand {
                                                   rounds: rounds, steps: steps)
         print(String(format: "%@, %@ activations, %d rounds of a segment of %d steps per format and cut", report.cpu as NSString,
                      report.activations as NSString, report.rounds, report.stepsPerSegment))
-        print("format | parts                            | placement          | segments | decode GB/s | read GB/s | of reads")
+        print("format | parts                             | placement          | segments | decode GB/s | read GB/s | of reads")
         for r in report.rows {
             print(String(format: "%@ | %@ | %@ | %8d | %11.1f | %9.1f | %7.0f%%", r.format.padding(toLength: 6, withPad: " ", startingAt: 0) as NSString,
-                         r.parts.padding(toLength: 32, withPad: " ", startingAt: 0) as NSString,
+                         r.parts.padding(toLength: 33, withPad: " ", startingAt: 0) as NSString,
                          r.placement.padding(toLength: 18, withPad: " ", startingAt: 0) as NSString, r.segments, r.decodeGBs, r.readGBs,
                          100 * r.fractionOfConcurrentReads))
         }

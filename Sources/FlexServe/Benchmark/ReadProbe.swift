@@ -34,7 +34,7 @@ final class ReadProbe: @unchecked Sendable {
     /// How a pass reads. None is always fastest: on the Zen 4 host four prefetched streams read ~40% more than one
     /// plain stream; on the Zen 5 host the three read within ~10% of each other on a whole pass, but the decode step's
     /// projections stripped of their arithmetic (`flexserve bench bound`) read 6–14% faster than reads without the
-    /// third pattern (2026-12-05), and 90–102% of them with it.
+    /// third pattern (2026-12-05), and still 90–111% of them with it: the probe can understate the machine by that much.
     enum Pattern: CaseIterable {
         /// Four chunks a thread, each one sequential stream left to the hardware prefetchers.
         case sequential
