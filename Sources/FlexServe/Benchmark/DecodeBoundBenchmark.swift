@@ -11,12 +11,12 @@ public enum DecodeBoundBenchmark {
     public struct Row: Codable, Sendable {
         public var format: String
         public var parts: String
-        /// "one core complex", "two core complexes" (a handoff over `ThreadPlacement.sharedCacheLimitNanoseconds`) or "one thread".
+        /// `ThreadPlacement.name`.
         public var placement: String
         public var segments: Int
         /// The steps' weight bytes over their time.
         public var decodeGBs: Double
-        /// Reads of a step's weight bytes after each step (`ReadProbe.Pattern` in turn: the fastest).
+        /// Reads of a step's weight bytes after each step (`InterleavedReads`).
         public var readGBs: Double
         /// The median of each segment's decode GB/s over its read GB/s.
         public var fractionOfConcurrentReads: Double
@@ -67,23 +67,18 @@ public enum DecodeBoundBenchmark {
                 batch.appendCausal((0..<prompt).map(token), sequence: 0, start: 0, logits: .last)
                 _ = try model.forward(batch, cache: cache)
                 let handoff = ThreadPlacement.handoffNanoseconds(pool: probe.pool)
-                let patterns = ReadProbe.Pattern.allCases
-                var stepSeconds = 0.0, readSeconds = patterns.map { _ in 0.0 }, reads = patterns.map { _ in 0 }
+                var stepSeconds = 0.0, reads = InterleavedReads(probe: probe, bytes: bytes)
                 for i in 0..<steps {
                     var step = Batch()
                     step.appendCausal([token(prompt + i)], sequence: 0, start: prompt + i, logits: .last)
                     let t0 = Date()
                     _ = try model.forward(step, cache: cache)
                     stepSeconds += Date().timeIntervalSince(t0)
-                    let k = i % patterns.count
-                    readSeconds[k] += Double(bytes) / 1e9 / probe.read(bytes: bytes, patterns[k])
-                    reads[k] += 1
+                    reads.read()
                 }
                 guard round > 0 else { continue }
-                let placement = handoff.map { $0 > ThreadPlacement.sharedCacheLimitNanoseconds ? "two core complexes" : "one core complex" } ?? "one thread"
-                let readGBs = patterns.indices.filter { reads[$0] > 0 }.map { Double(reads[$0] * bytes) / readSeconds[$0] / 1e9 }.max()!
-                segments.append(Segment(model: m, cut: cut, placement: placement,
-                                        decodeGBs: Double(bytes * steps) / stepSeconds / 1e9, readGBs: readGBs))
+                segments.append(Segment(model: m, cut: cut, placement: ThreadPlacement.name(handoffNanoseconds: handoff),
+                                        decodeGBs: Double(bytes * steps) / stepSeconds / 1e9, readGBs: reads.gbs!))
             }
         }
 

@@ -23,7 +23,7 @@ public enum DecodePhaseBenchmark {
     }
 
     public struct Placement: Codable, Sendable {
-        /// "one core complex", "two core complexes" (a handoff over `ThreadPlacement.sharedCacheLimitNanoseconds`) or "one thread".
+        /// `ThreadPlacement.name`.
         public var placement: String
         public var rounds: Int
         public var handoffNanoseconds: Double?
@@ -118,11 +118,7 @@ public enum DecodePhaseBenchmark {
         }
 
         func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
-        let limit = ThreadPlacement.sharedCacheLimitNanoseconds
-        let groups = Dictionary(grouping: measured) { r -> String in
-            guard let h = r.handoff else { return "one thread" }
-            return h > limit ? "two core complexes" : "one core complex"
-        }
+        let groups = Dictionary(grouping: measured) { ThreadPlacement.name(handoffNanoseconds: $0.handoff) }
         let perLayerKinds = Set(0..<names.perLayer.count)
         let placements = groups.keys.sorted().map { name -> Placement in
             let rs = groups[name]!, n = Double(steps)

@@ -58,9 +58,7 @@ public enum KernelBenchmark {
         // Each configuration's best time per placement (nil: one thread).
         var best: [String?: [Double]] = [:], counts: [String?: Int] = [:]
         for _ in 0..<passes {
-            let placement = ThreadPlacement.handoffNanoseconds(pool: pool).map {
-                $0 > ThreadPlacement.sharedCacheLimitNanoseconds ? "two core complexes" : "one core complex"
-            }
+            let placement = ThreadPlacement.handoffNanoseconds(pool: pool).map { ThreadPlacement.name(handoffNanoseconds: $0) }
             var times = best[placement] ?? [Double](repeating: .infinity, count: configurations.count)
             defer { best[placement] = times; counts[placement, default: 0] += 1 }
             for (i, c) in configurations.enumerated() {

@@ -11,6 +11,13 @@ public enum ThreadPlacement {
     /// Handoffs slower than this cross core complexes.
     public static let sharedCacheLimitNanoseconds = 100.0
 
+    /// "one core complex", "two core complexes" (a handoff over `sharedCacheLimitNanoseconds`) or, with no handoff to
+    /// time, "one thread".
+    public static func name(handoffNanoseconds handoff: Double?) -> String {
+        guard let handoff else { return "one thread" }
+        return handoff > sharedCacheLimitNanoseconds ? "two core complexes" : "one core complex"
+    }
+
     /// Median one-way handoff between the pool's first two threads over three runs of 300 round trips;
     /// nil with one thread.
     public static func handoffNanoseconds(pool: ThreadPool = .shared) -> Double? {

@@ -114,14 +114,12 @@ public enum ThroughputBenchmark {
         }
 
         /// The interleaved decode: after each step one read of the step's weight bytes, in turn each `ReadProbe.Pattern`
-        /// (the fastest counts) and the step's own phases (where known).
+        /// (`InterleavedReads`: the fastest counts) and, every fourth step where known, the step's own phases.
         func interleaved(sequence: Int, start: Int, after logits: Logits, probe: ReadProbe) throws -> [InterleavedSegment] {
             var next = logits.withRow(0) { Sampler.argmax($0) }
-            let patterns = ReadProbe.Pattern.allCases, phased = patterns.count
-            let kinds = patterns.count + (phases == nil ? 0 : 1)
-            let segment = max(kinds, decodeTokens / 8)
+            let segment = max(4, decodeTokens / 8)
             var segments: [InterleavedSegment] = []
-            var stepSeconds = 0.0, readSeconds = [Double](repeating: 0, count: kinds), reads = [Int](repeating: 0, count: kinds)
+            var stepSeconds = 0.0, reads = InterleavedReads(probe: probe, bytes: bytes), phasedSeconds = 0.0, phasedReads = 0
             var handoff = ThreadPlacement.handoffNanoseconds(pool: probe.pool)
             for i in 0..<decodeTokens {
                 var step = Batch()
@@ -129,14 +127,17 @@ public enum ThroughputBenchmark {
                 let t0 = Date()
                 next = try model.forward(step, cache: cache).withRow(0) { Sampler.argmax($0) }
                 stepSeconds += Date().timeIntervalSince(t0)
-                let kind = i % kinds
-                readSeconds[kind] += Double(bytes) / 1e9 / (kind == phased ? probe.read(phases: phases!) : probe.read(bytes: bytes, patterns[kind]))
-                reads[kind] += 1
+                if let phases, i % 4 == 3 {
+                    phasedSeconds += Double(bytes) / 1e9 / probe.read(phases: phases)
+                    phasedReads += 1
+                } else {
+                    reads.read()
+                }
                 if (i + 1) % segment == 0 {
-                    func gbs(_ kind: Int) -> Double { reads[kind] == 0 ? 0 : Double(reads[kind] * bytes) / readSeconds[kind] / 1e9 }
-                    segments.append(InterleavedSegment(decodeGBs: Double(segment * bytes) / stepSeconds / 1e9, readGBs: patterns.indices.map(gbs).max()!,
-                                                       phasedReadGBs: kinds > phased ? gbs(phased) : nil, handoffNanoseconds: handoff))
-                    stepSeconds = 0; readSeconds = [Double](repeating: 0, count: kinds); reads = [Int](repeating: 0, count: kinds)
+                    segments.append(InterleavedSegment(decodeGBs: Double(segment * bytes) / stepSeconds / 1e9, readGBs: reads.gbs!,
+                                                       phasedReadGBs: phasedReads == 0 ? nil : Double(phasedReads * bytes) / phasedSeconds / 1e9,
+                                                       handoffNanoseconds: handoff))
+                    (stepSeconds, reads, phasedSeconds, phasedReads) = (0, InterleavedReads(probe: probe, bytes: bytes), 0, 0)
                     handoff = ThreadPlacement.handoffNanoseconds(pool: probe.pool)
                 }
             }

@@ -184,10 +184,15 @@ public enum Attention {
         func warm(set i: Int, chunk: Int) -> Bool {
             let s = set(i), first = 8 * chunk
             guard first < s.n else { return false }
-            let count = min(8, s.n - first)
-            Attention.prefetchRows(keys + s.kvHead * headStride, slots + s.lo + first, count: count, slotStride: slotStride, headDim: headDim)
-            Attention.prefetchRows(values + s.kvHead * headStride, slots + s.lo + first, count: count, slotStride: slotStride, headDim: headDim)
+            prefetch(s, from: first, count: min(8, s.n - first))
             return true
+        }
+
+        /// Asks for the key and value rows of set `s`'s visible slots `j..<j + count`.
+        @inline(__always)
+        func prefetch(_ s: HeadSet, from j: Int, count: Int) {
+            Attention.prefetchRows(keys + s.kvHead * headStride, slots + s.lo + j, count: count, slotStride: slotStride, headDim: headDim)
+            Attention.prefetchRows(values + s.kvHead * headStride, slots + s.lo + j, count: count, slotStride: slotStride, headDim: headDim)
         }
 
         /// Set `i` whole: scores, softmax, weighted values, into `out`.
@@ -219,19 +224,14 @@ public enum Attention {
         func score(_ s: HeadSet, _ scores: UnsafeMutablePointer<Float>, keys range: Range<Int>) {
             func query(_ k: Int) -> UnsafePointer<Float> { q + (s.t * numHeads + s.first + min(k, s.count - 1)) * headDim }
             let keysAhead = Attention.keysAhead(s.n)
-            let keyRows = keys + s.kvHead * headStride, valueRows = values + s.kvHead * headStride
-            /// The key and value rows of `count` visible slots from the j-th.
-            @inline(__always) func prefetch(_ j: Int, count: Int) {
-                prefetchRows(keyRows, slots + s.lo + j, count: count, slotStride: slotStride, headDim: headDim)
-                prefetchRows(valueRows, slots + s.lo + j, count: count, slotStride: slotStride, headDim: headDim)
-            }
+            let keyRows = keys + s.kvHead * headStride
             var j = range.lowerBound
             // The first rows are asked for at once, and each value row with its key: the values are read right after the
             // scores, and in a decode step they come from memory too.
-            prefetch(j, count: min(range.count, keysAhead))
+            prefetch(s, from: j, count: min(range.count, keysAhead))
             while j < range.upperBound {
                 func key(_ k: Int) -> UnsafePointer<E> { keyRows + Int(slots[s.lo + min(j + k, s.n - 1)]) * slotStride }
-                if j + keysAhead < s.n { prefetch(j + keysAhead, count: min(4, s.n - j - keysAhead)) }
+                if j + keysAhead < s.n { prefetch(s, from: j + keysAhead, count: min(4, s.n - j - keysAhead)) }
                 let r = RowDot.threeTokens(query(0), query(1), query(2), (key(0), key(1), key(2), key(3)), headDim)
                 let (s0, s1, s2) = (r.0 * scale, r.1 * scale, r.2 * scale)
                 for k in 0..<min(4, range.upperBound - j) {
