@@ -177,8 +177,8 @@ enum IntegerLinear {
             }
             for g in rest {
                 let (s, local) = locate(g, segments)
-                s.store(group(a, token: 0, s.group(local, F.self, blocks: a.blocks), F.self, prefetch: decodeStreamPrefetch.bytes,
-                              nonTemporal: decodeStreamPrefetch.nonTemporal), group: local, token: 0)
+                s.store(group(a, token: 0, s.group(local, F.self, blocks: a.blocks), F.self, prefetch: decodeStreamPrefetch(F.self).bytes,
+                              nonTemporal: decodeStreamPrefetch(F.self).nonTemporal), group: local, token: 0)
             }
         }
         takeShare(t, parts: parts, pieces: pieces, round: round, run)
@@ -249,17 +249,28 @@ enum IntegerLinear {
     /// less (on Sapphire Rapids too: Q8_0 and Q4_1 −3 to −4% into L2, Q4_1 −2 to −6% at 1, 2, 6 or 8 KB).
     static let decodePrefetchBytes = 4096
 
-    /// How a decode thread's single stream (`decodeSlot`) asks for its lines: `decodePrefetchBytes` ahead into every
-    /// level; with AVX2 (measured on the Zen 3 host only) 2 KB ahead with the non-temporal hint. There, q8 activations,
-    /// `bench throughput` with the settings alternated (twelve rounds, 10:55–11:10 UTC 2026-12-04), of the concurrent
-    /// reads: with the threads in two core complexes Q8_0 75–78% against 62–67% and Q4_1 72–73% against 66–74%; in one
-    /// Q8_0 84–89% against 81–87% and Q4_1 81–90% against 80–88%. 4 KB with the hint and 4 KB into L2 only
-    /// (`prefetcht1`) fell between (two core complexes: 70–73%); no software prefetch was lowest (62–65%).
-    #if FLEXSERVE_AVX2
-    static let decodeStreamPrefetch = (bytes: 2048, nonTemporal: true)
-    #else
-    static let decodeStreamPrefetch = (bytes: decodePrefetchBytes, nonTemporal: false)
-    #endif
+    /// How a decode thread's single stream (`decodeSlot`) asks for format F's lines: `decodePrefetchBytes` ahead into
+    /// every level (6 KB for 4-bit records, below); with AVX2 (measured on the Zen 3 host only) 2 KB ahead with the
+    /// non-temporal hint. There, q8 activations, `bench throughput` with the settings alternated (twelve rounds,
+    /// 10:55–11:10 UTC 2026-12-04), of the concurrent reads: with the threads in two core complexes Q8_0 75–78% against
+    /// 62–67% and Q4_1 72–73% against 66–74%; in one Q8_0 84–89% against 81–87% and Q4_1 81–90% against 80–88%. 4 KB
+    /// with the hint and 4 KB into L2 only (`prefetcht1`) fell between (two core complexes: 70–73%); no software
+    /// prefetch was lowest (62–65%).
+    ///
+    /// With AVX-512, 4-bit records are asked for 6 KB ahead. `bench throughput` rounds alternating 4, 5 and 6 KB in one
+    /// build (Zen 5, 2026-12-05 12:29–12:52, three runs of 16–24 rounds, q8 activations, of the concurrent reads): Q4_1
+    /// with the threads in two core complexes 0.643 / 0.648 / 0.641 at 4 KB against 0.694 / 0.682 / 0.697 at 6 KB, in one
+    /// 0.899 / 0.892 / 0.877 against 0.899 / 0.900 / 0.879; against the build before it (16 rounds, 12:54–13:00) Q4_1 0.686
+    /// → 0.695 and 0.887 → 0.878, Q4_0 0.652 → 0.672 and 0.858 → 0.873, int4 0.721 → 0.738 and 0.872 → 0.872. Q8_0 at 6 KB
+    /// gained less apart (+0.1 to +3.6 points) than it lost together (−1.5 to −2), so it keeps 4 KB.
+    @inline(__always)
+    static func decodeStreamPrefetch<F: IntegerBlockFormat>(_: F.Type) -> (bytes: Int, nonTemporal: Bool) {
+        #if FLEXSERVE_AVX2
+        (bytes: 2048, nonTemporal: true)
+        #else
+        (bytes: F.valueBits == 4 ? 6144 : decodePrefetchBytes, nonTemporal: false)
+        #endif
+    }
 
     /// The segment holding global group `g`, and `g`'s index in it.
     @inline(__always)
