@@ -175,10 +175,11 @@ enum IntegerLinear {
                 }
                 rest = (groups.lowerBound + 4 * run)..<groups.upperBound
             }
+            let stream = decodeStreamPrefetch(F.self)
             for g in rest {
                 let (s, local) = locate(g, segments)
-                s.store(group(a, token: 0, s.group(local, F.self, blocks: a.blocks), F.self, prefetch: decodeStreamPrefetch(F.self).bytes,
-                              nonTemporal: decodeStreamPrefetch(F.self).nonTemporal), group: local, token: 0)
+                s.store(group(a, token: 0, s.group(local, F.self, blocks: a.blocks), F.self, prefetch: stream.bytes,
+                              nonTemporal: stream.nonTemporal), group: local, token: 0)
             }
         }
         takeShare(t, parts: parts, pieces: pieces, round: round, run)
@@ -261,8 +262,10 @@ enum IntegerLinear {
     /// build (Zen 5, 2026-12-05 12:29–12:52, three runs of 16–24 rounds, q8 activations, of the concurrent reads): Q4_1
     /// with the threads in two core complexes 0.643 / 0.648 / 0.641 at 4 KB against 0.694 / 0.682 / 0.697 at 6 KB, in one
     /// 0.899 / 0.892 / 0.877 against 0.899 / 0.900 / 0.879; against the build before it (16 rounds, 12:54–13:00) Q4_1 0.686
-    /// → 0.695 and 0.887 → 0.878, Q4_0 0.652 → 0.672 and 0.858 → 0.873, int4 0.721 → 0.738 and 0.872 → 0.872. Q8_0 at 6 KB
-    /// gained less apart (+0.1 to +3.6 points) than it lost together (−1.5 to −2), so it keeps 4 KB.
+    /// → 0.695 and 0.887 → 0.878, Q4_0 0.652 → 0.672 and 0.858 → 0.873, int4 0.721 → 0.738 and 0.872 → 0.872, and once
+    /// more (24 rounds, 13:57–14:03) Q4_1 0.655 → 0.660 and 0.830 → 0.833: build against build, where two builds of the
+    /// same code differ by 2–3 points apart, the gain is small. Q8_0 at 6 KB gained less apart (+0.1 to +3.6 points)
+    /// than it lost together (−1.5 to −2.2), so it keeps 4 KB.
     @inline(__always)
     static func decodeStreamPrefetch<F: IntegerBlockFormat>(_: F.Type) -> (bytes: Int, nonTemporal: Bool) {
         #if FLEXSERVE_AVX2
