@@ -19,6 +19,8 @@ public protocol KVElement {
     static func load16(_ p: UnsafePointer<Self>, _ i: Int) -> SIMD16<Float>
     static func load(_ p: UnsafePointer<Self>, _ i: Int) -> Float
     static func store(_ x: UnsafePointer<Float>, into p: UnsafeMutablePointer<Self>, count: Int)
+    /// `count` (a multiple of 16) elements at `p` as floats: fp32 rows themselves, others converted (exactly) into `scratch`.
+    static func floats(_ p: UnsafePointer<Self>, count: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float>
 }
 
 extension Float: KVElement {
@@ -39,6 +41,9 @@ extension Float: KVElement {
     public static func store(_ x: UnsafePointer<Float>, into p: UnsafeMutablePointer<Float>, count: Int) {
         p.update(from: x, count: count)
     }
+
+    @inline(__always)
+    public static func floats(_ p: UnsafePointer<Float>, count: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> { p }
 }
 
 extension Float16: KVElement {
@@ -70,6 +75,12 @@ extension Float16: KVElement {
             i += 8
         }
         while i < count { p[i] = Float16(x[i]); i += 1 }
+    }
+
+    @inline(__always)
+    public static func floats(_ p: UnsafePointer<Float16>, count: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
+        for i in stride(from: 0, to: count, by: 16) { UnsafeMutableRawPointer(scratch + i).storeBytes(of: load16(p, i), as: SIMD16<Float>.self) }
+        return UnsafePointer(scratch)
     }
 }
 

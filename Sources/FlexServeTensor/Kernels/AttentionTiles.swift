@@ -94,8 +94,8 @@ extension Attention {
     /// stores of spilled sums), so the sums run two at a time, k and k + 4 (twelve registers), each from zero over
     /// the same columns in the same order, and meet in `EightSums.tree`'s order as they finish.
     @inline(__always)
-    static func scores<E: KVElement>(_ qt: UnsafePointer<Float>, _ k0: UnsafePointer<E>, _ k1: UnsafePointer<E>, _ k2: UnsafePointer<E>,
-                                     headDim: Int) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
+    static func scores(_ qt: UnsafePointer<Float>, _ k0: UnsafePointer<Float>, _ k1: UnsafePointer<Float>, _ k2: UnsafePointer<Float>,
+                       headDim: Int) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
         typealias Three = (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>)
         /// (s_k + s_{k+4}) of each key.
         @inline(__always) func pair(_ k: Int) -> Three {
@@ -104,9 +104,9 @@ extension Attention {
             var d = k
             while d < headDim {
                 let q = Float.load16(qt, d * 16), q4 = Float.load16(qt, (d + 4) * 16)
-                a = a.addingProduct(q, SIMD16(repeating: E.load(k0, d))); a4 = a4.addingProduct(q4, SIMD16(repeating: E.load(k0, d + 4)))
-                b = b.addingProduct(q, SIMD16(repeating: E.load(k1, d))); b4 = b4.addingProduct(q4, SIMD16(repeating: E.load(k1, d + 4)))
-                c = c.addingProduct(q, SIMD16(repeating: E.load(k2, d))); c4 = c4.addingProduct(q4, SIMD16(repeating: E.load(k2, d + 4)))
+                a = a.addingProduct(q, SIMD16(repeating: k0[d])); a4 = a4.addingProduct(q4, SIMD16(repeating: k0[d + 4]))
+                b = b.addingProduct(q, SIMD16(repeating: k1[d])); b4 = b4.addingProduct(q4, SIMD16(repeating: k1[d + 4]))
+                c = c.addingProduct(q, SIMD16(repeating: k2[d])); c4 = c4.addingProduct(q4, SIMD16(repeating: k2[d + 4]))
                 d += 8
             }
             return (a + a4, b + b4, c + c4)
@@ -118,14 +118,14 @@ extension Attention {
     }
     #else
     @inline(__always)
-    static func scores<E: KVElement>(_ qt: UnsafePointer<Float>, _ k0: UnsafePointer<E>, _ k1: UnsafePointer<E>, _ k2: UnsafePointer<E>,
-                                     headDim: Int) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
+    static func scores(_ qt: UnsafePointer<Float>, _ k0: UnsafePointer<Float>, _ k1: UnsafePointer<Float>, _ k2: UnsafePointer<Float>,
+                       headDim: Int) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
         var a = EightSums(), b = EightSums(), c = EightSums()
         @inline(__always) func step(_ x: inout SIMD16<Float>, _ y: inout SIMD16<Float>, _ z: inout SIMD16<Float>, _ d: Int) {
             let q = Float.load16(qt, d * 16)
-            x = x.addingProduct(q, SIMD16(repeating: E.load(k0, d)))
-            y = y.addingProduct(q, SIMD16(repeating: E.load(k1, d)))
-            z = z.addingProduct(q, SIMD16(repeating: E.load(k2, d)))
+            x = x.addingProduct(q, SIMD16(repeating: k0[d]))
+            y = y.addingProduct(q, SIMD16(repeating: k1[d]))
+            z = z.addingProduct(q, SIMD16(repeating: k2[d]))
         }
         var d = 0
         while d < headDim {
@@ -149,8 +149,11 @@ extension Attention {
         var counts = SIMD16<Int32>()
         for i in 0..<tile.count { counts[i] = a.slotStart[tile.first + i + 1] - a.slotStart[tile.first + i] }
         let keys = a.keys + kvHead * a.headStride, values = a.values + kvHead * a.headStride
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: headDim * lanes + nMax * lanes) { buffer in
-            let qt = buffer.baseAddress!, s = qt + headDim * lanes
+        // fp16 rows are widened to fp32 (exactly) before the loops that use them: three key rows at a time, and every
+        // value row once for the task.
+        let widened = E.self != Float.self
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: headDim * lanes + nMax * lanes + 3 * headDim + (widened ? nMax * headDim : 0)) { buffer in
+            let qt = buffer.baseAddress!, s = qt + headDim * lanes, keyFloats = s + nMax * lanes, valueFloats = keyFloats + 3 * headDim
             qt.initialize(repeating: 0, count: headDim * lanes)
             for i in 0..<tile.count {
                 let q = a.q + ((tile.first + i) * a.numHeads + head) * headDim
@@ -171,10 +174,13 @@ extension Attention {
                 return r * a.scale + slope * (Float(keyPositions[k]) - queryPositions)
             }
 
-            // Scores, three keys at a time (the last group repeats the last key).
+            // Scores, three keys at a time (the last group repeats the last key). The loops broadcast a key's elements one
+            // by one, and an fp16 element would be a load, a convert and a broadcast each.
             var j = 0
             while j < nMax {
-                func key(_ k: Int) -> UnsafePointer<E> { keys + Int(visible[min(j + k, nMax - 1)]) * a.slotStride }
+                func key(_ k: Int) -> UnsafePointer<Float> {
+                    E.floats(keys + Int(visible[min(j + k, nMax - 1)]) * a.slotStride, count: headDim, scratch: keyFloats + k * headDim)
+                }
                 let (r0, r1, r2) = scores(qt, key(0), key(1), key(2), headDim: headDim)
                 let row = UnsafeMutableRawPointer(s + j * lanes)
                 row.storeBytes(of: scaled(r0, key: j), as: SIMD16<Float>.self)
@@ -223,14 +229,23 @@ extension Attention {
                 p.storeBytes(of: p.load(as: SIMD16<Float>.self) * inv, as: SIMD16<Float>.self)
             }
 
-            // Weighted values, six tokens at a time, `ValueColumns.width` columns at a time.
+            // Weighted values, six tokens at a time, `ValueColumns.width` columns at a time. Widening fp16 values in that
+            // loop, once for every six tokens, took registers its 24 sums need: they spilled (`perf`), and a 512-token
+            // prefill with an fp16 cache took 1.5 times the fp32 one's time.
+            let valueRows: UnsafePointer<Float>, valueStride: Int
+            if widened {
+                for j in 0..<nMax { _ = E.floats(values + Int(visible[j]) * a.slotStride, count: headDim, scratch: valueFloats + j * headDim) }
+                (valueRows, valueStride) = (UnsafePointer(valueFloats), headDim)
+            } else {
+                (valueRows, valueStride) = (UnsafeRawPointer(values).assumingMemoryBound(to: Float.self), a.slotStride)
+            }
             var i0 = 0
             while i0 < tile.count {
                 let group = min(6, tile.count - i0)
                 var column = 0
                 while column < headDim {
-                    weightedValues(ValueColumns.self, s, lanes: i0..<i0 + group, counts: counts, visible: visible,
-                                   values: values + column, slotStride: a.slotStride,
+                    weightedValues(ValueColumns.self, s, lanes: i0..<i0 + group, counts: counts,
+                                   row: { valueRows + (widened ? $0 : Int(visible[$0])) * valueStride + column },
                                    out: { out + ((tile.first + $0) * a.numHeads + head) * headDim + column })
                     column += ValueColumns.width
                 }
@@ -249,15 +264,14 @@ extension Attention {
     /// out(i) = Σ_{j < counts[i]} w[j][i] · value_j for the tokens (lanes) of `lanes` (`w`: the weights, `[key][16]`),
     /// `C.width` columns, each column's sum in key order from zero: as `weightedValues3`, lane by lane.
     @inline(__always)
-    static func weightedValues<C: TileColumns, E: KVElement>(_: C.Type, _ w: UnsafePointer<Float>, lanes: Range<Int>, counts: SIMD16<Int32>,
-                                                            visible: UnsafePointer<Int32>, values: UnsafePointer<E>, slotStride: Int,
-                                                            out: (Int) -> UnsafeMutablePointer<Float>) {
+    static func weightedValues<C: TileColumns>(_: C.Type, _ w: UnsafePointer<Float>, lanes: Range<Int>, counts: SIMD16<Int32>,
+                                               row: (Int) -> UnsafePointer<Float>, out: (Int) -> UnsafeMutablePointer<Float>) {
         var acc = (C(), C(), C(), C(), C(), C())
         let first = lanes.lowerBound, count = lanes.count
         // Tokens see more keys lane by lane: all of the group see the first lane's, the last lane the most.
         let shared = Int(counts[first]), nEnd = Int(counts[first + count - 1])
         for j in 0..<nEnd {
-            let v = C(values + Int(visible[j]) * slotStride)
+            let v = C(row(j))
             let p = w + j * tileTokens + first
             // Past the first lane's keys a lane adds only while the key is its own.
             if j < shared {
@@ -290,7 +304,7 @@ protocol TileColumns {
     static var width: Int { get }
     init()
     /// The row's columns.
-    init<E: KVElement>(_ row: UnsafePointer<E>)
+    init(_ row: UnsafePointer<Float>)
     /// self += w · v.
     mutating func add(_ w: Float, _ v: Self)
     func store(_ out: UnsafeMutablePointer<Float>)
@@ -300,8 +314,8 @@ struct Columns64: TileColumns {
     var c0 = SIMD16<Float>(), c1 = SIMD16<Float>(), c2 = SIMD16<Float>(), c3 = SIMD16<Float>()
     static var width: Int { 64 }
     init() {}
-    @inline(__always) init<E: KVElement>(_ row: UnsafePointer<E>) {
-        (c0, c1, c2, c3) = (E.load16(row, 0), E.load16(row, 16), E.load16(row, 32), E.load16(row, 48))
+    @inline(__always) init(_ row: UnsafePointer<Float>) {
+        (c0, c1, c2, c3) = (Float.load16(row, 0), Float.load16(row, 16), Float.load16(row, 32), Float.load16(row, 48))
     }
     @inline(__always) mutating func add(_ w: Float, _ v: Self) {
         let x = SIMD16<Float>(repeating: w)
@@ -318,7 +332,7 @@ struct Columns16: TileColumns {
     var c = SIMD16<Float>()
     static var width: Int { 16 }
     init() {}
-    @inline(__always) init<E: KVElement>(_ row: UnsafePointer<E>) { c = E.load16(row, 0) }
+    @inline(__always) init(_ row: UnsafePointer<Float>) { c = Float.load16(row, 0) }
     @inline(__always) mutating func add(_ w: Float, _ v: Self) { c = c.addingProduct(SIMD16(repeating: w), v.c) }
     @inline(__always) func store(_ out: UnsafeMutablePointer<Float>) { UnsafeMutableRawPointer(out).storeBytes(of: c, as: SIMD16<Float>.self) }
 }
