@@ -21,6 +21,8 @@ public protocol KVElement {
     static func store(_ x: UnsafePointer<Float>, into p: UnsafeMutablePointer<Self>, count: Int)
     /// `count` (a multiple of 16) elements at `p` as floats: fp32 rows themselves, others converted (exactly) into `scratch`.
     static func floats(_ p: UnsafePointer<Self>, count: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float>
+    /// Whether `floats` converts, and so needs its scratch.
+    static var widens: Bool { get }
 }
 
 extension Float: KVElement {
@@ -44,6 +46,8 @@ extension Float: KVElement {
 
     @inline(__always)
     public static func floats(_ p: UnsafePointer<Float>, count: Int, scratch: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> { p }
+
+    @inline(__always) public static var widens: Bool { false }
 }
 
 extension Float16: KVElement {
@@ -82,6 +86,8 @@ extension Float16: KVElement {
         for i in stride(from: 0, to: count, by: 16) { UnsafeMutableRawPointer(scratch + i).storeBytes(of: load16(p, i), as: SIMD16<Float>.self) }
         return UnsafePointer(scratch)
     }
+
+    @inline(__always) public static var widens: Bool { true }
 }
 
 /// One layer of a KV store: its keys and values, placed by `layout`, each element a `type`.

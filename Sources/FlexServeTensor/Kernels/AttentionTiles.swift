@@ -85,7 +85,9 @@ extension Attention {
 
     @inline(__always)
     static func exp16(_ x: SIMD16<Float>) -> SIMD16<Float> {
-        SIMD16(lowHalf: VectorMath.exp(x.lowHalf), highHalf: VectorMath.exp(x.highHalf))
+        // Halves by bit casts: `lowHalf`/`highHalf` are calls once the inliner gives up on a function this size.
+        let (lo, hi) = unsafeBitCast(x, to: (SIMD8<Float>, SIMD8<Float>).self)
+        return unsafeBitCast((VectorMath.exp(lo), VectorMath.exp(hi)), to: SIMD16<Float>.self)
     }
 
     /// Sixteen tokens' scores against three keys (`qt`: the queries transposed, `[headDim][16]`).
@@ -151,8 +153,7 @@ extension Attention {
         let keys = a.keys + kvHead * a.headStride, values = a.values + kvHead * a.headStride
         // fp16 rows are widened to fp32 (exactly) before the loops that use them: three key rows at a time, and every
         // value row once for the task.
-        let widened = E.self != Float.self
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: headDim * lanes + nMax * lanes + 3 * headDim + (widened ? nMax * headDim : 0)) { buffer in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: headDim * lanes + nMax * lanes + 3 * headDim + (E.widens ? nMax * headDim : 0)) { buffer in
             let qt = buffer.baseAddress!, s = qt + headDim * lanes, keyFloats = s + nMax * lanes, valueFloats = keyFloats + 3 * headDim
             qt.initialize(repeating: 0, count: headDim * lanes)
             for i in 0..<tile.count {
@@ -229,27 +230,22 @@ extension Attention {
                 p.storeBytes(of: p.load(as: SIMD16<Float>.self) * inv, as: SIMD16<Float>.self)
             }
 
-            // Weighted values, six tokens at a time, `ValueColumns.width` columns at a time. Widening fp16 values in that
-            // loop, once for every six tokens, took registers its 24 sums need: they spilled (`perf`), and a 512-token
-            // prefill with an fp16 cache took 1.5 times the fp32 one's time.
-            let valueRows: UnsafePointer<Float>, valueStride: Int
-            if widened {
-                for j in 0..<nMax { _ = E.floats(values + Int(visible[j]) * a.slotStride, count: headDim, scratch: valueFloats + j * headDim) }
-                (valueRows, valueStride) = (UnsafePointer(valueFloats), headDim)
-            } else {
-                (valueRows, valueStride) = (UnsafeRawPointer(values).assumingMemoryBound(to: Float.self), a.slotStride)
-            }
-            var i0 = 0
-            while i0 < tile.count {
-                let group = min(6, tile.count - i0)
-                var column = 0
-                while column < headDim {
-                    weightedValues(ValueColumns.self, s, lanes: i0..<i0 + group, counts: counts,
-                                   row: { valueRows + (widened ? $0 : Int(visible[$0])) * valueStride + column },
-                                   out: { out + ((tile.first + $0) * a.numHeads + head) * headDim + column })
-                    column += ValueColumns.width
+            // Weighted values, six tokens at a time, `ValueColumns.width` columns at a time, from each value row's address.
+            // fp16 rows are widened first: widening them in the loop, once for every six tokens, took registers its 24
+            // sums need (they spilled, `perf`), and a 512-token prefill with an fp16 cache took 1.5 times the fp32 one's time.
+            withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: nMax) { rows in
+                for j in 0..<nMax { rows[j] = E.floats(values + Int(visible[j]) * a.slotStride, count: headDim, scratch: valueFloats + j * headDim) }
+                var i0 = 0
+                while i0 < tile.count {
+                    let group = min(6, tile.count - i0)
+                    var column = 0
+                    while column < headDim {
+                        weightedValues(ValueColumns.self, s, lanes: i0..<i0 + group, counts: counts, row: { rows[$0] + column },
+                                       out: { out + ((tile.first + $0) * a.numHeads + head) * headDim + column })
+                        column += ValueColumns.width
+                    }
+                    i0 += group
                 }
-                i0 += group
             }
         }
     }
