@@ -153,7 +153,8 @@ extension Attention {
         let keys = a.keys + kvHead * a.headStride, values = a.values + kvHead * a.headStride
         // fp16 rows are widened to fp32 (exactly) before the loops that use them: three key rows at a time, and every
         // value row once for the task.
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: headDim * lanes + nMax * lanes + 3 * headDim + (E.widens ? nMax * headDim : 0)) { buffer in
+        let capacity = headDim * lanes + nMax * lanes + 3 * headDim + (E.widens ? nMax * headDim : 0)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: capacity) { buffer in
             let qt = buffer.baseAddress!, s = qt + headDim * lanes, keyFloats = s + nMax * lanes, valueFloats = keyFloats + 3 * headDim
             qt.initialize(repeating: 0, count: headDim * lanes)
             for i in 0..<tile.count {
