@@ -94,6 +94,27 @@ final class LlamaDecodeStepTests: XCTestCase {
         }
     }
 
+    /// Over `Attention.splitMinimumKeys` keys, three head sets on two threads: the threads share the third (its scores
+    /// by parts of the keys, then each thread's columns), with sets of three heads and of two, both kinds of
+    /// activations and both caches; the same logits as the batched path, bit for bit.
+    func testLongContextsShareTheLastHeadSet() throws {
+        for (i, shape) in [(heads: 9, kvHeads: 3, headDim: 32), (heads: 6, kvHeads: 3, headDim: 64)].enumerated() {
+            let config = ModelConfig(architecture: "LlamaForCausalLM", vocabSize: 101, hiddenSize: 96, intermediateSize: 64,
+                                     numLayers: 2, numHeads: shape.heads, numKVHeads: shape.kvHeads, headDim: shape.headDim)
+            let weights = RandomWeights(config: config, biases: false, seed: UInt64(21 + i))
+            for (format, activations, cacheType) in [(DType.q4_1, ActivationFormat.q8, KVCacheType.f32), (.q8_0, .q8, .f16),
+                                                     (.int4Group, .f32, .f32)] {
+                let model = try ModelLoader.build(config: config, weights: ConvertingStore(weights, to: format, activations: activations)) as! LlamaModel
+                let step = try XCTUnwrap(LlamaDecodeStep(model: model, pool: ThreadPool(threads: 2)))
+                XCTAssertTrue(step.sharesLastHeadSet)
+                model.decodeStep = step
+                let prompt = (0..<(Attention.splitMinimumKeys + 7)).map { ($0 * 29 + 3) % config.vocabSize }
+                try assertDecodedEqualsBatched(model, prompt: prompt, steps: 3, cacheType: cacheType,
+                                               "\(shape.heads)/\(shape.kvHeads) heads, \(format), \(activations) activations, \(cacheType) KV cache")
+            }
+        }
+    }
+
     /// The step hands its logits buffer out again only once no caller holds it: logits kept across later steps keep
     /// their values.
     func testKeptLogitsSurviveLaterSteps() throws {

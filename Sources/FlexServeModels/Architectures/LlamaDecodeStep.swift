@@ -41,6 +41,14 @@ final class LlamaDecodeStep: @unchecked Sendable {
     private let table: UnsafeMutableBufferPointer<Unmanaged<TokenProjection>>
     /// Tasks in each phase of a step (`phasesPerLayer` a layer, then the final norm and the head).
     private let phaseCounts: [Int]
+    /// The same where the last head set is shared by the threads (`splitsLastSet`); nil where the sets share out evenly,
+    /// or the step cannot split it (the output projection's input quantized in a phase of its own, or a head dimension
+    /// not a multiple of 32).
+    private let splitPhaseCounts: [Int]?
+    /// Whether steps over `Attention.splitMinimumKeys` keys or more share the last head set between the threads.
+    var sharesLastHeadSet: Bool { splitPhaseCounts != nil }
+    /// The shared set's scores, then each thread's copy for its softmax (`Attention.HeadSets.score`, `finish`).
+    private var lastSetScores = FloatBuffer(0)
     /// The output projection's input blocks each head set writes, where every set's output is whole blocks: the set's
     /// task then quantizes them itself, and the step has no quantize phase (one barrier and one handoff fewer a layer).
     private let setBlocks: [Range<Int>]?
@@ -105,12 +113,17 @@ final class LlamaDecodeStep: @unchecked Sendable {
             .map { ($0.lowerBound * c.headDim)..<($0.upperBound * c.headDim) }
         setBlocks = o[0].quantizes && outputs.allSatisfy({ $0.lowerBound % 32 == 0 && $0.upperBound % 32 == 0 })
             ? outputs.map { ($0.lowerBound / 32)..<($0.upperBound / 32) } : nil
-        var counts: [Int] = []
+        var counts: [Int] = [], split: [Int] = []
         for l in 0..<c.numLayers {
             counts += [1, qkv[l].slots, sets == c.numKVHeads ? 0 : c.numKVHeads, sets, o[l].quantizes && setBlocks == nil ? 1 : 0,
                        o[l].slots, 1, gateUp[l].slots, 2, down[l].slots]
+            // The last set's parts all need its head rotated and stored first: every head is, in the RoPE phase.
+            split += [1, qkv[l].slots, c.numKVHeads, sets - 1 + pool.threadCount, pool.threadCount,
+                      o[l].slots, 1, gateUp[l].slots, 2, down[l].slots]
         }
         phaseCounts = counts + [1, head.slots]
+        let splits = sets % pool.threadCount != 0 && c.headDim % 32 == 0 && (setBlocks != nil || !o[0].quantizes)
+        splitPhaseCounts = splits ? split + [1, head.slots] : nil
         config = c
         attentionNorms = FloatBuffer(c.numLayers * H); mlpNorms = FloatBuffer(c.numLayers * H); finalNorm = FloatBuffer(H)
         for (l, layer) in model.layers.enumerated() {
@@ -170,6 +183,14 @@ final class LlamaDecodeStep: @unchecked Sendable {
         for t in 0..<pool.threadCount { warming[8 * t] = -1; warming[8 * t + 2] = -1 }
         let sets = Attention.HeadSets.count(tokens: 1, numHeads: c.numHeads, numKVHeads: c.numKVHeads)
         let slot = Int(addressing.write[0]), scale = 1 / Float(headDim).squareRoot()
+        // Over many keys the threads share the head set that does not share out evenly (SmolLM2's third of three):
+        // the parts' scores, a phase end, then each thread's columns. Below `Attention.splitMinimumKeys` the phase end
+        // costs more than the half set it saves.
+        let keys = Int(addressing.slotStart[1] - addressing.slotStart[0]), threads = pool.threadCount
+        let splitsLastSet = splitPhaseCounts != nil && keys >= Attention.splitMinimumKeys
+        if splitsLastSet, lastSetScores.count < 3 * keys * (1 + threads) { lastSetScores = FloatBuffer(3 * keys * (1 + threads) * 5 / 4) }
+        let lastSet = sets - 1, scores = lastSetScores.pointer
+        let columnsPerThread = (headDim / 32 + threads - 1) / threads * 32
         /// RoPE on KV head j's queries and key, then its key and value into the cache.
         @inline(__always) func rotateAndStore(kvHead j: Int, layer l: Int, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
             rope.apply(q.pointer + j * group * headDim, heads: group, headDim: headDim, cos: cos, sin: sin)
@@ -198,7 +219,7 @@ final class LlamaDecodeStep: @unchecked Sendable {
                             })
                             return
                         }
-                        pool.runPhases(phaseCounts, { phase, task, thread in
+                        pool.runPhases(splitsLastSet ? splitPhaseCounts! : phaseCounts, { phase, task, thread in
                             let start = timeline == nil ? 0 : PhaseTimeline.now()
                             defer { timeline?.record(phase: phase, thread: thread, start: start, end: PhaseTimeline.now()) }
                             let l = phase / Self.phasesPerLayer
@@ -223,12 +244,29 @@ final class LlamaDecodeStep: @unchecked Sendable {
                             case 2:
                                 rotateAndStore(kvHead: task, layer: l, cos: cos.baseAddress!, sin: sin.baseAddress!)
                             case 3:
+                                if splitsLastSet, task >= lastSet {
+                                    headSets(layer: l).score(set: lastSet, part: task - lastSet, of: threads, into: scores)
+                                    return
+                                }
                                 // With one set per KV head, the set's task rotates and stores its head first (no phase 2).
-                                if sets == c.numKVHeads { rotateAndStore(kvHead: task, layer: l, cos: cos.baseAddress!, sin: sin.baseAddress!) }
+                                if sets == c.numKVHeads, !splitsLastSet {
+                                    rotateAndStore(kvHead: task, layer: l, cos: cos.baseAddress!, sin: sin.baseAddress!)
+                                }
                                 headSets(layer: l).run(set: task)
                                 if let setBlocks { with(l, .output) { $0.quantize(blocks: setBlocks[task]) } }
                             case 4:
-                                with(l, .output) { $0.quantize(blocks: 0..<$0.blocks) }
+                                guard splitsLastSet else {
+                                    with(l, .output) { $0.quantize(blocks: 0..<$0.blocks) }
+                                    return
+                                }
+                                let lo = min(headDim, task * columnsPerThread), columns = lo..<min(headDim, lo + columnsPerThread)
+                                headSets(layer: l).finish(set: lastSet, scores: scores, scratch: scores + 3 * keys * (1 + thread), columns: columns)
+                                if setBlocks != nil, !columns.isEmpty {
+                                    for head in Attention.HeadSets.heads(set: lastSet, numHeads: c.numHeads, numKVHeads: c.numKVHeads) {
+                                        let first = head * headDim
+                                        with(l, .output) { $0.quantize(blocks: (first + columns.lowerBound) / 32..<(first + columns.upperBound) / 32) }
+                                    }
+                                }
                             case 5:
                                 with(l, .output) { $0.run(task: task, thread: thread, round: round, readOnly: readOnly) }
                             case 6:

@@ -5,7 +5,7 @@ import Foundation
 /// node its ancestors and itself): that list is the tree mask, so one kernel serves prefill,
 /// decoding and tree verification.
 public enum Attention {
-    static let splitMinimumKeys = 256
+    public static let splitMinimumKeys = 256
 
     /// - q: `[tokens][numHeads][headDim]`; keys and values: one layer of a KV store (`kv`).
     /// - visible: slots of token t are `slots[slotStart[t]..<slotStart[t+1]]`.
@@ -114,6 +114,34 @@ public enum Attention {
             }
         }
 
+        /// How many keys set `set` attends to.
+        public func keys(set: Int) -> Int {
+            switch args {
+            case .f32(let a): a.set(set).n
+            case .f16(let a): a.set(set).n
+            }
+        }
+
+        /// Set `set` shared by several threads: each scores part `part` of `parts` of its keys into `scores` (`3 · keys`
+        /// floats, the set's heads one after another), then, once all parts are in, each runs `finish` for its own
+        /// columns. Together they compute what `run(set:)` does, bit for bit (a score, a softmax and a column's sum
+        /// do not depend on which thread computes them).
+        public func score(set: Int, part: Int, of parts: Int, into scores: UnsafeMutablePointer<Float>) {
+            switch args {
+            case .f32(let a): a.score(set: set, part: part, of: parts, into: scores)
+            case .f16(let a): a.score(set: set, part: part, of: parts, into: scores)
+            }
+        }
+
+        /// The softmax of each of the set's heads from all its `scores`, on a copy in `scratch` (`3 · keys` floats, the
+        /// calling thread's own), then the weighted values of output columns `columns` (whole multiples of 32 from 0).
+        public func finish(set: Int, scores: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>, columns: Range<Int>) {
+            switch args {
+            case .f32(let a): a.finish(set: set, scores: scores, scratch: scratch, columns: columns, out: out)
+            case .f16(let a): a.finish(set: set, scores: scores, scratch: scratch, columns: columns, out: out)
+            }
+        }
+
         /// Asks for the key and value rows of set `set`'s keys `8·chunk..<8·chunk + 8`, for a thread with time before
         /// the attention; false past the set's last key.
         public func warm(set: Int, chunk: Int) -> Bool {
@@ -193,6 +221,29 @@ public enum Attention {
         func prefetch(_ s: HeadSet, from j: Int, count: Int) {
             Attention.prefetchRows(keys + s.kvHead * headStride, slots + s.lo + j, count: count, slotStride: slotStride, headDim: headDim)
             Attention.prefetchRows(values + s.kvHead * headStride, slots + s.lo + j, count: count, slotStride: slotStride, headDim: headDim)
+        }
+
+        /// `HeadSets.score(set:part:of:into:)`: parts of a multiple of four keys, as `score` takes them from the first.
+        func score(set i: Int, part: Int, of parts: Int, into scores: UnsafeMutablePointer<Float>) {
+            let s = set(i)
+            let size = ((s.n + parts - 1) / parts + 3) / 4 * 4
+            let lo = min(s.n, part * size), hi = min(s.n, lo + size)
+            if lo < hi { score(s, scores, keys: lo..<hi) }
+        }
+
+        /// `HeadSets.finish`: each head's numerators and 1 / their sum as `attend` takes them, and the columns' sums
+        /// (`weightedValues` does per column what `weightedValues3` does).
+        func finish(set i: Int, scores: UnsafePointer<Float>, scratch: UnsafeMutablePointer<Float>, columns: Range<Int>,
+                    out: UnsafeMutablePointer<Float>) {
+            let s = set(i)
+            guard !columns.isEmpty else { return }
+            for k in 0..<s.count {
+                let e = scratch + k * s.n
+                e.update(from: scores + k * s.n, count: s.n)
+                Attention.weightedValues(e, normalize(s, head: k, e), n: s.n, values: values + s.kvHead * headStride + columns.lowerBound,
+                                         slots: slots + s.lo, slotStride: slotStride, headDim: columns.count,
+                                         out: out + s.outOffset(k, self) + columns.lowerBound)
+            }
         }
 
         /// Set `i` whole: scores, softmax, weighted values, into `out`.
