@@ -46,7 +46,7 @@ final class LlamaDecodeStep: @unchecked Sendable {
     private let table: UnsafeMutableBufferPointer<Unmanaged<TokenProjection>>
     /// Tasks in each phase of a step (`phasesPerLayer` a layer, then the final norm and the head).
     private let phaseCounts: [Int]
-    /// The same where the last head set is shared by the threads (`splitsLastSet`); nil where the sets share out evenly,
+    /// The same where the last head set is shared by the threads (steps over many keys); nil where the sets share out evenly,
     /// or the step cannot split it (the output projection's input quantized in a phase of its own, or a head dimension
     /// not a multiple of 32).
     private let splitPhaseCounts: [Int]?

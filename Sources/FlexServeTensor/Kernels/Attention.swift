@@ -114,14 +114,6 @@ public enum Attention {
             }
         }
 
-        /// How many keys set `set` attends to.
-        public func keys(set: Int) -> Int {
-            switch args {
-            case .f32(let a): a.set(set).n
-            case .f16(let a): a.set(set).n
-            }
-        }
-
         /// Set `set` shared by several threads: each scores part `part` of `parts` of its keys into `scores` (`3 · keys`
         /// floats, the set's heads one after another), then, once all parts are in, each runs `finish` for its own
         /// columns. Together they compute what `run(set:)` does, bit for bit (a score, a softmax and a column's sum
