@@ -25,7 +25,7 @@ import FlexServeTensor
 /// Over `Attention.splitMinimumKeys` keys, a head set that does not share out evenly (SmolLM2's third of three on two
 /// threads) is shared: each thread scores part of its keys, and after a phase end computes the softmax itself and
 /// its own columns of the weighted values (RoPE and the cache writes then take their own phase first). Alternated
-/// `incr-decoding` runs at contexts 600–870 (Emerald Rapids, q8 activations): steps 3,375 against 3,600 µs (5 of 6).
+/// `incr-decoding` runs at contexts 600–870 (Emerald Rapids, q8 activations): steps 3,374 against 3,587 µs (medians of 6 pairs; 5 won).
 ///
 /// Everything a phase calls runs on the calling thread (`serial`): a nested dispatch to the pool would
 /// wait on the region it runs in.

@@ -155,10 +155,7 @@ public enum Attention {
             withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, offsets[sets]) + 4 * sets) { buffer in
                 let scoresBase = buffer.baseAddress!, invs = buffer.baseAddress! + offsets[sets]
                 pool.parallelFor(sets * keyChunks) { task in
-                    let set = a.set(task / keyChunks), c = task % keyChunks
-                    let size = ((set.n + keyChunks - 1) / keyChunks + 3) / 4 * 4
-                    let lo = min(set.n, c * size), hi = min(set.n, lo + size)
-                    if lo < hi { a.score(set, scoresBase + offsets[task / keyChunks], keys: lo..<hi) }
+                    a.score(set: task / keyChunks, part: task % keyChunks, of: keyChunks, into: scoresBase + offsets[task / keyChunks])
                 }
                 pool.parallelFor(sets * 3) { task in
                     let i = task / 3, set = a.set(i), k = task % 3
@@ -215,7 +212,8 @@ public enum Attention {
             Attention.prefetchRows(values + s.kvHead * headStride, slots + s.lo + j, count: count, slotStride: slotStride, headDim: headDim)
         }
 
-        /// `HeadSets.score(set:part:of:into:)`: parts of a multiple of four keys, as `score` takes them from the first.
+        /// Set `i`'s scores against part `part` of `parts` of its keys (`HeadSets.score`, `splitForward`): parts of a
+        /// multiple of four keys, as `score` takes them from the first.
         func score(set i: Int, part: Int, of parts: Int, into scores: UnsafeMutablePointer<Float>) {
             let s = set(i)
             let size = ((s.n + parts - 1) / parts + 3) / 4 * 4
