@@ -62,7 +62,7 @@ extension Float16: KVElement {
 
     @inline(__always)
     public static func load16(_ p: UnsafePointer<Float16>, _ i: Int) -> SIMD16<Float> {
-        SIMD16(lowHalf: load8(p, i), highHalf: load8(p, i + 8))
+        unsafeBitCast((load8(p, i), load8(p, i + 8)), to: SIMD16<Float>.self)
     }
 
     @inline(__always)

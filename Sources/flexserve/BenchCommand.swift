@@ -8,7 +8,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks: speculative vs incremental decoding, throughput per weight format.",
-        subcommands: [SpeculativeBenchCommand.self, ThroughputBenchCommand.self, PhasesBenchCommand.self, BoundBenchCommand.self, StreamingBenchCommand.self,
+        subcommands: [SpeculativeBenchCommand.self, ThroughputBenchCommand.self, PhasesBenchCommand.self, AttentionBenchCommand.self, BoundBenchCommand.self, StreamingBenchCommand.self,
                       KernelsBenchCommand.self, VerifyBenchCommand.self],
         defaultSubcommand: SpeculativeBenchCommand.self)
 }
@@ -211,6 +211,46 @@ struct StreamingBenchCommand: AsyncParsableCommand {
     }
 }
 
+/// `flexserve bench attention`: a decode step's attention alone, on one thread with the cache's rows in the caches.
+struct AttentionBenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "attention",
+        abstract: "A decode token's attention over a cache of keys, one thread, against the FMA probe.",
+        discussion: "One query token of a model's head shape (default SmolLM2's: 9 query heads over 3 KV heads of 64) against each count of cached keys, the rows read over and over so they come from the caches: the arithmetic apart from memory (`bench phases --prompt-tokens` times it inside the decode step). Each figure is the best of the passes; the passes go round every configuration in turn.")
+
+    @Option(help: "Comma-separated counts of cached keys.") var keys = "64,256,1024"
+    @Option(name: .customLong("kv-cache-dtype"), help: "Comma-separated cache types: f32, f16.") var kvCacheTypes = "f32,f16"
+    @Option var heads = 9
+    @Option var kvHeads = 3
+    @Option var headDim = 64
+    @Option var passes = 20
+    @Option var output = "bench-attention.json"
+
+    mutating func run() async throws {
+        let counts = try keys.split(separator: ",").map { text in
+            guard let n = Int(text), (1...65_536).contains(n) else { throw ValidationError("key counts are 1 to 65536, not '\(text)'") }
+            return n
+        }
+        let types = try kvCacheTypes.split(separator: ",").map { name in
+            guard let t = KVCacheType(rawValue: String(name)) else { throw ValidationError("cache types are f32 and f16, not '\(name)'") }
+            return t
+        }
+        guard passes > 0 else { throw ValidationError("--passes must be positive") }
+        guard heads > 0, kvHeads > 0, heads % kvHeads == 0 else { throw ValidationError("--heads must be a positive multiple of --kv-heads") }
+        guard headDim > 0, headDim % 8 == 0, headDim <= 1024 else { throw ValidationError("--head-dim must be a multiple of 8 up to 1024, not \(headDim)") }
+        let report = AttentionKernelBenchmark.run(keys: counts, types: types, numHeads: heads, numKVHeads: kvHeads, headDim: headDim, passes: passes)
+        print(String(format: "%@, %d heads over %d KV heads of %d, one thread, fp32 FMA %.0f GFLOP/s", report.cpu as NSString, heads, kvHeads,
+                     headDim, report.fmaGFLOPsPerCore))
+        print("cache | keys  |      µs | GFLOP/s | of FMA peak | rows GB/s")
+        for r in report.rows {
+            print(String(format: "%@   | %5d | %7.2f | %7.1f | %10.0f%% | %9.1f", r.kvCacheType.rawValue as NSString, r.keys, r.microseconds, r.gflops,
+                         r.fractionOfFMAPeak * 100, r.rowGBs))
+        }
+        try writeJSON(report, to: output)
+        print("wrote \(output)")
+    }
+}
+
 /// `flexserve bench kernels`: the projection kernels' GFLOP/s on one thread with the weights in L2.
 struct KernelsBenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -299,15 +339,18 @@ struct PhasesBenchCommand: AsyncParsableCommand {
     @Option(help: "Weight format: stored, q8_0, q4_0, q4_1, int8, int4 (a block format).") var format = "stored"
     @Option(help: "f32 or q8 activations against integer block weights.") var activations: ActivationFormat = .q8
     @Option var rounds = 20
-    @Option(help: "Greedy tokens per round, after a 16-token prompt.") var steps = 64
+    @Option(help: "Greedy tokens per round, after the prompt.") var steps = 64
+    @Option(help: "Prompt tokens before each round's steps (attention over a longer context).") var promptTokens = 16
+    @Option(name: .customLong("kv-cache-dtype"), help: "How the KV cache holds keys and values: f32 or f16.") var kvCacheType: KVCacheType = .f32
     @Option var output = "bench-phases.json"
 
     mutating func run() async throws {
-        guard rounds > 0, steps > 0 else { throw ValidationError("--rounds and --steps must be positive") }
+        guard rounds > 0, steps > 0, promptTokens > 0 else { throw ValidationError("--rounds, --steps and --prompt-tokens must be positive") }
         let report = try DecodePhaseBenchmark.run(path: model, format: try WeightFormat.parse(format), activations: activations,
-                                                  rounds: rounds, steps: steps)
-        print(String(format: "%@, %@ weights, %@ activations, %d steps a round", report.cpu as NSString, report.format as NSString,
-                     report.activations as NSString, report.stepsPerRound))
+                                                  kvCacheType: kvCacheType, rounds: rounds, steps: steps, promptTokens: promptTokens)
+        print(String(format: "%@, %@ weights, %@ activations, %@ KV cache, %d steps a round after %d prompt tokens", report.cpu as NSString,
+                     report.format as NSString, report.activations as NSString, report.kvCacheType.rawValue as NSString,
+                     report.stepsPerRound, report.promptTokens))
         for p in report.placements {
             print(String(format: "\n%@: %d rounds, handoff %@ ns, step %.3f ms (%.3f outside the region: %.3f before it, %.3f after)",
                          p.placement as NSString, p.rounds, (p.handoffNanoseconds.map { String(format: "%.0f", $0) } ?? "-") as NSString,

@@ -6,8 +6,9 @@ import FlexServeTensor
 /// attention, ..., the head), split by where the host put the threads. For each kind of phase, summed over the layers:
 /// its share of the step (from the previous phase's end to its own), how long after the previous phase's end its first
 /// task began (the handoff between threads), how long its busiest thread worked, and for the projections the weight
-/// bytes over its time. Rounds of `steps` greedy tokens after a 16-token prompt, each round's placement from the
-/// handoff measured before it; each figure is the median over the rounds of a placement.
+/// bytes over its time. Rounds of `steps` greedy tokens after a prompt (16 tokens, as llama-bench's tg; longer to see
+/// attention over a long context), each round's placement from the handoff measured before it; each figure is the
+/// median over the rounds of a placement.
 public enum DecodePhaseBenchmark {
     public struct Row: Codable, Sendable {
         public var phase: String
@@ -44,20 +45,26 @@ public enum DecodePhaseBenchmark {
         public var format: String
         public var activations: String
         public var stepsPerRound: Int
+        public var promptTokens: Int
+        public var kvCacheType: KVCacheType
         public var placements: [Placement]
     }
 
     public enum Failure: Error, CustomStringConvertible {
         case noPhases(String)
+        case tooLong(Int, Int)
         public var description: String {
             switch self {
+            case .tooLong(let tokens, let limit): "a prompt and its steps of \(tokens) tokens pass the model's \(limit) positions"
+
             case .noPhases(let path): "\(path): this model and format decode projection by projection, not as one region of phases (a LLaMA-family model with every matrix in a block format has phases)"
             }
         }
     }
 
-    public static func run(path: String, format: DType?, activations: ActivationFormat, rounds: Int = 20, steps: Int = 64) throws -> Report {
-        precondition(rounds > 0 && steps > 0)
+    public static func run(path: String, format: DType?, activations: ActivationFormat, kvCacheType: KVCacheType = .f32,
+                           rounds: Int = 20, steps: Int = 64, promptTokens prompt: Int = 16) throws -> Report {
+        precondition(rounds > 0 && steps > 0 && prompt > 0)
         let loaded = try ModelLoader.load(path: path, weightFormat: format, activations: activations)
         guard let model = loaded.model as? LlamaModel, let names = model.decodePhases else { throw Failure.noPhases(path) }
         let config = model.config, layers = config.numLayers
@@ -73,8 +80,8 @@ public enum DecodePhaseBenchmark {
         }
         let pool = ThreadPool.shared
         let timeline = PhaseTimeline(phases: phases, threads: pool.threadCount)
-        let prompt = 16
-        let cache = model.makeCache(capacityTokens: 2 * (prompt + steps + 64))
+        guard prompt + steps <= config.maxPositionEmbeddings else { throw Failure.tooLong(prompt + steps, config.maxPositionEmbeddings) }
+        let cache = model.makeCache(capacityTokens: 2 * (prompt + steps + 64), type: kvCacheType)
 
         struct Round { var handoff: Double?; var step = 0.0, outside = 0.0, before = 0.0; var total, start, busy: [Double] }
         var measured: [Round] = []
@@ -138,6 +145,6 @@ public enum DecodePhaseBenchmark {
                              afterRegionMilliseconds: median(rs.map { ($0.outside - $0.before) / n / 1e6 }), rows: rows)
         }
         return Report(model: path, cpu: MachineProbe.cpuName(), format: format?.rawValue ?? "stored", activations: activations.rawValue,
-                      stepsPerRound: steps, placements: placements)
+                      stepsPerRound: steps, promptTokens: prompt, kvCacheType: kvCacheType, placements: placements)
     }
 }

@@ -240,22 +240,26 @@ public enum Attention {
         @inline(__always)
         func attend(set i: Int, out: UnsafeMutablePointer<Float>) {
             let set = set(i)
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * max(1, set.n)) { buffer in
-                let scores = buffer.baseAddress!
-                score(set, scores, keys: 0..<set.n)
-                var inv = SIMD4<Float>()
-                for k in 0..<set.count { inv[k] = normalize(set, head: k, scores + k * set.n) }
-                var d = 0
-                if set.count == 3 {
-                    d = Attention.weightedValues3((scores, scores + set.n, scores + 2 * set.n), inv, n: set.n,
-                                                  values: values + set.kvHead * headStride, slots: slots + set.lo,
-                                                  slotStride: slotStride, headDim: headDim,
-                                                  out: (out + set.outOffset(0, self), out + set.outOffset(1, self), out + set.outOffset(2, self)))
-                }
-                for k in 0..<set.count where d < headDim {
-                    Attention.weightedValues(scores + k * set.n, inv[k], n: set.n, values: values + set.kvHead * headStride + d,
-                                             slots: slots + set.lo, slotStride: slotStride, headDim: headDim - d, out: out + set.outOffset(k, self) + d)
-                }
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 3 * max(1, set.n)) { attend(set, scores: $0.baseAddress!, out: out) }
+        }
+
+        /// `attend`'s work, outside its allocation's closure: compiled inside the closure, the AVX-512 intrinsics of
+        /// `EightKeyScores` stayed calls.
+        @inline(never)
+        func attend(_ set: HeadSet, scores: UnsafeMutablePointer<Float>, out: UnsafeMutablePointer<Float>) {
+            score(set, scores, keys: 0..<set.n)
+            var inv = SIMD4<Float>()
+            for k in 0..<set.count { inv[k] = normalize(set, head: k, scores + k * set.n) }
+            var d = 0
+            if set.count == 3 {
+                d = Attention.weightedValues3((scores, scores + set.n, scores + 2 * set.n), inv, n: set.n,
+                                              values: values + set.kvHead * headStride, slots: slots + set.lo,
+                                              slotStride: slotStride, headDim: headDim,
+                                              out: (out + set.outOffset(0, self), out + set.outOffset(1, self), out + set.outOffset(2, self)))
+            }
+            for k in 0..<set.count where d < headDim {
+                Attention.weightedValues(scores + k * set.n, inv[k], n: set.n, values: values + set.kvHead * headStride + d,
+                                         slots: slots + set.lo, slotStride: slotStride, headDim: headDim - d, out: out + set.outOffset(k, self) + d)
             }
         }
 
@@ -270,6 +274,19 @@ public enum Attention {
             // The first rows are asked for at once, and each value row with its key: the values are read right after the
             // scores, and in a decode step they come from memory too.
             prefetch(s, from: j, count: min(range.count, keysAhead))
+            #if FLEXSERVE_AVX512
+            if headDim % 8 == 0 {
+                while j + 8 <= range.upperBound {
+                    if j + keysAhead < s.n { prefetch(s, from: j + keysAhead, count: min(8, s.n - j - keysAhead)) }
+                    let r = EightKeyScores.scores(query(0), query(1), query(2), keys: keyRows, slots: slots + s.lo + j, slotStride: slotStride, headDim)
+                    let out = UnsafeMutableRawPointer(scores + j)
+                    out.storeBytes(of: r.0 * scale, as: SIMD8<Float>.self)
+                    if s.count > 1 { out.storeBytes(of: r.1 * scale, toByteOffset: 4 * s.n, as: SIMD8<Float>.self) }
+                    if s.count > 2 { out.storeBytes(of: r.2 * scale, toByteOffset: 8 * s.n, as: SIMD8<Float>.self) }
+                    j += 8
+                }
+            }
+            #endif
             while j < range.upperBound {
                 func key(_ k: Int) -> UnsafePointer<E> { keyRows + Int(slots[s.lo + min(j + k, s.n - 1)]) * slotStride }
                 if j + keysAhead < s.n { prefetch(s, from: j + keysAhead, count: min(4, s.n - j - keysAhead)) }
@@ -303,6 +320,33 @@ public enum Attention {
                                 slotStride: Int, headDim: Int,
                                 out: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)) -> Int {
         var d = 0
+        #if FLEXSERVE_AVX512
+        // Sixteen columns a register: half the FMAs, and a column's sum is the same whatever the width.
+        while d + 64 <= headDim {
+            var a = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
+            var b = a, c = a
+            let keysAhead = keysAhead(n)
+            for j in 0..<n {
+                if d == 0, j + keysAhead < n { prefetchRows(values, slots + j + keysAhead, count: 1, slotStride: slotStride, headDim: headDim) }
+                let p = SIMD16<Float>(repeating: scores.0[j] * inv[0])
+                let q = SIMD16<Float>(repeating: scores.1[j] * inv[1])
+                let r = SIMD16<Float>(repeating: scores.2[j] * inv[2])
+                let v = values + Int(slots[j]) * slotStride + d
+                @inline(__always) func step(_ x: inout SIMD16<Float>, _ y: inout SIMD16<Float>, _ z: inout SIMD16<Float>, _ o: Int) {
+                    let w = E.load16(v, o)
+                    x = x.addingProduct(p, w); y = y.addingProduct(q, w); z = z.addingProduct(r, w)
+                }
+                step(&a.0, &b.0, &c.0, 0); step(&a.1, &b.1, &c.1, 16); step(&a.2, &b.2, &c.2, 32); step(&a.3, &b.3, &c.3, 48)
+            }
+            @inline(__always) func store(_ o: UnsafeMutablePointer<Float>, _ s: (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>)) {
+                let r = UnsafeMutableRawPointer(o + d)
+                r.storeBytes(of: s.0, as: SIMD16<Float>.self); r.storeBytes(of: s.1, toByteOffset: 64, as: SIMD16<Float>.self)
+                r.storeBytes(of: s.2, toByteOffset: 128, as: SIMD16<Float>.self); r.storeBytes(of: s.3, toByteOffset: 192, as: SIMD16<Float>.self)
+            }
+            store(out.0, a); store(out.1, b); store(out.2, c)
+            d += 64
+        }
+        #else
         while d + 64 <= headDim {
             var a = (SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>())
             var b = a, c = a
@@ -329,6 +373,7 @@ public enum Attention {
             }
             d += 64
         }
+        #endif
         return d
     }
 
@@ -348,9 +393,11 @@ public enum Attention {
     /// Prefetches the first `headDim` floats of the `count` rows named by `slots`.
     @inline(__always)
     static func prefetchRows<E: KVElement>(_ base: UnsafePointer<E>, _ slots: UnsafePointer<Int32>, count: Int, slotStride: Int, headDim: Int) {
+        let bytes = headDim * MemoryLayout<E>.stride
         for k in 0..<count {
             let row = UnsafeRawPointer(base + Int(slots[k]) * slotStride)
-            for offset in stride(from: 0, to: headDim * MemoryLayout<E>.stride, by: 64) { Prefetch.line(row + offset) }
+            var offset = 0
+            while offset < bytes { Prefetch.line(row + offset); offset &+= 64 }
         }
     }
 

@@ -60,7 +60,10 @@ struct RowPanel {
             }
         }
         for p in 0..<passes {
-            for k in 0..<3 { store(tokens.lowerBound + 3 * p + k, Self.rowSums(sums + 24 * p + 8 * k)) }
+            for k in 0..<3 {
+                let a = sums + 24 * p + 8 * k
+                store(tokens.lowerBound + 3 * p + k, Self.rowSums(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]))
+            }
         }
     }
 
@@ -98,18 +101,20 @@ struct RowPanel {
         }
     }
 
-    /// The sixteen rows' sums of eight pair accumulators (rows 2j and 2j + 1 in `a[j]`), each `RowDot.horizontalSum` of its
+    /// The sixteen rows' sums of eight pair accumulators (rows 2j and 2j + 1 in `aj`), each `RowDot.horizontalSum` of its
     /// eight lanes: the same three levels of additions (lanes l and l + 4, then l and l + 2, then 0 and 1), done for
-    /// sixteen rows at a time with lanes moved between registers instead of one row at a time.
+    /// sixteen rows at a time with lanes moved between registers instead of one row at a time. Lane i holds row i's sum.
     @inline(__always)
-    static func rowSums(_ a: UnsafePointer<SIMD16<Float>>) -> SIMD16<Float> {
+    static func rowSums(_ a0: SIMD16<Float>, _ a1: SIMD16<Float>, _ a2: SIMD16<Float>, _ a3: SIMD16<Float>,
+                        _ a4: SIMD16<Float>, _ a5: SIMD16<Float>, _ a6: SIMD16<Float>, _ a7: SIMD16<Float>) -> SIMD16<Float> {
+        let a = (a0, a1, a2, a3, a4, a5, a6, a7)
         @inline(__always) func pick(_ u: SIMD16<Float>, _ v: SIMD16<Float>, _ i: SIMD16<Int32>) -> SIMD16<Float> {
             _mm512_permutex2var_ps(u, unsafeBitCast(i, to: __m512i.self), v)
         }
         // Level 1: per 128-bit lane, one row's four sums of lanes l and l + 4.
         let low = SIMD16<Int32>(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27), high = low &+ 4
-        let v0 = pick(a[0], a[1], low) + pick(a[0], a[1], high), v1 = pick(a[2], a[3], low) + pick(a[2], a[3], high)
-        let v2 = pick(a[4], a[5], low) + pick(a[4], a[5], high), v3 = pick(a[6], a[7], low) + pick(a[6], a[7], high)
+        let v0 = pick(a.0, a.1, low) + pick(a.0, a.1, high), v1 = pick(a.2, a.3, low) + pick(a.2, a.3, high)
+        let v2 = pick(a.4, a.5, low) + pick(a.4, a.5, high), v3 = pick(a.6, a.7, low) + pick(a.6, a.7, high)
         // Level 2: lanes l and l + 2 of each row's four; 128-bit lane k then holds rows k and 4 + k (or 8 + k and 12 + k).
         let first = SIMD16<Int32>(0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29), second = first &+ 2
         let u0 = pick(v0, v1, first) + pick(v0, v1, second), u1 = pick(v2, v3, first) + pick(v2, v3, second)

@@ -1,0 +1,79 @@
+import Foundation
+import FlexServeTensor
+
+/// How fast a decode step's attention computes, apart from memory and from the other threads: one thread, one query
+/// token of a model's head shape (SmolLM2's: 9 query heads over 3 KV heads of 64) against `keys` cached keys, the
+/// rows read over and over so they come from the caches (a context's 0.1–2 MB of fp32 rows stay in L2 or L3). Each
+/// configuration's best pass, as GFLOP/s (two flops per query element and key for the scores, two for the values)
+/// and GB/s of key and value rows. What `bench phases --prompt-tokens` times inside the step, here alone.
+public enum AttentionKernelBenchmark {
+    public struct Row: Codable, Sendable {
+        public var kvCacheType: KVCacheType
+        public var keys: Int
+        /// Best pass, per forward.
+        public var microseconds: Double
+        public var gflops: Double
+        public var fractionOfFMAPeak: Double
+        public var rowGBs: Double
+    }
+
+    public struct Report: Codable, Sendable {
+        public var cpu: String
+        public var fmaGFLOPsPerCore: Double
+        public var numHeads: Int, numKVHeads: Int, headDim: Int
+        public var rows: [Row]
+    }
+
+    public static func run(keys: [Int], types: [KVCacheType], numHeads: Int = 9, numKVHeads: Int = 3, headDim: Int = 64,
+                           passes: Int = 20) -> Report {
+        precondition(numHeads % numKVHeads == 0 && !keys.isEmpty)
+        let pool = ThreadPool(threads: 1)
+        let peak = MachineProbe.fmaPeak(pool: pool)
+        let maxKeys = keys.max()!
+        let q = (0..<(numHeads * headDim)).map { Float(sin(Double($0) * 0.37)) }
+        let out = UnsafeMutablePointer<Float>.allocate(capacity: numHeads * headDim)
+        defer { out.deallocate() }
+        struct Configuration { let type: KVCacheType, keys: Int, store: KVStore, slots: [Int32], storage: (UnsafeMutableRawPointer, UnsafeMutableRawPointer) }
+        // Each configuration its own cache, laid out as the paged cache lays out one layer (planar: a head's rows in slot order).
+        let configurations = types.flatMap { type in
+            keys.map { n -> Configuration in
+                let bytes = numKVHeads * n * headDim * type.bytes
+                let k = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64), v = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+                let store = KVStore(keys: k, values: v, type: type, layout: .planar(slots: n, headDim: headDim))
+                var key = [Float](repeating: 0, count: headDim), value = key
+                for s in 0..<n {
+                    for h in 0..<numKVHeads {
+                        for d in 0..<headDim {
+                            key[d] = Float(cos(Double(s * 31 + h * 7 + d) * 0.11))
+                            value[d] = Float(sin(Double(s * 17 + h * 5 + d) * 0.13))
+                        }
+                        store.write(slot: s, head: h, key: key, value: value, headDim: headDim)
+                    }
+                }
+                return Configuration(type: type, keys: n, store: store, slots: (0..<Int32(n)).map { $0 }, storage: (k, v))
+            }
+        }
+        defer { configurations.forEach { $0.storage.0.deallocate(); $0.storage.1.deallocate() } }
+        var best = [Double](repeating: .infinity, count: configurations.count)
+        let scale = 1 / Float(headDim).squareRoot()
+        for _ in 0..<passes {
+            for (i, c) in configurations.enumerated() {
+                // About a millisecond of work per timing.
+                let repeats = max(1, 4 * maxKeys / c.keys)
+                let slotStart: [Int32] = [0, Int32(c.keys)]
+                let start = DispatchTime.now().uptimeNanoseconds
+                for _ in 0..<repeats {
+                    Attention.forward(q: q, tokens: 1, numHeads: numHeads, numKVHeads: numKVHeads, headDim: headDim, kv: c.store,
+                                      slotStart: slotStart, slots: c.slots, scale: scale, out: out, pool: pool)
+                }
+                best[i] = min(best[i], Double(DispatchTime.now().uptimeNanoseconds - start) / 1000 / Double(repeats))
+            }
+        }
+        let rows = configurations.enumerated().map { i, c in
+            let gflops = 4 * Double(numHeads * headDim * c.keys) / best[i] / 1000
+            return Row(kvCacheType: c.type, keys: c.keys, microseconds: best[i], gflops: gflops, fractionOfFMAPeak: gflops / peak,
+                       rowGBs: 2 * Double(numKVHeads * headDim * c.keys * c.type.bytes) / best[i] / 1000)
+        }
+        return Report(cpu: MachineProbe.cpuName(), fmaGFLOPsPerCore: peak, numHeads: numHeads, numKVHeads: numKVHeads, headDim: headDim, rows: rows)
+    }
+}
