@@ -227,12 +227,23 @@ public enum Attention {
                     out: UnsafeMutablePointer<Float>) {
             let s = set(i)
             guard !columns.isEmpty else { return }
+            var inv = SIMD4<Float>()
             for k in 0..<s.count {
                 let e = scratch + k * s.n
                 e.update(from: scores + k * s.n, count: s.n)
-                Attention.weightedValues(e, normalize(s, head: k, e), n: s.n, values: values + s.kvHead * headStride + columns.lowerBound,
-                                         slots: slots + s.lo, slotStride: slotStride, headDim: columns.count,
-                                         out: out + s.outOffset(k, self) + columns.lowerBound)
+                inv[k] = normalize(s, head: k, e)
+            }
+            let values = values + s.kvHead * headStride + columns.lowerBound
+            var d = 0
+            if s.count == 3 {
+                d = Attention.weightedValues3((scratch, scratch + s.n, scratch + 2 * s.n), inv, n: s.n, values: values, slots: slots + s.lo,
+                                              slotStride: slotStride, headDim: columns.count,
+                                              out: (out + s.outOffset(0, self) + columns.lowerBound, out + s.outOffset(1, self) + columns.lowerBound,
+                                                    out + s.outOffset(2, self) + columns.lowerBound))
+            }
+            for k in 0..<s.count where d < columns.count {
+                Attention.weightedValues(scratch + k * s.n, inv[k], n: s.n, values: values + d, slots: slots + s.lo, slotStride: slotStride,
+                                         headDim: columns.count - d, out: out + s.outOffset(k, self) + columns.lowerBound + d)
             }
         }
 
@@ -271,14 +282,25 @@ public enum Attention {
             let keysAhead = Attention.keysAhead(s.n)
             let keyRows = keys + s.kvHead * headStride
             var j = range.lowerBound
-            // The first rows are asked for at once, and each value row with its key: the values are read right after the
-            // scores, and in a decode step they come from memory too.
-            prefetch(s, from: j, count: min(range.count, keysAhead))
+            // The first rows are asked for at once, and over a short context each value row with its key: the values are read
+            // right after the scores, and in a decode step they come from memory too. Over a long one (`keysAhead` 32) the
+            // values asked for with the keys only crowd them (a set's 0.1–0.4 MB of rows does not fit L1), and
+            // `weightedValues3` asks for each row ahead as it goes.
+            @inline(__always) func ask(from first: Int, count: Int) {
+                if keysAhead > 8 {
+                    Attention.prefetchRows(keyRows, slots + s.lo + first, count: count, slotStride: slotStride, headDim: headDim)
+                } else {
+                    prefetch(s, from: first, count: count)
+                }
+            }
+            ask(from: j, count: min(range.count, keysAhead))
             #if FLEXSERVE_AVX512
             if headDim % 8 == 0 {
+                let lanes = RowPanel.RowSumLanes.opaque
                 while j + 8 <= range.upperBound {
-                    if j + keysAhead < s.n { prefetch(s, from: j + keysAhead, count: min(8, s.n - j - keysAhead)) }
-                    let r = EightKeyScores.scores(query(0), query(1), query(2), keys: keyRows, slots: slots + s.lo + j, slotStride: slotStride, headDim)
+                    if j + keysAhead < s.n { ask(from: j + keysAhead, count: min(8, s.n - j - keysAhead)) }
+                    let r = EightKeyScores.scores(query(0), query(1), query(2), keys: keyRows, slots: slots + s.lo + j, slotStride: slotStride, headDim,
+                                                  lanes: lanes)
                     let out = UnsafeMutableRawPointer(scores + j)
                     out.storeBytes(of: r.0 * scale, as: SIMD8<Float>.self)
                     if s.count > 1 { out.storeBytes(of: r.1 * scale, toByteOffset: 4 * s.n, as: SIMD8<Float>.self) }
@@ -289,7 +311,7 @@ public enum Attention {
             #endif
             while j < range.upperBound {
                 func key(_ k: Int) -> UnsafePointer<E> { keyRows + Int(slots[s.lo + min(j + k, s.n - 1)]) * slotStride }
-                if j + keysAhead < s.n { prefetch(s, from: j + keysAhead, count: min(4, s.n - j - keysAhead)) }
+                if j + keysAhead < s.n { ask(from: j + keysAhead, count: min(4, s.n - j - keysAhead)) }
                 let r = RowDot.threeTokens(query(0), query(1), query(2), (key(0), key(1), key(2), key(3)), headDim)
                 let (s0, s1, s2) = (r.0 * scale, r.1 * scale, r.2 * scale)
                 for k in 0..<min(4, range.upperBound - j) {
@@ -313,7 +335,7 @@ public enum Attention {
     }
 
     /// `weightedValues` for three heads over the same values, 64 columns at a time (each value
-    /// vector feeds three heads' sums). Returns how many columns it did; the caller does the rest.
+    /// vector feeds three heads' sums), with AVX-512 then 32. Returns how many columns it did; the caller does the rest.
     @inline(__always)
     static func weightedValues3<E: KVElement>(_ scores: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>),
                                 _ inv: SIMD4<Float>, n: Int, values: UnsafePointer<E>, slots: UnsafePointer<Int32>,
@@ -345,6 +367,27 @@ public enum Attention {
             }
             store(out.0, a); store(out.1, b); store(out.2, c)
             d += 64
+        }
+        // 32 columns: a thread's half of a shared set's (`HeadSets.finish`).
+        if d + 32 <= headDim {
+            var a = (SIMD16<Float>(), SIMD16<Float>()), b = a, c = a
+            let keysAhead = keysAhead(n)
+            for j in 0..<n {
+                if d == 0, j + keysAhead < n { prefetchRows(values, slots + j + keysAhead, count: 1, slotStride: slotStride, headDim: headDim) }
+                let p = SIMD16<Float>(repeating: scores.0[j] * inv[0])
+                let q = SIMD16<Float>(repeating: scores.1[j] * inv[1])
+                let r = SIMD16<Float>(repeating: scores.2[j] * inv[2])
+                let v = values + Int(slots[j]) * slotStride + d
+                var w = E.load16(v, 0)
+                a.0 = a.0.addingProduct(p, w); b.0 = b.0.addingProduct(q, w); c.0 = c.0.addingProduct(r, w)
+                w = E.load16(v, 16)
+                a.1 = a.1.addingProduct(p, w); b.1 = b.1.addingProduct(q, w); c.1 = c.1.addingProduct(r, w)
+            }
+            for (o, s) in [(out.0, a), (out.1, b), (out.2, c)] {
+                UnsafeMutableRawPointer(o + d).storeBytes(of: s.0, as: SIMD16<Float>.self)
+                UnsafeMutableRawPointer(o + d).storeBytes(of: s.1, toByteOffset: 64, as: SIMD16<Float>.self)
+            }
+            d += 32
         }
         #else
         while d + 64 <= headDim {

@@ -8,15 +8,15 @@
 /// are the same bits in every path.
 enum EightKeyScores {
     /// The scores of queries `x`, `y`, `z` against the eight rows `keys + slots[r] · slotStride` (`n` a multiple of 8),
-    /// before scaling: one vector per query, lane r for row r.
+    /// before scaling: one vector per query, lane r for row r. `lanes`: `RowPanel.RowSumLanes.opaque`, read once per set.
     @inline(__always)
     static func scores<E: KVElement>(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ z: UnsafePointer<Float>,
-                                     keys: UnsafePointer<E>, slots: UnsafePointer<Int32>, slotStride: Int,
-                                     _ n: Int) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+                                     keys: UnsafePointer<E>, slots: UnsafePointer<Int32>, slotStride: Int, _ n: Int,
+                                     lanes: RowPanel.RowSumLanes) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
         let (a, b, c) = block(x, y, z, keys: keys, slots: slots, slotStride: slotStride, n)
         let zero = SIMD16<Float>()
-        let ab = RowPanel.rowSums(a.p0, a.p1, a.p2, a.p3, b.p0, b.p1, b.p2, b.p3)
-        let cc = RowPanel.rowSums(c.p0, c.p1, c.p2, c.p3, zero, zero, zero, zero)
+        let ab = RowPanel.rowSums(a.p0, a.p1, a.p2, a.p3, b.p0, b.p1, b.p2, b.p3, lanes: lanes)
+        let cc = RowPanel.rowSums(c.p0, c.p1, c.p2, c.p3, zero, zero, zero, zero, lanes: lanes)
         let (sa, sb) = unsafeBitCast(ab, to: (SIMD8<Float>, SIMD8<Float>).self)
         return (sa, sb, unsafeBitCast(cc, to: (SIMD8<Float>, SIMD8<Float>).self).0)
     }

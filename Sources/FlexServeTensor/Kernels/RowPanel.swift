@@ -101,27 +101,41 @@ struct RowPanel {
         }
     }
 
+    /// `rowSums`' lane moves: the permutes' index vectors.
+    struct RowSumLanes {
+        // Level 1: per 128-bit lane, one row's four sums of lanes l and l + 4.
+        var low = SIMD16<Int32>(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27)
+        var high = SIMD16<Int32>(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31)
+        // Level 2: lanes l and l + 2 of each row's four; 128-bit lane k then holds rows k and 4 + k (or 8 + k and 12 + k).
+        var first = SIMD16<Int32>(0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29)
+        var second = SIMD16<Int32>(2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31)
+        // Level 3: lanes 0 and 1; lane 4k + m holds row 4m + k.
+        var even = SIMD16<Int32>(0, 2, 16, 18, 4, 6, 20, 22, 8, 10, 24, 26, 12, 14, 28, 30)
+        var odd = SIMD16<Int32>(1, 3, 17, 19, 5, 7, 21, 23, 9, 11, 25, 27, 13, 15, 29, 31)
+        var rows = SIMD16<Int32>(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15)
+
+        /// The same vectors read from memory the compiler cannot see into, so that it keeps `rowSums`' seven permutes: with
+        /// constants it may rebuild the lane moves around how the sums are used (the decode step's attention scores, each
+        /// query's eight stored alone, got a full transpose: 24 permutes for eight sums).
+        static var opaque: RowSumLanes { withUnsafePointer(to: &shared) { $0.pointee } }
+        nonisolated(unsafe) private static var shared = RowSumLanes()
+    }
+
     /// The sixteen rows' sums of eight pair accumulators (rows 2j and 2j + 1 in `aj`), each `RowDot.horizontalSum` of its
     /// eight lanes: the same three levels of additions (lanes l and l + 4, then l and l + 2, then 0 and 1), done for
     /// sixteen rows at a time with lanes moved between registers instead of one row at a time. Lane i holds row i's sum.
     @inline(__always)
     static func rowSums(_ a0: SIMD16<Float>, _ a1: SIMD16<Float>, _ a2: SIMD16<Float>, _ a3: SIMD16<Float>,
-                        _ a4: SIMD16<Float>, _ a5: SIMD16<Float>, _ a6: SIMD16<Float>, _ a7: SIMD16<Float>) -> SIMD16<Float> {
-        let a = (a0, a1, a2, a3, a4, a5, a6, a7)
+                        _ a4: SIMD16<Float>, _ a5: SIMD16<Float>, _ a6: SIMD16<Float>, _ a7: SIMD16<Float>,
+                        lanes l: RowSumLanes = RowSumLanes()) -> SIMD16<Float> {
         @inline(__always) func pick(_ u: SIMD16<Float>, _ v: SIMD16<Float>, _ i: SIMD16<Int32>) -> SIMD16<Float> {
             _mm512_permutex2var_ps(u, unsafeBitCast(i, to: __m512i.self), v)
         }
-        // Level 1: per 128-bit lane, one row's four sums of lanes l and l + 4.
-        let low = SIMD16<Int32>(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27), high = low &+ 4
-        let v0 = pick(a.0, a.1, low) + pick(a.0, a.1, high), v1 = pick(a.2, a.3, low) + pick(a.2, a.3, high)
-        let v2 = pick(a.4, a.5, low) + pick(a.4, a.5, high), v3 = pick(a.6, a.7, low) + pick(a.6, a.7, high)
-        // Level 2: lanes l and l + 2 of each row's four; 128-bit lane k then holds rows k and 4 + k (or 8 + k and 12 + k).
-        let first = SIMD16<Int32>(0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29), second = first &+ 2
-        let u0 = pick(v0, v1, first) + pick(v0, v1, second), u1 = pick(v2, v3, first) + pick(v2, v3, second)
-        // Level 3: lanes 0 and 1; lane 4k + m holds row 4m + k.
-        let even = SIMD16<Int32>(0, 2, 16, 18, 4, 6, 20, 22, 8, 10, 24, 26, 12, 14, 28, 30), odd = even &+ 1
-        let s = pick(u0, u1, even) + pick(u0, u1, odd)
-        return _mm512_permutexvar_ps(unsafeBitCast(SIMD16<Int32>(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), to: __m512i.self), s)
+        let v0 = pick(a0, a1, l.low) + pick(a0, a1, l.high), v1 = pick(a2, a3, l.low) + pick(a2, a3, l.high)
+        let v2 = pick(a4, a5, l.low) + pick(a4, a5, l.high), v3 = pick(a6, a7, l.low) + pick(a6, a7, l.high)
+        let u0 = pick(v0, v1, l.first) + pick(v0, v1, l.second), u1 = pick(v2, v3, l.first) + pick(v2, v3, l.second)
+        let s = pick(u0, u1, l.even) + pick(u0, u1, l.odd)
+        return _mm512_permutexvar_ps(unsafeBitCast(l.rows, to: __m512i.self), s)
     }
 
     /// Three tokens (`x`, `cols` apart) over `steps` steps of the panel, their sums carried in `memory` (zero for the first
