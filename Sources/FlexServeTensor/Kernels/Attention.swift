@@ -383,10 +383,11 @@ public enum Attention {
                 w = E.load16(v, 16)
                 a.1 = a.1.addingProduct(p, w); b.1 = b.1.addingProduct(q, w); c.1 = c.1.addingProduct(r, w)
             }
-            for (o, s) in [(out.0, a), (out.1, b), (out.2, c)] {
+            @inline(__always) func store(_ o: UnsafeMutablePointer<Float>, _ s: (SIMD16<Float>, SIMD16<Float>)) {
                 UnsafeMutableRawPointer(o + d).storeBytes(of: s.0, as: SIMD16<Float>.self)
                 UnsafeMutableRawPointer(o + d).storeBytes(of: s.1, toByteOffset: 64, as: SIMD16<Float>.self)
             }
+            store(out.0, a); store(out.1, b); store(out.2, c)
             d += 32
         }
         #else

@@ -23,7 +23,7 @@ enum EightKeyScores {
 
     /// Eight keys' sums, two keys' eight lanes side by side in each register (keys 0 and 1, 2 and 3, ...) and each query's
     /// eight in both halves: the sums reach the reduction as FMA results, which the compiler cannot fold into its shuffles
-    /// (sums gathered from eight-lane registers were, at ~7 shuffles a score).
+    /// (gathered from eight-lane registers, they took ~7 shuffles a score).
     @inline(__always)
     static func block<E: KVElement>(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ z: UnsafePointer<Float>,
                                     keys: UnsafePointer<E>, slots: UnsafePointer<Int32>, slotStride: Int,
