@@ -104,12 +104,7 @@ struct ThroughputBenchCommand: AsyncParsableCommand {
         var probes = [machine.readBandwidthGBs]
         var rows: [ThroughputBenchmark.Row] = []
         let activationFormats = try ActivationFormat.parseList(activations)
-        let cacheTypes = try kvCacheTypes.split(separator: ",").map { name in
-            guard let t = KVCacheType(rawValue: String(name)) else {
-                throw ValidationError("unknown KV cache type '\(name)' (expected f32 or f16)")
-            }
-            return t
-        }
+        let cacheTypes = try parseCacheTypes(kvCacheTypes)
         var names: [String] = []
         for name in formats.split(separator: ",").map(String.init) {
             let format = try WeightFormat.parse(name)
@@ -227,14 +222,7 @@ struct AttentionBenchCommand: AsyncParsableCommand {
     @Option var output = "bench-attention.json"
 
     mutating func run() async throws {
-        let counts = try keys.split(separator: ",").map { text in
-            guard let n = Int(text), (1...65_536).contains(n) else { throw ValidationError("key counts are 1 to 65536, not '\(text)'") }
-            return n
-        }
-        let types = try kvCacheTypes.split(separator: ",").map { name in
-            guard let t = KVCacheType(rawValue: String(name)) else { throw ValidationError("cache types are f32 and f16, not '\(name)'") }
-            return t
-        }
+        let counts = try parseCounts(keys, in: 1...65_536, "key counts"), types = try parseCacheTypes(kvCacheTypes)
         guard passes > 0 else { throw ValidationError("--passes must be positive") }
         guard heads > 0, kvHeads > 0, heads % kvHeads == 0 else { throw ValidationError("--heads must be a positive multiple of --kv-heads") }
         guard headDim > 0, headDim % 8 == 0, headDim <= 1024 else { throw ValidationError("--head-dim must be a multiple of 8 up to 1024, not \(headDim)") }
@@ -273,10 +261,7 @@ struct KernelsBenchCommand: AsyncParsableCommand {
             return f
         }
         let activationFormats = try ActivationFormat.parseList(activations)
-        let counts = try tokens.split(separator: ",").map { text in
-            guard let n = Int(text), (1...4096).contains(n) else { throw ValidationError("token counts are 1 to 4096, not '\(text)'") }
-            return n
-        }
+        let counts = try parseCounts(tokens, in: 1...4096, "token counts")
         guard passes > 0 else { throw ValidationError("--passes must be positive") }
         guard (1...64).contains(threads) else { throw ValidationError("--threads is 1 to 64, not \(threads)") }
         guard rows > 0, rows % 16 == 0, rows <= 65_536 else { throw ValidationError("--rows must be a positive multiple of 16 (at most 65536), not \(rows)") }
@@ -312,10 +297,7 @@ struct VerifyBenchCommand: AsyncParsableCommand {
     @Option var output = "bench-verify.json"
 
     mutating func run() async throws {
-        let counts = try tokens.split(separator: ",").map { text in
-            guard let n = Int(text), (1...1024).contains(n) else { throw ValidationError("token counts are 1 to 1024, not '\(text)'") }
-            return n
-        }
+        let counts = try parseCounts(tokens, in: 1...1024, "token counts")
         guard context > 0, rounds > 0 else { throw ValidationError("--context and --rounds must be positive") }
         let report = try VerifyCostBenchmark.run(path: model, format: try WeightFormat.parse(format), activations: activations,
                                                  tokens: counts, context: context, rounds: rounds)

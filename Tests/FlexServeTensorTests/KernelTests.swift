@@ -406,10 +406,13 @@ final class KernelTests: XCTestCase {
         checkGroupedAttention(heads: 9, kvHeads: 3, keys: 37, capacity: 48)
         // One KV head over 300 keys: fewer sets than threads, so decoding splits keys, heads and columns over the threads.
         checkGroupedAttention(heads: 3, kvHeads: 1, keys: 300, capacity: 320)
+        // Three heads' weighted values 64 columns at a time, then 32 (a shared set's half in the decode step takes those
+        // alone); the tiles and the decode step are checked against this path, so it is checked against the formula.
+        checkGroupedAttention(heads: 9, kvHeads: 3, keys: 37, capacity: 48, headDim: 96)
+        checkGroupedAttention(heads: 9, kvHeads: 3, keys: 37, capacity: 48, headDim: 32)
     }
 
-    func checkGroupedAttention(heads: Int, kvHeads: Int, keys n: Int, capacity: Int) {
-        let headDim = 64
+    func checkGroupedAttention(heads: Int, kvHeads: Int, keys n: Int, capacity: Int, headDim: Int = 64) {
         let slots: [Int32] = (0..<n).map { Int32(($0 * 7 + 3) % capacity) }
         func key(_ s: Int, _ h: Int, _ d: Int) -> Float { Float(cos(Double(s * 131 + h * 17 + d) * 0.37)) }
         func value(_ s: Int, _ h: Int, _ d: Int) -> Float { Float(sin(Double(s * 71 + h * 29 + d) * 0.23)) }
@@ -448,7 +451,8 @@ final class KernelTests: XCTestCase {
                 let weights = scores.map { Foundation.exp($0 - scores.max()!) }, total = weights.reduce(0, +)
                 for d in 0..<headDim {
                     let reference = zip(weights, slots).reduce(0.0) { $0 + $1.0 * v(Int($1.1), h, d) } / total
-                    XCTAssertEqual(Double(output[head * headDim + d]), reference, accuracy: 1e-5, "\(n) keys, fp16 \(rounded): head \(head) column \(d)")
+                    XCTAssertEqual(Double(output[head * headDim + d]), reference, accuracy: 1e-5,
+                                   "\(n) keys, head dimension \(headDim), fp16 \(rounded): head \(head) column \(d)")
                 }
             }
         }

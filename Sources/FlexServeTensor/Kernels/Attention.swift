@@ -343,8 +343,9 @@ public enum Attention {
                                 out: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)) -> Int {
         var d = 0
         #if FLEXSERVE_AVX512
-        // Sixteen columns a register: half the FMAs, and a column's sum is the same whatever the width.
-        while d + 64 <= headDim {
+        // Sixteen columns a register: half the FMAs, and a column's sum is the same whatever the width. A pass takes 64
+        // columns, or 32 (a thread's half of a shared set's, `HeadSets.finish`): `wide` is a constant where it is inlined.
+        @inline(__always) func pass(wide: Bool) {
             var a = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
             var b = a, c = a
             let keysAhead = keysAhead(n)
@@ -358,38 +359,19 @@ public enum Attention {
                     let w = E.load16(v, o)
                     x = x.addingProduct(p, w); y = y.addingProduct(q, w); z = z.addingProduct(r, w)
                 }
-                step(&a.0, &b.0, &c.0, 0); step(&a.1, &b.1, &c.1, 16); step(&a.2, &b.2, &c.2, 32); step(&a.3, &b.3, &c.3, 48)
+                step(&a.0, &b.0, &c.0, 0); step(&a.1, &b.1, &c.1, 16)
+                if wide { step(&a.2, &b.2, &c.2, 32); step(&a.3, &b.3, &c.3, 48) }
             }
             @inline(__always) func store(_ o: UnsafeMutablePointer<Float>, _ s: (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>)) {
                 let r = UnsafeMutableRawPointer(o + d)
                 r.storeBytes(of: s.0, as: SIMD16<Float>.self); r.storeBytes(of: s.1, toByteOffset: 64, as: SIMD16<Float>.self)
-                r.storeBytes(of: s.2, toByteOffset: 128, as: SIMD16<Float>.self); r.storeBytes(of: s.3, toByteOffset: 192, as: SIMD16<Float>.self)
+                if wide { r.storeBytes(of: s.2, toByteOffset: 128, as: SIMD16<Float>.self); r.storeBytes(of: s.3, toByteOffset: 192, as: SIMD16<Float>.self) }
             }
             store(out.0, a); store(out.1, b); store(out.2, c)
-            d += 64
+            d += wide ? 64 : 32
         }
-        // 32 columns: a thread's half of a shared set's (`HeadSets.finish`).
-        if d + 32 <= headDim {
-            var a = (SIMD16<Float>(), SIMD16<Float>()), b = a, c = a
-            let keysAhead = keysAhead(n)
-            for j in 0..<n {
-                if d == 0, j + keysAhead < n { prefetchRows(values, slots + j + keysAhead, count: 1, slotStride: slotStride, headDim: headDim) }
-                let p = SIMD16<Float>(repeating: scores.0[j] * inv[0])
-                let q = SIMD16<Float>(repeating: scores.1[j] * inv[1])
-                let r = SIMD16<Float>(repeating: scores.2[j] * inv[2])
-                let v = values + Int(slots[j]) * slotStride + d
-                var w = E.load16(v, 0)
-                a.0 = a.0.addingProduct(p, w); b.0 = b.0.addingProduct(q, w); c.0 = c.0.addingProduct(r, w)
-                w = E.load16(v, 16)
-                a.1 = a.1.addingProduct(p, w); b.1 = b.1.addingProduct(q, w); c.1 = c.1.addingProduct(r, w)
-            }
-            @inline(__always) func store(_ o: UnsafeMutablePointer<Float>, _ s: (SIMD16<Float>, SIMD16<Float>)) {
-                UnsafeMutableRawPointer(o + d).storeBytes(of: s.0, as: SIMD16<Float>.self)
-                UnsafeMutableRawPointer(o + d).storeBytes(of: s.1, toByteOffset: 64, as: SIMD16<Float>.self)
-            }
-            store(out.0, a); store(out.1, b); store(out.2, c)
-            d += 32
-        }
+        while d + 64 <= headDim { pass(wide: true) }
+        if d + 32 <= headDim { pass(wide: false) }
         #else
         while d + 64 <= headDim {
             var a = (SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>(), SIMD8<Float>())
