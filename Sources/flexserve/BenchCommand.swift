@@ -210,14 +210,15 @@ struct StreamingBenchCommand: AsyncParsableCommand {
 struct AttentionBenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "attention",
-        abstract: "A decode token's attention over a cache of keys, one thread, against the FMA probe.",
-        discussion: "One query token of a model's head shape (default SmolLM2's: 9 query heads over 3 KV heads of 64) against each count of cached keys, the rows read over and over so they come from the caches: the arithmetic apart from memory (`bench phases --prompt-tokens` times it inside the decode step). Each figure is the best of the passes; the passes go round every configuration in turn.")
+        abstract: "A decode token's attention (or a run of tokens') over a cache of keys, one thread, against the FMA probe.",
+        discussion: "One query token (or --tokens, a causal run whose last token sees all the keys: 16 is a prefill's tile) of a model's head shape (default SmolLM2's: 9 query heads over 3 KV heads of 64) against each count of cached keys, the rows read over and over so they come from the caches: the arithmetic apart from memory (`bench phases --prompt-tokens` times it inside the decode step). Each figure is the best of the passes; the passes go round every configuration in turn.")
 
     @Option(help: "Comma-separated counts of cached keys.") var keys = "64,256,1024"
     @Option(name: .customLong("kv-cache-dtype"), help: "Comma-separated cache types: f32, f16.") var kvCacheTypes = "f32,f16"
     @Option var heads = 9
     @Option var kvHeads = 3
     @Option var headDim = 64
+    @Option(help: "Query tokens, a causal run ending at each key count.") var tokens = 1
     @Option var passes = 20
     @Option var output = "bench-attention.json"
 
@@ -226,9 +227,13 @@ struct AttentionBenchCommand: AsyncParsableCommand {
         guard passes > 0 else { throw ValidationError("--passes must be positive") }
         guard heads > 0, kvHeads > 0, heads % kvHeads == 0 else { throw ValidationError("--heads must be a positive multiple of --kv-heads") }
         guard headDim > 0, headDim % 8 == 0, headDim <= 1024 else { throw ValidationError("--head-dim must be a multiple of 8 up to 1024, not \(headDim)") }
-        let report = AttentionKernelBenchmark.run(keys: counts, types: types, numHeads: heads, numKVHeads: kvHeads, headDim: headDim, passes: passes)
-        print(String(format: "%@, %d heads over %d KV heads of %d, one thread, fp32 FMA %.0f GFLOP/s", report.cpu as NSString, heads, kvHeads,
-                     headDim, report.fmaGFLOPsPerCore))
+        guard (1...4096).contains(tokens), counts.allSatisfy({ $0 >= tokens }) else {
+            throw ValidationError("--tokens must be 1 to 4096 and at most every key count, not \(tokens)")
+        }
+        let report = AttentionKernelBenchmark.run(keys: counts, types: types, numHeads: heads, numKVHeads: kvHeads, headDim: headDim,
+                                                  tokens: tokens, passes: passes)
+        print(String(format: "%@, %d tokens, %d heads over %d KV heads of %d, one thread, fp32 FMA %.0f GFLOP/s", report.cpu as NSString, tokens,
+                     heads, kvHeads, headDim, report.fmaGFLOPsPerCore))
         print("cache | keys  |      µs | GFLOP/s | of FMA peak | rows GB/s")
         for r in report.rows {
             print(String(format: "%@   | %5d | %7.2f | %7.1f | %10.0f%% | %9.1f", r.kvCacheType.rawValue as NSString, r.keys, r.microseconds, r.gflops,

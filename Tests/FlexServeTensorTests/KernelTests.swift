@@ -467,11 +467,12 @@ final class KernelTests: XCTestCase {
     func testTokenTilesMatchEachTokenAloneBitForBit() {
         for (heads, kvHeads, headDim, type, alibi) in [(9, 3, 64, KVCacheType.f32, false), (4, 4, 128, .f32, false), (8, 1, 64, .f16, false),
                                                        (4, 4, 64, .f32, true), (6, 2, 64, .f16, true)] {
-            let capacity = 96
-            // Sequence A: slots 5, 6, ... in order; sequence B: scattered slots; then two siblings after B's first 4.
-            let a = (0..<37).map { Int32(5 + $0) }, b = (0..<9).map { Int32(($0 * 11 + 50) % capacity) }
-            var lists: [[Int32]] = (1...37).map { Array(a[..<$0]) } + (1...9).map { Array(b[..<$0]) }
-            lists += [Array(b[..<4]) + [Int32(90)], Array(b[..<4]) + [Int32(91)]]
+            let capacity = 224
+            // Sequence A: slots 5, 6, ... in order (past 64 keys, `valueBlock`, and again past 128); sequence B: scattered
+            // slots; then two siblings after B's first 4.
+            let a = (0..<140).map { Int32(5 + $0) }, b = (0..<9).map { Int32(($0 * 11 + 50) % capacity) }
+            var lists: [[Int32]] = (1...140).map { Array(a[..<$0]) } + (1...9).map { Array(b[..<$0]) }
+            lists += [Array(b[..<4]) + [Int32(190)], Array(b[..<4]) + [Int32(191)]]
             let tokens = lists.count
             let starts = lists.reduce(into: [Int32(0)]) { $0.append($0.last! + Int32($1.count)) }, slots = lists.flatMap { $0 }
             // Every list is a sequence's keys at positions 0, 1, ...; its token is at the last.

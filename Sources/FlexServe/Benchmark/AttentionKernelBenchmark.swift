@@ -1,11 +1,12 @@
 import Foundation
 import FlexServeTensor
 
-/// How fast a decode step's attention computes, apart from memory and from the other threads: one thread, one query
-/// token of a model's head shape (SmolLM2's: 9 query heads over 3 KV heads of 64) against `keys` cached keys, the
-/// rows read over and over so they come from the caches (a context's 0.1–2 MB of fp32 rows stay in L2 or L3). Each
-/// configuration's best pass, as GFLOP/s (two flops per query element and key for the scores, two for the values)
-/// and GB/s of key and value rows. What `bench phases --prompt-tokens` times inside the step, here alone.
+/// How fast attention computes, apart from memory and from the other threads: one thread, `tokens` query tokens of a
+/// model's head shape (SmolLM2's: 9 query heads over 3 KV heads of 64), a causal run whose last token sees `keys`
+/// cached keys (one token: a decode step; 16: a prefill's tile), the rows read over and over so they come from the
+/// caches (a context's 0.1–2 MB of fp32 rows stay in L2 or L3). Each configuration's best pass, as GFLOP/s (two flops
+/// per query element and visible key for the scores, two for the values) and GB/s of key and value rows. What `bench
+/// phases --prompt-tokens` times inside the decode step, here alone.
 public enum AttentionKernelBenchmark {
     public struct Row: Codable, Sendable {
         public var kvCacheType: KVCacheType
@@ -21,19 +22,20 @@ public enum AttentionKernelBenchmark {
         public var cpu: String
         public var fmaGFLOPsPerCore: Double
         public var numHeads: Int, numKVHeads: Int, headDim: Int
+        public var tokens: Int
         public var rows: [Row]
     }
 
     public static func run(keys: [Int], types: [KVCacheType], numHeads: Int = 9, numKVHeads: Int = 3, headDim: Int = 64,
-                           passes: Int = 20) -> Report {
-        precondition(numHeads % numKVHeads == 0 && !keys.isEmpty)
+                           tokens: Int = 1, passes: Int = 20) -> Report {
+        precondition(numHeads % numKVHeads == 0 && !keys.isEmpty && keys.allSatisfy { $0 >= tokens })
         let pool = ThreadPool(threads: 1)
         let peak = MachineProbe.fmaPeak(pool: pool)
         let maxKeys = keys.max()!
-        let q = (0..<(numHeads * headDim)).map { Float(sin(Double($0) * 0.37)) }
-        let out = UnsafeMutablePointer<Float>.allocate(capacity: numHeads * headDim)
+        let q = (0..<(tokens * numHeads * headDim)).map { Float(sin(Double($0) * 0.37)) }
+        let out = UnsafeMutablePointer<Float>.allocate(capacity: tokens * numHeads * headDim)
         defer { out.deallocate() }
-        struct Configuration { let type: KVCacheType, keys: Int, store: KVStore, slots: [Int32], storage: (UnsafeMutableRawPointer, UnsafeMutableRawPointer) }
+        struct Configuration { let type: KVCacheType, keys: Int, store: KVStore, slotStart: [Int32], slots: [Int32], storage: (UnsafeMutableRawPointer, UnsafeMutableRawPointer) }
         // Each configuration its own cache, laid out as the paged cache lays out one layer (planar: a head's rows in slot order).
         let configurations = types.flatMap { type in
             keys.map { n -> Configuration in
@@ -50,7 +52,11 @@ public enum AttentionKernelBenchmark {
                         store.write(slot: s, head: h, key: key, value: value, headDim: headDim)
                     }
                 }
-                return Configuration(type: type, keys: n, store: store, slots: (0..<Int32(n)).map { $0 }, storage: (k, v))
+                // Token t of the run sees the slots before it and its own.
+                let visible = (0..<tokens).map { n - tokens + 1 + $0 }
+                let slotStart = [0] + visible.indices.map { Int32(visible[...$0].reduce(0, +)) }
+                return Configuration(type: type, keys: n, store: store, slotStart: slotStart,
+                                     slots: visible.flatMap { (0..<Int32($0)).map { $0 } }, storage: (k, v))
             }
         }
         defer { configurations.forEach { $0.storage.0.deallocate(); $0.storage.1.deallocate() } }
@@ -59,21 +65,21 @@ public enum AttentionKernelBenchmark {
         for _ in 0..<passes {
             for (i, c) in configurations.enumerated() {
                 // About a millisecond of work per timing.
-                let repeats = max(1, 4 * maxKeys / c.keys)
-                let slotStart: [Int32] = [0, Int32(c.keys)]
+                let repeats = max(1, 4 * maxKeys / (c.keys * tokens))
                 let start = DispatchTime.now().uptimeNanoseconds
                 for _ in 0..<repeats {
-                    Attention.forward(q: q, tokens: 1, numHeads: numHeads, numKVHeads: numKVHeads, headDim: headDim, kv: c.store,
-                                      slotStart: slotStart, slots: c.slots, scale: scale, out: out, pool: pool)
+                    Attention.forward(q: q, tokens: tokens, numHeads: numHeads, numKVHeads: numKVHeads, headDim: headDim, kv: c.store,
+                                      slotStart: c.slotStart, slots: c.slots, scale: scale, out: out, pool: pool)
                 }
                 best[i] = min(best[i], Double(DispatchTime.now().uptimeNanoseconds - start) / 1000 / Double(repeats))
             }
         }
         let rows = configurations.enumerated().map { i, c in
-            let gflops = 4 * Double(numHeads * headDim * c.keys) / best[i] / 1000
+            let gflops = 4 * Double(numHeads * headDim * c.slots.count) / best[i] / 1000
             return Row(kvCacheType: c.type, keys: c.keys, microseconds: best[i], gflops: gflops, fractionOfFMAPeak: gflops / peak,
                        rowGBs: 2 * Double(numKVHeads * headDim * c.keys * c.type.bytes) / best[i] / 1000)
         }
-        return Report(cpu: MachineProbe.cpuName(), fmaGFLOPsPerCore: peak, numHeads: numHeads, numKVHeads: numKVHeads, headDim: headDim, rows: rows)
+        return Report(cpu: MachineProbe.cpuName(), fmaGFLOPsPerCore: peak, numHeads: numHeads, numKVHeads: numKVHeads, headDim: headDim,
+                      tokens: tokens, rows: rows)
     }
 }

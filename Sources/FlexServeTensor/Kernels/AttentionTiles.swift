@@ -83,13 +83,6 @@ extension Attention {
         var tree: SIMD16<Float> { ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7)) }
     }
 
-    @inline(__always)
-    static func exp16(_ x: SIMD16<Float>) -> SIMD16<Float> {
-        // Halves by bit casts: `lowHalf`/`highHalf` are calls once the inliner gives up on a function this size.
-        let (lo, hi) = unsafeBitCast(x, to: (SIMD8<Float>, SIMD8<Float>).self)
-        return unsafeBitCast((VectorMath.exp(lo), VectorMath.exp(hi)), to: SIMD16<Float>.self)
-    }
-
     /// Sixteen tokens' scores against three keys (`qt`: the queries transposed, `[headDim][16]`).
     #if FLEXSERVE_AVX2
     /// Three keys' eight sums are 48 of AVX2's sixteen 256-bit registers (`perf`: the kernel's loops were loads and
@@ -143,6 +136,24 @@ extension Attention {
 
     /// Query head `head` of `tile`'s tokens, whole: scores, softmax, weighted values, into `out`.
     static func attend<E: KVElement>(tile: QueryTile, head: Int, _ a: Args<E>, out: UnsafeMutablePointer<Float>) {
+        let last = tile.first + tile.count - 1
+        let nMax = Int(a.slotStart[last + 1] - a.slotStart[last])
+        // fp16 rows are widened to fp32 (exactly) before the loops that use them: three key rows at a time, and the
+        // value rows a block of keys at a time.
+        let block = E.widens ? valueBlock : nMax
+        let capacity = a.headDim * tileTokens + nMax * tileTokens + 3 * a.headDim + (E.widens ? block * a.headDim : 0) + 2 * tileTokens
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: capacity) { buffer in
+            withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: block) { rows in
+                attend(tile: tile, head: head, a, out: out, scratch: buffer.baseAddress!, rows: rows.baseAddress!, valueBlock: block)
+            }
+        }
+    }
+
+    /// `attend(tile:head:_:out:)`'s work, outside the allocations' closures (inside them LLVM compiled the scores'
+    /// scaling lane by lane, with permutes).
+    @inline(never)
+    static func attend<E: KVElement>(tile: QueryTile, head: Int, _ a: Args<E>, out: UnsafeMutablePointer<Float>,
+                                     scratch: UnsafeMutablePointer<Float>, rows: UnsafeMutablePointer<UnsafePointer<Float>>, valueBlock block: Int) {
         let headDim = a.headDim, kvHead = head / a.group, lanes = tileTokens
         // The last token sees the most; each token sees a prefix of its slots.
         let last = tile.first + tile.count - 1
@@ -151,63 +162,53 @@ extension Attention {
         var counts = SIMD16<Int32>()
         for i in 0..<tile.count { counts[i] = a.slotStart[tile.first + i + 1] - a.slotStart[tile.first + i] }
         let keys = a.keys + kvHead * a.headStride, values = a.values + kvHead * a.headStride
-        // fp16 rows are widened to fp32 (exactly) before the loops that use them: three key rows at a time, and every
-        // value row once for the task.
-        let capacity = headDim * lanes + nMax * lanes + 3 * headDim + (E.widens ? nMax * headDim : 0)
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: capacity) { buffer in
-            let qt = buffer.baseAddress!, s = qt + headDim * lanes, keyFloats = s + nMax * lanes, valueFloats = keyFloats + 3 * headDim
+        do {
+            let qt = scratch, s = qt + headDim * lanes, keyFloats = s + nMax * lanes, valueFloats = keyFloats + 3 * headDim
+            let laneFloats = valueFloats + (E.widens ? block * headDim : 0)
             qt.initialize(repeating: 0, count: headDim * lanes)
             for i in 0..<tile.count {
                 let q = a.q + ((tile.first + i) * a.numHeads + head) * headDim
                 for d in 0..<headDim { qt[d * lanes + i] = q[d] }
             }
 
-            // ALiBi: each lane's query position, and its head's slope (the key positions are the tile's last token's).
-            var queryPositions = SIMD16<Float>()
-            let slope = a.alibiSlopes.map { $0[head] }
-            let keyPositions = a.slotPositions.map { $0 + Int(a.slotStart[last]) }
-            if slope != nil {
-                for i in 0..<tile.count { queryPositions[i] = Float(a.queryPositions![tile.first + i]) }
-            }
-            // The token-by-token path's `score · scale + slope · (key − query position)`: positions below 2^24 are
-            // exact in floats, so the difference is the same float.
-            @inline(__always) func scaled(_ r: SIMD16<Float>, key k: Int) -> SIMD16<Float> {
-                guard let slope, let keyPositions else { return r * a.scale }
-                return r * a.scale + slope * (Float(keyPositions[k]) - queryPositions)
-            }
-
-            // Scores, three keys at a time (the last group repeats the last key). The loops broadcast a key's elements one
-            // by one, and an fp16 element would be a load, a convert and a broadcast each.
-            var j = 0
-            while j < nMax {
-                func key(_ k: Int) -> UnsafePointer<Float> {
-                    E.floats(keys + Int(visible[min(j + k, nMax - 1)]) * a.slotStride, count: headDim, scratch: keyFloats + k * headDim)
-                }
-                let (r0, r1, r2) = scores(qt, key(0), key(1), key(2), headDim: headDim)
-                let row = UnsafeMutableRawPointer(s + j * lanes)
-                row.storeBytes(of: scaled(r0, key: j), as: SIMD16<Float>.self)
-                if j + 1 < nMax { row.storeBytes(of: scaled(r1, key: j + 1), toByteOffset: 64, as: SIMD16<Float>.self) }
-                if j + 2 < nMax { row.storeBytes(of: scaled(r2, key: j + 2), toByteOffset: 128, as: SIMD16<Float>.self) }
-                j += 3
-            }
-
-            // Softmax per lane over its own keys: as `normalize` and `softmaxNumerators`, lane by lane.
             // Lane masks by float compares of small integers (the integer vector compares compiled to element loops).
             var keyCounts = SIMD16<Float>(), whole = SIMD16<Float>()
             for i in 0..<tile.count { keyCounts[i] = Float(counts[i]); whole[i] = Float(counts[i] & ~7) }
-            var maxScore = SIMD16<Float>(repeating: -.infinity)
-            for j in 0..<nMax {
-                let v = Float.load16(s, j * lanes)
-                maxScore.replace(with: v, where: (v .> maxScore) .& (keyCounts .> Float(j)))
+            UnsafeMutableRawPointer(laneFloats).storeBytes(of: keyCounts, as: SIMD16<Float>.self)
+            // ALiBi: each lane's query position, and its head's slope (the key positions are the tile's last token's).
+            @inline(__always) func scores<S: TileScaling>(_ scaling: S) {
+                tileScores(qt, keys: keys, visible: visible, n: nMax, slotStride: a.slotStride, headDim: headDim, scaling: scaling,
+                           keyCounts: laneFloats, keyFloats: keyFloats, into: s, maxima: laneFloats + lanes)
             }
-            // Keys below a lane's multiple of eight go into eight-lane sums, the rest are added after the tree.
+            if let slopes = a.alibiSlopes {
+                var queryPositions = SIMD16<Float>()
+                for i in 0..<tile.count { queryPositions[i] = Float(a.queryPositions![tile.first + i]) }
+                scores(ALiBiScaling(scale: a.scale, slope: slopes[head], keyPositions: a.slotPositions! + Int(a.slotStart[last]),
+                                    queryPositions: queryPositions))
+            } else {
+                scores(PlainScaling(scale: a.scale))
+            }
+            let maxScore = Float.load16(laneFloats, lanes)
+
+            // Softmax per lane over its own keys: as `normalize` and `softmaxNumerators`, lane by lane. Keys below a
+            // lane's multiple of eight go into eight-lane sums, the rest are added after the tree. Below the first lane's
+            // multiple every lane's keys are whole (idle lanes' sums are never read).
+            @inline(__always) func exponential(_ j: Int) -> SIMD16<Float> {
+                let p = UnsafeMutableRawPointer(s + j * lanes)
+                let e = VectorMath.exp(p.load(as: SIMD16<Float>.self) - maxScore)
+                p.storeBytes(of: e, as: SIMD16<Float>.self)
+                return e
+            }
             var sums = EightSums()
             let minWhole = Int(counts[0] & ~7)
-            for j in 0..<nMax {
-                let p = UnsafeMutableRawPointer(s + j * lanes)
-                let e = exp16(p.load(as: SIMD16<Float>.self) - maxScore)
-                p.storeBytes(of: e, as: SIMD16<Float>.self)
-                let add = SIMD16<Float>().replacing(with: e, where: whole .> Float(j))
+            var j = 0
+            while j < minWhole {
+                sums.s0 += exponential(j); sums.s1 += exponential(j + 1); sums.s2 += exponential(j + 2); sums.s3 += exponential(j + 3)
+                sums.s4 += exponential(j + 4); sums.s5 += exponential(j + 5); sums.s6 += exponential(j + 6); sums.s7 += exponential(j + 7)
+                j += 8
+            }
+            for j in minWhole..<nMax {
+                let add = SIMD16<Float>().replacing(with: exponential(j), where: whole .> Float(j))
                 switch j & 7 {
                 case 0: sums.s0 += add
                 case 1: sums.s1 += add
@@ -231,25 +232,92 @@ extension Attention {
                 p.storeBytes(of: p.load(as: SIMD16<Float>.self) * inv, as: SIMD16<Float>.self)
             }
 
-            // Weighted values, six tokens at a time, `ValueColumns.width` columns at a time, from each value row's address.
-            // fp16 rows are widened first: widening them in the loop, once for every six tokens, took registers its 24
-            // sums need (they spilled, `perf`), and a 512-token prefill with an fp16 cache took 1.5 times the fp32 one's time.
-            withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: nMax) { rows in
-                for j in 0..<nMax { rows[j] = E.floats(values + Int(visible[j]) * a.slotStride, count: headDim, scratch: valueFloats + j * headDim) }
+            // Weighted values, a block of keys at a time, and in it six tokens at a time, `ValueColumns.width` columns at a
+            // time. The sums wait in `out` between blocks (a float stored and loaded is the same float), so a block's value
+            // rows serve all the tile's tokens from L1, and an fp16 block is widened once into a buffer that stays there
+            // (widening every row of the task at once had the loop read a buffer of up to megabytes from L2).
+            var j0 = 0
+            while j0 < nMax {
+                let keys = j0..<min(j0 + block, nMax)
+                for j in keys { rows[j - j0] = E.floats(values + Int(visible[j]) * a.slotStride, count: headDim, scratch: valueFloats + (j - j0) * headDim) }
                 var i0 = 0
                 while i0 < tile.count {
                     let group = min(6, tile.count - i0)
                     var column = 0
                     while column < headDim {
-                        weightedValues(ValueColumns.self, s, lanes: i0..<i0 + group, counts: counts, row: { rows[$0] + column },
-                                       out: { out + ((tile.first + $0) * a.numHeads + head) * headDim + column })
+                        weightedValues(ValueColumns.self, s, lanes: i0..<i0 + group, counts: counts, keys: keys, rows: rows, column: column,
+                                       out: out + (tile.first * a.numHeads + head) * headDim + column, outStride: a.numHeads * headDim)
                         column += ValueColumns.width
                     }
                     i0 += group
                 }
+                j0 = keys.upperBound
             }
         }
     }
+
+    /// A score's scaling: by the head's scale, and with ALiBi's term. The token-by-token path's `score · scale + slope ·
+    /// (key − query position)`: positions below 2^24 are exact in floats, so the difference is the same float. Each a
+    /// type of its own, so `tileScores` is compiled once for each: with both in one function LLVM compiled the plain
+    /// scaling lane by lane, through permutes (~10% of the function's time).
+    protocol TileScaling {
+        func scaled(_ r: SIMD16<Float>, key: Int) -> SIMD16<Float>
+    }
+
+    struct PlainScaling: TileScaling {
+        let scale: Float
+        @inline(__always) func scaled(_ r: SIMD16<Float>, key: Int) -> SIMD16<Float> { r * scale }
+    }
+
+    struct ALiBiScaling: TileScaling {
+        let scale: Float, slope: Float
+        /// The key slots' positions, and each lane's query position.
+        let keyPositions: UnsafePointer<Int32>, queryPositions: SIMD16<Float>
+        @inline(__always) func scaled(_ r: SIMD16<Float>, key k: Int) -> SIMD16<Float> {
+            r * scale + slope * (Float(keyPositions[k]) - queryPositions)
+        }
+    }
+
+    /// The sixteen lanes' scores against keys `0..<n` (`qt`: the queries transposed, `[headDim][16]`), three keys at a
+    /// time (the last group repeats the last key), scaled, into `s` (`[key][16]`), and in `maxima` each lane's maximum
+    /// over its own keys (`keyCounts`), key by key as `normalize` takes it. The scores loop broadcasts a key's elements
+    /// one by one, and an fp16 element would be a load, a convert and a broadcast each, so fp16 rows are widened first.
+    /// A function of its own, so that the per-lane setup of `attend` stays out of its loop.
+    @inline(never)
+    static func tileScores<E: KVElement, S: TileScaling>(_ qt: UnsafePointer<Float>, keys: UnsafePointer<E>, visible: UnsafePointer<Int32>,
+                                                         n: Int, slotStride: Int, headDim: Int, scaling: S, keyCounts: UnsafePointer<Float>,
+                                                         keyFloats: UnsafeMutablePointer<Float>, into s: UnsafeMutablePointer<Float>,
+                                                         maxima: UnsafeMutablePointer<Float>) {
+        let lanes = tileTokens, counts = Float.load16(keyCounts, 0)
+        // Below the first lane's count every lane's keys are its own (idle lanes' maxima are never read); the keys
+        // after it are taken from memory once stored, lane by lane (a masked replace of a score as it is computed
+        // had LLVM compile the scaling lane by lane, through permutes).
+        var maxScore = SIMD16<Float>(repeating: -.infinity)
+        let allOwn = Int(counts[0])
+        @inline(__always) func keep(_ v: SIMD16<Float>, key k: Int) {
+            UnsafeMutableRawPointer(s + k * lanes).storeBytes(of: v, as: SIMD16<Float>.self)
+            if k < allOwn { maxScore = VectorMath.greater(v, maxScore) }
+        }
+        var j = 0
+        while j < n {
+            func key(_ k: Int) -> UnsafePointer<Float> {
+                E.floats(keys + Int(visible[min(j + k, n - 1)]) * slotStride, count: headDim, scratch: keyFloats + k * headDim)
+            }
+            let (r0, r1, r2) = scores(qt, key(0), key(1), key(2), headDim: headDim)
+            keep(scaling.scaled(r0, key: j), key: j)
+            if j + 1 < n { keep(scaling.scaled(r1, key: j + 1), key: j + 1) }
+            if j + 2 < n { keep(scaling.scaled(r2, key: j + 2), key: j + 2) }
+            j += 3
+        }
+        for k in allOwn..<n {
+            let v = Float.load16(s, k * lanes)
+            maxScore.replace(with: v, where: (v .> maxScore) .& (counts .> Float(k)))
+        }
+        UnsafeMutableRawPointer(maxima).storeBytes(of: maxScore, as: SIMD16<Float>.self)
+    }
+
+    /// Keys whose fp16 value rows are widened at a time: 16 KB of fp32 rows of 64.
+    static let valueBlock = 64
 
     #if FLEXSERVE_AVX2
     /// Six tokens' sums of 64 columns would be 48 of AVX2's sixteen 256-bit registers; of 16 columns they are twelve.
@@ -258,16 +326,30 @@ extension Attention {
     typealias ValueColumns = Columns64
     #endif
 
-    /// out(i) = Σ_{j < counts[i]} w[j][i] · value_j for the tokens (lanes) of `lanes` (`w`: the weights, `[key][16]`),
-    /// `C.width` columns, each column's sum in key order from zero: as `weightedValues3`, lane by lane.
+    /// out(i) += Σ_{j ∈ keys, j < counts[i]} w[j][i] · value_j for the tokens (lanes) of `lanes` (`w`: the weights,
+    /// `[key][16]`; `rows[j − keys.lowerBound] + column`: value j's columns; `out + i · outStride`: lane i's), `C.width`
+    /// columns, each column's sum in key order, from zero at key 0 and from `out` after it: as `weightedValues3`, lane
+    /// by lane. No closures: given them, the inliner left this a call that called them per key.
     @inline(__always)
-    static func weightedValues<C: TileColumns>(_: C.Type, _ w: UnsafePointer<Float>, lanes: Range<Int>, counts: SIMD16<Int32>,
-                                               row: (Int) -> UnsafePointer<Float>, out: (Int) -> UnsafeMutablePointer<Float>) {
-        var acc = (C(), C(), C(), C(), C(), C())
+    static func weightedValues<C: TileColumns>(_: C.Type, _ w: UnsafePointer<Float>, lanes: Range<Int>, counts: SIMD16<Int32>, keys: Range<Int>,
+                                               rows: UnsafePointer<UnsafePointer<Float>>, column: Int,
+                                               out base: UnsafeMutablePointer<Float>, outStride: Int) {
+        @inline(__always) func row(_ j: Int) -> UnsafePointer<Float> { rows[j - keys.lowerBound] + column }
+        @inline(__always) func out(_ i: Int) -> UnsafeMutablePointer<Float> { base + i * outStride }
         let first = lanes.lowerBound, count = lanes.count
         // Tokens see more keys lane by lane: all of the group see the first lane's, the last lane the most.
-        let shared = Int(counts[first]), nEnd = Int(counts[first + count - 1])
-        for j in 0..<nEnd {
+        let shared = Int(counts[first]), nEnd = min(keys.upperBound, Int(counts[first + count - 1]))
+        guard keys.lowerBound < nEnd else { return }
+        var acc = (C(), C(), C(), C(), C(), C())
+        if keys.lowerBound > 0 {
+            acc.0 = C(out(first))
+            if count > 1 { acc.1 = C(out(first + 1)) }
+            if count > 2 { acc.2 = C(out(first + 2)) }
+            if count > 3 { acc.3 = C(out(first + 3)) }
+            if count > 4 { acc.4 = C(out(first + 4)) }
+            if count > 5 { acc.5 = C(out(first + 5)) }
+        }
+        for j in keys.lowerBound..<nEnd {
             let v = C(row(j))
             let p = w + j * tileTokens + first
             // Past the first lane's keys a lane adds only while the key is its own.

@@ -1,3 +1,7 @@
+#if FLEXSERVE_AVX512 || FLEXSERVE_AVX2
+import _Builtin_intrinsics.intel
+#endif
+
 /// Elementary functions on eight lanes at once (the C library's are scalar calls, which made
 /// softmax and SiLU cost more than the matrix products around them).
 public enum VectorMath {
@@ -25,6 +29,55 @@ public enum VectorMath {
         p = (r + 1).addingProduct(p, r * r)
         let n32 = unsafeBitCast(shifted, to: SIMD8<Int32>.self) &- unsafeBitCast(magic, to: SIMD8<Int32>.self)
         return p * unsafeBitCast((n32 &+ 127) &<< 23, to: SIMD8<Float>.self)
+    }
+
+    /// `a > b ? a : b` lane by lane (`b` where either is NaN): `b.replacing(with: a, where: a .> b)`, as x86's maximum
+    /// instruction. The standard library's masked replace is an element loop that LLVM vectorizes again, and around
+    /// it LLVM compiled the vector that fed it lane by lane (the tile scores' scaling, through permutes).
+    @inline(__always)
+    public static func greater(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
+        #if FLEXSERVE_AVX512
+        unsafeBitCast(_mm512_max_ps(unsafeBitCast(a, to: __m512.self), unsafeBitCast(b, to: __m512.self)), to: SIMD16<Float>.self)
+        #elseif FLEXSERVE_AVX2
+        let (a0, a1) = unsafeBitCast(a, to: (__m256, __m256).self), (b0, b1) = unsafeBitCast(b, to: (__m256, __m256).self)
+        return unsafeBitCast((_mm256_max_ps(a0, b0), _mm256_max_ps(a1, b1)), to: SIMD16<Float>.self)
+        #else
+        b.replacing(with: a, where: a .> b)
+        #endif
+    }
+
+    /// `a < b ? a : b` lane by lane (`b` where either is NaN), as `greater`.
+    @inline(__always)
+    public static func lesser(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
+        #if FLEXSERVE_AVX512
+        unsafeBitCast(_mm512_min_ps(unsafeBitCast(a, to: __m512.self), unsafeBitCast(b, to: __m512.self)), to: SIMD16<Float>.self)
+        #elseif FLEXSERVE_AVX2
+        let (a0, a1) = unsafeBitCast(a, to: (__m256, __m256).self), (b0, b1) = unsafeBitCast(b, to: (__m256, __m256).self)
+        return unsafeBitCast((_mm256_min_ps(a0, b0), _mm256_min_ps(a1, b1)), to: SIMD16<Float>.self)
+        #else
+        b.replacing(with: a, where: a .< b)
+        #endif
+    }
+
+    /// `exp` on sixteen lanes, each lane the same operations as the eight-lane `exp` (so the same bits): the clamps as
+    /// `greater`/`lesser`, whose NaN lanes pass through as the masked replaces let them. Two eight-lane calls compiled
+    /// to one 512-bit sequence only while the loop around them stayed small.
+    @inline(__always)
+    public static func exp(_ x: SIMD16<Float>) -> SIMD16<Float> {
+        let v = lesser(SIMD16(repeating: 88.3), greater(SIMD16(repeating: -87.3), x))
+        let magic = SIMD16<Float>(repeating: 12_582_912)
+        let shifted = v * SIMD16(repeating: 1.442_695_04) + magic
+        let n = shifted - magic
+        let r = v.addingProduct(n, SIMD16(repeating: -0.693_359_375)).addingProduct(n, SIMD16(repeating: 2.121_944_4e-4))
+        var p = SIMD16<Float>(repeating: 1.987_569_15e-4)
+        p = SIMD16(repeating: 1.398_199_950_7e-3).addingProduct(p, r)
+        p = SIMD16(repeating: 8.333_451_907_3e-3).addingProduct(p, r)
+        p = SIMD16(repeating: 4.166_579_589_4e-2).addingProduct(p, r)
+        p = SIMD16(repeating: 1.666_666_545_9e-1).addingProduct(p, r)
+        p = SIMD16(repeating: 5.000_000_120_1e-1).addingProduct(p, r)
+        p = (r + SIMD16(repeating: 1)).addingProduct(p, r * r)
+        let n32 = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- unsafeBitCast(magic, to: SIMD16<Int32>.self)
+        return p * unsafeBitCast((n32 &+ SIMD16(repeating: 127)) &<< SIMD16(repeating: 23), to: SIMD16<Float>.self)
     }
 
     /// `exp` of a scalar through the same polynomial (tails of vector loops stay consistent).
