@@ -1,3 +1,5 @@
+import Foundation
+
 /// Attention for runs of tokens of one sequence (a prefill, a chain of drafts), sixteen tokens to a tile,
 /// one token per lane.
 ///
@@ -30,7 +32,8 @@ extension Attention {
         for t in 1...tokens {
             let extends = t < tokens && t - first < tileTokens && {
                 let lo = Int(slotStart[t - 1]), n = Int(slotStart[t]) - lo, next = Int(slotStart[t])
-                return Int(slotStart[t + 1]) - next >= n && (0..<n).allSatisfy { slots[next + $0] == slots[lo + $0] }
+                // `memcmp`, not an element loop: a 1,536-token prompt compares 1.2 million slots in each layer.
+                return Int(slotStart[t + 1]) - next >= n && memcmp(slots + next, slots + lo, n * MemoryLayout<Int32>.stride) == 0
             }()
             if !extends {
                 tiles.append(QueryTile(first: first, count: t - first))
