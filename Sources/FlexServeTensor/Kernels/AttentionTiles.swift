@@ -152,8 +152,8 @@ extension Attention {
         }
     }
 
-    /// `attend(tile:head:_:out:)`'s work, outside the allocations' closures (inside them LLVM compiled the scores'
-    /// scaling lane by lane, with permutes).
+    /// `attend(tile:head:_:out:)`'s work, outside the allocations' closures (as `Args.attend`: inside them the AVX-512
+    /// intrinsics of `VectorMath.exp`'s clamps could stay calls).
     @inline(never)
     static func attend<E: KVElement>(tile: QueryTile, head: Int, _ a: Args<E>, out: UnsafeMutablePointer<Float>,
                                      scratch: UnsafeMutablePointer<Float>, rows: UnsafeMutablePointer<UnsafePointer<Float>>, valueBlock block: Int) {
@@ -165,97 +165,96 @@ extension Attention {
         var counts = SIMD16<Int32>()
         for i in 0..<tile.count { counts[i] = a.slotStart[tile.first + i + 1] - a.slotStart[tile.first + i] }
         let keys = a.keys + kvHead * a.headStride, values = a.values + kvHead * a.headStride
-        do {
-            let qt = scratch, s = qt + headDim * lanes, keyFloats = s + nMax * lanes, valueFloats = keyFloats + 3 * headDim
-            let laneFloats = valueFloats + (E.widens ? block * headDim : 0)
-            qt.initialize(repeating: 0, count: headDim * lanes)
-            for i in 0..<tile.count {
-                let q = a.q + ((tile.first + i) * a.numHeads + head) * headDim
-                for d in 0..<headDim { qt[d * lanes + i] = q[d] }
-            }
+        let qt = scratch, s = qt + headDim * lanes, keyFloats = s + nMax * lanes, valueFloats = keyFloats + 3 * headDim
+        let laneFloats = valueFloats + (E.widens ? block * headDim : 0)
+        qt.initialize(repeating: 0, count: headDim * lanes)
+        for i in 0..<tile.count {
+            let q = a.q + ((tile.first + i) * a.numHeads + head) * headDim
+            for d in 0..<headDim { qt[d * lanes + i] = q[d] }
+        }
 
-            // Lane masks by float compares of small integers (the integer vector compares compiled to element loops).
-            var keyCounts = SIMD16<Float>(), whole = SIMD16<Float>()
-            for i in 0..<tile.count { keyCounts[i] = Float(counts[i]); whole[i] = Float(counts[i] & ~7) }
-            UnsafeMutableRawPointer(laneFloats).storeBytes(of: keyCounts, as: SIMD16<Float>.self)
-            // ALiBi: each lane's query position, and its head's slope (the key positions are the tile's last token's).
-            @inline(__always) func scores<S: TileScaling>(_ scaling: S) {
-                tileScores(qt, keys: keys, visible: visible, n: nMax, slotStride: a.slotStride, headDim: headDim, scaling: scaling,
-                           keyCounts: laneFloats, keyFloats: keyFloats, into: s, maxima: laneFloats + lanes)
-            }
-            if let slopes = a.alibiSlopes {
-                var queryPositions = SIMD16<Float>()
-                for i in 0..<tile.count { queryPositions[i] = Float(a.queryPositions![tile.first + i]) }
-                scores(ALiBiScaling(scale: a.scale, slope: slopes[head], keyPositions: a.slotPositions! + Int(a.slotStart[last]),
-                                    queryPositions: queryPositions))
-            } else {
-                scores(PlainScaling(scale: a.scale))
-            }
-            let maxScore = Float.load16(laneFloats, lanes)
+        // Lane masks by float compares of small integers (the integer vector compares compiled to element loops).
+        var keyCounts = SIMD16<Float>(), whole = SIMD16<Float>()
+        for i in 0..<tile.count { keyCounts[i] = Float(counts[i]); whole[i] = Float(counts[i] & ~7) }
+        UnsafeMutableRawPointer(laneFloats).storeBytes(of: keyCounts, as: SIMD16<Float>.self)
+        // The scores and each lane's maximum. ALiBi: each lane's query position, and its head's slope (the key
+        // positions are the tile's last token's).
+        @inline(__always) func scores<S: TileScaling>(_ scaling: S) {
+            tileScores(qt, keys: keys, visible: visible, n: nMax, slotStride: a.slotStride, headDim: headDim, scaling: scaling,
+                       keyCounts: laneFloats, keyFloats: keyFloats, into: s, maxima: laneFloats + lanes)
+        }
+        if let slopes = a.alibiSlopes {
+            var queryPositions = SIMD16<Float>()
+            for i in 0..<tile.count { queryPositions[i] = Float(a.queryPositions![tile.first + i]) }
+            scores(ALiBiScaling(scale: a.scale, slope: slopes[head], keyPositions: a.slotPositions! + Int(a.slotStart[last]),
+                                queryPositions: queryPositions))
+        } else {
+            scores(PlainScaling(scale: a.scale))
+        }
+        let maxScore = Float.load16(laneFloats, lanes)
 
-            // Softmax per lane over its own keys: as `normalize` and `softmaxNumerators`, lane by lane. Keys below a
-            // lane's multiple of eight go into eight-lane sums, the rest are added after the tree. Below the first lane's
-            // multiple every lane's keys are whole (idle lanes' sums are never read).
-            @inline(__always) func exponential(_ j: Int) -> SIMD16<Float> {
-                let p = UnsafeMutableRawPointer(s + j * lanes)
-                let e = VectorMath.exp(p.load(as: SIMD16<Float>.self) - maxScore)
-                p.storeBytes(of: e, as: SIMD16<Float>.self)
-                return e
+        // Softmax per lane over its own keys: as `normalize` and `softmaxNumerators`, lane by lane. Keys below a
+        // lane's multiple of eight go into eight-lane sums, the rest are added after the tree. Below the first lane's
+        // multiple every lane's keys are whole (idle lanes' sums are never read).
+        @inline(__always) func exponential(_ j: Int) -> SIMD16<Float> {
+            let p = UnsafeMutableRawPointer(s + j * lanes)
+            let e = VectorMath.exp(p.load(as: SIMD16<Float>.self) - maxScore)
+            p.storeBytes(of: e, as: SIMD16<Float>.self)
+            return e
+        }
+        var sums = EightSums()
+        let minWhole = Int(counts[0] & ~7)
+        var j = 0
+        while j < minWhole {
+            sums.s0 += exponential(j); sums.s1 += exponential(j + 1); sums.s2 += exponential(j + 2); sums.s3 += exponential(j + 3)
+            sums.s4 += exponential(j + 4); sums.s5 += exponential(j + 5); sums.s6 += exponential(j + 6); sums.s7 += exponential(j + 7)
+            j += 8
+        }
+        for j in minWhole..<nMax {
+            let add = SIMD16<Float>().replacing(with: exponential(j), where: whole .> Float(j))
+            switch j & 7 {
+            case 0: sums.s0 += add
+            case 1: sums.s1 += add
+            case 2: sums.s2 += add
+            case 3: sums.s3 += add
+            case 4: sums.s4 += add
+            case 5: sums.s5 += add
+            case 6: sums.s6 += add
+            default: sums.s7 += add
             }
-            var sums = EightSums()
-            let minWhole = Int(counts[0] & ~7)
-            var j = 0
-            while j < minWhole {
-                sums.s0 += exponential(j); sums.s1 += exponential(j + 1); sums.s2 += exponential(j + 2); sums.s3 += exponential(j + 3)
-                sums.s4 += exponential(j + 4); sums.s5 += exponential(j + 5); sums.s6 += exponential(j + 6); sums.s7 += exponential(j + 7)
-                j += 8
-            }
-            for j in minWhole..<nMax {
-                let add = SIMD16<Float>().replacing(with: exponential(j), where: whole .> Float(j))
-                switch j & 7 {
-                case 0: sums.s0 += add
-                case 1: sums.s1 += add
-                case 2: sums.s2 += add
-                case 3: sums.s3 += add
-                case 4: sums.s4 += add
-                case 5: sums.s5 += add
-                case 6: sums.s6 += add
-                default: sums.s7 += add
+        }
+        var total = sums.tree
+        for j in minWhole..<nMax {
+            let e = Float.load16(s, j * lanes)
+            total += SIMD16<Float>().replacing(with: e, where: (whole .<= Float(j)) .& (keyCounts .> Float(j)))
+        }
+        // Each lane's weights, e · (1 / total): the products the token-by-token path takes key by key.
+        let inv = 1 / total
+        for j in 0..<nMax {
+            let p = UnsafeMutableRawPointer(s + j * lanes)
+            p.storeBytes(of: p.load(as: SIMD16<Float>.self) * inv, as: SIMD16<Float>.self)
+        }
+
+        // Weighted values, a block of keys at a time, and in it six tokens at a time, `ValueColumns.width` columns at a
+        // time. The sums wait in `out` between blocks (a float stored and loaded is the same float), so a block's value
+        // rows serve all the tile's tokens from L1, and an fp16 block is widened once into a buffer that stays there
+        // (widening every row of the task at once had the loop read a buffer of up to megabytes from L2).
+        var j0 = 0
+        while j0 < nMax {
+            let keys = j0..<min(j0 + block, nMax)
+            for j in keys { rows[j - j0] = E.floats(values + Int(visible[j]) * a.slotStride, count: headDim, scratch: valueFloats + (j - j0) * headDim) }
+            var i0 = 0
+            while i0 < tile.count {
+                let group = min(6, tile.count - i0)
+                var column = 0
+                while column < headDim {
+                    weightedValues(ValueColumns.self, s, lanes: i0..<i0 + group, counts: counts, keys: keys, rows: rows, column: column,
+                                   out: out + (tile.first * a.numHeads + head) * headDim + column, outStride: a.numHeads * headDim)
+                    column += ValueColumns.width
                 }
+                i0 += group
             }
-            var total = sums.tree
-            for j in minWhole..<nMax {
-                let e = Float.load16(s, j * lanes)
-                total += SIMD16<Float>().replacing(with: e, where: (whole .<= Float(j)) .& (keyCounts .> Float(j)))
-            }
-            // Each lane's weights, e · (1 / total): the products the token-by-token path takes key by key.
-            let inv = 1 / total
-            for j in 0..<nMax {
-                let p = UnsafeMutableRawPointer(s + j * lanes)
-                p.storeBytes(of: p.load(as: SIMD16<Float>.self) * inv, as: SIMD16<Float>.self)
-            }
-
-            // Weighted values, a block of keys at a time, and in it six tokens at a time, `ValueColumns.width` columns at a
-            // time. The sums wait in `out` between blocks (a float stored and loaded is the same float), so a block's value
-            // rows serve all the tile's tokens from L1, and an fp16 block is widened once into a buffer that stays there
-            // (widening every row of the task at once had the loop read a buffer of up to megabytes from L2).
-            var j0 = 0
-            while j0 < nMax {
-                let keys = j0..<min(j0 + block, nMax)
-                for j in keys { rows[j - j0] = E.floats(values + Int(visible[j]) * a.slotStride, count: headDim, scratch: valueFloats + (j - j0) * headDim) }
-                var i0 = 0
-                while i0 < tile.count {
-                    let group = min(6, tile.count - i0)
-                    var column = 0
-                    while column < headDim {
-                        weightedValues(ValueColumns.self, s, lanes: i0..<i0 + group, counts: counts, keys: keys, rows: rows, column: column,
-                                       out: out + (tile.first * a.numHeads + head) * headDim + column, outStride: a.numHeads * headDim)
-                        column += ValueColumns.width
-                    }
-                    i0 += group
-                }
-                j0 = keys.upperBound
-            }
+            j0 = keys.upperBound
         }
     }
 
