@@ -38,12 +38,18 @@ struct TokenShares {
     var perThread: Int
     /// A token's projection multiply-adds in one layer, and its attention's width (heads × head size).
     let projectionWork: Double, attentionWidth: Int
+    /// What an attention multiply-add costs against a projection's: 1.5 against the fp32 pair kernels (`perf`, SmolLM2),
+    /// 2.5 against the q8 kernels, twice as fast. Alternated 1,536-token prefills (q8, Emerald Rapids): 1.5 gave
+    /// 1,311–1,407 tokens/s, 2.5 1,409–1,436 and 3.5 1,381–1,403; with fp32 activations 1.5 gave 864–873, 1.0 864–869
+    /// and 2.5 824–855 (the later tokens' share is the longer: their attention sees more keys).
+    let attentionRate: Double
 
     /// For a model whose layers have the projection matrices `layers[l]`, all layers alike.
     init(layers: [[TensorView]], attentionWidth: Int) {
         perThread = layers.joined().allSatisfy { $0.interleaved != nil } ? Self.minimumTokens : Self.minimumFloatTokens
         projectionWork = Double(layers.first?.reduce(0) { $0 + $1.count } ?? 0)
         self.attentionWidth = attentionWidth
+        attentionRate = !layers.isEmpty && layers.joined().allSatisfy { $0.activations == .q8 } ? 2.5 : 1.5
     }
 
     /// Runs `layers` layers over the tokens of a forward whose token t attends to the slots
@@ -74,10 +80,9 @@ struct TokenShares {
     }
 
     /// Each token's share of a layer's work: its projections' multiply-adds, and its attention's (scores and weighted
-    /// values, for each key its slots list) counted 1.5 times, the rate `perf` put SmolLM2's attention at against the
-    /// pair kernels.
+    /// values, for each key its slots list) at `attentionRate`.
     func costs(slotStart: [Int32]) -> [Double] {
-        let perKey = 1.5 * Double(2 * attentionWidth)
+        let perKey = attentionRate * Double(2 * attentionWidth)
         return (0..<(slotStart.count - 1)).map { t in projectionWork + perKey * Double(slotStart[t + 1] - slotStart[t]) }
     }
 
