@@ -54,7 +54,7 @@ public enum AttentionKernelBenchmark {
                 }
                 // Token t of the run sees the slots before it and its own.
                 let visible = (0..<tokens).map { n - tokens + 1 + $0 }
-                let slotStart = [0] + visible.indices.map { Int32(visible[...$0].reduce(0, +)) }
+                let slotStart = visible.reduce(into: [Int32(0)]) { $0.append($0.last! + Int32($1)) }
                 return Configuration(type: type, keys: n, store: store, slotStart: slotStart,
                                      slots: visible.flatMap { (0..<Int32($0)).map { $0 } }, storage: (k, v))
             }

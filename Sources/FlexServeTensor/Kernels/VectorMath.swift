@@ -2,7 +2,7 @@
 import _Builtin_intrinsics.intel
 #endif
 
-/// Elementary functions on eight lanes at once (the C library's are scalar calls, which made
+/// Elementary functions on eight (or sixteen) lanes at once (the C library's are scalar calls, which made
 /// softmax and SiLU cost more than the matrix products around them).
 public enum VectorMath {
     /// e^x within a few ulp over [-87.3, 88.3] (Cephes' expf polynomial); inputs beyond are
