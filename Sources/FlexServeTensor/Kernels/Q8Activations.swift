@@ -1,7 +1,3 @@
-#if FLEXSERVE_AVX512
-import _Builtin_intrinsics.intel
-#endif
-
 /// Activation rows quantized for integer dot products: per block of 32 values, int8 values
 /// `q = round(x / d)` (nearest, ties to even) with `d = max|x| / 127`, the scale `d`, and
 /// `d · Σq`, which the weight formats with an offset need (Σ_i w_i·x_i gains `offset · Σ x_i`), and `Σq` itself
@@ -47,22 +43,6 @@ struct Q8Activations {
     func quantize(_ x: UnsafePointer<Float>, token t: Int, blocks range: Range<Int>) {
         for b in range {
             let src = x + b * 32
-            #if FLEXSERVE_AVX512
-            // The element loop's values (the largest |x| is exact in any order; the conversion rounds to nearest even;
-            // the bytes are the integers' low bytes): in a 1,536-token prefill the loop took 2.6% of the time.
-            let lo = Float.load16(src, 0), hi = Float.load16(src, 16)
-            let magnitude = SIMD16<UInt32>(repeating: 0x7fff_ffff)
-            let amax = _mm512_reduce_max_ps(_mm512_max_ps(unsafeBitCast(unsafeBitCast(lo, to: SIMD16<UInt32>.self) & magnitude, to: __m512.self),
-                                                          unsafeBitCast(unsafeBitCast(hi, to: SIMD16<UInt32>.self) & magnitude, to: __m512.self)))
-            let d = amax / 127
-            let inverse = SIMD16<Float>(repeating: d == 0 ? 0 : 1 / d)
-            let qlo = _mm512_cvtps_epi32(unsafeBitCast(lo * inverse, to: __m512.self))
-            let qhi = _mm512_cvtps_epi32(unsafeBitCast(hi * inverse, to: __m512.self))
-            let dst = UnsafeMutableRawPointer(values + (t * blocks + b) * 32)
-            dst.storeBytes(of: _mm512_cvtepi32_epi8(qlo), as: __m128i.self)
-            dst.storeBytes(of: _mm512_cvtepi32_epi8(qhi), toByteOffset: 16, as: __m128i.self)
-            let sum = _mm512_reduce_add_epi32(_mm512_add_epi32(qlo, qhi))
-            #else
             var amax = SIMD8<Float>()
             for k in 0..<4 {
                 let v = RowDot.load(src, 8 * k)
@@ -78,7 +58,6 @@ struct Q8Activations {
                 dst[l] = Int8(truncatingIfNeeded: q)
                 sum &+= q
             }
-            #endif
             scales[t * blocks + b] = d
             scaledSums[t * blocks + b] = d * Float(sum)
             sums[t * blocks + b] = sum
