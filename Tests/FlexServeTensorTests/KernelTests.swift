@@ -458,20 +458,20 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    /// Runs of five tokens or more whose visible slots extend one another (a prefill, a chain of drafts) take the tile kernels
+    /// Runs of eight tokens or more whose visible slots extend one another (a prefill, a chain of drafts) take the tile kernels
     /// (`AttentionTiles`): each token's output must equal that token attended alone, bit for bit, for any batch.
-    /// Two sequences' causal runs (37 tokens: tiles of 16, 16 and 5; then 9), a tree's siblings, the cache's unused
-    /// slots NaN; query heads per KV head 3, 1 and 8; head dimensions 64 and 128; fp32 and fp16 caches. Against the
-    /// textbook formula too.
+    /// Two sequences' causal runs (156 tokens: nine tiles of 16 and one of 12, in pairs with AVX-512; then 9), a tree's
+    /// siblings, the cache's unused slots NaN; query heads per KV head 3, 1 and 8; head dimensions 64 and 128; fp32 and
+    /// fp16 caches. Against the textbook formula too.
     /// With ALiBi (MPT, falcon-rw) too: each score gets its head's slope times (key − query position).
     func testTokenTilesMatchEachTokenAloneBitForBit() {
         for (heads, kvHeads, headDim, type, alibi) in [(9, 3, 64, KVCacheType.f32, false), (4, 4, 128, .f32, false), (8, 1, 64, .f16, false),
                                                        (4, 4, 64, .f32, true), (6, 2, 64, .f16, true)] {
             let capacity = 224
-            // Sequence A: slots 5, 6, ... in order (past 64 keys, `valueBlock`, and again past 128); sequence B: scattered
-            // slots; then two siblings after B's first 4.
-            let a = (0..<140).map { Int32(5 + $0) }, b = (0..<9).map { Int32(($0 * 11 + 50) % capacity) }
-            var lists: [[Int32]] = (1...140).map { Array(a[..<$0]) } + (1...9).map { Array(b[..<$0]) }
+            // Sequence A: slots 5, 6, ... in order (past 64 keys, `valueBlock`, and again past 128; nine tiles of 16 and
+            // one of 12, in pairs); sequence B: scattered slots; then two siblings after B's first 4.
+            let a = (0..<156).map { Int32(5 + $0) }, b = (0..<9).map { Int32(($0 * 11 + 50) % capacity) }
+            var lists: [[Int32]] = (1...156).map { Array(a[..<$0]) } + (1...9).map { Array(b[..<$0]) }
             lists += [Array(b[..<4]) + [Int32(190)], Array(b[..<4]) + [Int32(191)]]
             let tokens = lists.count
             let starts = lists.reduce(into: [Int32(0)]) { $0.append($0.last! + Int32($1.count)) }, slots = lists.flatMap { $0 }

@@ -9,11 +9,14 @@ import Foundation
 /// 512-bit FMAs with no horizontal sums, and each value row feeds six tokens' sums. The operations per
 /// (token, key) and per output are exactly the token-by-token path's, in the same order (lane `l` of that
 /// path's sum is accumulator `l` here; its reduction tree is `tree`; its softmax tail is the masked tail
-/// below), so a token's output does not depend on the tokens it was batched with.
+/// below), so a token's output does not depend on the tokens it was batched with. With AVX-512 two tiles of a
+/// run share a task, each key element broadcast once for both (`pairScores`).
 extension Attention {
     /// Tokens `first..<first + count` (at most 16), each seeing the slots the one before it sees and more.
     struct QueryTile {
         let first: Int, count: Int
+        /// Whether the first token sees what the tile before's last token sees and more: one run, cut at sixteen tokens.
+        var extendsPrevious = false
     }
 
     static let tileTokens = 16
@@ -28,45 +31,63 @@ extension Attention {
     /// Cuts `tokens` into runs whose visible slots extend one another (one sequence's causal run), up to 16 a tile.
     static func tokenTiles(tokens: Int, slotStart: UnsafePointer<Int32>, slots: UnsafePointer<Int32>) -> [QueryTile] {
         var tiles: [QueryTile] = []
-        var first = 0
+        var first = 0, extendsPrevious = false
         for t in 1...tokens {
-            let extends = t < tokens && t - first < tileTokens && {
+            let extends = t < tokens && {
                 let lo = Int(slotStart[t - 1]), n = Int(slotStart[t]) - lo, next = Int(slotStart[t])
                 // `memcmp`, not an element loop: a 1,536-token prompt compares 1.2 million slots in each layer.
                 return Int(slotStart[t + 1]) - next >= n && memcmp(slots + next, slots + lo, n * MemoryLayout<Int32>.stride) == 0
             }()
-            if !extends {
-                tiles.append(QueryTile(first: first, count: t - first))
+            if !extends || t - first == tileTokens {
+                tiles.append(QueryTile(first: first, count: t - first, extendsPrevious: extendsPrevious))
                 first = t
+                extendsPrevious = extends
             }
         }
         return tiles
     }
 
-    enum TileTask { case tile(QueryTile, head: Int), set(Int) }
+    /// A tile of a query head, with the run's next tile (`pairsTiles`) or alone; or one set of a token, as in `forward`.
+    enum TileTask { case tile(QueryTile, next: QueryTile?, head: Int), set(Int) }
+
+    /// Whether a tile and the next of its run take one task, their scores computed together (`pairScores`): with
+    /// AVX-512's 32 registers. AVX2's sixteen-token loop is not held by its loads (two query halves per key element).
+    #if FLEXSERVE_AVX512
+    static let pairsTiles = true
+    #else
+    static let pairsTiles = false
+    #endif
 
     /// Tiles of enough tokens take a task per query head; the other tokens a task per set, as in `forward`.
     /// The longest tasks go first, so the last to start are short.
     static func tiledForward<E: KVElement>(_ a: Args<E>, tiles: [QueryTile], out: UnsafeMutablePointer<Float>, pool: ThreadPool) {
         var tasks: [(work: Int, task: TileTask)] = []
         let setsPerToken = a.numKVHeads * a.headSets
-        for tile in tiles {
-            let last = tile.first + tile.count - 1
+        func work(_ tile: QueryTile) -> Int { tile.count * a.keyCount(tile) }
+        var i = 0
+        while i < tiles.count {
+            let tile = tiles[i], last = tile.first + tile.count - 1
             if tile.count >= minimumTileTokens {
-                let work = tile.count * Int(a.slotStart[last + 1] - a.slotStart[last])
-                for head in 0..<a.numHeads { tasks.append((work, .tile(tile, head: head))) }
+                let next = i + 1 < tiles.count ? tiles[i + 1] : nil
+                if pairsTiles, tile.count == tileTokens, let next, next.extendsPrevious, next.count >= minimumTileTokens {
+                    for head in 0..<a.numHeads { tasks.append((work(tile) + work(next), .tile(tile, next: next, head: head))) }
+                    i += 2
+                    continue
+                }
+                for head in 0..<a.numHeads { tasks.append((work(tile), .tile(tile, next: nil, head: head))) }
             } else {
                 for t in tile.first...last {
                     let work = 3 * Int(a.slotStart[t + 1] - a.slotStart[t])
                     for i in t * setsPerToken..<(t + 1) * setsPerToken { tasks.append((work, .set(i))) }
                 }
             }
+            i += 1
         }
         tasks.sort { $0.work > $1.work }
         tasks.withUnsafeBufferPointer { tasks in
             pool.parallelFor(tasks.count) {
                 switch tasks[$0].task {
-                case .tile(let tile, let head): attend(tile: tile, head: head, a, out: out)
+                case .tile(let tile, let next, let head): attend(tile: tile, next: next, head: head, a, out: out)
                 case .set(let i): a.attend(set: i, out: out)
                 }
             }
@@ -86,22 +107,23 @@ extension Attention {
         var tree: SIMD16<Float> { ((s0 + s4) + (s2 + s6)) + ((s1 + s5) + (s3 + s7)) }
     }
 
-    /// Sixteen tokens' scores against three keys (`qt`: the queries transposed, `[headDim][16]`).
+    typealias ThreeScores = (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>)
+
+    /// Sixteen tokens' scores against three keys (`qt`: the queries transposed, `[headDim][stride]`).
     #if FLEXSERVE_AVX2
     /// Three keys' eight sums are 48 of AVX2's sixteen 256-bit registers (`perf`: the kernel's loops were loads and
     /// stores of spilled sums), so the sums run two at a time, k and k + 4 (twelve registers), each from zero over
     /// the same columns in the same order, and meet in `EightSums.tree`'s order as they finish.
     @inline(__always)
     static func scores(_ qt: UnsafePointer<Float>, _ k0: UnsafePointer<Float>, _ k1: UnsafePointer<Float>, _ k2: UnsafePointer<Float>,
-                       headDim: Int) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
-        typealias Three = (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>)
+                       headDim: Int, stride: Int = tileTokens) -> ThreeScores {
         /// (s_k + s_{k+4}) of each key.
-        @inline(__always) func pair(_ k: Int) -> Three {
+        @inline(__always) func pair(_ k: Int) -> ThreeScores {
             var a = SIMD16<Float>(), b = SIMD16<Float>(), c = SIMD16<Float>()
             var a4 = SIMD16<Float>(), b4 = SIMD16<Float>(), c4 = SIMD16<Float>()
             var d = k
             while d < headDim {
-                let q = Float.load16(qt, d * 16), q4 = Float.load16(qt, (d + 4) * 16)
+                let q = Float.load16(qt, d * stride), q4 = Float.load16(qt, (d + 4) * stride)
                 a = a.addingProduct(q, SIMD16(repeating: k0[d])); a4 = a4.addingProduct(q4, SIMD16(repeating: k0[d + 4]))
                 b = b.addingProduct(q, SIMD16(repeating: k1[d])); b4 = b4.addingProduct(q4, SIMD16(repeating: k1[d + 4]))
                 c = c.addingProduct(q, SIMD16(repeating: k2[d])); c4 = c4.addingProduct(q4, SIMD16(repeating: k2[d + 4]))
@@ -117,10 +139,10 @@ extension Attention {
     #else
     @inline(__always)
     static func scores(_ qt: UnsafePointer<Float>, _ k0: UnsafePointer<Float>, _ k1: UnsafePointer<Float>, _ k2: UnsafePointer<Float>,
-                       headDim: Int) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
+                       headDim: Int, stride: Int = tileTokens) -> ThreeScores {
         var a = EightSums(), b = EightSums(), c = EightSums()
         @inline(__always) func step(_ x: inout SIMD16<Float>, _ y: inout SIMD16<Float>, _ z: inout SIMD16<Float>, _ d: Int) {
-            let q = Float.load16(qt, d * 16)
+            let q = Float.load16(qt, d * stride)
             x = x.addingProduct(q, SIMD16(repeating: k0[d]))
             y = y.addingProduct(q, SIMD16(repeating: k1[d]))
             z = z.addingProduct(q, SIMD16(repeating: k2[d]))
@@ -137,65 +159,144 @@ extension Attention {
     }
     #endif
 
-    /// Query head `head` of `tile`'s tokens, whole: scores, softmax, weighted values, into `out`.
-    static func attend<E: KVElement>(tile: QueryTile, head: Int, _ a: Args<E>, out: UnsafeMutablePointer<Float>) {
-        let last = tile.first + tile.count - 1
-        let nMax = Int(a.slotStart[last + 1] - a.slotStart[last])
+    /// Two tiles' scores against three keys (`qt`: `[headDim][32]`, the first tile's sixteen lanes then the second's),
+    /// each as `scores` computes it. Sixteen tokens' loop loads a query vector and three key elements for three FMAs,
+    /// so the two load ports hold it to 75% of the FMA peak; here each key element serves two FMAs (ten loads for
+    /// twelve). Three keys' eight sums for 32 lanes would be 48 registers, so the sums run two at a time, k and k + 4
+    /// (twelve registers), each from zero over the same columns in the same order, and meet in `EightSums.tree`'s order.
+    @inline(__always)
+    static func pairScores(_ qt: UnsafePointer<Float>, _ k0: UnsafePointer<Float>, _ k1: UnsafePointer<Float>, _ k2: UnsafePointer<Float>,
+                           headDim: Int) -> (ThreeScores, ThreeScores) {
+        typealias Six = (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>)
+        /// (s_k + s_{k+4}) of each key, for each tile.
+        @inline(__always) func pair(_ k: Int) -> Six {
+            var a = SIMD16<Float>(), b = SIMD16<Float>(), c = SIMD16<Float>(), x = SIMD16<Float>(), y = SIMD16<Float>(), z = SIMD16<Float>()
+            var a4 = SIMD16<Float>(), b4 = SIMD16<Float>(), c4 = SIMD16<Float>(), x4 = SIMD16<Float>(), y4 = SIMD16<Float>(), z4 = SIMD16<Float>()
+            var d = k
+            while d < headDim {
+                let q = Float.load16(qt, d * 32), r = Float.load16(qt, d * 32 + 16)
+                let e0 = SIMD16<Float>(repeating: k0[d]), e1 = SIMD16<Float>(repeating: k1[d]), e2 = SIMD16<Float>(repeating: k2[d])
+                a = a.addingProduct(q, e0); b = b.addingProduct(q, e1); c = c.addingProduct(q, e2)
+                x = x.addingProduct(r, e0); y = y.addingProduct(r, e1); z = z.addingProduct(r, e2)
+                let q4 = Float.load16(qt, (d + 4) * 32), r4 = Float.load16(qt, (d + 4) * 32 + 16)
+                let f0 = SIMD16<Float>(repeating: k0[d + 4]), f1 = SIMD16<Float>(repeating: k1[d + 4]), f2 = SIMD16<Float>(repeating: k2[d + 4])
+                a4 = a4.addingProduct(q4, f0); b4 = b4.addingProduct(q4, f1); c4 = c4.addingProduct(q4, f2)
+                x4 = x4.addingProduct(r4, f0); y4 = y4.addingProduct(r4, f1); z4 = z4.addingProduct(r4, f2)
+                d += 8
+            }
+            return (a + a4, b + b4, c + c4, x + x4, y + y4, z + z4)
+        }
+        @inline(__always) func add(_ u: Six, _ v: Six) -> Six { (u.0 + v.0, u.1 + v.1, u.2 + v.2, u.3 + v.3, u.4 + v.4, u.5 + v.5) }
+        let even = add(pair(0), pair(2))
+        let all = add(even, add(pair(1), pair(3)))
+        return ((all.0, all.1, all.2), (all.3, all.4, all.5))
+    }
+
+    /// Query head `head` of `tile`'s tokens, whole: scores, softmax, weighted values, into `out`; with `next` (the run's
+    /// next tile, `pairsTiles`) its tokens too.
+    static func attend<E: KVElement>(tile: QueryTile, next: QueryTile?, head: Int, _ a: Args<E>, out: UnsafeMutablePointer<Float>) {
+        let n = a.keyCount(tile), nNext = next.map(a.keyCount) ?? 0
         // fp16 rows are widened to fp32 (exactly) before the loops that use them: three key rows at a time, and the
         // value rows a block of keys at a time.
-        let block = E.widens ? valueBlock : nMax
-        let capacity = a.headDim * tileTokens + nMax * tileTokens + 3 * a.headDim + (E.widens ? block * a.headDim : 0) + 2 * tileTokens
+        let block = E.widens ? valueBlock : max(n, nNext)
+        let capacity = a.headDim * 2 * tileTokens + (n + nNext) * tileTokens + 3 * a.headDim + (E.widens ? block * a.headDim : 0) + 4 * tileTokens
         withUnsafeTemporaryAllocation(of: Float.self, capacity: capacity) { buffer in
             withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: block) { rows in
-                attend(tile: tile, head: head, a, out: out, scratch: buffer.baseAddress!, rows: rows.baseAddress!, valueBlock: block)
+                attend(tile: tile, next: next, head: head, a, out: out, scratch: buffer.baseAddress!, rows: rows.baseAddress!, valueBlock: block)
             }
         }
     }
 
-    /// `attend(tile:head:_:out:)`'s work, outside the allocations' closures (as `Args.attend`: inside them the AVX-512
-    /// intrinsics of `VectorMath.exp`'s clamps could stay calls).
+    /// `attend(tile:next:head:_:out:)`'s work, outside the allocations' closures (as `Args.attend`: inside them the
+    /// AVX-512 intrinsics of `VectorMath.exp`'s clamps could stay calls).
     @inline(never)
-    static func attend<E: KVElement>(tile: QueryTile, head: Int, _ a: Args<E>, out: UnsafeMutablePointer<Float>,
+    static func attend<E: KVElement>(tile: QueryTile, next: QueryTile?, head: Int, _ a: Args<E>, out: UnsafeMutablePointer<Float>,
                                      scratch: UnsafeMutablePointer<Float>, rows: UnsafeMutablePointer<UnsafePointer<Float>>, valueBlock block: Int) {
         let headDim = a.headDim, kvHead = head / a.group, lanes = tileTokens
-        // The last token sees the most; each token sees a prefix of its slots.
-        let last = tile.first + tile.count - 1
-        let visible = a.slots + Int(a.slotStart[last])
-        let nMax = Int(a.slotStart[last + 1] - a.slotStart[last])
-        var counts = SIMD16<Int32>()
-        for i in 0..<tile.count { counts[i] = a.slotStart[tile.first + i + 1] - a.slotStart[tile.first + i] }
-        let keys = a.keys + kvHead * a.headStride, values = a.values + kvHead * a.headStride
-        let qt = scratch, s = qt + headDim * lanes, keyFloats = s + nMax * lanes, valueFloats = keyFloats + 3 * headDim
-        let laneFloats = valueFloats + (E.widens ? block * headDim : 0)
-        qt.initialize(repeating: 0, count: headDim * lanes)
-        for i in 0..<tile.count {
-            let q = a.q + ((tile.first + i) * a.numHeads + head) * headDim
-            for d in 0..<headDim { qt[d * lanes + i] = q[d] }
-        }
+        // The queries transposed, `[headDim][16]`, or both tiles' side by side, `[headDim][32]`.
+        let qtStride = next == nil ? lanes : 2 * lanes
+        let n = a.keyCount(tile), nNext = next.map(a.keyCount) ?? 0
+        let qt = scratch, s = qt + headDim * qtStride, sNext = s + n * lanes, keyFloats = sNext + nNext * lanes
+        // Per tile, each lane's key count, then its maximum score.
+        let laneFloats = keyFloats + 3 * headDim, laneFloatsNext = laneFloats + 2 * lanes, valueFloats = laneFloatsNext + 2 * lanes
+        let keys = a.keys + kvHead * a.headStride
+        a.transposeQueries(tile, head: head, into: qt, stride: qtStride, counts: laneFloats)
+        if let next { a.transposeQueries(next, head: head, into: qt + lanes, stride: qtStride, counts: laneFloatsNext) }
 
-        // Lane masks by float compares of small integers (the integer vector compares compiled to element loops).
-        var keyCounts = SIMD16<Float>(), whole = SIMD16<Float>()
-        for i in 0..<tile.count { keyCounts[i] = Float(counts[i]); whole[i] = Float(counts[i] & ~7) }
-        UnsafeMutableRawPointer(laneFloats).storeBytes(of: keyCounts, as: SIMD16<Float>.self)
         // The scores and each lane's maximum. ALiBi: each lane's query position, and its head's slope (the key
         // positions are the tile's last token's).
-        @inline(__always) func scores<S: TileScaling>(_ scaling: S) {
-            tileScores(qt, keys: keys, visible: visible, n: nMax, slotStride: a.slotStride, headDim: headDim, scaling: scaling,
-                       keyCounts: laneFloats, keyFloats: keyFloats, into: s, maxima: laneFloats + lanes)
+        @inline(__always) func scores<S: TileScaling>(_ scaling: (QueryTile) -> S) {
+            if let next {
+                tilePairScores(qt, keys: keys, visible: a.visibleSlots(next), n: n, nNext: nNext, slotStride: a.slotStride, headDim: headDim,
+                               scalings: (scaling(tile), scaling(next)), keyFloats: keyFloats, into: (s, sNext), lanes: (laneFloats, laneFloatsNext))
+            } else {
+                tileScores(qt, keys: keys, visible: a.visibleSlots(tile), n: n, slotStride: a.slotStride, headDim: headDim, scaling: scaling(tile),
+                           keyFloats: keyFloats, into: s, lanes: laneFloats)
+            }
         }
         if let slopes = a.alibiSlopes {
-            var queryPositions = SIMD16<Float>()
-            for i in 0..<tile.count { queryPositions[i] = Float(a.queryPositions![tile.first + i]) }
-            scores(ALiBiScaling(scale: a.scale, slope: slopes[head], keyPositions: a.slotPositions! + Int(a.slotStart[last]),
-                                queryPositions: queryPositions))
+            scores { tile in
+                var queryPositions = SIMD16<Float>()
+                for i in 0..<tile.count { queryPositions[i] = Float(a.queryPositions![tile.first + i]) }
+                return ALiBiScaling(scale: a.scale, slope: slopes[head], keyPositions: a.slotPositions! + Int(a.slotStart[tile.first + tile.count - 1]),
+                                    queryPositions: queryPositions)
+            }
         } else {
-            scores(PlainScaling(scale: a.scale))
+            scores { _ in PlainScaling(scale: a.scale) }
         }
-        let maxScore = Float.load16(laneFloats, lanes)
+        softmax(s, lanes: laneFloats, keys: n)
+        if next != nil { softmax(sNext, lanes: laneFloatsNext, keys: nNext) }
 
-        // Softmax per lane over its own keys: as `normalize` and `softmaxNumerators`, lane by lane. Keys below a
-        // lane's multiple of eight go into eight-lane sums, the rest are added after the tree. Below the first lane's
-        // multiple every lane's keys are whole (idle lanes' sums are never read).
+        // Weighted values, a block of keys at a time, and in it six tokens at a time, `ValueColumns.width` columns at a
+        // time. The sums wait in `out` between blocks (a float stored and loaded is the same float), so an fp16 block is
+        // widened once into a buffer that stays in L1 for all the tiles' tokens (widening every row of the task at once
+        // had the loop read a buffer of up to megabytes from L2). fp32 rows are read in place, in one block: in blocks
+        // the same speed with a long context, slower with a short one.
+        let values = a.values + kvHead * a.headStride, visible = a.visibleSlots(next ?? tile)
+        func laneCounts(_ tile: QueryTile) -> SIMD16<Int32> {
+            var counts = SIMD16<Int32>()
+            for i in 0..<tile.count { counts[i] = a.slotStart[tile.first + i + 1] - a.slotStart[tile.first + i] }
+            return counts
+        }
+        let counts = laneCounts(tile), countsNext = next.map(laneCounts) ?? SIMD16()
+        @inline(__always) func addValues(_ tile: QueryTile, _ w: UnsafePointer<Float>, counts: SIMD16<Int32>, keys: Range<Int>) {
+            let keys = keys.clamped(to: 0..<a.keyCount(tile))
+            if keys.isEmpty { return }
+            var i0 = 0
+            while i0 < tile.count {
+                let group = min(6, tile.count - i0)
+                var column = 0
+                while column < headDim {
+                    weightedValues(ValueColumns.self, w, lanes: i0..<i0 + group, counts: counts, keys: keys, rows: rows, column: column,
+                                   out: out + (tile.first * a.numHeads + head) * headDim + column, outStride: a.numHeads * headDim)
+                    column += ValueColumns.width
+                }
+                i0 += group
+            }
+        }
+        var j0 = 0
+        while j0 < max(n, nNext) {
+            let keys = j0..<min(j0 + block, max(n, nNext))
+            for j in keys { rows[j - j0] = E.floats(values + Int(visible[j]) * a.slotStride, count: headDim, scratch: valueFloats + (j - j0) * headDim) }
+            addValues(tile, s, counts: counts, keys: keys)
+            if let next { addValues(next, sNext, counts: countsNext, keys: keys) }
+            j0 = keys.upperBound
+        }
+    }
+
+    /// A tile's softmax per lane over its own keys, its scores (`s`, `[key][16]`) replaced by its weights, from `lanes`
+    /// (each lane's key count, then its maximum score).
+    @inline(__always)
+    static func softmax(_ s: UnsafeMutablePointer<Float>, lanes laneFloats: UnsafePointer<Float>, keys nMax: Int) {
+        let lanes = tileTokens
+        let keyCounts = Float.load16(laneFloats, 0), maxScore = Float.load16(laneFloats, lanes)
+        // Lane masks by float compares of small integers (the integer vector compares compiled to element loops); each
+        // lane's whole multiple of eight keys (exact: small integers times powers of two).
+        let whole = (keyCounts * 0.125).rounded(.down) * 8
+
+        // As `normalize` and `softmaxNumerators`, lane by lane. Keys below a lane's multiple of eight go into eight-lane
+        // sums, the rest are added after the tree. Below the first lane's multiple every lane's keys are whole (idle
+        // lanes' sums are never read).
         @inline(__always) func exponential(_ j: Int) -> SIMD16<Float> {
             let p = UnsafeMutableRawPointer(s + j * lanes)
             let e = VectorMath.exp(p.load(as: SIMD16<Float>.self) - maxScore)
@@ -203,7 +304,7 @@ extension Attention {
             return e
         }
         var sums = EightSums()
-        let minWhole = Int(counts[0] & ~7)
+        let minWhole = Int(whole[0])
         var j = 0
         while j < minWhole {
             sums.s0 += exponential(j); sums.s1 += exponential(j + 1); sums.s2 += exponential(j + 2); sums.s3 += exponential(j + 3)
@@ -234,28 +335,6 @@ extension Attention {
             let p = UnsafeMutableRawPointer(s + j * lanes)
             p.storeBytes(of: p.load(as: SIMD16<Float>.self) * inv, as: SIMD16<Float>.self)
         }
-
-        // Weighted values, a block of keys at a time, and in it six tokens at a time, `ValueColumns.width` columns at a
-        // time. The sums wait in `out` between blocks (a float stored and loaded is the same float), so a block's value
-        // rows serve all the tile's tokens from L1, and an fp16 block is widened once into a buffer that stays there
-        // (widening every row of the task at once had the loop read a buffer of up to megabytes from L2).
-        var j0 = 0
-        while j0 < nMax {
-            let keys = j0..<min(j0 + block, nMax)
-            for j in keys { rows[j - j0] = E.floats(values + Int(visible[j]) * a.slotStride, count: headDim, scratch: valueFloats + (j - j0) * headDim) }
-            var i0 = 0
-            while i0 < tile.count {
-                let group = min(6, tile.count - i0)
-                var column = 0
-                while column < headDim {
-                    weightedValues(ValueColumns.self, s, lanes: i0..<i0 + group, counts: counts, keys: keys, rows: rows, column: column,
-                                   out: out + (tile.first * a.numHeads + head) * headDim + column, outStride: a.numHeads * headDim)
-                    column += ValueColumns.width
-                }
-                i0 += group
-            }
-            j0 = keys.upperBound
-        }
     }
 
     /// A score's scaling: by the head's scale, and with ALiBi's term. The token-by-token path's `score · scale + slope ·
@@ -280,42 +359,98 @@ extension Attention {
         }
     }
 
-    /// The sixteen lanes' scores against keys `0..<n` (`qt`: the queries transposed, `[headDim][16]`), three keys at a
-    /// time (the last group repeats the last key), scaled, into `s` (`[key][16]`), and in `maxima` each lane's maximum
-    /// over its own keys (`keyCounts`), key by key as `normalize` takes it. The scores loop broadcasts a key's elements
-    /// one by one, and an fp16 element would be a load, a convert and a broadcast each, so fp16 rows are widened first.
-    /// A function of its own, so that the per-lane setup of `attend` stays out of its loop.
-    @inline(never)
-    static func tileScores<E: KVElement, S: TileScaling>(_ qt: UnsafePointer<Float>, keys: UnsafePointer<E>, visible: UnsafePointer<Int32>,
-                                                         n: Int, slotStride: Int, headDim: Int, scaling: S, keyCounts: UnsafePointer<Float>,
-                                                         keyFloats: UnsafeMutablePointer<Float>, into s: UnsafeMutablePointer<Float>,
-                                                         maxima: UnsafeMutablePointer<Float>) {
-        let lanes = tileTokens, counts = Float.load16(keyCounts, 0)
-        // Below the first lane's count every lane's keys are its own (idle lanes' maxima are never read); the keys
-        // after it are taken from memory once stored, lane by lane (a masked replace of a score as it is computed
-        // had LLVM compile the scaling lane by lane, through permutes).
+    /// A tile's scores as they are stored (`s`, `[key][16]`) and each lane's maximum over its own keys (`counts`), key
+    /// by key as `normalize` takes it. Below the first lane's count every lane's keys are its own (idle lanes' maxima are
+    /// never read); the keys after it are taken from memory once stored, lane by lane (a masked replace of a score as
+    /// it is computed had LLVM compile the scaling lane by lane, through permutes).
+    struct LaneMaxima {
+        let s: UnsafeMutablePointer<Float>, counts: SIMD16<Float>, allOwn: Int
         var maxScore = SIMD16<Float>(repeating: -.infinity)
-        let allOwn = Int(counts[0])
-        @inline(__always) func keep(_ v: SIMD16<Float>, key k: Int) {
-            UnsafeMutableRawPointer(s + k * lanes).storeBytes(of: v, as: SIMD16<Float>.self)
+
+        @inline(__always) init(_ s: UnsafeMutablePointer<Float>, keyCounts: UnsafePointer<Float>) {
+            self.s = s
+            counts = Float.load16(keyCounts, 0)
+            allOwn = Int(counts[0])
+        }
+
+        @inline(__always) mutating func keep(_ v: SIMD16<Float>, key k: Int) {
+            UnsafeMutableRawPointer(s + k * tileTokens).storeBytes(of: v, as: SIMD16<Float>.self)
             if k < allOwn { maxScore = VectorMath.greater(v, maxScore) }
         }
+
+        /// Keys `allOwn..<n`, then the maxima into `maxima`.
+        @inline(__always) mutating func finish(keys n: Int, into maxima: UnsafeMutablePointer<Float>) {
+            for k in allOwn..<n {
+                let v = Float.load16(s, k * tileTokens)
+                maxScore.replace(with: v, where: (v .> maxScore) .& (counts .> Float(k)))
+            }
+            UnsafeMutableRawPointer(maxima).storeBytes(of: maxScore, as: SIMD16<Float>.self)
+        }
+    }
+
+    /// The sixteen lanes' scores against keys `0..<n` (`qt`: the queries transposed, `[headDim][16]`), three keys at a
+    /// time (the last group repeats the last key), scaled, into `s` (`[key][16]`), and after each lane's key count in
+    /// `lanes` its maximum (`LaneMaxima`). The scores loop broadcasts a key's elements one by one, and an fp16 element
+    /// would be a load, a convert and a broadcast each, so fp16 rows are widened first. A function of its own, so
+    /// that the per-lane setup of `attend` stays out of its loop.
+    @inline(never)
+    static func tileScores<E: KVElement, S: TileScaling>(_ qt: UnsafePointer<Float>, keys: UnsafePointer<E>, visible: UnsafePointer<Int32>,
+                                                         n: Int, slotStride: Int, headDim: Int, scaling: S,
+                                                         keyFloats: UnsafeMutablePointer<Float>, into s: UnsafeMutablePointer<Float>,
+                                                         lanes: UnsafeMutablePointer<Float>) {
+        var maxima = LaneMaxima(s, keyCounts: lanes)
         var j = 0
         while j < n {
             func key(_ k: Int) -> UnsafePointer<Float> {
                 E.floats(keys + Int(visible[min(j + k, n - 1)]) * slotStride, count: headDim, scratch: keyFloats + k * headDim)
             }
             let (r0, r1, r2) = scores(qt, key(0), key(1), key(2), headDim: headDim)
-            keep(scaling.scaled(r0, key: j), key: j)
-            if j + 1 < n { keep(scaling.scaled(r1, key: j + 1), key: j + 1) }
-            if j + 2 < n { keep(scaling.scaled(r2, key: j + 2), key: j + 2) }
+            maxima.keep(scaling.scaled(r0, key: j), key: j)
+            if j + 1 < n { maxima.keep(scaling.scaled(r1, key: j + 1), key: j + 1) }
+            if j + 2 < n { maxima.keep(scaling.scaled(r2, key: j + 2), key: j + 2) }
             j += 3
         }
-        for k in allOwn..<n {
-            let v = Float.load16(s, k * lanes)
-            maxScore.replace(with: v, where: (v .> maxScore) .& (counts .> Float(k)))
+        maxima.finish(keys: n, into: lanes + tileTokens)
+    }
+
+    /// Two tiles of a run (`qt`: their queries transposed side by side, `[headDim][32]`; the second's `visible` slots,
+    /// whose first `n` are the first's): `tileScores` of each, the keys both see scored together (`pairScores`).
+    @inline(never)
+    static func tilePairScores<E: KVElement, S: TileScaling>(_ qt: UnsafePointer<Float>, keys: UnsafePointer<E>, visible: UnsafePointer<Int32>,
+                                                             n: Int, nNext: Int, slotStride: Int, headDim: Int, scalings: (S, S),
+                                                             keyFloats: UnsafeMutablePointer<Float>,
+                                                             into s: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>),
+                                                             lanes: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)) {
+        var first = LaneMaxima(s.0, keyCounts: lanes.0), second = LaneMaxima(s.1, keyCounts: lanes.1)
+        @inline(__always) func key(_ j: Int, _ end: Int) -> UnsafePointer<Float> {
+            E.floats(keys + Int(visible[min(j, end - 1)]) * slotStride, count: headDim, scratch: keyFloats + j % 3 * headDim)
         }
-        UnsafeMutableRawPointer(maxima).storeBytes(of: maxScore, as: SIMD16<Float>.self)
+        var j = 0
+        while j < n {
+            let (r, r2) = pairScores(qt, key(j, n), key(j + 1, n), key(j + 2, n), headDim: headDim)
+            first.keep(scalings.0.scaled(r.0, key: j), key: j)
+            second.keep(scalings.1.scaled(r2.0, key: j), key: j)
+            if j + 1 < n {
+                first.keep(scalings.0.scaled(r.1, key: j + 1), key: j + 1)
+                second.keep(scalings.1.scaled(r2.1, key: j + 1), key: j + 1)
+            }
+            if j + 2 < n {
+                first.keep(scalings.0.scaled(r.2, key: j + 2), key: j + 2)
+                second.keep(scalings.1.scaled(r2.2, key: j + 2), key: j + 2)
+            }
+            j += 3
+        }
+        // The keys only the second tile's tokens see.
+        j = n
+        while j < nNext {
+            let (r0, r1, r2) = scores(qt + tileTokens, key(j, nNext), key(j + 1, nNext), key(j + 2, nNext), headDim: headDim, stride: 2 * tileTokens)
+            second.keep(scalings.1.scaled(r0, key: j), key: j)
+            if j + 1 < nNext { second.keep(scalings.1.scaled(r1, key: j + 1), key: j + 1) }
+            if j + 2 < nNext { second.keep(scalings.1.scaled(r2, key: j + 2), key: j + 2) }
+            j += 3
+        }
+        first.finish(keys: n, into: lanes.0 + tileTokens)
+        second.finish(keys: nNext, into: lanes.1 + tileTokens)
     }
 
     /// Keys whose fp16 value rows are widened at a time: 16 KB of fp32 rows of 64.
@@ -377,6 +512,29 @@ extension Attention {
         if count > 3 { acc.3.store(out(first + 3)) }
         if count > 4 { acc.4.store(out(first + 4)) }
         if count > 5 { acc.5.store(out(first + 5)) }
+    }
+}
+
+extension Attention.Args {
+    /// The keys a tile's last token sees, the most of its tokens.
+    @inline(__always) func keyCount(_ tile: Attention.QueryTile) -> Int {
+        Int(slotStart[tile.first + tile.count] - slotStart[tile.first + tile.count - 1])
+    }
+
+    /// The slots of a tile's last token; each of its tokens sees a prefix of them.
+    @inline(__always) func visibleSlots(_ tile: Attention.QueryTile) -> UnsafePointer<Int32> { slots + Int(slotStart[tile.first + tile.count - 1]) }
+
+    /// Query head `head` of the tile's tokens into sixteen lanes of `qt` (`[headDim][stride]`, idle lanes zero), and each
+    /// lane's key count into `counts` (sixteen floats).
+    func transposeQueries(_ tile: Attention.QueryTile, head: Int, into qt: UnsafeMutablePointer<Float>, stride: Int, counts: UnsafeMutablePointer<Float>) {
+        let lanes = Attention.tileTokens
+        for d in 0..<headDim { (qt + d * stride).initialize(repeating: 0, count: lanes) }
+        counts.initialize(repeating: 0, count: lanes)
+        for i in 0..<tile.count {
+            let t = tile.first + i, q = self.q + (t * numHeads + head) * headDim
+            for d in 0..<headDim { qt[d * stride + i] = q[d] }
+            counts[i] = Float(slotStart[t + 1] - slotStart[t])
+        }
     }
 }
 
