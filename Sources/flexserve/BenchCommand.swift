@@ -211,7 +211,7 @@ struct AttentionBenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "attention",
         abstract: "A decode token's attention (or a run of tokens') over a cache of keys, one thread, against the FMA probe.",
-        discussion: "One query token (or --tokens, a causal run whose last token sees all the keys: 16 is a prefill's tile) of a model's head shape (default SmolLM2's: 9 query heads over 3 KV heads of 64) against each count of cached keys, the rows read over and over so they come from the caches: the arithmetic apart from memory (`bench phases --prompt-tokens` times it inside the decode step). Each figure is the best of the passes; the passes go round every configuration in turn.")
+        discussion: "One query token (or --tokens, a causal run whose last token sees all the keys: 16 is a prefill's tile, 32 a pair of tiles on AVX-512) of a model's head shape (default SmolLM2's: 9 query heads over 3 KV heads of 64) against each count of cached keys, the rows read over and over so they come from the caches: the arithmetic apart from memory (`bench phases --prompt-tokens` times it inside the decode step). Each figure is the best of the passes; the passes go round every configuration in turn.")
 
     @Option(help: "Comma-separated counts of cached keys.") var keys = "64,256,1024"
     @Option(name: .customLong("kv-cache-dtype"), help: "Comma-separated cache types: f32, f16.") var kvCacheTypes = "f32,f16"

@@ -3,10 +3,10 @@ import FlexServeTensor
 
 /// How fast attention computes, apart from memory and from the other threads: one thread, `tokens` query tokens of a
 /// model's head shape (SmolLM2's: 9 query heads over 3 KV heads of 64), a causal run whose last token sees `keys`
-/// cached keys (one token: a decode step; 16: a prefill's tile), the rows read over and over so they come from the
-/// caches (a context's 0.1–2 MB of fp32 rows stay in L2 or L3). Each configuration's best pass, as GFLOP/s (two flops
-/// per query element and visible key for the scores, two for the values) and GB/s of key and value rows. What `bench
-/// phases --prompt-tokens` times inside the decode step, here alone.
+/// cached keys (one token: a decode step; 16: a prefill's tile; 32: a pair of tiles), the rows read over and over so
+/// they come from the caches (a context's 0.1–2 MB of fp32 rows stay in L2 or L3). Each configuration's best pass, as
+/// GFLOP/s (two flops per query element and visible key for the scores, two for the values) and GB/s of key and value
+/// rows. What `bench phases --prompt-tokens` times inside the decode step, here alone.
 public enum AttentionKernelBenchmark {
     public struct Row: Codable, Sendable {
         public var kvCacheType: KVCacheType
