@@ -220,8 +220,8 @@ extension Attention {
         // Per tile, each lane's key count, then its maximum score.
         let laneFloats = keyFloats + 3 * headDim, laneFloatsNext = laneFloats + 2 * lanes, valueFloats = laneFloatsNext + 2 * lanes
         let keys = a.keys + kvHead * a.headStride
-        a.transposeQueries(tile, head: head, into: qt, stride: qtStride, counts: laneFloats)
-        if let next { a.transposeQueries(next, head: head, into: qt + lanes, stride: qtStride, counts: laneFloatsNext) }
+        let counts = a.transposeQueries(tile, head: head, into: qt, stride: qtStride, counts: laneFloats)
+        let countsNext = next.map { a.transposeQueries($0, head: head, into: qt + lanes, stride: qtStride, counts: laneFloatsNext) } ?? SIMD16()
 
         // The scores and each lane's maximum. ALiBi: each lane's query position, and its head's slope (the key
         // positions are the tile's last token's).
@@ -253,12 +253,6 @@ extension Attention {
         // had the loop read a buffer of up to megabytes from L2). fp32 rows are read in place, in one block: in blocks
         // the same speed with a long context, slower with a short one.
         let values = a.values + kvHead * a.headStride, visible = a.visibleSlots(next ?? tile)
-        func laneCounts(_ tile: QueryTile) -> SIMD16<Int32> {
-            var counts = SIMD16<Int32>()
-            for i in 0..<tile.count { counts[i] = a.slotStart[tile.first + i + 1] - a.slotStart[tile.first + i] }
-            return counts
-        }
-        let counts = laneCounts(tile), countsNext = next.map(laneCounts) ?? SIMD16()
         @inline(__always) func addValues(_ tile: QueryTile, _ w: UnsafePointer<Float>, counts: SIMD16<Int32>, keys: Range<Int>) {
             let keys = keys.clamped(to: 0..<a.keyCount(tile))
             if keys.isEmpty { return }
@@ -525,16 +519,20 @@ extension Attention.Args {
     @inline(__always) func visibleSlots(_ tile: Attention.QueryTile) -> UnsafePointer<Int32> { slots + Int(slotStart[tile.first + tile.count - 1]) }
 
     /// Query head `head` of the tile's tokens into sixteen lanes of `qt` (`[headDim][stride]`, idle lanes zero), and each
-    /// lane's key count into `counts` (sixteen floats).
-    func transposeQueries(_ tile: Attention.QueryTile, head: Int, into qt: UnsafeMutablePointer<Float>, stride: Int, counts: UnsafeMutablePointer<Float>) {
+    /// lane's key count into `counts` (sixteen floats, for the score and softmax masks); returns the counts.
+    func transposeQueries(_ tile: Attention.QueryTile, head: Int, into qt: UnsafeMutablePointer<Float>, stride: Int,
+                          counts: UnsafeMutablePointer<Float>) -> SIMD16<Int32> {
         let lanes = Attention.tileTokens
         for d in 0..<headDim { (qt + d * stride).initialize(repeating: 0, count: lanes) }
         counts.initialize(repeating: 0, count: lanes)
+        var keyCounts = SIMD16<Int32>()
         for i in 0..<tile.count {
             let t = tile.first + i, q = self.q + (t * numHeads + head) * headDim
             for d in 0..<headDim { qt[d * stride + i] = q[d] }
-            counts[i] = Float(slotStart[t + 1] - slotStart[t])
+            keyCounts[i] = slotStart[t + 1] - slotStart[t]
+            counts[i] = Float(keyCounts[i])
         }
+        return keyCounts
     }
 }
 

@@ -37,7 +37,7 @@ public enum VectorMath {
     @inline(__always)
     public static func greater(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
         #if FLEXSERVE_AVX512
-        unsafeBitCast(_mm512_max_ps(unsafeBitCast(a, to: __m512.self), unsafeBitCast(b, to: __m512.self)), to: SIMD16<Float>.self)
+        _mm512_max_ps(a, b)  // `__m512` is `SIMD16<Float>`
         #elseif FLEXSERVE_AVX2
         let (a0, a1) = unsafeBitCast(a, to: (__m256, __m256).self), (b0, b1) = unsafeBitCast(b, to: (__m256, __m256).self)
         return unsafeBitCast((_mm256_max_ps(a0, b0), _mm256_max_ps(a1, b1)), to: SIMD16<Float>.self)
@@ -50,7 +50,7 @@ public enum VectorMath {
     @inline(__always)
     public static func lesser(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
         #if FLEXSERVE_AVX512
-        unsafeBitCast(_mm512_min_ps(unsafeBitCast(a, to: __m512.self), unsafeBitCast(b, to: __m512.self)), to: SIMD16<Float>.self)
+        _mm512_min_ps(a, b)  // `__m512` is `SIMD16<Float>`
         #elseif FLEXSERVE_AVX2
         let (a0, a1) = unsafeBitCast(a, to: (__m256, __m256).self), (b0, b1) = unsafeBitCast(b, to: (__m256, __m256).self)
         return unsafeBitCast((_mm256_min_ps(a0, b0), _mm256_min_ps(a1, b1)), to: SIMD16<Float>.self)
