@@ -7,7 +7,7 @@ import FlexServeTestSupport
 /// decoded alone must equal, bit for bit, its logits at the end of a batch (the multi-token kernels), over
 /// head layouts that take each of the step's phases (one head set per KV head, and two; Q/K/V biases;
 /// Mistral's sliding window, shorter than the prompt), an MLP whose blocks split unevenly, a vocabulary that
-/// is not a whole number of 16-row groups, and every block format with `q8` and with fp32 activations (integer
+/// is not a whole number of 16-row groups, fp32 rows, and every block format with `q8` and with fp32 activations (integer
 /// blocks in `InterleavedRows`, and also as the file's rows, as for a GPU); with the KV cache in fp32 and in fp16.
 final class LlamaDecodeStepTests: XCTestCase {
     /// Random weights by name, in memory.
@@ -64,7 +64,7 @@ final class LlamaDecodeStepTests: XCTestCase {
             config.slidingWindow = shape.window
             let weights = RandomWeights(config: config, biases: shape.biases, seed: UInt64(i + 1))
             let runs = [DType.q8_0, .q4_0, .q4_1, .int8Group, .int4Group].map { ($0, ActivationFormat.q8, KVCacheType.f32, true) }
-                + [DType.f16, .bf16, .q8_0, .q4_0, .q4_1, .int8Group, .int4Group].map { ($0, ActivationFormat.f32, KVCacheType.f32, true) }
+                + [DType.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1, .int8Group, .int4Group].map { ($0, ActivationFormat.f32, KVCacheType.f32, true) }
                 + [DType.q8_0, .q4_1, .int4Group].map { ($0, ActivationFormat.f32, KVCacheType.f32, false) }
                 + [(DType.q4_1, ActivationFormat.q8, KVCacheType.f16, true), (.f16, .f32, .f16, true)]
             for (format, activations, cacheType, interleaving) in runs {

@@ -1,7 +1,7 @@
 import Foundation
 import FlexServeTensor
 
-/// A LLaMA decode step (one token, its logits wanted, every matrix in a block format) as one parallel region
+/// A LLaMA decode step (one token, its logits wanted, every matrix in a block format or fp32) as one parallel region
 /// (`ThreadPool.runPhases`) instead of a dispatch per projection with the glue between them on the
 /// caller alone. Per layer:
 ///
@@ -82,7 +82,7 @@ final class LlamaDecodeStep: @unchecked Sendable {
     /// A pool without workers, for the kernels a phase calls that take one.
     private static let serial = ThreadPool(threads: 1)
 
-    /// nil where the step does not apply: fp32 weights, GPU storage emulation, or fewer KV
+    /// nil where the step does not apply: rows not in blocks of 32 values, GPU storage emulation, or fewer KV
     /// heads than threads (attention then splits each head over keys, which needs dispatches of its own).
     init?(model: LlamaModel, pool: ThreadPool = .shared) {
         let c = model.config

@@ -27,6 +27,20 @@ extension BlockFormat {
     }
 }
 
+/// fp32 rows as 32-value blocks: decoding is loading. The one-token kernels' eight streams and their prefetch serve
+/// fp32 weights too, and decoding steps take them in one parallel region (`TokenProjection`) as the other formats.
+enum F32Blocks: BlockFormat {
+    static var blockBytes: Int { 128 }
+    @inline(__always) static func decode(_ p: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>) {
+        (p.loadUnaligned(as: SIMD16<Float>.self), p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self))
+    }
+
+    @inline(__always) static func decode8(_ p: UnsafeRawPointer) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+        (p.loadUnaligned(as: SIMD8<Float>.self), p.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self),
+         p.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self), p.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self))
+    }
+}
+
 enum F16Blocks: BlockFormat {
     static var blockBytes: Int { 64 }
     @inline(__always) static func decode(_ p: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>) {

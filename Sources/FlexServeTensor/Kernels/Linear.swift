@@ -5,8 +5,8 @@
 /// scratch that stays in L1) and dotted with a tile of tokens, eight tokens per step where AVX-512's
 /// 32 vector registers can hold the 32 (row, token) sums, two rows to a register (else two tokens), so
 /// that both the decoded rows and the activations are reused from registers and cache; a prefill's
-/// many tokens take sixteen rows at a time against three tokens (`RowPanel`). One token
-/// against packed rows (decoding): four rows at a time are decoded in registers as they stream from memory.
+/// many tokens take sixteen rows at a time against three tokens (`RowPanel`). A few tokens (decoding, verifying a
+/// tree) take the rows, fp32 ones included, as 32-value blocks decoded in registers as they stream from memory.
 /// Matrices in `InterleavedRows` (integer block formats, as the loader sets them up) go to `IntegerLinear`.
 ///
 /// Every output is the same sequence of operations whatever the batch: `RowDot`'s lane order,
@@ -26,7 +26,7 @@ public enum Linear {
             IntegerLinear.forward(x: x, tokens: tokens, projections: [Projection(weight: weight, bias: bias, out: out)], pool: pool)
             return
         }
-        if tokens <= fewTokens, dtype != .f32, cols % 32 == 0 {
+        if tokens <= fewTokens, cols % 32 == 0 {
             decodeTokens(x: x, tokens: tokens, projections: [Projection(weight: weight, bias: bias, out: out)], pool: pool)
             return
         }
@@ -147,7 +147,7 @@ public enum Linear {
                                         && $0.weight.shape.last == cols }
         if fusable {
             IntegerLinear.forward(x: x, tokens: tokens, projections: projections, pool: pool)
-        } else if tokens <= fewTokens, first.dtype != .f32, cols % 32 == 0,
+        } else if tokens <= fewTokens, cols % 32 == 0,
                   projections.allSatisfy({ $0.weight.interleaved == nil && $0.weight.dtype == first.dtype && $0.weight.shape.last == cols }) {
             decodeTokens(x: x, tokens: tokens, projections: projections, pool: pool)
         } else {
@@ -158,14 +158,15 @@ public enum Linear {
     /// Up to this many tokens (a speculative step's draft tokens) take packed rows decoded in registers
     /// (`decodeTokens`); more take rows decoded into an fp32 scratch and the eight-token kernel. SmolLM2
     /// forwards of k tokens as stored, fp32 activations, against the scratch for every k > 1 (alternating, Zen 5):
-    /// k = 2: −26%, 3: −36%, 4: −31%, 5: −46%, 8: −19%, 12: −14%, 16: −3%.
+    /// k = 2: −26%, 3: −36%, 4: −31%, 5: −46%, 8: −19%, 12: −14%, 16: −3%. fp32 rows (`F32Blocks`) too: against
+    /// the fp32 kernels on the rows in place (`bench verify --format f32`, Emerald Rapids) k = 2 to 16: −15 to −17%.
     static let fewTokens = 16
 
     /// A few tokens against packed rows: decoded in registers, no scratch (one token uses each weight once).
     /// Several projections of the same tokens share one dispatch, their rows split between the threads as one range.
     static func decodeTokens(x: UnsafePointer<Float>, tokens: Int, projections: [Projection], pool: ThreadPool) {
         switch projections[0].weight.dtype {
-        case .f32: fatalError("fp32 rows need no decoding")
+        case .f32: decodeTokens(F32Blocks.self, x: x, tokens: tokens, projections: projections, pool: pool)
         case .f16: decodeTokens(F16Blocks.self, x: x, tokens: tokens, projections: projections, pool: pool)
         case .bf16: decodeTokens(BF16Blocks.self, x: x, tokens: tokens, projections: projections, pool: pool)
         case .q8_0: decodeTokens(Q8_0Blocks.self, x: x, tokens: tokens, projections: projections, pool: pool)

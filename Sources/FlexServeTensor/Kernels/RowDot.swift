@@ -108,7 +108,7 @@ public enum RowDot {
         var a01 = SIMD16<Float>(), a23 = SIMD16<Float>()
         for b in 0..<blocks {
             let xs = activationsTwice(x, b * 32), o = b * F.blockBytes
-            Prefetch.ahead(w.0 + o); Prefetch.ahead(w.1 + o); Prefetch.ahead(w.2 + o); Prefetch.ahead(w.3 + o)
+            prefetch(F.self, w.0 + o); prefetch(F.self, w.1 + o); prefetch(F.self, w.2 + o); prefetch(F.self, w.3 + o)
             accumulate(&a01, xs, F.decodePair(w.0 + o, w.1 + o))
             accumulate(&a23, xs, F.decodePair(w.2 + o, w.3 + o))
         }
@@ -125,7 +125,7 @@ public enum RowDot {
         var a01 = SIMD16<Float>(), a23 = SIMD16<Float>(), a45 = SIMD16<Float>(), a67 = SIMD16<Float>()
         for b in 0..<blocks {
             let xs = activationsTwice(x, b * 32), p = w + b * F.blockBytes
-            for r in 0..<8 { Prefetch.ahead(p + r * stride) }
+            for r in 0..<8 { prefetch(F.self, p + r * stride) }
             accumulate(&a01, xs, F.decodePair(p, p + stride))
             accumulate(&a23, xs, F.decodePair(p + 2 * stride, p + 3 * stride))
             accumulate(&a45, xs, F.decodePair(p + 4 * stride, p + 5 * stride))
@@ -145,7 +145,7 @@ public enum RowDot {
         var a2 = SIMD16<Float>(), b2 = SIMD16<Float>(), a3 = SIMD16<Float>(), b3 = SIMD16<Float>()
         for block in 0..<blocks {
             let i = block * 32, o = block * F.blockBytes
-            Prefetch.ahead(w.0 + o); Prefetch.ahead(w.1 + o); Prefetch.ahead(w.2 + o); Prefetch.ahead(w.3 + o)
+            prefetch(F.self, w.0 + o); prefetch(F.self, w.1 + o); prefetch(F.self, w.2 + o); prefetch(F.self, w.3 + o)
             let u = F.decodePair(w.0 + o, w.1 + o), v = F.decodePair(w.2 + o, w.3 + o)
             @inline(__always) func token(_ a: inout SIMD16<Float>, _ b: inout SIMD16<Float>, _ t: Int) {
                 let xs = activationsTwice(x + t * stride, i)
@@ -172,7 +172,7 @@ public enum RowDot {
         var a6 = SIMD16<Float>(), b6 = SIMD16<Float>(), a7 = SIMD16<Float>(), b7 = SIMD16<Float>()
         for block in 0..<blocks {
             let i = block * 32, o = block * F.blockBytes
-            Prefetch.ahead(w.0 + o); Prefetch.ahead(w.1 + o); Prefetch.ahead(w.2 + o); Prefetch.ahead(w.3 + o)
+            prefetch(F.self, w.0 + o); prefetch(F.self, w.1 + o); prefetch(F.self, w.2 + o); prefetch(F.self, w.3 + o)
             let u = F.decodePair(w.0 + o, w.1 + o), v = F.decodePair(w.2 + o, w.3 + o)
             @inline(__always) func token(_ a: inout SIMD16<Float>, _ b: inout SIMD16<Float>, _ t: Int) {
                 let xs = activationsTwice(x + t * stride, i)
@@ -188,6 +188,13 @@ public enum RowDot {
         if count > 5 { store(5, pairSums(a5, b5)) }
         if count > 6 { store(6, pairSums(a6, b6)) }
         if count > 7 { store(7, pairSums(a7, b7)) }
+    }
+
+    /// Asks for each line of the block `Prefetch.distance` ahead of `p` (two for fp32's 128-byte blocks).
+    @inline(__always)
+    static func prefetch<F: BlockFormat>(_: F.Type, _ p: UnsafeRawPointer) {
+        Prefetch.ahead(p)
+        if F.blockBytes > 64 { Prefetch.ahead(p + 64) }
     }
 
     /// One token's four eight-value activation vectors of the block at `i`, each in both halves of a register.

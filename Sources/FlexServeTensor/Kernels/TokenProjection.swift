@@ -47,9 +47,9 @@ public final class TokenProjection: @unchecked Sendable {
     }
 
     /// nil where `Linear.forward` would not fuse these projections for one token: weights in different formats
-    /// or of other lengths than `input`, fp32 weights.
+    /// or of other lengths than `input`, or not in blocks of 32 values.
     public init?(input: UnsafePointer<Float>, projections: [Linear.Projection], pool: ThreadPool = .shared) {
-        guard let first = projections.first?.weight, let cols = first.shape.last, cols % 32 == 0, first.dtype != .f32,
+        guard let first = projections.first?.weight, let cols = first.shape.last, cols % 32 == 0,
               projections.allSatisfy({ $0.weight.dtype == first.dtype && $0.weight.shape.last == cols
                                        && $0.weight.interleaved?.activations == first.interleaved?.activations }) else { return nil }
         dtype = first.dtype
@@ -149,6 +149,7 @@ public final class TokenProjection: @unchecked Sendable {
             precondition(!readOnly, "rows decoded as they stream have no reads without their arithmetic")
             let slot = task
             switch dtype {
+            case .f32: runPacked(F32Blocks.self, slot: slot, total: rows, rowBytes: rowBytes)
             case .f16: runPacked(F16Blocks.self, slot: slot, total: rows, rowBytes: rowBytes)
             case .bf16: runPacked(BF16Blocks.self, slot: slot, total: rows, rowBytes: rowBytes)
             case .q8_0: runPacked(Q8_0Blocks.self, slot: slot, total: rows, rowBytes: rowBytes)
@@ -156,7 +157,6 @@ public final class TokenProjection: @unchecked Sendable {
             case .q4_1: runPacked(Q4_1Blocks.self, slot: slot, total: rows, rowBytes: rowBytes)
             case .int8Group: runPacked(Int8GroupBlocks.self, slot: slot, total: rows, rowBytes: rowBytes)
             case .int4Group: runPacked(Int4GroupBlocks.self, slot: slot, total: rows, rowBytes: rowBytes)
-            case .f32: preconditionFailure("fp32 rows need no decoding")
             }
         }
     }
