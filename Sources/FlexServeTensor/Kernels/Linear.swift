@@ -26,7 +26,7 @@ public enum Linear {
             IntegerLinear.forward(x: x, tokens: tokens, projections: [Projection(weight: weight, bias: bias, out: out)], pool: pool)
             return
         }
-        if tokens <= fewTokens, cols % 32 == 0 {
+        if tokens <= fewTokens(dtype), cols % 32 == 0 {
             decodeTokens(x: x, tokens: tokens, projections: [Projection(weight: weight, bias: bias, out: out)], pool: pool)
             return
         }
@@ -147,7 +147,7 @@ public enum Linear {
                                         && $0.weight.shape.last == cols }
         if fusable {
             IntegerLinear.forward(x: x, tokens: tokens, projections: projections, pool: pool)
-        } else if tokens <= fewTokens, cols % 32 == 0,
+        } else if tokens <= fewTokens(first.dtype), cols % 32 == 0,
                   projections.allSatisfy({ $0.weight.interleaved == nil && $0.weight.dtype == first.dtype && $0.weight.shape.last == cols }) {
             decodeTokens(x: x, tokens: tokens, projections: projections, pool: pool)
         } else {
@@ -161,6 +161,19 @@ public enum Linear {
     /// k = 2: −26%, 3: −36%, 4: −31%, 5: −46%, 8: −19%, 12: −14%, 16: −3%. fp32 rows (`F32Blocks`) too: against
     /// the fp32 kernels on the rows in place (`bench verify --format f32`, Emerald Rapids) k = 2 to 16: −15 to −17%.
     static let fewTokens = 16
+
+    /// Float rows (fp32, f16, bf16) take packed rows up to the panels' first size with AVX-512, a few tokens more than
+    /// the block formats: `bench kernels` (one thread, 512 × 576 in L2, Emerald Rapids) against the fp32 kernels / a
+    /// widened scratch for 17–23 tokens: fp32 17 tokens 102.7 → 87.8 µs, 20 124.7 → 95.5, 23 156.1 → 106.1; f16 113.5
+    /// → 99.7, 133.9 → 110.6, 163.7 → 121.8 (bf16 the same as f16); 16 tokens unchanged.
+    @inline(__always)
+    static func fewTokens(_ dtype: DType) -> Int {
+        #if FLEXSERVE_AVX512
+        dtype.isQuantized ? fewTokens : RowPanel.minimumTokens - 1
+        #else
+        fewTokens
+        #endif
+    }
 
     /// A few tokens against packed rows: decoded in registers, no scratch (one token uses each weight once).
     /// Several projections of the same tokens share one dispatch, their rows split between the threads as one range.
