@@ -5,6 +5,8 @@
 /// FlexFlow dequantize, so a dequantized model matches the references exactly.
 protocol BlockFormat {
     static var blockBytes: Int { get }
+    /// How far ahead of a block the few-token kernels ask for its lines (`RowDot.prefetch`).
+    static var prefetchDistance: Int { get }
     /// Values 0..<16 and 16..<32 of the block at `p`.
     static func decode(_ p: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>)
     /// The same 32 values as four 8-value quarters (`BlockFormatsAVX512.swift` has faster ones).
@@ -15,6 +17,8 @@ protocol BlockFormat {
 }
 
 extension BlockFormat {
+    static var prefetchDistance: Int { Prefetch.distance }
+
     @inline(__always) static func decode8(_ p: UnsafeRawPointer) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
         let (lo, hi) = decode(p)
         return (lo.lowHalf, lo.highHalf, hi.lowHalf, hi.highHalf)
@@ -31,6 +35,7 @@ extension BlockFormat {
 /// fp32 weights too, and decoding steps take them in one parallel region (`TokenProjection`) as the other formats.
 enum F32Blocks: BlockFormat {
     static var blockBytes: Int { 128 }
+    static var prefetchDistance: Int { Prefetch.floatRowDistance }
     @inline(__always) static func decode(_ p: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>) {
         (p.loadUnaligned(as: SIMD16<Float>.self), p.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self))
     }
@@ -43,6 +48,7 @@ enum F32Blocks: BlockFormat {
 
 enum F16Blocks: BlockFormat {
     static var blockBytes: Int { 64 }
+    static var prefetchDistance: Int { Prefetch.floatRowDistance }
     @inline(__always) static func decode(_ p: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>) {
         (SIMDWidening.halves(p.loadUnaligned(as: SIMD16<UInt16>.self)),
          SIMDWidening.halves(p.loadUnaligned(fromByteOffset: 32, as: SIMD16<UInt16>.self)))
@@ -51,6 +57,7 @@ enum F16Blocks: BlockFormat {
 
 enum BF16Blocks: BlockFormat {
     static var blockBytes: Int { 64 }
+    static var prefetchDistance: Int { Prefetch.floatRowDistance }
     @inline(__always) static func decode(_ p: UnsafeRawPointer) -> (SIMD16<Float>, SIMD16<Float>) {
         (SIMDWidening.bfloats(p.loadUnaligned(as: SIMD16<UInt16>.self)),
          SIMDWidening.bfloats(p.loadUnaligned(fromByteOffset: 32, as: SIMD16<UInt16>.self)))

@@ -159,7 +159,7 @@ public enum Linear {
     /// (`decodeTokens`); more take rows decoded into an fp32 scratch and the eight-token kernel. SmolLM2
     /// forwards of k tokens as stored, fp32 activations, against the scratch for every k > 1 (alternating, Zen 5):
     /// k = 2: −26%, 3: −36%, 4: −31%, 5: −46%, 8: −19%, 12: −14%, 16: −3%. fp32 rows (`F32Blocks`) too: against
-    /// the fp32 kernels on the rows in place (`bench verify --format f32`, Emerald Rapids) k = 2 to 16: −15 to −17%.
+    /// the fp32 kernels on the rows in place (`bench verify --format f32`, Emerald Rapids) k = 2 to 16: −13 to −17%.
     static let fewTokens = 16
 
     /// Float rows (fp32, f16, bf16) take packed rows up to the panels' first size with AVX-512, a few tokens more than

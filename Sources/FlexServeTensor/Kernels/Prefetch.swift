@@ -12,10 +12,10 @@ public enum Prefetch {
     /// records, ask 1–4 KB ahead: `IntegerLinear.decodePrefetchBytes`.)
     public static let distance = 256
 
-    /// The same for rows of floats (fp32, f16, bf16; `RowDot.prefetch`). Against 256, alternated `bench throughput` rounds on
-    /// Emerald Rapids (2026-12-06): SmolLM2 decode f16 128–130 → 142–160 tokens/s, bf16 126–131 → 148–149, f32 level;
-    /// TinyLlama's widths (660 MB f16, beyond the L3) f16 44.5–44.7 → 46.2–47.8; a k-token f16 verification 4–11% shorter.
-    /// 1024: level with 512 beyond the L3, slower within it.
+    /// The same for rows of floats (`BlockFormat.prefetchDistance` of fp32, f16 and bf16). Against 256, alternated
+    /// `bench throughput` rounds on Emerald Rapids (2026-12-06): SmolLM2 decode f16 128–130 → 142–160 tokens/s, bf16
+    /// 126–131 → 148–149, f32 level; TinyLlama's widths (660 MB f16, beyond the L3) f16 44.5–44.7 → 46.2–47.8; a k-token
+    /// f16 verification 3–11% shorter. 1024: level with 512 beyond the L3, slower within it.
     public static let floatRowDistance = 512
 
     /// Asks for the cache line `distance` (or `bytes`) past `p` (into all cache levels): with several rows

@@ -190,13 +190,11 @@ public enum RowDot {
         if count > 7 { store(7, pairSums(a7, b7)) }
     }
 
-    /// Asks for each line of the block at `p` (two for fp32's 128-byte blocks) ahead of it: `Prefetch.floatRowDistance` for
-    /// float rows, `Prefetch.distance` for the smaller blocks of the integer formats.
+    /// Asks for each line of the block at `p` (two for fp32's 128-byte blocks) `F.prefetchDistance` ahead of it.
     @inline(__always)
     static func prefetch<F: BlockFormat>(_: F.Type, _ p: UnsafeRawPointer) {
-        let distance = F.blockBytes >= 64 ? Prefetch.floatRowDistance : Prefetch.distance
-        Prefetch.ahead(p, by: distance)
-        if F.blockBytes > 64 { Prefetch.ahead(p + 64, by: distance) }
+        Prefetch.ahead(p, by: F.prefetchDistance)
+        if F.blockBytes > 64 { Prefetch.ahead(p + 64, by: F.prefetchDistance) }
     }
 
     /// One token's four eight-value activation vectors of the block at `i`, each in both halves of a register.
