@@ -97,17 +97,16 @@ public enum Linear {
 
     #if FLEXSERVE_AVX512
     /// Sixteen rows at a time against a tile of `RowPanel.tokenTile` tokens, three by three (`RowPanel`), handed out tile
-    /// by tile to whichever thread asks; the last tokens past a multiple of three go through `forward` again.
+    /// by tile to whichever thread asks.
     static func forwardInPanels(x: UnsafePointer<Float>, tokens: Int, weight: TensorView, bias: UnsafePointer<Float>?,
                                 out: UnsafeMutablePointer<Float>, pool: ThreadPool) {
         let rows = weight.shape[0], cols = weight.shape[weight.shape.count - 1]
-        let threes = tokens / RowPanel.tokensPerPass * RowPanel.tokensPerPass
         let rowBlocks = (rows + RowPanel.rows - 1) / RowPanel.rows
-        let units = rowBlocks * ((threes + RowPanel.tokenTile - 1) / RowPanel.tokenTile)
+        let units = rowBlocks * ((tokens + RowPanel.tokenTile - 1) / RowPanel.tokenTile)
         pool.forEachUnit(units, scratchBytes: RowPanel.byteCount) { scratch, u in
             let tile = u / rowBlocks * RowPanel.tokenTile, r0 = u % rowBlocks * RowPanel.rows
             let n = min(RowPanel.rows, rows - r0)
-            RowPanel(scratch).run(weight, firstRow: r0, x: x, cols: cols, tokens: tile..<min(threes, tile + RowPanel.tokenTile)) { t, sums in
+            RowPanel(scratch).run(weight, firstRow: r0, x: x, cols: cols, tokens: tile..<min(tokens, tile + RowPanel.tokenTile)) { t, sums in
                 let o = out + t * rows + r0
                 if n == RowPanel.rows {
                     let b = bias.map { UnsafeRawPointer($0 + r0).loadUnaligned(as: SIMD16<Float>.self) } ?? SIMD16<Float>()
@@ -116,9 +115,6 @@ public enum Linear {
                     for k in 0..<n { o[k] = sums[k] + (bias?[r0 + k] ?? 0) }
                 }
             }
-        }
-        if threes < tokens {
-            forward(x: x + threes * cols, tokens: tokens - threes, weight: weight, bias: bias, out: out + threes * rows, pool: pool)
         }
     }
     #endif

@@ -46,21 +46,24 @@ struct RowPanel {
     }
 
     /// Rows `firstRow..<firstRow + 16` of `weight` (the last row repeated past the matrix's end) against tokens `tokens`
-    /// (a multiple of three, at most `tokenTile`) of `x` (`cols` apart): `store(t, sums)` with token t's sixteen row sums.
+    /// (at most `tokenTile`) of `x` (`cols` apart): `store(t, sums)` with token t's sixteen row sums. One or two tokens
+    /// past the threes take a pass of their own over the panel (their last repeated), not another read of the rows.
     @inline(__always)
     func run(_ weight: TensorView, firstRow: Int, x: UnsafePointer<Float>, cols: Int, tokens: Range<Int>, store: (Int, SIMD16<Float>) -> Void) {
-        let passes = tokens.count / 3
+        let passes = (tokens.count + 2) / 3
+        @inline(__always) func count(_ p: Int) -> Int { min(3, tokens.count - 3 * p) }
         let rowBytes = weight.dtype.byteCount(values: cols)!
         for c0 in stride(from: 0, to: cols, by: Self.chunkColumns) {
             let width = min(Self.chunkColumns, cols - c0)
             fill(weight, firstRow: firstRow, rowBytes: rowBytes, columns: c0..<(c0 + width))
             for p in 0..<passes {
                 let t = tokens.lowerBound + 3 * p
-                threeTokens(x + t * cols + c0, cols: cols, steps: width / 8, sums: sums + 24 * p, first: c0 == 0, prefetchNext: p + 1 < passes)
+                threeTokens(x + t * cols + c0, count(p), cols: cols, steps: width / 8, sums: sums + 24 * p, first: c0 == 0,
+                            next: p + 1 < passes ? count(p + 1) : 0)
             }
         }
         for p in 0..<passes {
-            for k in 0..<3 {
+            for k in 0..<count(p) {
                 let a = sums + 24 * p + 8 * k
                 store(tokens.lowerBound + 3 * p + k, Self.rowSums(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]))
             }
@@ -138,23 +141,22 @@ struct RowPanel {
         return _mm512_permutexvar_ps(unsafeBitCast(l.rows, to: __m512i.self), s)
     }
 
-    /// Three tokens (`x`, `cols` apart) over `steps` steps of the panel, their sums carried in `memory` (zero for the first
-    /// chunk); with `prefetchNext`, the next three tokens' lines of the chunk are asked for on the way (each token's 1 KB run
-    /// is too short for the hardware prefetchers).
+    /// Three tokens (`x`, `cols` apart; with `count` below three the last repeated) over `steps` steps of the panel, their
+    /// sums carried in `memory` (zero for the first chunk); the next pass's `next` tokens' lines of the chunk are asked for
+    /// on the way (each token's 1 KB run is too short for the hardware prefetchers).
     @inline(__always)
-    private func threeTokens(_ x: UnsafePointer<Float>, cols: Int, steps: Int, sums memory: UnsafeMutablePointer<SIMD16<Float>>, first: Bool,
-                             prefetchNext: Bool) {
+    private func threeTokens(_ x: UnsafePointer<Float>, _ count: Int, cols: Int, steps: Int, sums memory: UnsafeMutablePointer<SIMD16<Float>>,
+                             first: Bool, next: Int) {
         var s = first ? ThreeTokenSums() : ThreeTokenSums(memory)
-        if prefetchNext {
-            let next = UnsafeRawPointer(x + 3 * cols)
+        let x1 = x + min(1, count - 1) * cols, x2 = x + min(2, count - 1) * cols
+        if next > 0 {
+            let n0 = UnsafeRawPointer(x + 3 * cols), n1 = n0 + 4 * min(1, next - 1) * cols, n2 = n0 + 4 * min(2, next - 1) * cols
             for i in 0..<steps {
-                if i % 2 == 0 {
-                    Prefetch.line(next + 32 * i); Prefetch.line(next + 32 * i + 4 * cols); Prefetch.line(next + 32 * i + 8 * cols)
-                }
-                s.addProducts(panel + 8 * i, x + 8 * i, cols: cols)
+                if i % 2 == 0 { Prefetch.line(n0 + 32 * i); Prefetch.line(n1 + 32 * i); Prefetch.line(n2 + 32 * i) }
+                s.addProducts(panel + 8 * i, x + 8 * i, x1 + 8 * i, x2 + 8 * i)
             }
         } else {
-            for i in 0..<steps { s.addProducts(panel + 8 * i, x + 8 * i, cols: cols) }
+            for i in 0..<steps { s.addProducts(panel + 8 * i, x + 8 * i, x1 + 8 * i, x2 + 8 * i) }
         }
         s.store(memory)
     }
@@ -184,8 +186,9 @@ private struct ThreeTokenSums {
     }
 
     /// Each pair's vector loaded once for the three tokens, each token's eight activations broadcast once for the eight pairs.
-    @inline(__always) mutating func addProducts(_ w: UnsafePointer<SIMD16<Float>>, _ x: UnsafePointer<Float>, cols: Int) {
-        let u = RowDot.twice(x, 0), v = RowDot.twice(x, cols), t = RowDot.twice(x, 2 * cols)
+    @inline(__always) mutating func addProducts(_ w: UnsafePointer<SIMD16<Float>>, _ x0: UnsafePointer<Float>, _ x1: UnsafePointer<Float>,
+                                                _ x2: UnsafePointer<Float>) {
+        let u = RowDot.twice(x0, 0), v = RowDot.twice(x1, 0), t = RowDot.twice(x2, 0)
         var p = w[0]; a0 = a0.addingProduct(u, p); b0 = b0.addingProduct(v, p); c0 = c0.addingProduct(t, p)
         p = w[1]; a1 = a1.addingProduct(u, p); b1 = b1.addingProduct(v, p); c1 = c1.addingProduct(t, p)
         p = w[2]; a2 = a2.addingProduct(u, p); b2 = b2.addingProduct(v, p); c2 = c2.addingProduct(t, p)
