@@ -318,6 +318,78 @@ struct TokenTile8: TokenTile {
     }
 }
 
+/// Nine to eleven tokens (AVX-512): a forward's last ones past its twelves in one pass, which two passes took (each
+/// converting the values again).
+struct TokenTile9: TokenTile {
+    var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
+    var s4 = SIMD16<Float>(), s5 = SIMD16<Float>(), s6 = SIMD16<Float>(), s7 = SIMD16<Float>()
+    var s8 = SIMD16<Float>()
+    @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) {
+        s0 = s0.addingProduct(w, x[0]); s1 = s1.addingProduct(w, x[32]); s2 = s2.addingProduct(w, x[64]); s3 = s3.addingProduct(w, x[96])
+        s4 = s4.addingProduct(w, x[128]); s5 = s5.addingProduct(w, x[160]); s6 = s6.addingProduct(w, x[192]); s7 = s7.addingProduct(w, x[224])
+        s8 = s8.addingProduct(w, x[256])
+    }
+    @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type,
+                                                        sum: (Int) -> Float) {
+        t.s0 = blockTotal(t.s0, s0, d, c, F.self, sum(0)); t.s1 = blockTotal(t.s1, s1, d, c, F.self, sum(1))
+        t.s2 = blockTotal(t.s2, s2, d, c, F.self, sum(2)); t.s3 = blockTotal(t.s3, s3, d, c, F.self, sum(3))
+        t.s4 = blockTotal(t.s4, s4, d, c, F.self, sum(4)); t.s5 = blockTotal(t.s5, s5, d, c, F.self, sum(5))
+        t.s6 = blockTotal(t.s6, s6, d, c, F.self, sum(6)); t.s7 = blockTotal(t.s7, s7, d, c, F.self, sum(7))
+        t.s8 = blockTotal(t.s8, s8, d, c, F.self, sum(8))
+    }
+    @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) {
+        body(0, s0); body(1, s1); body(2, s2); body(3, s3); body(4, s4); body(5, s5)
+        body(6, s6); body(7, s7); body(8, s8)
+    }
+}
+
+struct TokenTile10: TokenTile {
+    var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
+    var s4 = SIMD16<Float>(), s5 = SIMD16<Float>(), s6 = SIMD16<Float>(), s7 = SIMD16<Float>()
+    var s8 = SIMD16<Float>(), s9 = SIMD16<Float>()
+    @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) {
+        s0 = s0.addingProduct(w, x[0]); s1 = s1.addingProduct(w, x[32]); s2 = s2.addingProduct(w, x[64]); s3 = s3.addingProduct(w, x[96])
+        s4 = s4.addingProduct(w, x[128]); s5 = s5.addingProduct(w, x[160]); s6 = s6.addingProduct(w, x[192]); s7 = s7.addingProduct(w, x[224])
+        s8 = s8.addingProduct(w, x[256]); s9 = s9.addingProduct(w, x[288])
+    }
+    @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type,
+                                                        sum: (Int) -> Float) {
+        t.s0 = blockTotal(t.s0, s0, d, c, F.self, sum(0)); t.s1 = blockTotal(t.s1, s1, d, c, F.self, sum(1))
+        t.s2 = blockTotal(t.s2, s2, d, c, F.self, sum(2)); t.s3 = blockTotal(t.s3, s3, d, c, F.self, sum(3))
+        t.s4 = blockTotal(t.s4, s4, d, c, F.self, sum(4)); t.s5 = blockTotal(t.s5, s5, d, c, F.self, sum(5))
+        t.s6 = blockTotal(t.s6, s6, d, c, F.self, sum(6)); t.s7 = blockTotal(t.s7, s7, d, c, F.self, sum(7))
+        t.s8 = blockTotal(t.s8, s8, d, c, F.self, sum(8)); t.s9 = blockTotal(t.s9, s9, d, c, F.self, sum(9))
+    }
+    @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) {
+        body(0, s0); body(1, s1); body(2, s2); body(3, s3); body(4, s4); body(5, s5)
+        body(6, s6); body(7, s7); body(8, s8); body(9, s9)
+    }
+}
+
+struct TokenTile11: TokenTile {
+    var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
+    var s4 = SIMD16<Float>(), s5 = SIMD16<Float>(), s6 = SIMD16<Float>(), s7 = SIMD16<Float>()
+    var s8 = SIMD16<Float>(), s9 = SIMD16<Float>(), s10 = SIMD16<Float>()
+    @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) {
+        s0 = s0.addingProduct(w, x[0]); s1 = s1.addingProduct(w, x[32]); s2 = s2.addingProduct(w, x[64]); s3 = s3.addingProduct(w, x[96])
+        s4 = s4.addingProduct(w, x[128]); s5 = s5.addingProduct(w, x[160]); s6 = s6.addingProduct(w, x[192]); s7 = s7.addingProduct(w, x[224])
+        s8 = s8.addingProduct(w, x[256]); s9 = s9.addingProduct(w, x[288]); s10 = s10.addingProduct(w, x[320])
+    }
+    @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type,
+                                                        sum: (Int) -> Float) {
+        t.s0 = blockTotal(t.s0, s0, d, c, F.self, sum(0)); t.s1 = blockTotal(t.s1, s1, d, c, F.self, sum(1))
+        t.s2 = blockTotal(t.s2, s2, d, c, F.self, sum(2)); t.s3 = blockTotal(t.s3, s3, d, c, F.self, sum(3))
+        t.s4 = blockTotal(t.s4, s4, d, c, F.self, sum(4)); t.s5 = blockTotal(t.s5, s5, d, c, F.self, sum(5))
+        t.s6 = blockTotal(t.s6, s6, d, c, F.self, sum(6)); t.s7 = blockTotal(t.s7, s7, d, c, F.self, sum(7))
+        t.s8 = blockTotal(t.s8, s8, d, c, F.self, sum(8)); t.s9 = blockTotal(t.s9, s9, d, c, F.self, sum(9))
+        t.s10 = blockTotal(t.s10, s10, d, c, F.self, sum(10))
+    }
+    @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) {
+        body(0, s0); body(1, s1); body(2, s2); body(3, s3); body(4, s4); body(5, s5)
+        body(6, s6); body(7, s7); body(8, s8); body(9, s9); body(10, s10)
+    }
+}
+
 /// Twelve chains of FMAs: more than the eight that keep two FMA units busy at four cycles' latency, and with their
 /// totals 24 of the 32 vector registers.
 struct TokenTile12: TokenTile {
