@@ -366,8 +366,7 @@ enum IntegerLinear {
     /// one pass (with AVX2 up to five). Every pass converts the group's values again, so fewer passes is faster: four at a
     /// time, then the rest (a lone token to a pass of its own), took SmolLM2's 5-, 6- and 10-token forwards 2.54, 2.87 and
     /// 4.41 decode steps against 2.10, 2.35 and 3.86 with passes of up to six (`bench verify`, Zen 5, six alternated runs);
-    /// nine to eleven in one pass instead of two
-    /// (Emerald Rapids, Q4_1 as stored, alternated): 9–11 tokens 13–20% shorter, 21–23 7–9%.
+    /// nine to eleven in one pass instead of two, 9–11 tokens 13–20% shorter and 21–23 7–9% (Emerald Rapids, as stored).
     @inline(__always)
     static func groupTokens<F: IntegerBlockFormat>(_: F.Type, _ a: F32Activations, _ s: Segment, group g: Int, _ w: Group, _ tile: Range<Int>) {
         // `t` is passed, not captured: a local function that changed a captured `t` kept it in a heap box, allocated and
