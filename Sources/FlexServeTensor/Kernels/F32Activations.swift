@@ -79,7 +79,8 @@ struct F32Activations: GroupActivations {
     @inline(__always)
     func accumulate<F: IntegerBlockFormat>(_ sums: inout SIMD16<Float>, _ offsets: inout SIMD16<Float>, token t: Int, block b: Int,
                                            _ integers: UnsafeRawPointer, scales d: SIMD16<Float>, offsetsPerUnit c: SIMD16<Float>, _: F.Type) {
-        var dot = TokenTile1(), total = TokenTile1(s0: sums)
+        var dot = TokenTiles<1>(), total = TokenTiles<1>()
+        total.s0 = sums
         floatDots(&dot, integers, block(t, b), F.self)
         dot.scale(into: &total, d, c, F.self) { _ in sum(t, b) }
         sums = total.s0
@@ -196,223 +197,78 @@ protocol TokenTile {
     func forEach(_ body: (Int, SIMD16<Float>) -> Void)
 }
 
-struct TokenTile1: TokenTile {
-    var s0 = SIMD16<Float>()
-    @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) { s0 = s0.addingProduct(w, x[0]) }
-    @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type,
-                                                        sum: (Int) -> Float) {
-        t.s0 = blockTotal(t.s0, s0, d, c, F.self, sum(0))
-    }
-    @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) { body(0, s0) }
-}
-
-/// Two, three and five tokens: a forward's last few past its tiles of six or twelve (a speculative tree of 5–11 tokens)
-/// in one pass, each converted vector of values meeting all of them, instead of token by token.
-struct TokenTile2: TokenTile {
-    var s0 = SIMD16<Float>(), s1 = SIMD16<Float>()
-    @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) {
-        s0 = s0.addingProduct(w, x[0]); s1 = s1.addingProduct(w, x[32])
-    }
-    @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type,
-                                                        sum: (Int) -> Float) {
-        t.s0 = blockTotal(t.s0, s0, d, c, F.self, sum(0)); t.s1 = blockTotal(t.s1, s1, d, c, F.self, sum(1))
-    }
-    @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) { body(0, s0); body(1, s1) }
-}
-
-struct TokenTile3: TokenTile {
-    var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>()
-    @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) {
-        s0 = s0.addingProduct(w, x[0]); s1 = s1.addingProduct(w, x[32]); s2 = s2.addingProduct(w, x[64])
-    }
-    @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type,
-                                                        sum: (Int) -> Float) {
-        t.s0 = blockTotal(t.s0, s0, d, c, F.self, sum(0)); t.s1 = blockTotal(t.s1, s1, d, c, F.self, sum(1))
-        t.s2 = blockTotal(t.s2, s2, d, c, F.self, sum(2))
-    }
-    @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) { body(0, s0); body(1, s1); body(2, s2) }
-}
-
-struct TokenTile5: TokenTile {
-    var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>(), s4 = SIMD16<Float>()
-    @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) {
-        s0 = s0.addingProduct(w, x[0]); s1 = s1.addingProduct(w, x[32]); s2 = s2.addingProduct(w, x[64])
-        s3 = s3.addingProduct(w, x[96]); s4 = s4.addingProduct(w, x[128])
-    }
-    @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type,
-                                                        sum: (Int) -> Float) {
-        t.s0 = blockTotal(t.s0, s0, d, c, F.self, sum(0)); t.s1 = blockTotal(t.s1, s1, d, c, F.self, sum(1))
-        t.s2 = blockTotal(t.s2, s2, d, c, F.self, sum(2)); t.s3 = blockTotal(t.s3, s3, d, c, F.self, sum(3))
-        t.s4 = blockTotal(t.s4, s4, d, c, F.self, sum(4))
-    }
-    @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) { body(0, s0); body(1, s1); body(2, s2); body(3, s3); body(4, s4) }
-}
-
-struct TokenTile4: TokenTile {
-    var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
-    @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) {
-        s0 = s0.addingProduct(w, x[0]); s1 = s1.addingProduct(w, x[32]); s2 = s2.addingProduct(w, x[64]); s3 = s3.addingProduct(w, x[96])
-    }
-    @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type,
-                                                        sum: (Int) -> Float) {
-        t.s0 = blockTotal(t.s0, s0, d, c, F.self, sum(0)); t.s1 = blockTotal(t.s1, s1, d, c, F.self, sum(1))
-        t.s2 = blockTotal(t.s2, s2, d, c, F.self, sum(2)); t.s3 = blockTotal(t.s3, s3, d, c, F.self, sum(3))
-    }
-    @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) { body(0, s0); body(1, s1); body(2, s2); body(3, s3) }
-}
-
-/// Six tokens: with AVX2 the widest tile whose sums fit in sixteen 256-bit registers (twelve) beside the values.
-struct TokenTile6: TokenTile {
-    var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>(), s4 = SIMD16<Float>(), s5 = SIMD16<Float>()
-    @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) {
-        s0 = s0.addingProduct(w, x[0]); s1 = s1.addingProduct(w, x[32]); s2 = s2.addingProduct(w, x[64])
-        s3 = s3.addingProduct(w, x[96]); s4 = s4.addingProduct(w, x[128]); s5 = s5.addingProduct(w, x[160])
-    }
-    @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type,
-                                                        sum: (Int) -> Float) {
-        t.s0 = blockTotal(t.s0, s0, d, c, F.self, sum(0)); t.s1 = blockTotal(t.s1, s1, d, c, F.self, sum(1))
-        t.s2 = blockTotal(t.s2, s2, d, c, F.self, sum(2)); t.s3 = blockTotal(t.s3, s3, d, c, F.self, sum(3))
-        t.s4 = blockTotal(t.s4, s4, d, c, F.self, sum(4)); t.s5 = blockTotal(t.s5, s5, d, c, F.self, sum(5))
-    }
-    @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) {
-        body(0, s0); body(1, s1); body(2, s2); body(3, s3); body(4, s4); body(5, s5)
-    }
-}
-
-/// Seven and eight tokens (AVX-512): a verification's chain in one pass, its sums and totals 16 of the 32 registers.
-struct TokenTile7: TokenTile {
-    var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
-    var s4 = SIMD16<Float>(), s5 = SIMD16<Float>(), s6 = SIMD16<Float>()
-    @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) {
-        s0 = s0.addingProduct(w, x[0]); s1 = s1.addingProduct(w, x[32]); s2 = s2.addingProduct(w, x[64]); s3 = s3.addingProduct(w, x[96])
-        s4 = s4.addingProduct(w, x[128]); s5 = s5.addingProduct(w, x[160]); s6 = s6.addingProduct(w, x[192])
-    }
-    @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type,
-                                                        sum: (Int) -> Float) {
-        t.s0 = blockTotal(t.s0, s0, d, c, F.self, sum(0)); t.s1 = blockTotal(t.s1, s1, d, c, F.self, sum(1))
-        t.s2 = blockTotal(t.s2, s2, d, c, F.self, sum(2)); t.s3 = blockTotal(t.s3, s3, d, c, F.self, sum(3))
-        t.s4 = blockTotal(t.s4, s4, d, c, F.self, sum(4)); t.s5 = blockTotal(t.s5, s5, d, c, F.self, sum(5))
-        t.s6 = blockTotal(t.s6, s6, d, c, F.self, sum(6))
-    }
-    @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) {
-        body(0, s0); body(1, s1); body(2, s2); body(3, s3); body(4, s4); body(5, s5); body(6, s6)
-    }
-}
-
-struct TokenTile8: TokenTile {
-    var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
-    var s4 = SIMD16<Float>(), s5 = SIMD16<Float>(), s6 = SIMD16<Float>(), s7 = SIMD16<Float>()
-    @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) {
-        s0 = s0.addingProduct(w, x[0]); s1 = s1.addingProduct(w, x[32]); s2 = s2.addingProduct(w, x[64]); s3 = s3.addingProduct(w, x[96])
-        s4 = s4.addingProduct(w, x[128]); s5 = s5.addingProduct(w, x[160]); s6 = s6.addingProduct(w, x[192]); s7 = s7.addingProduct(w, x[224])
-    }
-    @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type,
-                                                        sum: (Int) -> Float) {
-        t.s0 = blockTotal(t.s0, s0, d, c, F.self, sum(0)); t.s1 = blockTotal(t.s1, s1, d, c, F.self, sum(1))
-        t.s2 = blockTotal(t.s2, s2, d, c, F.self, sum(2)); t.s3 = blockTotal(t.s3, s3, d, c, F.self, sum(3))
-        t.s4 = blockTotal(t.s4, s4, d, c, F.self, sum(4)); t.s5 = blockTotal(t.s5, s5, d, c, F.self, sum(5))
-        t.s6 = blockTotal(t.s6, s6, d, c, F.self, sum(6)); t.s7 = blockTotal(t.s7, s7, d, c, F.self, sum(7))
-    }
-    @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) {
-        body(0, s0); body(1, s1); body(2, s2); body(3, s3); body(4, s4); body(5, s5); body(6, s6); body(7, s7)
-    }
-}
-
-/// Nine to eleven tokens (AVX-512): a forward's last ones past its twelves in one pass, which two passes took (each
-/// converting the values again).
-struct TokenTile9: TokenTile {
-    var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
-    var s4 = SIMD16<Float>(), s5 = SIMD16<Float>(), s6 = SIMD16<Float>(), s7 = SIMD16<Float>()
-    var s8 = SIMD16<Float>()
-    @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) {
-        s0 = s0.addingProduct(w, x[0]); s1 = s1.addingProduct(w, x[32]); s2 = s2.addingProduct(w, x[64]); s3 = s3.addingProduct(w, x[96])
-        s4 = s4.addingProduct(w, x[128]); s5 = s5.addingProduct(w, x[160]); s6 = s6.addingProduct(w, x[192]); s7 = s7.addingProduct(w, x[224])
-        s8 = s8.addingProduct(w, x[256])
-    }
-    @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type,
-                                                        sum: (Int) -> Float) {
-        t.s0 = blockTotal(t.s0, s0, d, c, F.self, sum(0)); t.s1 = blockTotal(t.s1, s1, d, c, F.self, sum(1))
-        t.s2 = blockTotal(t.s2, s2, d, c, F.self, sum(2)); t.s3 = blockTotal(t.s3, s3, d, c, F.self, sum(3))
-        t.s4 = blockTotal(t.s4, s4, d, c, F.self, sum(4)); t.s5 = blockTotal(t.s5, s5, d, c, F.self, sum(5))
-        t.s6 = blockTotal(t.s6, s6, d, c, F.self, sum(6)); t.s7 = blockTotal(t.s7, s7, d, c, F.self, sum(7))
-        t.s8 = blockTotal(t.s8, s8, d, c, F.self, sum(8))
-    }
-    @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) {
-        body(0, s0); body(1, s1); body(2, s2); body(3, s3); body(4, s4); body(5, s5)
-        body(6, s6); body(7, s7); body(8, s8)
-    }
-}
-
-struct TokenTile10: TokenTile {
-    var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
-    var s4 = SIMD16<Float>(), s5 = SIMD16<Float>(), s6 = SIMD16<Float>(), s7 = SIMD16<Float>()
-    var s8 = SIMD16<Float>(), s9 = SIMD16<Float>()
-    @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) {
-        s0 = s0.addingProduct(w, x[0]); s1 = s1.addingProduct(w, x[32]); s2 = s2.addingProduct(w, x[64]); s3 = s3.addingProduct(w, x[96])
-        s4 = s4.addingProduct(w, x[128]); s5 = s5.addingProduct(w, x[160]); s6 = s6.addingProduct(w, x[192]); s7 = s7.addingProduct(w, x[224])
-        s8 = s8.addingProduct(w, x[256]); s9 = s9.addingProduct(w, x[288])
-    }
-    @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type,
-                                                        sum: (Int) -> Float) {
-        t.s0 = blockTotal(t.s0, s0, d, c, F.self, sum(0)); t.s1 = blockTotal(t.s1, s1, d, c, F.self, sum(1))
-        t.s2 = blockTotal(t.s2, s2, d, c, F.self, sum(2)); t.s3 = blockTotal(t.s3, s3, d, c, F.self, sum(3))
-        t.s4 = blockTotal(t.s4, s4, d, c, F.self, sum(4)); t.s5 = blockTotal(t.s5, s5, d, c, F.self, sum(5))
-        t.s6 = blockTotal(t.s6, s6, d, c, F.self, sum(6)); t.s7 = blockTotal(t.s7, s7, d, c, F.self, sum(7))
-        t.s8 = blockTotal(t.s8, s8, d, c, F.self, sum(8)); t.s9 = blockTotal(t.s9, s9, d, c, F.self, sum(9))
-    }
-    @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) {
-        body(0, s0); body(1, s1); body(2, s2); body(3, s3); body(4, s4); body(5, s5)
-        body(6, s6); body(7, s7); body(8, s8); body(9, s9)
-    }
-}
-
-struct TokenTile11: TokenTile {
-    var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
-    var s4 = SIMD16<Float>(), s5 = SIMD16<Float>(), s6 = SIMD16<Float>(), s7 = SIMD16<Float>()
-    var s8 = SIMD16<Float>(), s9 = SIMD16<Float>(), s10 = SIMD16<Float>()
-    @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) {
-        s0 = s0.addingProduct(w, x[0]); s1 = s1.addingProduct(w, x[32]); s2 = s2.addingProduct(w, x[64]); s3 = s3.addingProduct(w, x[96])
-        s4 = s4.addingProduct(w, x[128]); s5 = s5.addingProduct(w, x[160]); s6 = s6.addingProduct(w, x[192]); s7 = s7.addingProduct(w, x[224])
-        s8 = s8.addingProduct(w, x[256]); s9 = s9.addingProduct(w, x[288]); s10 = s10.addingProduct(w, x[320])
-    }
-    @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type,
-                                                        sum: (Int) -> Float) {
-        t.s0 = blockTotal(t.s0, s0, d, c, F.self, sum(0)); t.s1 = blockTotal(t.s1, s1, d, c, F.self, sum(1))
-        t.s2 = blockTotal(t.s2, s2, d, c, F.self, sum(2)); t.s3 = blockTotal(t.s3, s3, d, c, F.self, sum(3))
-        t.s4 = blockTotal(t.s4, s4, d, c, F.self, sum(4)); t.s5 = blockTotal(t.s5, s5, d, c, F.self, sum(5))
-        t.s6 = blockTotal(t.s6, s6, d, c, F.self, sum(6)); t.s7 = blockTotal(t.s7, s7, d, c, F.self, sum(7))
-        t.s8 = blockTotal(t.s8, s8, d, c, F.self, sum(8)); t.s9 = blockTotal(t.s9, s9, d, c, F.self, sum(9))
-        t.s10 = blockTotal(t.s10, s10, d, c, F.self, sum(10))
-    }
-    @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) {
-        body(0, s0); body(1, s1); body(2, s2); body(3, s3); body(4, s4); body(5, s5)
-        body(6, s6); body(7, s7); body(8, s8); body(9, s9); body(10, s10)
-    }
-}
-
-/// Twelve chains of FMAs: more than the eight that keep two FMA units busy at four cycles' latency, and with their
-/// totals 24 of the 32 vector registers.
-struct TokenTile12: TokenTile {
+/// Sixteen rows' sums for a tile of `n` consecutive tokens (1 to 12) in registers, each width a specialization of its
+/// own in which the tests of `n` fold away. A forward's tokens take tiles of twelve (six with AVX2), then the rest in one
+/// pass, each converted vector of values meeting all of them: every pass converts the values again. Twelve chains of
+/// FMAs are more than the eight that keep two FMA units busy at four cycles' latency, and with their totals take 24 of
+/// the 32 vector registers; AVX2's sixteen registers hold six tokens' sums (twelve) beside the values.
+struct TokenTiles<let n: Int>: TokenTile {
     var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
     var s4 = SIMD16<Float>(), s5 = SIMD16<Float>(), s6 = SIMD16<Float>(), s7 = SIMD16<Float>()
     var s8 = SIMD16<Float>(), s9 = SIMD16<Float>(), s10 = SIMD16<Float>(), s11 = SIMD16<Float>()
-    @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) {
-        s0 = s0.addingProduct(w, x[0]); s1 = s1.addingProduct(w, x[32]); s2 = s2.addingProduct(w, x[64]); s3 = s3.addingProduct(w, x[96])
-        s4 = s4.addingProduct(w, x[128]); s5 = s5.addingProduct(w, x[160]); s6 = s6.addingProduct(w, x[192]); s7 = s7.addingProduct(w, x[224])
-        s8 = s8.addingProduct(w, x[256]); s9 = s9.addingProduct(w, x[288]); s10 = s10.addingProduct(w, x[320]); s11 = s11.addingProduct(w, x[352])
+
+    init() {}
+
+    /// The first `n` sums from `p`.
+    @inline(__always) init(_ p: UnsafePointer<SIMD16<Float>>) {
+        s0 = p[0]
+        if n > 1 { s1 = p[1] }
+        if n > 2 { s2 = p[2] }
+        if n > 3 { s3 = p[3] }
+        if n > 4 { s4 = p[4] }
+        if n > 5 { s5 = p[5] }
+        if n > 6 { s6 = p[6] }
+        if n > 7 { s7 = p[7] }
+        if n > 8 { s8 = p[8] }
+        if n > 9 { s9 = p[9] }
+        if n > 10 { s10 = p[10] }
+        if n > 11 { s11 = p[11] }
     }
+
+    @inline(__always) mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>) {
+        s0 = s0.addingProduct(w, x[0])
+        if n > 1 { s1 = s1.addingProduct(w, x[32]) }
+        if n > 2 { s2 = s2.addingProduct(w, x[64]) }
+        if n > 3 { s3 = s3.addingProduct(w, x[96]) }
+        if n > 4 { s4 = s4.addingProduct(w, x[128]) }
+        if n > 5 { s5 = s5.addingProduct(w, x[160]) }
+        if n > 6 { s6 = s6.addingProduct(w, x[192]) }
+        if n > 7 { s7 = s7.addingProduct(w, x[224]) }
+        if n > 8 { s8 = s8.addingProduct(w, x[256]) }
+        if n > 9 { s9 = s9.addingProduct(w, x[288]) }
+        if n > 10 { s10 = s10.addingProduct(w, x[320]) }
+        if n > 11 { s11 = s11.addingProduct(w, x[352]) }
+    }
+
     @inline(__always) func scale<F: IntegerBlockFormat>(into t: inout Self, _ d: SIMD16<Float>, _ c: SIMD16<Float>, _: F.Type,
                                                         sum: (Int) -> Float) {
-        t.s0 = blockTotal(t.s0, s0, d, c, F.self, sum(0)); t.s1 = blockTotal(t.s1, s1, d, c, F.self, sum(1))
-        t.s2 = blockTotal(t.s2, s2, d, c, F.self, sum(2)); t.s3 = blockTotal(t.s3, s3, d, c, F.self, sum(3))
-        t.s4 = blockTotal(t.s4, s4, d, c, F.self, sum(4)); t.s5 = blockTotal(t.s5, s5, d, c, F.self, sum(5))
-        t.s6 = blockTotal(t.s6, s6, d, c, F.self, sum(6)); t.s7 = blockTotal(t.s7, s7, d, c, F.self, sum(7))
-        t.s8 = blockTotal(t.s8, s8, d, c, F.self, sum(8)); t.s9 = blockTotal(t.s9, s9, d, c, F.self, sum(9))
-        t.s10 = blockTotal(t.s10, s10, d, c, F.self, sum(10)); t.s11 = blockTotal(t.s11, s11, d, c, F.self, sum(11))
+        t.s0 = blockTotal(t.s0, s0, d, c, F.self, sum(0))
+        if n > 1 { t.s1 = blockTotal(t.s1, s1, d, c, F.self, sum(1)) }
+        if n > 2 { t.s2 = blockTotal(t.s2, s2, d, c, F.self, sum(2)) }
+        if n > 3 { t.s3 = blockTotal(t.s3, s3, d, c, F.self, sum(3)) }
+        if n > 4 { t.s4 = blockTotal(t.s4, s4, d, c, F.self, sum(4)) }
+        if n > 5 { t.s5 = blockTotal(t.s5, s5, d, c, F.self, sum(5)) }
+        if n > 6 { t.s6 = blockTotal(t.s6, s6, d, c, F.self, sum(6)) }
+        if n > 7 { t.s7 = blockTotal(t.s7, s7, d, c, F.self, sum(7)) }
+        if n > 8 { t.s8 = blockTotal(t.s8, s8, d, c, F.self, sum(8)) }
+        if n > 9 { t.s9 = blockTotal(t.s9, s9, d, c, F.self, sum(9)) }
+        if n > 10 { t.s10 = blockTotal(t.s10, s10, d, c, F.self, sum(10)) }
+        if n > 11 { t.s11 = blockTotal(t.s11, s11, d, c, F.self, sum(11)) }
     }
+
     @inline(__always) func forEach(_ body: (Int, SIMD16<Float>) -> Void) {
-        body(0, s0); body(1, s1); body(2, s2); body(3, s3); body(4, s4); body(5, s5)
-        body(6, s6); body(7, s7); body(8, s8); body(9, s9); body(10, s10); body(11, s11)
+        body(0, s0)
+        if n > 1 { body(1, s1) }
+        if n > 2 { body(2, s2) }
+        if n > 3 { body(3, s3) }
+        if n > 4 { body(4, s4) }
+        if n > 5 { body(5, s5) }
+        if n > 6 { body(6, s6) }
+        if n > 7 { body(7, s7) }
+        if n > 8 { body(8, s8) }
+        if n > 9 { body(9, s9) }
+        if n > 10 { body(10, s10) }
+        if n > 11 { body(11, s11) }
     }
 }
 

@@ -118,15 +118,14 @@ private protocol PairMember { static var index: Int { get } }
 private enum FirstGroup: PairMember { static var index: Int { 0 } }
 private enum SecondGroup: PairMember { static var index: Int { 1 } }
 
-/// One group of the pair (`G`), six tokens: `TokenTile6`'s sums and steps.
+/// One group of the pair (`G`), six tokens: `TokenTiles<6>`'s sums and steps.
 private struct GroupTile6<G: PairMember>: PairTile {
-    var tile = TokenTile6()
+    var tile = TokenTiles<6>()
 
     init() {}
 
     @inline(__always) init(_ p: UnsafePointer<SIMD16<Float>>) {
-        let q = p + 6 * G.index
-        tile = TokenTile6(s0: q[0], s1: q[1], s2: q[2], s3: q[3], s4: q[4], s5: q[5])
+        tile = TokenTiles<6>(p + 6 * G.index)
     }
 
     @inline(__always) func store(_ p: UnsafeMutablePointer<SIMD16<Float>>) {

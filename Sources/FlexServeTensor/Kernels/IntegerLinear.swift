@@ -379,20 +379,20 @@ enum IntegerLinear {
             }
             switch count {
             #if FLEXSERVE_AVX2
-            case 6: tokens(TokenTile6.self)
+            case 6: tokens(TokenTiles<6>.self)
             #else
-            case 12: tokens(TokenTile12.self)
-            case 11: tokens(TokenTile11.self)
-            case 10: tokens(TokenTile10.self)
-            case 9: tokens(TokenTile9.self)
-            case 8: tokens(TokenTile8.self)
-            case 7: tokens(TokenTile7.self)
-            case 6: tokens(TokenTile6.self)
+            case 12: tokens(TokenTiles<12>.self)
+            case 11: tokens(TokenTiles<11>.self)
+            case 10: tokens(TokenTiles<10>.self)
+            case 9: tokens(TokenTiles<9>.self)
+            case 8: tokens(TokenTiles<8>.self)
+            case 7: tokens(TokenTiles<7>.self)
+            case 6: tokens(TokenTiles<6>.self)
             #endif
-            case 5: tokens(TokenTile5.self)
-            case 4: tokens(TokenTile4.self)
-            case 3: tokens(TokenTile3.self)
-            case 2: tokens(TokenTile2.self)
+            case 5: tokens(TokenTiles<5>.self)
+            case 4: tokens(TokenTiles<4>.self)
+            case 3: tokens(TokenTiles<3>.self)
+            case 2: tokens(TokenTiles<2>.self)
             case 1: s.store(group(a, token: t, w, F.self, prefetch: prefetch), group: g, token: t)
             default: break
             }
