@@ -156,13 +156,24 @@ struct F32Activations: GroupActivations {
     func group<F: IntegerBlockFormat, T: TokenTile>(_: T.Type, token t: Int, _ w: IntegerLinear.Group, _: F.Type, prefetch: Int,
                                                     store: (Int, SIMD16<Float>) -> Void) {
         var totals = T()
-        for b in 0..<blocks {
-            IntegerLinear.prefetchAhead(w, block: b, F.self, by: prefetch)
-            let (d, c) = F.groupScalesAndOffsets(w.headers + b * F.groupHeaderBytes)
-            var dots = T()
-            floatDots(&dots, w.integers + b * F.groupIntegerBytes, block(t, b), F.self)
-            dots.scale(into: &totals, d, c, F.self) { k in sum(t + k, b) }
+        /// Blocks b..<b + u (u ≤ 4) side by side: their dots are independent chains, their steps into the totals in order.
+        @inline(__always) func blocks(_ b: Int, _ u: Int) {
+            for i in 0..<u { IntegerLinear.prefetchAhead(w, block: b + i, F.self, by: prefetch) }
+            var dots = (T(), T(), T(), T())
+            floatDots(&dots, blocks: u, w.integers + b * F.groupIntegerBytes, block(t, b), blockStride: 32 * tokens, F.self)
+            @inline(__always) func scale(_ dots: T, _ i: Int) {
+                let (d, c) = F.groupScalesAndOffsets(w.headers + (b + i) * F.groupHeaderBytes)
+                dots.scale(into: &totals, d, c, F.self) { k in sum(t + k, b + i) }
+            }
+            scale(dots.0, 0)
+            if u > 1 { scale(dots.1, 1) }
+            if u > 2 { scale(dots.2, 2) }
+            if u > 3 { scale(dots.3, 3) }
         }
+        let u = T.blocksSideBySide
+        var b = 0
+        while b + u <= self.blocks { blocks(b, u); b += u }
+        while b < self.blocks { blocks(b, 1); b += 1 }
         totals.forEach { k, total in store(k, total + SIMD16<Float>()) }
     }
 }
@@ -179,6 +190,30 @@ func floatDots<F: IntegerBlockFormat, T: TokenTile>(_ dots: inout T, _ integers:
     }
 }
 
+/// Blocks b..<b + u (u ≤ 4, a constant where inlined) of a group against a tile of tokens, into `dots.0` to `dots.3`:
+/// block b + i's record `i · groupIntegerBytes` on from `integers`, its prepared activations `i · blockStride` floats on
+/// from `x`. Each block's dot is a chain of dependent FMAs per token; a tile of a few tokens alone waits on their
+/// latency, so the blocks' FMAs are interleaved, field by field. Each block's products are `floatDots`' in its order.
+@inline(__always)
+func floatDots<F: IntegerBlockFormat, T: TokenTile>(_ dots: inout (T, T, T, T), blocks u: Int, _ integers: UnsafeRawPointer,
+                                                     _ x: UnsafePointer<Float>, blockStride: Int, _: F.Type) {
+    if u == 1 { return floatDots(&dots.0, integers, x, F.self) }
+    let record = F.groupIntegerBytes
+    for v in 0..<F.floatVectors {
+        let u0 = F.floatVector(integers, v), u1 = F.floatVector(integers + record, v)
+        let u2 = u > 2 ? F.floatVector(integers + 2 * record, v) : u0, u3 = u > 3 ? F.floatVector(integers + 3 * record, v) : u0
+        let xv = x + v * F.floatFields
+        @inline(__always) func field(_ f: Int) {
+            dots.0.addProducts(F.floatField(u0, f), xv + f)
+            dots.1.addProducts(F.floatField(u1, f), xv + blockStride + f)
+            if u > 2 { dots.2.addProducts(F.floatField(u2, f), xv + 2 * blockStride + f) }
+            if u > 3 { dots.3.addProducts(F.floatField(u3, f), xv + 3 * blockStride + f) }
+        }
+        field(0); field(1); field(2); field(3)
+        if F.floatFields == 8 { field(4); field(5); field(6); field(7) }
+    }
+}
+
 /// A block's step into a token's total, the same in every path: `total + dot·d`, then `+ c·Σx` unless the values are signed.
 @inline(__always)
 func blockTotal<F: IntegerBlockFormat>(_ total: SIMD16<Float>, _ dot: SIMD16<Float>, _ d: SIMD16<Float>, _ c: SIMD16<Float>,
@@ -189,6 +224,8 @@ func blockTotal<F: IntegerBlockFormat>(_ total: SIMD16<Float>, _ dot: SIMD16<Flo
 
 /// Sixteen rows' sums for a tile of consecutive tokens, in registers.
 protocol TokenTile {
+    /// How many consecutive blocks a pass takes side by side (`F32Activations.group`).
+    static var blocksSideBySide: Int { get }
     init()
     /// s_k += w · x[32k] for each token k.
     mutating func addProducts(_ w: SIMD16<Float>, _ x: UnsafePointer<Float>)
@@ -208,6 +245,16 @@ struct TokenTiles<let n: Int>: TokenTile {
     var s8 = SIMD16<Float>(), s9 = SIMD16<Float>(), s10 = SIMD16<Float>(), s11 = SIMD16<Float>()
 
     init() {}
+
+    /// Enough chains of FMAs (tokens × blocks) to keep two FMA units busy at four cycles' latency, beside the values'
+    /// conversions (two instructions a vector); with AVX2 the sixteen registers leave no room.
+    static var blocksSideBySide: Int {
+        #if FLEXSERVE_AVX2
+        1
+        #else
+        n <= 2 ? 4 : n == 3 ? 3 : n <= 10 ? 2 : 1
+        #endif
+    }
 
     /// The first `n` sums from `p`.
     @inline(__always) init(_ p: UnsafePointer<SIMD16<Float>>) {

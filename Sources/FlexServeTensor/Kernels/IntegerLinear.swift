@@ -393,7 +393,7 @@ enum IntegerLinear {
             case 4: tokens(TokenTiles<4>.self)
             case 3: tokens(TokenTiles<3>.self)
             case 2: tokens(TokenTiles<2>.self)
-            case 1: s.store(group(a, token: t, w, F.self, prefetch: prefetch), group: g, token: t)
+            case 1: tokens(TokenTiles<1>.self)
             default: break
             }
         }
