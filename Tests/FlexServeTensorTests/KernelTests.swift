@@ -53,8 +53,9 @@ final class KernelTests: XCTestCase {
 
     /// The same for fp32 activations against `InterleavedRows` (`F32Activations`): twelve tokens at a time, then the rest in
     /// one pass (nine, ten and eleven tokens here; six and the rest with AVX2), a pass of up to ten tokens taking two to
-    /// four blocks side by side and the rest one at a time (four and one for 1 + 12 and 2 + 12 tokens over 5 and 9 blocks,
-    /// three and two for 3 tokens over 5), and four groups side by side when decoding;
+    /// four blocks side by side and the blocks past the last such run one at a time (12 + 2 tokens over five blocks: four
+    /// and one; 12 + 1 over nine: four, four and one; 3 tokens over five: three and two), and four groups side by side
+    /// when decoding;
     /// from 24 tokens on, pairs of groups against panels, six tokens at a time, with an odd group, a partial one and the
     /// tokens left over by the sixes (the last shape spans two token tiles).
     func testInterleavedRowsWithFP32ActivationsMatchReferenceAndAreBatchInvariant() {

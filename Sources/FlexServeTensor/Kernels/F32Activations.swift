@@ -157,7 +157,7 @@ struct F32Activations: GroupActivations {
                                                     store: (Int, SIMD16<Float>) -> Void) {
         var totals = T()
         /// Blocks b..<b + u (u ≤ 4) side by side: their dots are independent chains, their steps into the totals in order.
-        @inline(__always) func blocks(_ b: Int, _ u: Int) {
+        @inline(__always) func sideBySide(_ b: Int, _ u: Int) {
             for i in 0..<u { IntegerLinear.prefetchAhead(w, block: b + i, F.self, by: prefetch) }
             var dots = (T(), T(), T(), T())
             floatDots(&dots, blocks: u, w.integers + b * F.groupIntegerBytes, block(t, b), blockStride: 32 * tokens, F.self)
@@ -172,8 +172,8 @@ struct F32Activations: GroupActivations {
         }
         let u = T.blocksSideBySide
         var b = 0
-        while b + u <= self.blocks { blocks(b, u); b += u }
-        while b < self.blocks { blocks(b, 1); b += 1 }
+        while b + u <= blocks { sideBySide(b, u); b += u }
+        while b < blocks { sideBySide(b, 1); b += 1 }
         totals.forEach { k, total in store(k, total + SIMD16<Float>()) }
     }
 }

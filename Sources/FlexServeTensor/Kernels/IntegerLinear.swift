@@ -371,7 +371,7 @@ enum IntegerLinear {
     static func groupTokens<F: IntegerBlockFormat>(_: F.Type, _ a: F32Activations, _ s: Segment, group g: Int, _ w: Group, _ tile: Range<Int>) {
         // `t` is passed, not captured: a local function that changed a captured `t` kept it in a heap box, allocated and
         // freed for every group (5.5% of a speculative server's time in `perf`).
-        /// One pass over `count` tokens from t (token by token for one: a group, two chains of FMAs).
+        /// One pass over `count` tokens from t.
         @inline(__always) func pass(_ t: Int, _ count: Int) {
             let prefetch = t == tile.lowerBound ? decodePrefetchBytes : 0
             @inline(__always) func tokens<T: TokenTile>(_: T.Type) {
