@@ -52,15 +52,15 @@ final class KernelTests: XCTestCase {
     }
 
     /// The same for fp32 activations against `InterleavedRows` (`F32Activations`): twelve tokens at a time, then the rest in
-    /// one pass (nine, ten and eleven tokens here; six and the rest with AVX2), a pass of up to ten tokens taking two to
-    /// four blocks side by side and the blocks past the last such run one at a time (12 + 2 tokens over five blocks: four
-    /// and one; 12 + 1 over nine: four, four and one; 3 tokens over five: three and two), and four groups side by side
-    /// when decoding;
+    /// one pass (nine, ten and eleven tokens here; six and the rest with AVX2), 13 to 20 tokens in two halves, a pass of up
+    /// to ten tokens taking two to four blocks side by side and the blocks past the last such run one at a time (2 tokens
+    /// over five blocks: four and one; 3 over five: three and two; 7 + 7 over five: two, two and one; the lone token past
+    /// 24 over nine blocks: four, four and one), and four groups side by side when decoding;
     /// from 24 tokens on, pairs of groups against panels, six tokens at a time, with an odd group, a partial one and the
     /// tokens left over by the sixes (the last shape spans two token tiles).
     func testInterleavedRowsWithFP32ActivationsMatchReferenceAndAreBatchInvariant() {
         for (rows, cols, tokens) in [(37, 96, 11), (70, 64, 17), (21, 160, 3), (64 * 4 + 16 * 3 + 5, 64, 9), (37, 96, 8), (70, 64, 10),
-                                     (37, 96, 29), (70, 64, 150), (21, 160, 7), (21, 160, 14), (37, 288, 13)] {
+                                     (37, 96, 29), (70, 64, 150), (21, 160, 7), (21, 160, 14), (37, 288, 13), (21, 160, 2), (37, 288, 25)] {
             checkLinear(rows: rows, cols: cols, tokens: tokens, interleaved: true)
         }
     }
