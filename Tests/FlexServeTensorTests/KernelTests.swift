@@ -54,8 +54,8 @@ final class KernelTests: XCTestCase {
     /// The same for fp32 activations against `InterleavedRows` (`F32Activations`): twelve tokens at a time, then the rest in
     /// one pass (nine, ten and eleven tokens here; six and the rest with AVX2), 13 to 20 tokens in two halves, a pass of up
     /// to ten tokens taking two to four blocks side by side and the blocks past the last such run one at a time (2 tokens
-    /// over five blocks: four and one; 3 over five: three and two; 7 + 7 over five: two, two and one; the lone token past
-    /// 24 over nine blocks: four, four and one), and four groups side by side when decoding;
+    /// over five blocks: four and one; 3 over five: three and two; 7 + 7 over five: two, two and one; 7 + 6 over nine; the
+    /// lone token past 24 over nine blocks: four, four and one), and four groups side by side when decoding;
     /// from 24 tokens on, pairs of groups against panels, six tokens at a time, with an odd group, a partial one and the
     /// tokens left over by the sixes (the last shape spans two token tiles).
     func testInterleavedRowsWithFP32ActivationsMatchReferenceAndAreBatchInvariant() {
