@@ -194,9 +194,10 @@ final class KernelTests: XCTestCase {
             var all = [Float](repeating: 0, count: tokens * rows)
             x.withUnsafeBufferPointer { Linear.forward(x: $0.baseAddress!, tokens: tokens, weight: tensor, out: &all) }
             // Fused with a second projection of the same input (Q/K/V, gate/up): the same bits, one token and several
-            // (2, 3: one pass of as many; 6, 7: four, then the rest in one pass).
+            // (every width of a pass: with AVX-512 up to eight tokens in one pass (`Q8TokenTiles`), 19 as 8 + 8 + 3;
+            // otherwise four at a time, then the rest in one pass).
             let second = TensorView.owned(weights.reversed(), shape: [rows, cols]).converted(to: dtype)!.withInterleavedRows(for: .q8)
-            for n in [1, 2, 3, 6, 7, tokens] {
+            for n in [1, 2, 3, 4, 5, 6, 7, 8, tokens] {
                 var a = [Float](repeating: 0, count: n * rows), b = a, alone = a
                 x.withUnsafeBufferPointer { xs in
                     a.withUnsafeMutableBufferPointer { a in

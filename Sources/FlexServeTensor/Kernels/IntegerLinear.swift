@@ -329,6 +329,26 @@ enum IntegerLinear {
                                                totalGroups: Int, pool: ThreadPool) {
         forEachGroupTile(F.self, tokens: tokens, blocks: a.blocks, segments, totalGroups: totalGroups, pool: pool) { s, g, w, tile in
             var t = tile.lowerBound
+            #if FLEXSERVE_AVX512
+            while t < tile.upperBound {
+                let count = min(8, tile.upperBound - t), first = t
+                let prefetch = t == tile.lowerBound ? decodePrefetchBytes : 0
+                @inline(__always) func pass<let n: Int>(_: Q8TokenTiles<n>.Type) {
+                    Q8TokenTiles<n>.run(a, token: first, w, F.self, prefetch: prefetch) { k, v in s.store(v, group: g, token: first + k) }
+                }
+                switch count {
+                case 8: pass(Q8TokenTiles<8>.self)
+                case 7: pass(Q8TokenTiles<7>.self)
+                case 6: pass(Q8TokenTiles<6>.self)
+                case 5: pass(Q8TokenTiles<5>.self)
+                case 4: pass(Q8TokenTiles<4>.self)
+                case 3: pass(Q8TokenTiles<3>.self)
+                case 2: pass(Q8TokenTiles<2>.self)
+                default: pass(Q8TokenTiles<1>.self)
+                }
+                t += count
+            }
+            #else
             while t < tile.upperBound {
                 let count = min(4, tile.upperBound - t)
                 let prefetch = t == tile.lowerBound ? decodePrefetchBytes : 0
@@ -344,6 +364,7 @@ enum IntegerLinear {
                 if count > 3 { s.store(v.3, group: g, token: t + 3) }
                 t += count
             }
+            #endif
         }
     }
 
@@ -458,8 +479,15 @@ enum IntegerLinear {
     @inline(__always)
     static func accumulate(_ sums: inout SIMD16<Float>, _ offsets: inout SIMD16<Float>, _ dots: SIMD16<Float>, _ x: Q8Activations.Block,
                            scales d: SIMD16<Float>, offsetsPerUnit c: SIMD16<Float>) {
-        sums = sums.addingProduct(dots, d * x.scale)
-        offsets = offsets.addingProduct(c, x.scaledSum)
+        accumulate(&sums, &offsets, dots, scale: x.scale, scaledSum: x.scaledSum, scales: d, offsetsPerUnit: c)
+    }
+
+    /// The same step with the token's block given by its scale and scaled sum.
+    @inline(__always)
+    static func accumulate(_ sums: inout SIMD16<Float>, _ offsets: inout SIMD16<Float>, _ dots: SIMD16<Float>, scale: Float, scaledSum: Float,
+                           scales d: SIMD16<Float>, offsetsPerUnit c: SIMD16<Float>) {
+        sums = sums.addingProduct(dots, d * scale)
+        offsets = offsets.addingProduct(c, scaledSum)
     }
 
     /// One block of group `w` into its sums for token t; a decode streaming the group from memory asks for the lines
