@@ -322,9 +322,10 @@ enum IntegerLinear {
         }
     }
 
-    /// Several tokens with q8 activations: four at a time, the last one to three in one pass, the first pass over a group
-    /// asking for its lines ahead as decoding does. (With the groups handed out in chunks that made no difference on Zen 3:
-    /// 1.48–1.56 decode steps for 3 tokens either way; in each thread's own stream it is most of the gain above.)
+    /// Several tokens with q8 activations: with AVX-512 eight at a time (`Q8TokenTiles`), otherwise four, the rest in one
+    /// pass, the first pass over a group asking for its lines ahead as decoding does. (With the groups handed out in
+    /// chunks that made no difference on Zen 3: 1.48–1.56 decode steps for 3 tokens either way; in each thread's own
+    /// stream it is most of the gain above.)
     static func forward<F: IntegerBlockFormat>(_: F.Type, _ a: Q8Activations, tokens: Int, _ segments: UnsafeBufferPointer<Segment>,
                                                totalGroups: Int, pool: ThreadPool) {
         forEachGroupTile(F.self, tokens: tokens, blocks: a.blocks, segments, totalGroups: totalGroups, pool: pool) { s, g, w, tile in

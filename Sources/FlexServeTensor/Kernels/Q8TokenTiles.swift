@@ -9,7 +9,8 @@ import _Builtin_intrinsics.intel
 /// A block's eight `vpdpbusd` per token are the arithmetic; the rest of its step (convert, scale, two FMAs) and the
 /// chunks' unpacking are overhead on the same two vector ports, the unpacking shared by the tile. Four tokens at a
 /// time spent about 45 cycles a block of 4-bit rows where the ports allow 34; eight share the unpacking twice as far
-/// and drop the add of a second chain (28 of the 32 vector registers: 16 sums and offsets, 8 chains, a record vector, its chunk, d and c; nothing spills).
+/// and drop the add of a second chain (28 of the 32 vector registers: 16 sums and offsets, 8 chains, a record vector,
+/// its chunk, d and c; nothing spills).
 struct Q8TokenTiles<let n: Int> {
     var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
     var s4 = SIMD16<Float>(), s5 = SIMD16<Float>(), s6 = SIMD16<Float>(), s7 = SIMD16<Float>()
