@@ -59,6 +59,7 @@ let package = Package(
         .testTarget(name: "FlexServeTokenizersTests", dependencies: ["FlexServeTokenizers"], swiftSettings: fast),
         .testTarget(name: "FlexServeTests", dependencies: ["FlexServe", "FlexServeTestSupport"], swiftSettings: fast),
         .testTarget(name: "FlexServeServerTests", dependencies: ["FlexServeServer"], swiftSettings: fast),
+        .testTarget(name: "FlexServeCLITests", dependencies: ["flexserve"], swiftSettings: fast),
         .testTarget(name: "FlexServeHubTests", dependencies: ["FlexServeHub", .product(name: "Hummingbird", package: "hummingbird")], swiftSettings: fast),
     ],
     swiftLanguageModes: [.v5]

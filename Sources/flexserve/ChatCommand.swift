@@ -23,8 +23,10 @@ struct ChatCommand: AsyncParsableCommand {
     @Option var seed: UInt64?
     @Option(name: [.customLong("max-sequence-length"), .customLong("max-seq-length")]) var maxSequenceLength = 2048
     @Flag(name: .customLong("stats"), help: "Print tokens/s after each reply.") var stats = false
+    @OptionGroup var threads: ThreadOptions
 
     mutating func run() async throws {
+        threads.apply()
         let status = LoadingStatus()
         status.begin(model)
         let llm = try LLM(model)

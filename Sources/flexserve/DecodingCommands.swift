@@ -58,6 +58,7 @@ func runDecoding(options: ServingOptions, ssmModels: [String], tree: TreeShape) 
     for r in results {
         report += OutputFile.entry(r)
         print("--- guid \(r.guid): \(r.outputTokens.count) tokens in \(r.llmDecodingSteps) LLM steps")
+        if options.verbose { print(verboseLine(r)) }
         print(r.inputText + r.outputText)
     }
     if let path = options.outputFile {
@@ -73,6 +74,19 @@ func runDecoding(options: ServingOptions, ssmModels: [String], tree: TreeShape) 
         summary += String(format: "; drafting %.2f s, verifying %.2f s", spec.draftingSeconds, spec.verifyingSeconds)
     }
     print(summary)
+}
+
+/// `--verbose`'s line for a request.
+func verboseLine(_ r: GenerationResult) -> String {
+    var line = String(format: "prompt %d tokens, latency %.1f ms, first token %.1f ms, finished: %@", r.promptTokens.count,
+                      1e3 * r.latencySeconds, 1e3 * r.timeToFirstTokenSeconds, r.finishReason.rawValue as NSString)
+    let s = r.speculation
+    if s.verifySteps > 0 {
+        line += String(format: "; %d trees of %.1f nodes, %.2f tokens a step, accepted by depth %@", s.verifySteps,
+                       Double(s.draftedNodes) / Double(s.verifySteps), s.tokensPerStep,
+                       s.acceptanceRateByDepth.map { String(format: "%.2f", $0) }.joined(separator: " ") as NSString)
+    }
+    return line
 }
 
 /// FlexFlow's output file format.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct FlexServeCommand: AsyncParsableCommand {
@@ -9,4 +10,14 @@ struct FlexServeCommand: AsyncParsableCommand {
             SpecInferCommand.self, IncrDecodingCommand.self, GenerateCommand.self, TokenizeCommand.self, BenchCommand.self, PerplexityCommand.self,
             DownloadCommand.self, DatasetsCommand.self, ServeCommand.self, ChatCommand.self, GPUCheckCommand.self,
         ])
+
+    static func main() async {
+        let (arguments, runtime) = FlexFlowArguments.separate(Array(CommandLine.arguments.dropFirst()))
+        if !runtime.isEmpty {
+            let note = "note: ignoring the Legion runtime's flags \(runtime.joined(separator: " ")) (FlexServe sizes its own memory; "
+                + "the device is --device, CPU threads --threads)\n"
+            FileHandle.standardError.write(note.data(using: .utf8)!)
+        }
+        await main(arguments)
+    }
 }

@@ -16,8 +16,10 @@ struct GenerateCommand: AsyncParsableCommand {
     @Option var seed: UInt64?
     @Option var stop: [String] = []
     @Argument(help: "The prompt.") var prompt: String
+    @OptionGroup var threads: ThreadOptions
 
     mutating func run() async throws {
+        threads.apply()
         let status = LoadingStatus()
         status.begin(model)
         let llm = try LLM(model)

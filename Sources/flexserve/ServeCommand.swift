@@ -43,8 +43,10 @@ struct ServeCommand: AsyncParsableCommand {
     var activations: ActivationFormat = .f32
 
     @Flag(name: .customLong("verbose"), help: "Log every request.") var verbose = false
+    @OptionGroup var threads: ThreadOptions
 
     mutating func run() async throws {
+        threads.apply()
         let status = LoadingStatus()
         status.begin(model)
         let llm = try LLM(model, activations: activations)

@@ -29,25 +29,38 @@ struct ServingOptions: ParsableArguments {
     @Option var temperature: Float = 0.9
     @Option(name: .customLong("topp")) var topP: Float = 0.8
     @Option(name: .customLong("topk")) var topK = 0
-    @Option var seed: UInt64?
+    @Option(name: [.customLong("seed"), .customLong("sampling-seed")]) var seed: UInt64?
     @Option(name: .customLong("stop"), help: "Stop string (repeatable).") var stop: [String] = []
+    @Flag(help: "Per request: latency, time to first token, why it ended, and how the speculation went.") var verbose = false
 
     @Flag(name: .customLong("4bit-quantization")) var int4 = false
     @Flag(name: .customLong("8bit-quantization")) var int8 = false
-    @Flag var offload = false
+    @Flag(name: [.customLong("offload"), .customLong("offload", withSingleDash: true)]) var offload = false
     @Option(help: "Activations against quantized weights on the CPU: f32 (reference numerics) or q8 (int8 dot products: faster on CPUs with AVX-512 VNNI or AVX2, slower elsewhere).")
     var activations: ActivationFormat = .f32
     @Option(name: .customLong("kv-cache-dtype"), help: "How the CPU KV cache holds keys and values: f32 (as computed) or f16 (half the memory and attention reads).")
     var kvCacheType: KVCacheType = .f32
     @Option(help: "cpu or cuda (an NVIDIA GPU, LLaMA-family models; SSMs stay on the CPU).") var device = "cpu"
     @Option(name: .customLong("data-type"), help: "GPU storage type: fp16 (default), bf16 or fp32.") var dataType: String?
-    @Option(name: .customLong("tensor-parallelism-degree")) var tensorParallelism = 1
-    @Option(name: .customLong("pipeline-parallelism-degree")) var pipelineParallelism = 1
-    @Option(name: .customLong("cache-folder"), help: "HuggingFace cache folder for hub ids.") var cacheFolder: String?
+    @Flag(name: .customLong("use-full-precision"), help: "FlexFlow's: fp32 on the GPU (--data-type fp32); the CPU computes in fp32 always.")
+    var useFullPrecision = false
+    @Flag(help: "FlexFlow's operator fusion: accepted; FlexServe's kernels are fused always.") var fusion = false
+    @Option(name: [.customLong("tensor-parallelism-degree"), .customLong("tensor-parallelism-degree", withSingleDash: true)])
+    var tensorParallelism = 1
+    @Option(name: [.customLong("pipeline-parallelism-degree"), .customLong("pipeline-parallelism-degree", withSingleDash: true)])
+    var pipelineParallelism = 1
+    @Option(name: [.customLong("data-parallelism-degree"), .customLong("data-parallelism-degree", withSingleDash: true)])
+    var dataParallelism = 1
+    @Option(name: [.customLong("cache-folder"), .customLong("cache-folder", withSingleDash: true)], help: "HuggingFace cache folder for hub ids.")
+    var cacheFolder: String?
+    @OptionGroup var threads: ThreadOptions
 
     func computeDevice() throws -> ComputeDevice {
+        if useFullPrecision, let dataType, dataType.lowercased() != "fp32" {
+            throw ValidationError("--use-full-precision asks for fp32; --data-type \(dataType) contradicts it")
+        }
         do {
-            let placement = try ComputeDevice(device: device, dataType: dataType)
+            let placement = try ComputeDevice(device: device, dataType: useFullPrecision ? "fp32" : dataType)
             return offload ? try placement.offloaded() : placement
         } catch { throw ValidationError("\(error)") }
     }
@@ -62,11 +75,12 @@ struct ServingOptions: ParsableArguments {
 
     func checkSupported() throws {
         _ = try computeDevice()  // validates --device, --data-type and --offload
-        if tensorParallelism != 1 || pipelineParallelism != 1 {
-            throw ValidationError("tensor/pipeline parallelism degrees other than 1 are not supported yet")
+        if tensorParallelism != 1 || pipelineParallelism != 1 || dataParallelism != 1 {
+            throw ValidationError("tensor/pipeline/data parallelism degrees other than 1 are not supported yet")
         }
         if int4 && int8 { throw ValidationError("choose one of --4bit-quantization and --8bit-quantization") }
         if let cacheFolder { setenv("HF_HUB_CACHE", cacheFolder, 1) }
+        threads.apply()
     }
 }
 

@@ -11,7 +11,22 @@ import Synchronization
 /// worker cannot run a job whose caller has returned. This keeps the pool fast when the machine
 /// is oversubscribed and some workers are descheduled.
 public final class ThreadPool: @unchecked Sendable {
-    public static let shared = ThreadPool(threads: ProcessInfo.processInfo.activeProcessorCount)
+    /// The pool every model uses: `FLEXSERVE_THREADS` threads (the CLI's `--threads`), else one per processor.
+    public static let shared = ThreadPool(threads: sharedThreadCount(ProcessInfo.processInfo.environment[threadsVariable],
+                                                                     processors: ProcessInfo.processInfo.activeProcessorCount))
+
+    public static let threadsVariable = "FLEXSERVE_THREADS"
+
+    /// The shared pool's size for a `FLEXSERVE_THREADS` value: a positive integer, else (unset, or not one, with a
+    /// warning on stderr: the pool is made on first use, where nothing can throw) one thread per processor.
+    public static func sharedThreadCount(_ value: String?, processors: Int) -> Int {
+        guard let value else { return processors }
+        guard let n = Int(value.trimmingCharacters(in: .whitespaces)), n > 0 else {
+            FileHandle.standardError.write("warning: \(threadsVariable)=\(value) is not a positive integer; using \(processors) threads\n".data(using: .utf8)!)
+            return processors
+        }
+        return n
+    }
 
     public let threadCount: Int
     private let generation = Atomic<Int>(0)
