@@ -401,6 +401,7 @@ func usage(_ r: GenerationResult) -> Out {
         ("prompt_tokens", .int(r.promptTokens.count)),
         ("completion_tokens", .int(r.outputTokens.count)),
         ("total_tokens", .int(r.promptTokens.count + r.outputTokens.count)),
+        ("prompt_tokens_details", .object([("cached_tokens", .int(r.cachedPromptTokens))])),
     ])
 }
 

@@ -42,7 +42,8 @@ func runDecoding(options: ServingOptions, ssmModels: [String], tree: TreeShape) 
     status.done(([options.llmModel] + ssmModels).joined(separator: ", "))
     try llm.compile(options.generationConfig, ssms: ssms, options: EngineOptions(
         maxRequestsPerBatch: options.maxRequestsPerBatch, maxSeqLength: options.maxSequenceLength,
-        maxTokensPerBatch: options.maxTokensPerBatch, kvCacheType: options.kvCacheType, tree: tree))
+        maxTokensPerBatch: options.maxTokensPerBatch, kvCacheType: options.kvCacheType, tree: tree,
+        prefixCaching: options.prefixCaching))
 
     let start = Date()
     // All prompts queued at once, as FlexFlow registers them before it runs.
@@ -78,7 +79,7 @@ func runDecoding(options: ServingOptions, ssmModels: [String], tree: TreeShape) 
 
 /// `--verbose`'s line for a request.
 func verboseLine(_ r: GenerationResult) -> String {
-    var line = String(format: "prompt %d tokens, latency %.1f ms, first token %.1f ms, finished: %@", r.promptTokens.count,
+    var line = String(format: "prompt %d tokens (%d from the prefix cache), latency %.1f ms, first token %.1f ms, finished: %@", r.promptTokens.count, r.cachedPromptTokens,
                       1e3 * r.latencySeconds, 1e3 * r.timeToFirstTokenSeconds, r.finishReason.rawValue as NSString)
     let s = r.speculation
     if s.verifySteps > 0 {

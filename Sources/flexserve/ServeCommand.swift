@@ -29,6 +29,8 @@ struct ServeCommand: AsyncParsableCommand {
     var kvCacheTokens: Int?
     @Option(name: .customLong("kv-cache-dtype"), help: "How the KV cache holds keys and values: f32 (as computed) or f16 (half the memory and attention reads).")
     var kvCacheType: KVCacheType = .f32
+    @Flag(inversion: .prefixedEnableDisable, help: "Share the KV blocks of prompts that start alike (vLLM's automatic prefix caching).")
+    var prefixCaching = true
     @Option(name: .customLong("max-queue"), help: "Requests that may wait beyond the running batch; more get 429.")
     var maxQueue = 256
     @Option(name: .customLong("max-body-bytes"), help: "Largest request body; larger ones get 413.")
@@ -57,7 +59,7 @@ struct ServeCommand: AsyncParsableCommand {
         let seqLength = maxSequenceLength ?? min(1024, contextLimit)
         try llm.compile(GenerationConfig(), ssms: ssms, options: EngineOptions(
             maxRequestsPerBatch: maxRequestsPerBatch, maxSeqLength: seqLength, maxTokensPerBatch: maxTokensPerBatch,
-            kvCacheTokens: kvCacheTokens, kvCacheType: kvCacheType, tree: try tree.shape))
+            kvCacheTokens: kvCacheTokens, kvCacheType: kvCacheType, tree: try tree.shape, prefixCaching: prefixCaching))
 
         var options = ServerOptions(modelName: servedModelName ?? Self.defaultName(llm.path))
         options.modelAliases = Array(Set([model, llm.path, Self.defaultName(llm.path)]))

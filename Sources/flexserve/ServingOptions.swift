@@ -40,6 +40,8 @@ struct ServingOptions: ParsableArguments {
     var activations: ActivationFormat = .f32
     @Option(name: .customLong("kv-cache-dtype"), help: "How the CPU KV cache holds keys and values: f32 (as computed) or f16 (half the memory and attention reads).")
     var kvCacheType: KVCacheType = .f32
+    @Flag(inversion: .prefixedEnableDisable, help: "Share the KV blocks of prompts that start alike (vLLM's automatic prefix caching).")
+    var prefixCaching = true
     @Option(help: "cpu or cuda (an NVIDIA GPU, LLaMA-family models; SSMs stay on the CPU).") var device = "cpu"
     @Option(name: .customLong("data-type"), help: "GPU storage type: fp16 (default), bf16 or fp32.") var dataType: String?
     @Flag(name: .customLong("use-full-precision"), help: "FlexFlow's: fp32 on the GPU (--data-type fp32); the CPU computes in fp32 always.")

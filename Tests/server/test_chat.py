@@ -48,6 +48,21 @@ def test_multi_round_and_system_prompt(smol):
     assert r.usage.prompt_tokens > one_round.usage.prompt_tokens
 
 
+def test_a_conversation_reuses_its_history_from_the_prefix_cache(smol):
+    """The second round resends the first: whole blocks of it come from the prefix cache (OpenAI's cached_tokens), and
+    the first round's answer is the same when asked again."""
+    first = [{"role": "user", "content": "Name three rivers in Europe and say one thing about each."}]
+    a = chat(smol, first, max_tokens=40)
+    history = first + [{"role": "assistant", "content": a.choices[0].message.content},
+                       {"role": "user", "content": "Which of them is the longest?"}]
+    b = chat(smol, history, max_tokens=16)
+    cached = b.usage.prompt_tokens_details.cached_tokens
+    assert cached % 16 == 0 and a.usage.prompt_tokens - 16 < cached < b.usage.prompt_tokens, (cached, a.usage, b.usage)
+    again = chat(smol, first, max_tokens=40)
+    assert again.choices[0].message.content == a.choices[0].message.content
+    assert again.usage.prompt_tokens_details.cached_tokens == (a.usage.prompt_tokens - 1) // 16 * 16
+
+
 def test_chat_max_tokens_seed_and_stop(smol):
     r = chat(smol, QUESTION, max_tokens=2)
     assert r.usage.completion_tokens == 2 and r.choices[0].finish_reason == "length"

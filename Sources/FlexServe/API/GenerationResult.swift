@@ -67,6 +67,8 @@ public struct GenerationResult: Sendable {
     /// From submission to the first generated token.
     public var timeToFirstTokenSeconds: Double
     public var speculation: SpeculationStats
+    /// Prompt tokens whose keys and values came from the prefix cache, not computed (OpenAI's `cached_tokens`).
+    public var cachedPromptTokens = 0
 
     public var tokensPerSecond: Double {
         latencySeconds > 0 ? Double(outputTokens.count) / latencySeconds : 0

@@ -11,11 +11,15 @@ public struct EngineOptions: Sendable, Equatable {
     /// How the KV cache holds keys and values (the LLM's and the SSMs'): fp16 halves what attention reads.
     public var kvCacheType: KVCacheType
     public var tree: TreeShape
+    /// Whether requests that start with the same tokens share those tokens' KV blocks (vLLM's automatic prefix
+    /// caching): a repeated system prompt or the history of a conversation is not computed again.
+    public var prefixCaching: Bool
     /// Only tests change this: it lets them show that the naive rule is measurably lossy.
     var stochasticRule: TreeVerifier.StochasticRule = .specInfer
 
     public init(maxRequestsPerBatch: Int = 16, maxSeqLength: Int = 1024, maxTokensPerBatch: Int = 256,
-                kvCacheTokens: Int? = nil, kvBlockSize: Int = 16, kvCacheType: KVCacheType = .f32, tree: TreeShape = TreeShape()) {
+                kvCacheTokens: Int? = nil, kvBlockSize: Int = 16, kvCacheType: KVCacheType = .f32, tree: TreeShape = TreeShape(),
+                prefixCaching: Bool = true) {
         self.maxRequestsPerBatch = maxRequestsPerBatch
         self.maxSeqLength = maxSeqLength
         self.maxTokensPerBatch = maxTokensPerBatch
@@ -23,6 +27,7 @@ public struct EngineOptions: Sendable, Equatable {
         self.kvBlockSize = kvBlockSize
         self.kvCacheType = kvCacheType
         self.tree = tree
+        self.prefixCaching = prefixCaching
     }
 
     public func validate() throws {

@@ -11,6 +11,8 @@ final class Request: @unchecked Sendable {
     /// token is not until the next step feeds it.
     var tokens: [Int]
     var committed = 0
+    /// Prompt tokens whose K/V came from the prefix cache.
+    var cachedPromptTokens = 0
     /// Per SSM: how many of `tokens` are in that SSM's cache.
     var ssmCommitted: [Int]
     let maxNewTokens: Int
@@ -61,7 +63,7 @@ final class Request: @unchecked Sendable {
             outputTokens: generated, finishReason: finishReason ?? .cancelled, llmDecodingSteps: decodingSteps,
             latencySeconds: now.timeIntervalSince(submitted),
             timeToFirstTokenSeconds: (firstTokenAt ?? now).timeIntervalSince(submitted),
-            speculation: speculation)
+            speculation: speculation, cachedPromptTokens: cachedPromptTokens)
     }
 }
 

@@ -30,10 +30,13 @@ final class RequestManager: @unchecked Sendable {
         self.options = options
         let capacity = options.kvCacheTokens
             ?? options.maxRequestsPerBatch * (options.maxSeqLength + options.tree.maxTreeNodes(ssms: ssms.count) + 1)
-        cache = llm.makeCache(capacityTokens: capacity, blockSize: options.kvBlockSize, type: options.kvCacheType)
-        drafter = ssms.isEmpty && options.tree.promptLookup == 0 ? nil : Drafter(
-            ssms: ssms, caches: ssms.map { $0.makeCache(capacityTokens: capacity, blockSize: options.kvBlockSize, type: options.kvCacheType) },
-            shape: options.tree)
+        func makeCache(_ model: any CausalLM) -> PagedKVCache {
+            let cache = model.makeCache(capacityTokens: capacity, blockSize: options.kvBlockSize, type: options.kvCacheType)
+            cache.cachesPrefixes = options.prefixCaching
+            return cache
+        }
+        cache = makeCache(llm)
+        drafter = ssms.isEmpty && options.tree.promptLookup == 0 ? nil : Drafter(ssms: ssms, caches: ssms.map(makeCache), shape: options.tree)
         let thread = Thread { [weak self] in self?.run() }
         thread.name = "flexserve-engine"
         thread.stackSize = 8 << 20
@@ -135,6 +138,12 @@ final class RequestManager: @unchecked Sendable {
               reservedBlocks + r.reservedBlocks <= cache.blockCount {
             waiting.removeFirst()
             reservedBlocks += r.reservedBlocks
+            // At least the prompt's last token is computed: its logits give the first new token.
+            r.committed = cache.adoptCachedPrefix(sequence: r.guid, tokens: r.tokens, limit: r.tokens.count - 1)
+            r.cachedPromptTokens = r.committed
+            for (s, ssmCache) in (drafter?.caches ?? []).enumerated() {
+                r.ssmCommitted[s] = ssmCache.adoptCachedPrefix(sequence: r.guid, tokens: r.tokens, limit: r.tokens.count - 1)
+            }
             running.append(r)
         }
         metrics.queueDepth = waiting.count
@@ -251,6 +260,7 @@ final class RequestManager: @unchecked Sendable {
             guard let tree = p.tree else {
                 // A prompt chunk: the last one yields the first generated token.
                 r.committed += p.entries
+                cache.cacheFullBlocks(sequence: r.guid, tokens: r.tokens, committed: r.committed)
                 if r.committed == r.tokens.count {
                     r.decodingSteps += 1
                     emit(r, [deviceTokens[p.firstRow] ?? Sampler.next(logits.row(p.firstRow), config: r.config, rng: &r.rng)])
@@ -272,6 +282,7 @@ final class RequestManager: @unchecked Sendable {
             }
             r.committed = base + 1 + outcome.accepted.count
             cache.truncate(sequence: r.guid, length: r.committed)
+            cache.cacheFullBlocks(sequence: r.guid, tokens: r.tokens, committed: r.committed)
             r.decodingSteps += 1
             if !tree.isEmpty {
                 r.speculation.record(accepted: outcome.accepted.count, drafted: tree.nodes.count)

@@ -49,7 +49,10 @@ final class Drafter {
             batch.appendCausal(ids, sequence: r.guid, start: start, logits: .last)
         }
         var logits = try model.forward(batch, cache: cache)
-        for r in requests { r.ssmCommitted[s] = r.tokens.count }
+        for r in requests {
+            r.ssmCommitted[s] = r.tokens.count
+            cache.cacheFullBlocks(sequence: r.guid, tokens: r.tokens, committed: r.tokens.count)
+        }
 
         var trees = [TokenTree](repeating: TokenTree(), count: requests.count)
         // Per request: the nodes to expand at this depth, each with its logits row and cumulative log-probability.

@@ -28,6 +28,20 @@ public final class PagedKVCache: @unchecked Sendable {
     /// from their cache index for token-tree nodes.
     private var slotPositions: [Int32]
     private var tables: [Int: [Int32]] = [:]
+    /// Prefix caching (vLLM's automatic prefix caching): whole blocks of committed entries are indexed by their
+    /// tokens and those of every block before them, and a new sequence that starts with the same tokens takes those
+    /// blocks instead of computing them again. A block's K/V are the same bits however its tokens were batched, so
+    /// the output is too. Off unless set (the engine turns it on).
+    public var cachesPrefixes = false
+    /// Per block: the sequences whose tables hold it.
+    private var holders: [Int32]
+    private var prefixIndex: [PrefixKey: Int32] = [:]
+    private var indexed: [Int32: PrefixEntry] = [:]
+    /// Indexed blocks no sequence holds, least recently released first: taken (and forgotten) once the free list is empty.
+    private var evictable: [Int32] = []
+    /// Per sequence: how many of its first blocks are indexed, and the last one's entry.
+    private var indexedPrefix: [Int: (blocks: Int, entry: Int)] = [:]
+    private var nextEntry = 1
     /// Told of every `move` as (source slot, destination slot), so a backend that keeps K/V in its own
     /// memory (the GPU) can copy them too; CPU models leave it nil.
     public var moveObserver: ((_ from: Int32, _ to: Int32) -> Void)?
@@ -47,10 +61,12 @@ public final class PagedKVCache: @unchecked Sendable {
         values = (0..<layers).map { _ in OwnedBuffer(byteCount: bytes) }
         layout = .planar(slots: blockCount * blockSize, headDim: headDim)
         freeBlocks = (0..<Int32(blockCount)).reversed()
+        holders = [Int32](repeating: 0, count: blockCount)
         slotPositions = [Int32](repeating: 0, count: blockCount * blockSize)
     }
 
-    public var freeBlockCount: Int { freeBlocks.count }
+    /// Blocks a sequence can take: free ones and cached ones that no sequence holds.
+    public var freeBlockCount: Int { freeBlocks.count + evictable.count }
     public var capacityTokens: Int { blockCount * blockSize }
     public var bytes: Int { 2 * layers * blockCount * blockSize * kvHeads * headDim * type.bytes }
 
@@ -64,11 +80,11 @@ public final class PagedKVCache: @unchecked Sendable {
     /// Makes logical entries `0..<length` of `sequence` addressable, taking blocks from the free list.
     public func reserve(sequence: Int, length: Int) throws {
         let need = blocksNeeded(sequence: sequence, length: length)
-        guard need <= freeBlocks.count else {
-            throw KVCacheError(description: "KV cache full: sequence \(sequence) needs \(need) more blocks of \(blockSize) tokens, \(freeBlocks.count) free of \(blockCount)")
+        guard need <= freeBlockCount else {
+            throw KVCacheError(description: "KV cache full: sequence \(sequence) needs \(need) more blocks of \(blockSize) tokens, \(freeBlockCount) free of \(blockCount)")
         }
         var table = tables[sequence] ?? []
-        for _ in 0..<need { table.append(freeBlocks.removeLast()) }
+        for _ in 0..<need { table.append(takeBlock()) }
         tables[sequence] = table
     }
 
@@ -76,12 +92,74 @@ public final class PagedKVCache: @unchecked Sendable {
     public func truncate(sequence: Int, length: Int) {
         guard var table = tables[sequence] else { return }
         let keep = (length + blockSize - 1) / blockSize
-        while table.count > keep { freeBlocks.append(table.removeLast()) }
+        while table.count > keep { drop(table.removeLast()) }
         tables[sequence] = table
+        if let p = indexedPrefix[sequence], p.blocks > keep { indexedPrefix[sequence] = nil }
     }
 
     public func release(sequence: Int) {
-        if let table = tables.removeValue(forKey: sequence) { freeBlocks.append(contentsOf: table) }
+        tables.removeValue(forKey: sequence)?.forEach(drop)
+        indexedPrefix[sequence] = nil
+    }
+
+    /// Gives a sequence without blocks the cached blocks that hold its first tokens, whole blocks covering at most
+    /// `limit` tokens; returns how many tokens they cover (0 with prefix caching off).
+    public func adoptCachedPrefix(sequence: Int, tokens: [Int], limit: Int) -> Int {
+        guard cachesPrefixes, tables[sequence] == nil else { return 0 }
+        var table: [Int32] = [], entry = 0
+        while (table.count + 1) * blockSize <= min(limit, tokens.count),
+              let block = prefixIndex[PrefixKey(after: entry, tokens[(table.count * blockSize)..<((table.count + 1) * blockSize)])] {
+            if holders[Int(block)] == 0 { evictable.removeAll { $0 == block } }
+            holders[Int(block)] += 1
+            table.append(block)
+            entry = indexed[block]!.id
+        }
+        guard !table.isEmpty else { return 0 }
+        tables[sequence] = table
+        indexedPrefix[sequence] = (table.count, entry)
+        return table.count * blockSize
+    }
+
+    /// Indexes the sequence's whole blocks among its first `committed` entries (of `tokens`), for later sequences
+    /// to adopt. Where another block already holds the same tokens, this one stays out of the index.
+    public func cacheFullBlocks(sequence: Int, tokens: [Int], committed: Int) {
+        guard cachesPrefixes, let table = tables[sequence] else { return }
+        var (done, entry) = indexedPrefix[sequence] ?? (0, 0)
+        while done < min(min(committed, tokens.count) / blockSize, table.count) {
+            let key = PrefixKey(after: entry, tokens[(done * blockSize)..<((done + 1) * blockSize)])
+            if let block = prefixIndex[key] {
+                entry = indexed[block]!.id
+            } else {
+                let block = table[done]
+                guard indexed[block] == nil else { break }
+                let e = PrefixEntry(key: key, id: nextEntry)
+                nextEntry += 1
+                prefixIndex[key] = block
+                indexed[block] = e
+                entry = e.id
+            }
+            done += 1
+        }
+        indexedPrefix[sequence] = (done, entry)
+    }
+
+    /// A free block, else the least recently released cached one (then forgotten).
+    private func takeBlock() -> Int32 {
+        let block: Int32
+        if let b = freeBlocks.popLast() {
+            block = b
+        } else {
+            block = evictable.removeFirst()
+            if let e = indexed.removeValue(forKey: block) { prefixIndex[e.key] = nil }
+        }
+        holders[Int(block)] = 1
+        return block
+    }
+
+    private func drop(_ block: Int32) {
+        holders[Int(block)] -= 1
+        guard holders[Int(block)] == 0 else { return }
+        if indexed[block] != nil { evictable.append(block) } else { freeBlocks.append(block) }
     }
 
     @inline(__always)
@@ -187,4 +265,21 @@ public final class PagedKVCache: @unchecked Sendable {
         return PositionedAddressing(write: write, slotStart: slotStart, slots: slots, slotPositions: positions,
                                     queryPositions: batch.tokens.map { Int32($0.position) })
     }
+}
+
+/// A whole block's tokens and the index entry of the block before it (0 for a sequence's first): entry ids are never
+/// reused, so a key names one exact token prefix even after the blocks before it are evicted.
+struct PrefixKey: Hashable {
+    let previous: Int
+    let tokens: [Int32]
+
+    init(after previous: Int, _ tokens: ArraySlice<Int>) {
+        self.previous = previous
+        self.tokens = tokens.map { Int32(truncatingIfNeeded: $0) }
+    }
+}
+
+struct PrefixEntry {
+    let key: PrefixKey
+    let id: Int
 }
