@@ -52,6 +52,7 @@ def test_a_conversation_reuses_its_history_from_the_prefix_cache(smol):
     """The second round resends the first: whole blocks of it come from the prefix cache (OpenAI's cached_tokens), and
     the first round's answer is the same when asked again."""
     first = [{"role": "user", "content": "Name three rivers in Europe and say one thing about each."}]
+    before = smol.metrics()["flexserve_prompt_tokens_cached_total"]
     a = chat(smol, first, max_tokens=40)
     history = first + [{"role": "assistant", "content": a.choices[0].message.content},
                        {"role": "user", "content": "Which of them is the longest?"}]
@@ -61,6 +62,8 @@ def test_a_conversation_reuses_its_history_from_the_prefix_cache(smol):
     again = chat(smol, first, max_tokens=40)
     assert again.choices[0].message.content == a.choices[0].message.content
     assert again.usage.prompt_tokens_details.cached_tokens == (a.usage.prompt_tokens - 1) // 16 * 16
+    added = smol.metrics()["flexserve_prompt_tokens_cached_total"] - before
+    assert added == sum(r.usage.prompt_tokens_details.cached_tokens for r in (a, b, again))
 
 
 def test_chat_max_tokens_seed_and_stop(smol):
